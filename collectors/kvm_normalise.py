@@ -1,0 +1,413 @@
+"""Pure normalisation of what a KVM host returned (libvirt XML + SSH facts) into records.
+
+Nothing here talks to a host: ``normalise_host`` takes the JSON-safe dict ``kvm.fetch_host``
+returns, so every rule is tested offline.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from inventory.model import Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
+from inventory.normalise import (
+    parse_instance_name, parse_properties, power_state_from_libvirt, prefix_to_netmask, to_bytes,
+    version_from_int,
+)
+
+SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
+# agent.properties keys worth keeping; anything else (keystore passphrases …) is never stored.
+AGENT_KEYS = ("zone", "pod", "cluster", "guid", "host", "port", "resource", "hypervisor.type",
+              "private.network.device", "public.network.device", "guest.network.device",
+              "local.storage.uuid", "local.storage.path", "network.bridge.type", "host.cpu.manual.speed.mhz",
+              "guest.cpu.mode", "guest.cpu.model", "host.reserved.mem.mb")
+POOL_KINDS = {"netfs": "nfs", "logical": "lvm", "iscsi": "iscsi", "iscsi-direct": "iscsi", "rbd": "rbd",
+              "gluster": "gluster", "disk": "disk", "fs": "local", "scsi": "fc", "mpath": "fc", "zfs": "zfs"}
+SHARED_POOL_KINDS = {"nfs", "iscsi", "rbd", "gluster", "fc", "sharedmountpoint", "cifs"}
+
+
+def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) -> Inventory:
+    facts = parse_facts(raw.get("facts"))
+    caps = ET.fromstring(raw["capabilities"])
+    key = host_key(raw, caps, target)
+    pools = [_pool(p, target, key, facts) for p in raw.get("pools", [])]
+    inv = Inventory()
+    inv.hosts.append(_host(raw, caps, facts, key, target, cluster_key))
+    for storage, attachment in pools:
+        inv.storage.append(storage)
+        inv.host_storage.append(attachment)
+    _mount_storage(inv, facts, key, target)
+    pool_by_name = {s.name: s for s, _ in pools}
+    pool_paths = sorted(((a.mount_path, a.storage_key) for _, a in pools if a.mount_path),
+                        key=lambda p: -len(p[0]))
+    for dom in raw.get("domains", []):
+        _domain(inv, dom, target, key, cluster_key, pool_by_name, pool_paths)
+    for net in raw.get("networks", []):
+        inv.networks.append(_libvirt_network(net, target))
+    if facts.get("links") is not None:
+        _host_links(inv, facts, raw["address"], key, target)
+    else:
+        inv.host_nics.extend(_libvirt_interfaces(raw.get("interfaces", []), key, target))
+    return inv
+
+
+def host_key(raw: dict[str, Any], caps: ET.Element, target: str) -> str:
+    """libvirt's host UUID (capabilities, else SMBIOS), else the configured address."""
+    uuid = (caps.findtext("host/uuid") or "").strip()
+    if not uuid and raw.get("sysinfo"):
+        uuid = (ET.fromstring(raw["sysinfo"]).findtext("system/entry[@name='uuid']") or "").strip()
+    if uuid and uuid.strip("0-"):
+        return uuid.lower()
+    return f"{target}:{raw['address']}"
+
+
+def _host(raw: dict[str, Any], caps: ET.Element, facts: dict[str, Any], key: str, target: str,
+          cluster_key: str | None) -> Host:
+    info = raw["node_info"]  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
+    cpu = caps.find("host/cpu")
+    topology = cpu.find("topology") if cpu is not None else None
+    features = sorted(f.get("name", "") for f in cpu.findall("feature")) if cpu is not None else []
+    guest_types = {g.findtext("os_type") for g in caps.findall("guest")}
+    has_kvm_domain = caps.find("guest/arch/domain[@type='kvm']") is not None
+    agent = facts.get("agent_properties") or {}
+    uuid = (caps.findtext("host/uuid") or "").strip() or None
+    return Host(
+        key=key, target=target, cluster_key=cluster_key, name=raw.get("hostname") or raw["address"],
+        address=raw["address"], hypervisor="kvm", uuid=uuid,
+        hypervisor_version=version_from_int(raw.get("hv_version")), product_name=raw.get("hv_type"),
+        cpu_arch=(cpu.findtext("arch") if cpu is not None else None) or facts.get("machine") or info[0],
+        cpu_vendor=cpu.findtext("vendor") if cpu is not None else None,
+        cpu_model=(cpu.findtext("model") if cpu is not None else None) or info[0],
+        cpu_sockets=_int(topology.get("sockets")) if topology is not None else info[5] * info[4],
+        cpu_cores=_int(topology.get("cores")) if topology is not None else info[6],
+        cpu_threads=_int(topology.get("threads")) if topology is not None else info[7],
+        cpu_mhz=info[3] or None,
+        hvm=facts.get("cpu_virt") if facts.get("cpu_virt") is not None else (has_kvm_domain or None),
+        libvirt_hvm="hvm" in guest_types, dev_kvm=facts.get("dev_kvm"),
+        cpu_flags=" ".join(features) or None, memory_bytes=to_bytes(info[1], "MiB"), state="connected",
+        os_id=facts.get("os", {}).get("ID"), os_name=facts.get("os", {}).get("NAME"),
+        os_version=facts.get("os", {}).get("VERSION_ID"), kernel_version=facts.get("kernel"),
+        libvirt_version=version_from_int(raw.get("lib_version")),
+        agent_version=facts.get("agent_version"), agent_state=facts.get("agent_state"),
+        agent_zone=agent.get("zone"), agent_pod=agent.get("pod"), agent_cluster=agent.get("cluster"),
+        agent_guid=agent.get("guid"), agent_host=agent.get("host"),
+        agent_private_device=agent.get("private.network.device"),
+        agent_public_device=agent.get("public.network.device"),
+        agent_guest_device=agent.get("guest.network.device"),
+        time_synced=facts.get("time_synced"),
+        raw_json={"uri": raw.get("uri"), "agent_properties": agent or None,
+                  "guest_os_types": sorted(t for t in guest_types if t),
+                  "facts_error": raw.get("facts_error"), "unknown_facts": facts.get("unknown", [])},
+    )
+
+
+def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster_key: str | None,
+            pool_by_name: dict[str, Storage], pool_paths: list[tuple[str, str]]) -> None:
+    root = ET.fromstring(dom["xml"])
+    stats = dom.get("stats") or {}
+    name = root.findtext("name") or ""
+    uuid = (root.findtext("uuid") or "").lower()
+    parsed = parse_instance_name(name)
+    vcpu = root.find("vcpu")
+    vcpus = _int(vcpu.get("current")) or _int(vcpu.text) if vcpu is not None else None
+    memory = root.find("currentMemory")
+    if memory is None:
+        memory = root.find("memory")
+    os_type = root.find("os/type")
+    inv.vms.append(Vm(
+        key=uuid or f"{host}:{name}", target=target, host_key=host, cluster_key=cluster_key, name=name,
+        uuid=uuid or None, instance_name=name if parsed.role != "unmanaged" else None,
+        cs_role=parsed.role, cs_account_id=parsed.account_id, cs_id=parsed.cs_id,
+        power_state=power_state_from_libvirt(stats.get("state.state")), vcpus=vcpus,
+        memory_bytes=to_bytes(memory.text, memory.get("unit")) if memory is not None else None,
+        guest_os=(root.findtext("description") or "").strip() or None,
+        raw_json={"domain_type": root.get("type"), "persistent": dom.get("persistent"),
+                  "os_type": os_type.text if os_type is not None else None,
+                  "machine": os_type.get("machine") if os_type is not None else None,
+                  "arch": os_type.get("arch") if os_type is not None else None,
+                  "cpu_mode": root.find("cpu").get("mode") if root.find("cpu") is not None else None},
+    ))
+    vm_key = inv.vms[-1].key
+    blocks = _block_stats(stats)
+    for disk in root.findall("devices/disk"):
+        inv.vm_disks.append(_disk(disk, vm_key, target, blocks, pool_by_name, pool_paths))
+    for index, nic in enumerate(root.findall("devices/interface")):
+        inv.vm_nics.append(_nic(nic, index, vm_key, target))
+
+
+def _block_stats(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    by_dev: dict[str, dict[str, Any]] = {}
+    for index in range(int(stats.get("block.count", 0))):
+        dev = stats.get(f"block.{index}.name")
+        if dev:
+            by_dev[dev] = {k.split(".", 2)[2]: v for k, v in stats.items()
+                           if k.startswith(f"block.{index}.")}
+    return by_dev
+
+
+def _disk(disk: ET.Element, vm_key: str, target: str, blocks: dict[str, dict[str, Any]],
+          pool_by_name: dict[str, Storage], pool_paths: list[tuple[str, str]]) -> VmDisk:
+    tgt = disk.find("target")
+    dev = tgt.get("dev", "") if tgt is not None else ""
+    source = disk.find("source")
+    path = storage_key = None
+    if source is not None:
+        if source.get("pool"):
+            pool = pool_by_name.get(source.get("pool", ""))
+            storage_key = pool.key if pool else None
+            path = f"{source.get('pool')}/{source.get('volume')}"
+        else:
+            path = source.get("file") or source.get("dev") or source.get("dir")
+            if path is None and source.get("protocol"):
+                path = f"{source.get('protocol')}:{source.get('name')}"
+            if path and path.startswith("/"):
+                storage_key = next((key for mount, key in pool_paths
+                                    if path.startswith(mount.rstrip("/") + "/")), None)
+    driver = disk.find("driver")
+    block = blocks.get(dev, {})
+    return VmDisk(vm_key=vm_key, target=target, device=dev, disk_type=disk.get("device"),
+                  bus=tgt.get("bus") if tgt is not None else None, storage_key=storage_key, path=path,
+                  format=driver.get("type") if driver is not None else None,
+                  capacity_bytes=_int(block.get("capacity")), allocation_bytes=_int(block.get("allocation")))
+
+
+def _nic(nic: ET.Element, index: int, vm_key: str, target: str) -> VmNic:
+    source = nic.find("source")
+    kind = nic.get("type")
+    name = None
+    key = None
+    if source is not None:
+        if kind == "network":
+            name = source.get("network")
+            key = f"libvirt:{name}"
+        else:
+            name = source.get("bridge") or source.get("dev")
+            key = f"bridge:{name}" if name and kind == "bridge" else None
+    tgt = nic.find("target")
+    mac = nic.find("mac")
+    model = nic.find("model")
+    return VmNic(vm_key=vm_key, target=target, device=(tgt.get("dev") if tgt is not None else None) or str(index),
+                 mac=(mac.get("address") or "").lower() or None if mac is not None else None,
+                 network_key=key, network_name=name, model=model.get("type") if model is not None else None)
+
+
+def _pool(pool: dict[str, Any], target: str, host: str, facts: dict[str, Any]) -> tuple[Storage, HostStorage]:
+    root = ET.fromstring(pool["xml"])
+    ptype = root.get("type", "")
+    fmt = root.find("source/format")
+    kind = POOL_KINDS.get(ptype, ptype)
+    if ptype == "netfs" and fmt is not None and fmt.get("type") not in (None, "auto", "nfs"):
+        kind = str(fmt.get("type"))
+    path = root.findtext("target/path")
+    if ptype == "dir":
+        kind = "sharedmountpoint" if _on_shared_mount(path, facts.get("mounts", [])) else "local"
+    source_host = root.find("source/host")
+    source_path = root.find("source/dir") if root.find("source/dir") is not None else root.find("source/device")
+    source = None
+    if source_host is not None:
+        source = f"{source_host.get('name')}:{source_path.get('path') if source_path is not None else ''}"
+    elif source_path is not None:
+        source = source_path.get("path")
+    elif root.findtext("source/name"):
+        source = root.findtext("source/name")
+    info = pool.get("info") or [None, None, None, None]
+    uuid = (root.findtext("uuid") or "").lower()
+    key = uuid or f"{host}:pool:{root.findtext('name')}"
+    storage = Storage(key=key, target=target, name=root.findtext("name") or key, kind=kind,
+                      shared=kind in SHARED_POOL_KINDS, capacity_bytes=_int(info[1]),
+                      free_bytes=_int(info[3]), source=source,
+                      raw_json={"libvirt_type": ptype, "target_path": path, "autostart": pool.get("autostart")})
+    return storage, HostStorage(host_key=host, target=target, storage_key=key,
+                                attached=bool(pool.get("active")), mount_path=path)
+
+
+def _on_shared_mount(path: str | None, mounts: list[dict[str, str]]) -> bool:
+    if not path:
+        return False
+    for mount in mounts:
+        point = mount["mount_path"].rstrip("/") or "/"
+        if mount["fstype"] in SHARED_FS and (path == point or path.startswith(point + "/")):
+            return True
+    return False
+
+
+def _mount_storage(inv: Inventory, facts: dict[str, Any], host: str, target: str) -> None:
+    """Shared mounts no libvirt pool covers (CloudStack mounts NFS pools itself)."""
+    covered = {a.mount_path for a in inv.host_storage if a.mount_path}
+    covered_sources = {s.source for s in inv.storage if s.source}
+    for mount in facts.get("mounts", []):
+        if mount["fstype"] not in SHARED_FS or mount["mount_path"] in covered:
+            continue
+        if mount["source"] in covered_sources:
+            continue
+        key = f"mount:{mount['source']}"
+        kind = "nfs" if mount["fstype"].startswith("nfs") else "sharedmountpoint"
+        inv.storage.append(Storage(key=key, target=target, name=mount["source"], kind=kind, shared=True,
+                                   source=mount["source"], raw_json={"fstype": mount["fstype"]}))
+        inv.host_storage.append(HostStorage(host_key=host, target=target, storage_key=key, attached=True,
+                                            mount_path=mount["mount_path"]))
+
+
+def _libvirt_network(net: dict[str, Any], target: str) -> Network:
+    root = ET.fromstring(net["xml"])
+    name = root.findtext("name") or ""
+    bridge = root.find("bridge")
+    mtu = root.find("mtu")
+    forward = root.find("forward")
+    vlan = root.find("vlan/tag")
+    return Network(key=f"libvirt:{name}", target=target, name=name, kind="libvirt",
+                   bridge=bridge.get("name") if bridge is not None else None,
+                   vlan=_int(vlan.get("id")) if vlan is not None else None,
+                   mtu=_int(mtu.get("size")) if mtu is not None else None,
+                   raw_json={"forward": forward.get("mode", "nat") if forward is not None else None,
+                             "active": net.get("active")})
+
+
+def _libvirt_interfaces(interfaces: list[dict[str, Any]], host: str, target: str) -> list[HostNic]:
+    nics = []
+    for iface in interfaces:
+        root = ET.fromstring(iface["xml"])
+        name = root.get("name", "")
+        kind = root.get("type")
+        ip = root.find("protocol/ip")
+        mac = root.find("mac")
+        nics.append(HostNic(host_key=host, target=target, device=name,
+                            kind="physical" if kind == "ethernet" else kind,
+                            network_key=f"bridge:{name}" if kind == "bridge" else None,
+                            mac=mac.get("address") if mac is not None else None,
+                            ip=ip.get("address") if ip is not None else None,
+                            netmask=prefix_to_netmask(_int(ip.get("prefix"))) if ip is not None else None,
+                            link_up=bool(iface.get("active"))))
+        for port in root.findall("bridge/interface"):
+            port_mac = port.find("mac")
+            nics.append(HostNic(host_key=host, target=target, device=port.get("name", ""), kind="physical",
+                                network_key=f"bridge:{name}",
+                                mac=port_mac.get("address") if port_mac is not None else None))
+    return nics
+
+
+def _host_links(inv: Inventory, facts: dict[str, Any], address: str, host: str, target: str) -> None:
+    ovs_ports = {port: bridge for bridge, ports in facts.get("ovs", {}).items() for port in ports}
+    links = facts["links"]
+    bridges = {link["ifname"] for link in links if _link_kind(link) == "bridge"} | set(facts.get("ovs", {}))
+    default_dev = facts.get("default_route_dev")
+    agent_dev = (facts.get("agent_properties") or {}).get("private.network.device")
+    carriers = {link["ifname"] for link in links
+                if any(a.get("local") == address for a in link.get("addr_info", []))}
+    management = carriers or ({agent_dev} if agent_dev else set()) or ({default_dev} if default_dev else set())
+    for name in sorted(bridges):
+        link = next((item for item in links if item["ifname"] == name), {})
+        inv.networks.append(Network(key=f"bridge:{name}", target=target, name=name,
+                                    kind="ovs" if name in facts.get("ovs", {}) else "bridge", bridge=name,
+                                    mtu=link.get("mtu")))
+    for link in links:
+        name = link["ifname"]
+        if name == "lo" or link.get("link_type") == "loopback":
+            continue
+        kind = "ovs" if name in facts.get("ovs", {}) else _link_kind(link)
+        master = link.get("master")
+        bridge = name if name in bridges else ovs_ports.get(name) or (master if master in bridges else None)
+        addrs = [a for a in link.get("addr_info", []) if a.get("scope") != "link"]
+        first = next((a for a in addrs if a.get("family") == "inet"), addrs[0] if addrs else None)
+        info = (link.get("linkinfo") or {}).get("info_data") or {}
+        inv.host_nics.append(HostNic(
+            host_key=host, target=target, device=name, kind=kind,
+            network_key=f"bridge:{bridge}" if bridge else None, mac=link.get("address"),
+            ip=first.get("local") if first else None,
+            netmask=prefix_to_netmask(first.get("prefixlen"), first.get("family", "inet")) if first else None,
+            ip_addresses=",".join(f"{a['local']}/{a.get('prefixlen')}" for a in addrs) or None,
+            is_dhcp=bool(first.get("dynamic")) if first else None, mtu=link.get("mtu"),
+            vlan=info.get("id") if kind == "vlan" else None, is_management=name in management,
+            bond=master if master and master not in bridges and master != "ovs-system" else None,
+            link_up="UP" in link.get("flags", []) and "LOWER_UP" in link.get("flags", []),
+        ))
+
+
+def _link_kind(link: dict[str, Any]) -> str:
+    info = link.get("linkinfo") or {}
+    kind = info.get("info_kind")
+    if kind == "openvswitch":
+        return "ovs"
+    if kind:
+        return str(kind)
+    return "physical" if link.get("link_type") == "ether" else str(link.get("link_type", "unknown"))
+
+
+# -- SSH facts ------------------------------------------------------------------------------------
+def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
+    """Turn raw command outputs ({name: {"rc": int, "out": str}}) into facts.
+
+    A command that is missing on the host (exit 127) or failed leaves its fact out: unknown,
+    not false. ``unknown`` lists those facts.
+    """
+    if not outputs:
+        return {}
+    facts: dict[str, Any] = {"unknown": []}
+
+    def ok(name: str) -> str | None:
+        result = outputs.get(name)
+        if result is None or result["rc"] != 0:
+            facts["unknown"].append(name)
+            return None
+        return str(result["out"])
+
+    if (text := ok("os_release")) is not None:
+        facts["os"] = {k: v.strip('"\'') for k, v in
+                       (line.split("=", 1) for line in text.splitlines() if "=" in line)}
+    if (text := ok("uname")) is not None and len(parts := text.split()) >= 3:
+        facts["kernel"], facts["machine"] = parts[1], parts[2]
+    if (text := ok("cpu_virt")) is not None:
+        words = text.split()
+        facts["cpu_virt"] = "vmx" in words or "svm" in words
+        facts["dev_kvm"] = "dev_kvm" in words
+    if (text := ok("agent_package")) is not None:
+        status, _, version = text.strip().partition("|")
+        if status.endswith(" installed") and version:
+            facts["agent_version"] = version
+        else:
+            facts["agent_state"] = "not-installed"
+    if "agent_state" not in facts and (text := ok("agent_service")) is not None and text.strip():
+        facts["agent_state"] = text.split()[0]
+    result = outputs.get("agent_properties")
+    if result is not None and result["rc"] == 0:
+        props = parse_properties(result["out"])
+        facts["agent_properties"] = {k: props[k] for k in AGENT_KEYS if k in props}
+    if (text := ok("links")) is not None:
+        facts["links"] = json.loads(text or "[]")
+    if (text := ok("default_route")) is not None:
+        routes = json.loads(text or "[]")
+        facts["default_route_dev"] = routes[0].get("dev") if routes else None
+    if (text := ok("ovs")) is not None:
+        facts["ovs"] = {line.split(":", 1)[0]: line.split(":", 1)[1].split()
+                        for line in text.splitlines() if ":" in line}
+    if (text := ok("mounts")) is not None:
+        facts["mounts"] = [{"source": f[0], "mount_path": _unescape_mount(f[1]), "fstype": f[2]}
+                           for f in (line.split() for line in text.splitlines()) if len(f) >= 3]
+    if (text := ok("timesync")) is not None:
+        facts["time_synced"] = _time_synced(text)
+    return facts
+
+
+def _time_synced(text: str) -> bool | None:
+    value = text.strip().lower()
+    if value in ("yes", "no"):
+        return value == "yes"
+    for line in text.splitlines():
+        if line.lower().startswith("leap status"):
+            return "normal" in line.lower()
+    return None
+
+
+def _unescape_mount(path: str) -> str:
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+__all__ = ["normalise_host", "parse_facts", "host_key"]

@@ -1,0 +1,135 @@
+"""Host facts over SSH with paramiko: read-only commands, strict host-key checking.
+
+Every command here only reads (cat, grep, ip -j, systemctl is-active, dpkg-query/rpm -q).
+A command that is missing on the host exits 127 and its fact stays unknown; the host is
+not failed for it. Host keys are checked against the target's known_hosts file only, and an
+unknown or changed key is refused — never added.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
+from inventory.normalise import one_line
+
+_NEED = "command -v {0} >/dev/null 2>&1 || exit 127; "
+
+
+def fact_commands(agent_properties: str) -> dict[str, str]:
+    """The read-only commands run on every KVM host, by fact name."""
+    return {
+        "os_release": "cat /etc/os-release",
+        "uname": "uname -srm",
+        "cpu_virt": "grep -m1 -o -w -E 'vmx|svm' /proc/cpuinfo; test -e /dev/kvm && echo dev_kvm; exit 0",
+        "agent_package": (
+            "if command -v dpkg-query >/dev/null 2>&1; then "
+            "dpkg-query -W -f='${Status}|${Version}' cloudstack-agent 2>/dev/null || echo not-installed; "
+            "elif command -v rpm >/dev/null 2>&1; then "
+            "v=$(rpm -q --qf '%{VERSION}-%{RELEASE}' cloudstack-agent 2>/dev/null) "
+            "&& echo \"install ok installed|$v\" || echo not-installed; else exit 127; fi"),
+        "agent_service": _NEED.format("systemctl") + "systemctl is-active cloudstack-agent 2>/dev/null; exit 0",
+        "agent_properties": f"cat {shlex.quote(agent_properties)}",
+        "links": _NEED.format("ip") + "ip -j -d addr show",
+        "default_route": _NEED.format("ip") + "ip -j route show default",
+        "ovs": _NEED.format("ovs-vsctl") + (
+            "for br in $(ovs-vsctl list-br); do printf '%s:' \"$br\"; "
+            "ovs-vsctl list-ports \"$br\" | tr '\\n' ' '; echo; done"),
+        "mounts": "cat /proc/mounts",
+        "timesync": (
+            "if command -v timedatectl >/dev/null 2>&1 && timedatectl show -p NTPSynchronized --value "
+            "2>/dev/null; then exit 0; fi; " + _NEED.format("chronyc") + "chronyc -n tracking"),
+    }
+
+
+@contextmanager
+def translate_ssh_errors(where: str, known_hosts: Path | None) -> Iterator[None]:
+    """Turn paramiko and socket errors into one-line ``CollectorError``s."""
+    try:
+        yield
+    except paramiko.BadHostKeyException as exc:
+        raise HostKeyRejected(f"ssh {where}: host key mismatch (offered {exc.key.get_name()} "
+                              f"{exc.key.get_fingerprint().hex()[:16]}…)",
+                              hint=f"if the host was reinstalled, verify and update {known_hosts}") from exc
+    except paramiko.AuthenticationException as exc:
+        raise AuthFailed(f"ssh {where}: key refused ({one_line(exc, 120)})",
+                         hint="check ssh_user and ssh_key, and the host's authorized_keys") from exc
+    except socket.timeout as exc:
+        raise TimedOut(f"ssh {where}: timed out", hint="is the host up and sshd answering?") from exc
+    except ConnectionRefusedError as exc:
+        raise ConnectFailed(f"ssh {where}: connection refused", hint="is sshd running on that port?") from exc
+    except socket.gaierror as exc:
+        raise ConnectFailed(f"ssh {where}: cannot resolve host name ({exc.strerror})") from exc
+    except paramiko.SSHException as exc:
+        text = str(exc)
+        if "not found in known_hosts" in text:
+            raise HostKeyRejected(f"ssh {where}: host key not in {known_hosts}",
+                                  hint="verify the host's key and add it (ssh-keyscan) to known_hosts") from exc
+        if "banner" in text.lower() or "timeout" in text.lower():
+            raise TimedOut(f"ssh {where}: no SSH answer ({one_line(text, 120)})") from exc
+        raise CollectorError(f"ssh {where}: {one_line(text, 200)}") from exc
+    except OSError as exc:
+        raise ConnectFailed(f"ssh {where}: {exc.strerror or one_line(exc, 200)}") from exc
+
+
+class SshSession:
+    """One paramiko connection to a host; ``run`` executes one read-only command."""
+
+    def __init__(self, host: str, *, port: int, user: str, key_file: Path | None, known_hosts: Path | None,
+                 timeout: float, command_timeout: float) -> None:
+        self.where = f"{user}@{host}:{port}"
+        self.known_hosts = known_hosts
+        self.command_timeout = command_timeout
+        self.calls = 0
+        self.client = paramiko.SSHClient()
+        with translate_ssh_errors(self.where, known_hosts):
+            if known_hosts is not None and known_hosts.exists():
+                self.client.load_host_keys(str(known_hosts))
+            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            self.client.connect(host, port=port, username=user,
+                                key_filename=str(key_file) if key_file else None,
+                                look_for_keys=key_file is None, allow_agent=True, timeout=timeout,
+                                banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
+
+    def run(self, command: str) -> dict[str, Any]:
+        """Run a command; return its exit code and standard output (rc 124 on timeout)."""
+        self.calls += 1
+        with translate_ssh_errors(self.where, self.known_hosts):
+            transport = self.client.get_transport()
+            assert transport is not None
+            channel = transport.open_session(timeout=self.command_timeout)
+            channel.settimeout(self.command_timeout)
+            channel.exec_command(command)
+            deadline = time.monotonic() + self.command_timeout
+            chunks = []
+            try:
+                while True:
+                    data = channel.recv(65536)
+                    if not data:
+                        break
+                    chunks.append(data)
+                    if time.monotonic() > deadline:
+                        raise socket.timeout()
+                if not channel.status_event.wait(max(0.0, deadline - time.monotonic())):
+                    raise socket.timeout()
+            except socket.timeout:
+                channel.close()
+                return {"rc": 124, "out": ""}
+            rc = channel.recv_exit_status()
+            channel.close()
+        return {"rc": rc, "out": b"".join(chunks).decode("utf-8", "replace")}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def fetch_facts(session: SshSession, agent_properties: str) -> dict[str, dict[str, Any]]:
+    return {name: session.run(command) for name, command in fact_commands(agent_properties).items()}

@@ -1,0 +1,242 @@
+"""Typed configuration from TOML; secrets only by reference.
+
+Each collector declares its ``Target`` dataclass (a ``TargetConfig``); this module turns a
+``[[kind]]`` table into one, checking every key and type, and names the file, the entry and
+the key in every error. Relative paths are resolved against the config file's folder, so a
+config file means the same thing whichever directory cron starts in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inventory.errors import ConfigError
+from inventory.model import TargetConfig
+
+DEFAULT_CONFIG = "cs-inventory.toml"
+DEFAULT_DATABASE = "cs-inventory.db"
+
+
+class Secret:
+    """A password reference (``*_env`` or ``*_file``); its value is read only when used."""
+
+    __slots__ = ("_source", "_reference")
+
+    def __init__(self, source: str, reference: str) -> None:
+        self._source = source  # "env" | "file"
+        self._reference = reference
+
+    def reveal(self) -> str:
+        if self._source == "env":
+            value = os.environ.get(self._reference)
+            if value is None:
+                raise ConfigError(f"environment variable {self._reference} is not set",
+                                  hint="export it before running, or use password_file")
+            return value
+        try:
+            return Path(self._reference).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {self._reference}: {exc.strerror}") from exc
+
+    @property
+    def reference(self) -> str:
+        """Where the secret comes from, safe to show."""
+        return f"{self._source}:{self._reference}"
+
+    def __repr__(self) -> str:
+        return f"Secret({self.reference}, value=***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    database_path: Path
+    cloudstack_version: str | None = None
+    traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    targets: tuple[TargetConfig, ...] = ()
+
+    def targets_of(self, kind: str, kinds: Mapping[str, type[TargetConfig]]) -> list[TargetConfig]:
+        return [t for t in self.targets if isinstance(t, kinds[kind])]
+
+
+def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> Config:
+    """Read and check a config file; raise ``ConfigError`` naming file, entry and key."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found",
+                          hint="pass --config PATH, or create cs-inventory.toml (see README)") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, path, target_types)
+
+
+def parse_config(data: Mapping[str, Any], path: Path,
+                 target_types: Mapping[str, type[TargetConfig]]) -> Config:
+    base = path.parent
+    known = {"database", "cloudstack", *target_types}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown table [{key}]",
+                              hint=f"accepted: {', '.join(sorted(known))}")
+    database = _table(data, "database", path)
+    _check_keys(database, {"path"}, path, "[database]")
+    cloudstack = _table(data, "cloudstack", path)
+    _check_keys(cloudstack, {"version", "traffic_labels"}, path, "[cloudstack]")
+    version = cloudstack.get("version")
+    if version is not None and not isinstance(version, str):
+        raise ConfigError(f"{path}: [cloudstack] version must be a string like \"4.20\"")
+    labels = cloudstack.get("traffic_labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ConfigError(f"{path}: [cloudstack.traffic_labels] must map traffic types to label strings")
+    db_path = database.get("path", DEFAULT_DATABASE)
+    if not isinstance(db_path, str):
+        raise ConfigError(f"{path}: [database] path must be a string")
+
+    targets: list[TargetConfig] = []
+    names: set[str] = set()
+    for kind, cls in target_types.items():
+        entries = data.get(kind, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: write targets as [[{kind}]] (an array of tables)")
+        for index, entry in enumerate(entries, start=1):
+            target = build_target(cls, entry, path, f"[[{kind}]] #{index}", base)
+            if target.name in names:
+                raise ConfigError(f"{path}: target name {target.name!r} is used twice",
+                                  hint="every target needs a unique name")
+            names.add(target.name)
+            targets.append(target)
+    return Config(path=path, database_path=resolve_path(db_path, base), cloudstack_version=version,
+                  traffic_labels=dict(labels), targets=tuple(targets))
+
+
+def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, base: Path) -> TargetConfig:
+    """Check one ``[[kind]]`` table against ``cls``'s fields and build it."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: {where} must be a table")
+    name = entry.get("name")
+    if isinstance(name, str):
+        where = f"{where} (name {name!r})"
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    accepted = accepted_keys(cls)
+    unknown = sorted(set(entry) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{path}: {where}: unknown key {unknown[0]!r}",
+                          hint=f"accepted keys: {', '.join(accepted)}")
+    values: dict[str, Any] = {}
+    for fname, f in fields.items():
+        hint = hints[fname]
+        if _is_secret(hint):
+            values[fname] = _secret(entry, fname, path, where, base)
+            continue
+        if fname not in entry:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{path}: {where}: missing key {fname!r}",
+                                  hint=_describe(f))
+            continue
+        values[fname] = _coerce(entry[fname], hint, path, where, fname, base)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a Target's own __post_init__ validation
+        raise ConfigError(f"{path}: {where}: {exc}") from exc
+
+
+def accepted_keys(cls: type[TargetConfig]) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        if _is_secret(hints[f.name]):
+            keys += [f"{f.name}_env", f"{f.name}_file"]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def resolve_path(value: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base / path
+
+
+def _table(data: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], path: Path, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{path}: {where}: unknown key {key!r}",
+                              hint=f"accepted keys: {', '.join(sorted(allowed))}")
+
+
+def _is_secret(hint: Any) -> bool:
+    return Secret in typing.get_args(hint) or hint is Secret
+
+
+def _secret(entry: Mapping[str, Any], fname: str, path: Path, where: str, base: Path) -> Secret | None:
+    env, file = entry.get(f"{fname}_env"), entry.get(f"{fname}_file")
+    if env is not None and file is not None:
+        raise ConfigError(f"{path}: {where}: give {fname}_env or {fname}_file, not both")
+    if env is not None:
+        if not isinstance(env, str) or not env:
+            raise ConfigError(f"{path}: {where}: {fname}_env must name an environment variable")
+        return Secret("env", env)
+    if file is not None:
+        if not isinstance(file, str) or not file:
+            raise ConfigError(f"{path}: {where}: {fname}_file must be a path")
+        return Secret("file", str(resolve_path(file, base)))
+    return None
+
+
+def _describe(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("help", "see the README's configuration section"))
+
+
+def _coerce(value: Any, hint: Any, path: Path, where: str, key: str, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path, where, key, base)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: {where}: {key} must be a list of strings")
+        return tuple(value)
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: {where}: {key} must be a path string")
+        return resolve_path(value, base)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: {where}: {key} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: {where}: {key} must be a whole number")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: {where}: {key} must be a number (seconds)")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: {where}: {key} must be a string")
+        return value
+    raise TypeError(f"unsupported config field type {hint!r}")  # a programming error, not the user's

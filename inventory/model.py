@@ -1,0 +1,242 @@
+"""Neutral, frozen records every collector produces and the store writes.
+
+Units are in the names: ``*_bytes`` are bytes, ``*_mhz`` megahertz, ``*_s`` seconds.
+A ``None`` means "not known" (the hypervisor did not say, or the fact could not be read),
+never "zero" or "false".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+HypervisorKind = str  # "kvm", "xenserver", "vmware", ... — a registry key, not an Enum
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    key: str
+    target: str
+    name: str
+    hypervisor: HypervisorKind
+    master_host_key: str | None = None
+    drs_enabled: bool | None = None
+    drs_behavior: str | None = None
+    ha_enabled: bool | None = None
+    host_count: int | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    key: str
+    target: str
+    cluster_key: str | None
+    name: str
+    address: str
+    hypervisor: HypervisorKind
+    uuid: str | None = None
+    hypervisor_version: str | None = None
+    product_name: str | None = None
+    build: str | None = None
+    cpu_arch: str | None = None
+    cpu_vendor: str | None = None
+    cpu_model: str | None = None
+    cpu_sockets: int | None = None
+    cpu_cores: int | None = None
+    cpu_threads: int | None = None
+    cpu_mhz: int | None = None
+    hvm: bool | None = None
+    libvirt_hvm: bool | None = None
+    dev_kvm: bool | None = None
+    cpu_flags: str | None = None
+    memory_bytes: int | None = None
+    state: str | None = None
+    is_pool_master: bool | None = None
+    os_id: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    kernel_version: str | None = None
+    libvirt_version: str | None = None
+    agent_version: str | None = None
+    agent_state: str | None = None
+    agent_zone: str | None = None
+    agent_pod: str | None = None
+    agent_cluster: str | None = None
+    agent_guid: str | None = None
+    agent_host: str | None = None
+    agent_private_device: str | None = None
+    agent_public_device: str | None = None
+    agent_guest_device: str | None = None
+    time_synced: bool | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    key: str
+    target: str
+    host_key: str | None
+    cluster_key: str | None
+    name: str
+    uuid: str | None = None
+    instance_name: str | None = None
+    cs_role: str = "unmanaged"
+    cs_account_id: int | None = None
+    cs_id: int | None = None
+    power_state: str | None = None
+    vcpus: int | None = None
+    memory_bytes: int | None = None
+    guest_os: str | None = None
+    tools_state: str | None = None
+    is_template: bool = False
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmDisk:
+    vm_key: str
+    target: str
+    device: str
+    disk_type: str | None = None
+    bus: str | None = None
+    storage_key: str | None = None
+    path: str | None = None
+    format: str | None = None
+    capacity_bytes: int | None = None
+    allocation_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmNic:
+    vm_key: str
+    target: str
+    device: str
+    mac: str | None = None
+    network_key: str | None = None
+    network_name: str | None = None
+    model: str | None = None
+    ip_addresses: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    key: str
+    target: str
+    name: str
+    kind: str
+    bridge: str | None = None
+    vlan: int | None = None
+    mtu: int | None = None
+    label: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostNic:
+    host_key: str
+    target: str
+    device: str
+    kind: str | None = None
+    network_key: str | None = None
+    mac: str | None = None
+    ip: str | None = None
+    netmask: str | None = None
+    ip_addresses: str | None = None
+    is_dhcp: bool | None = None
+    mtu: int | None = None
+    vlan: int | None = None
+    is_management: bool | None = None
+    bond: str | None = None
+    link_up: bool | None = None
+    speed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    key: str
+    target: str
+    name: str
+    kind: str
+    shared: bool | None = None
+    capacity_bytes: int | None = None
+    free_bytes: int | None = None
+    source: str | None = None
+    content: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostStorage:
+    host_key: str
+    target: str
+    storage_key: str
+    attached: bool | None = None
+    mount_path: str | None = None
+
+
+@dataclass(slots=True)
+class Inventory:
+    """Everything one target (or one host of it) yielded, ready for the store."""
+
+    clusters: list[Cluster] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
+    vms: list[Vm] = field(default_factory=list)
+    vm_disks: list[VmDisk] = field(default_factory=list)
+    vm_nics: list[VmNic] = field(default_factory=list)
+    networks: list[Network] = field(default_factory=list)
+    host_nics: list[HostNic] = field(default_factory=list)
+    storage: list[Storage] = field(default_factory=list)
+    host_storage: list[HostStorage] = field(default_factory=list)
+
+    TABLES = (
+        "clusters", "hosts", "vms", "vm_disks", "vm_nics",
+        "networks", "host_nics", "storage", "host_storage",
+    )
+
+    def extend(self, other: Inventory) -> None:
+        for table in self.TABLES:
+            getattr(self, table).extend(getattr(other, table))
+
+    def counts(self) -> dict[str, int]:
+        return {table: len(getattr(self, table)) for table in self.TABLES}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResult:
+    """One address a collector talked to (a KVM host, a pool master, a vCenter)."""
+
+    target: str
+    endpoint: str
+    status: str  # "ok" | "partial" | "failed"
+    error: str | None
+    duration_s: float
+    api_calls: int
+
+
+@dataclass(slots=True)
+class TargetResult:
+    """What one configured target produced: records, per-endpoint outcomes, and its status."""
+
+    name: str
+    hypervisor: HypervisorKind
+    endpoint: str
+    status: str  # "ok" | "partial" | "failed"
+    error: str | None = None
+    duration_s: float = 0.0
+    api_calls: int = 0
+    inventory: Inventory = field(default_factory=Inventory)
+    endpoints: list[EndpointResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Base of every collector's target settings; ``name`` is unique across the config file."""
+
+    name: str
+
+    @property
+    def endpoint(self) -> str:
+        """What the target talks to, for the ``targets`` row (no secrets)."""
+        return self.name

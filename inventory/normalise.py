@@ -1,0 +1,106 @@
+"""Pure helpers shared by collectors: CloudStack naming, units, small parsers."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+# CloudStack names its instances <prefix>-...-<instance.name>; instance.name defaults to "VM".
+_USER_VM = re.compile(r"^i-(\d+)-(\d+)-[A-Za-z0-9]+$")
+_SYSTEM_VM = re.compile(r"^([rsv])-(\d+)-[A-Za-z0-9]+$")
+_SYSTEM_ROLES = {"r": "router", "s": "ssvm", "v": "cpvm"}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceName:
+    role: str  # user | router | ssvm | cpvm | unmanaged
+    account_id: int | None
+    cs_id: int | None
+
+
+def parse_instance_name(name: str) -> InstanceName:
+    """Read CloudStack's role and ids from an instance name.
+
+    >>> parse_instance_name("i-2-10-VM")
+    InstanceName(role='user', account_id=2, cs_id=10)
+    >>> parse_instance_name("r-4-VM").role
+    'router'
+    >>> parse_instance_name("my-vm").role
+    'unmanaged'
+    """
+    if match := _USER_VM.match(name):
+        return InstanceName("user", int(match.group(1)), int(match.group(2)))
+    if match := _SYSTEM_VM.match(name):
+        return InstanceName(_SYSTEM_ROLES[match.group(1)], None, int(match.group(2)))
+    return InstanceName("unmanaged", None, None)
+
+
+_UNIT_FACTORS = {
+    "b": 1, "bytes": 1,
+    "k": 1024, "kib": 1024, "kb": 1000,
+    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
+    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
+    "p": 1024**5, "pib": 1024**5, "pb": 1000**5,
+}
+
+
+def to_bytes(value: str | int | None, unit: str | None = "KiB") -> int | None:
+    """Convert a libvirt-style ``value`` + ``unit`` (unit defaults to KiB, as libvirt's) to bytes."""
+    if value is None or value == "":
+        return None
+    factor = _UNIT_FACTORS.get((unit or "KiB").lower())
+    if factor is None:
+        raise ValueError(f"unknown size unit {unit!r}")
+    return int(value) * factor
+
+
+def version_from_int(number: int | None) -> str | None:
+    """libvirt encodes versions as major * 1,000,000 + minor * 1,000 + release."""
+    if not number:
+        return None
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def power_state_from_libvirt(state: int | None) -> str | None:
+    """libvirt's virDomainState, as the normalised power_state."""
+    return {
+        0: "unknown", 1: "running", 2: "running", 3: "paused", 4: "stopping",
+        5: "stopped", 6: "crashed", 7: "suspended",
+    }.get(state, "unknown") if state is not None else None
+
+
+def prefix_to_netmask(prefix: int | None, family: str = "inet") -> str | None:
+    if prefix is None:
+        return None
+    if family == "inet6":
+        return str(prefix)
+    return str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse a Java .properties file (the format of CloudStack's agent.properties)."""
+    result: dict[str, str] = {}
+    logical = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not logical and (not line or line[0] in "#!"):
+            continue
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            logical += line[:-1]
+            continue
+        logical += line
+        match = re.match(r"^((?:\\.|[^=:\s])+)\s*[=:\s]\s*(.*)$", logical)
+        if match:
+            result[match.group(1).replace("\\", "")] = match.group(2)
+        elif logical:
+            result[logical] = ""
+        logical = ""
+    return result
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """Collapse whitespace so an error always fits on one line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,284 @@
+"""The database schema, declared once.
+
+DDL, migrations, the README's schema section and the docs test all read ``TABLES``. A column
+added later gets ``since=N`` and a new migration step N adds it; applied steps never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: type
+    description: str
+    since: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()  # unique within (scan_id, target)
+    record: str | None = None  # the model class whose fields fill the row
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, type_: type, description: str, since: int = 1) -> Column:
+    return Column(name, type_, description, since)
+
+
+SCAN_ID = _c("scan_id", int, "The scan this row belongs to (scans.id).")
+TARGET = _c("target", str, "The configured target name this row came from.")
+RAW = _c("raw_json", str, "The source record as JSON, for what the columns do not carry (no secrets).")
+
+TABLES: tuple[Table, ...] = (
+    Table("scans", "One row per run of `scan` (or import).", (
+        _c("id", int, "Scan id, increasing."),
+        _c("started_at", str, "When collection started (UTC ISO-8601)."),
+        _c("finished_at", str, "When the scan was written (UTC ISO-8601)."),
+        _c("status", str, "`ok` (every target read), `partial` (some failed) or `failed` (none, or interrupted)."),
+        _c("error", str, "Why the scan failed or was interrupted, one line; NULL when it did not."),
+        _c("cloudstack_version", str, "The CloudStack release the checks apply (from config or option)."),
+        _c("tool_version", str, "cs-inventory version that wrote the scan."),
+        _c("config_path", str, "The config file used (path only)."),
+    ), key=("id",)),
+    Table("targets", "One row per configured target per scan.", (
+        SCAN_ID,
+        _c("name", str, "Configured target name."),
+        _c("hypervisor", str, "`kvm`, `xenserver` or `vmware`."),
+        _c("endpoint", str, "What was contacted: host list, pool master URL or vCenter (no secrets)."),
+        _c("status", str, "`ok`, `partial` (some hosts failed) or `failed`."),
+        _c("error", str, "One-line reason for a failure; for `partial`, the failed hosts and reasons."),
+        _c("duration_s", float, "Wall time spent on this target, in seconds."),
+        _c("api_calls", int, "Remote calls made (libvirt RPCs, SSH commands, XenAPI or vSphere calls)."),
+    ), key=("name",)),
+    Table("endpoints", "One row per host or API endpoint a target contacted (a KVM target has one per host).", (
+        SCAN_ID, TARGET,
+        _c("endpoint", str, "The host or URL as configured."),
+        _c("status", str, "`ok`, `partial` (e.g. libvirt read but SSH facts failed) or `failed`."),
+        _c("error", str, "One-line reason, NULL when ok."),
+        _c("duration_s", float, "Wall time for this endpoint, in seconds."),
+        _c("api_calls", int, "Remote calls made to this endpoint."),
+    ), key=("endpoint",)),
+    Table("clusters", "A KVM cluster (configured or from agent.properties), a XenServer pool, a vSphere cluster.", (
+        SCAN_ID, TARGET,
+        _c("key", str, "Stable id: configured cluster name, pool UUID, or vSphere managed-object id."),
+        _c("name", str, "Display name."),
+        _c("hypervisor", str, "`kvm`, `xenserver` or `vmware`."),
+        _c("master_host_key", str, "Pool master's host key (XenServer)."),
+        _c("drs_enabled", bool, "vSphere DRS enabled."),
+        _c("drs_behavior", str, "vSphere DRS default behaviour."),
+        _c("ha_enabled", bool, "HA enabled (vSphere HA, XenServer pool HA)."),
+        _c("host_count", int, "Hosts in this cluster in this scan."),
+        RAW,
+    ), key=("key",), record="Cluster"),
+    Table("hosts", "Hypervisor hosts.", (
+        SCAN_ID, TARGET,
+        _c("key", str, "Stable id: libvirt host UUID (else the configured address), XAPI UUID, vSphere moid."),
+        _c("cluster_key", str, "clusters.key of its cluster."),
+        _c("name", str, "Host name as the hypervisor reports it."),
+        _c("address", str, "Address as configured or as the API reports it."),
+        _c("hypervisor", str, "`kvm`, `xenserver` or `vmware`."),
+        _c("uuid", str, "Hardware/host UUID as reported (may repeat across cloned hosts)."),
+        _c("hypervisor_version", str, "QEMU version (KVM), product version (XenServer), ESXi version."),
+        _c("product_name", str, "Hypervisor product (QEMU, XCP-ng, VMware ESXi …)."),
+        _c("build", str, "Product build number."),
+        _c("cpu_arch", str, "CPU architecture (x86_64, aarch64)."),
+        _c("cpu_vendor", str, "CPU vendor (Intel, AMD)."),
+        _c("cpu_model", str, "CPU model name."),
+        _c("cpu_sockets", int, "CPU sockets."),
+        _c("cpu_cores", int, "Cores per socket."),
+        _c("cpu_threads", int, "Threads per core."),
+        _c("cpu_mhz", int, "CPU frequency in MHz."),
+        _c("hvm", bool, "Hardware virtualisation available (vmx/svm on KVM, hvm capability on Xen)."),
+        _c("libvirt_hvm", bool, "libvirt offers hvm guests (the check CloudStack's KVM agent makes)."),
+        _c("dev_kvm", bool, "/dev/kvm exists (checked when CloudStack adds a KVM host)."),
+        _c("cpu_flags", str, "CPU feature flags, space separated, sorted."),
+        _c("memory_bytes", int, "Physical memory in bytes."),
+        _c("state", str, "connected, maintenance, disconnected, disabled …"),
+        _c("is_pool_master", bool, "XenServer pool master."),
+        _c("os_id", str, "OS id from /etc/os-release (ubuntu, rocky, debian …)."),
+        _c("os_name", str, "OS name from /etc/os-release."),
+        _c("os_version", str, "OS version from /etc/os-release (VERSION_ID)."),
+        _c("kernel_version", str, "Kernel release (uname -r)."),
+        _c("libvirt_version", str, "libvirt version (KVM)."),
+        _c("agent_version", str, "cloudstack-agent package version; NULL if not installed or unknown."),
+        _c("agent_state", str, "cloudstack-agent service state: active, inactive, failed, not-installed; NULL unknown."),
+        _c("agent_zone", str, "agent.properties `zone`."),
+        _c("agent_pod", str, "agent.properties `pod`."),
+        _c("agent_cluster", str, "agent.properties `cluster`."),
+        _c("agent_guid", str, "agent.properties `guid`."),
+        _c("agent_host", str, "agent.properties `host` (management server addresses)."),
+        _c("agent_private_device", str, "agent.properties `private.network.device`."),
+        _c("agent_public_device", str, "agent.properties `public.network.device`."),
+        _c("agent_guest_device", str, "agent.properties `guest.network.device`."),
+        _c("time_synced", bool, "Clock synchronised (NTP/chrony); NULL unknown."),
+        RAW,
+    ), key=("key",), record="Host"),
+    Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
+        SCAN_ID, TARGET,
+        _c("key", str, "Stable id: domain UUID, XAPI UUID, vSphere instance UUID."),
+        _c("host_key", str, "hosts.key of the host it is on (or registered on)."),
+        _c("cluster_key", str, "clusters.key of its cluster."),
+        _c("name", str, "Name as the hypervisor shows it."),
+        _c("uuid", str, "VM UUID as reported."),
+        _c("instance_name", str, "CloudStack's internal name if it follows CloudStack's naming."),
+        _c("cs_role", str, "`user`, `router`, `ssvm`, `cpvm` or `unmanaged` (from the instance name)."),
+        _c("cs_account_id", int, "CloudStack account id from `i-<account>-<id>-VM`."),
+        _c("cs_id", int, "CloudStack VM id from the instance name."),
+        _c("power_state", str, "running, stopped, paused, suspended, crashed, stopping, unknown."),
+        _c("vcpus", int, "Virtual CPUs."),
+        _c("memory_bytes", int, "Memory in bytes."),
+        _c("guest_os", str, "Guest OS as the hypervisor knows it."),
+        _c("tools_state", str, "Guest tools state (VMware Tools, Xen PV drivers)."),
+        _c("is_template", bool, "A template rather than a VM."),
+        RAW,
+    ), key=("key",), record="Vm"),
+    Table("vm_disks", "Disks of VMs.", (
+        SCAN_ID, TARGET,
+        _c("vm_key", str, "vms.key."),
+        _c("device", str, "Device name (vda, xvda, scsi0:1 …)."),
+        _c("disk_type", str, "disk, cdrom, floppy or lun."),
+        _c("bus", str, "virtio, scsi, ide, sata …"),
+        _c("storage_key", str, "storage.key of the pool/SR/datastore holding it."),
+        _c("path", str, "Source path, volume or URL."),
+        _c("format", str, "qcow2, raw, vhd, vmdk …"),
+        _c("capacity_bytes", int, "Virtual size in bytes."),
+        _c("allocation_bytes", int, "Space used on storage in bytes."),
+    ), key=("vm_key", "device"), record="VmDisk"),
+    Table("vm_nics", "Network interfaces of VMs.", (
+        SCAN_ID, TARGET,
+        _c("vm_key", str, "vms.key."),
+        _c("device", str, "Device (vnet0, 0, ethernet-0 …) or index."),
+        _c("mac", str, "MAC address, lower case."),
+        _c("network_key", str, "networks.key it is connected to."),
+        _c("network_name", str, "Bridge, network or port group name."),
+        _c("model", str, "NIC model (virtio, e1000, vmxnet3 …)."),
+        _c("ip_addresses", str, "Guest IP addresses, comma separated, when reported."),
+    ), key=("vm_key", "device"), record="VmNic"),
+    Table("networks", "Bridges, OVS bridges, libvirt networks, Xen networks, port groups.", (
+        SCAN_ID, TARGET,
+        _c("key", str, "Stable id: `bridge:<name>`, `libvirt:<name>`, XAPI UUID, vSphere moid."),
+        _c("name", str, "Name (the traffic label CloudStack matches)."),
+        _c("kind", str, "bridge, ovs, libvirt, xen-network, portgroup, dvportgroup."),
+        _c("bridge", str, "Bridge device behind it."),
+        _c("vlan", int, "VLAN id, if any."),
+        _c("mtu", int, "MTU."),
+        _c("label", str, "Extra label (e.g. Xen name_description)."),
+        RAW,
+    ), key=("key",), record="Network"),
+    Table("host_nics", "Host network devices: physical NICs, bridges, bonds, VLANs, VMkernel NICs, PIFs.", (
+        SCAN_ID, TARGET,
+        _c("host_key", str, "hosts.key."),
+        _c("device", str, "Device name (eth0, cloudbr0, vmk0 …)."),
+        _c("kind", str, "physical, bridge, ovs, bond, vlan, vmk, pif …"),
+        _c("network_key", str, "networks.key it belongs to (a bridge and its ports share one)."),
+        _c("mac", str, "MAC address."),
+        _c("ip", str, "First IPv4 address (else first IPv6)."),
+        _c("netmask", str, "Netmask of `ip`."),
+        _c("ip_addresses", str, "All addresses with prefix, comma separated."),
+        _c("is_dhcp", bool, "The address was assigned by DHCP (dynamic)."),
+        _c("mtu", int, "MTU."),
+        _c("vlan", int, "VLAN id, if a VLAN device."),
+        _c("is_management", bool, "Carries the host's management address."),
+        _c("bond", str, "Bond this device is a member of."),
+        _c("link_up", bool, "Link is up."),
+        _c("speed", int, "Link speed in Mbit/s."),
+    ), key=("host_key", "device"), record="HostNic"),
+    Table("storage", "Primary storage: libvirt pools, NFS/shared mounts, XenServer SRs, vSphere datastores.", (
+        SCAN_ID, TARGET,
+        _c("key", str, "Stable id: libvirt pool UUID, `mount:<source>`, SR UUID, datastore moid."),
+        _c("name", str, "Name."),
+        _c("kind", str, "nfs, iscsi, fc, lvm, local, sharedmountpoint, rbd, vmfs, vsan …"),
+        _c("shared", bool, "Shared between hosts."),
+        _c("capacity_bytes", int, "Capacity in bytes."),
+        _c("free_bytes", int, "Free space in bytes."),
+        _c("source", str, "server:/path, device or URL."),
+        _c("content", str, "What it holds, where the hypervisor says."),
+        RAW,
+    ), key=("key",), record="Storage"),
+    Table("host_storage", "Which host has which storage attached or mounted.", (
+        SCAN_ID, TARGET,
+        _c("host_key", str, "hosts.key."),
+        _c("storage_key", str, "storage.key."),
+        _c("attached", bool, "Currently attached/active/mounted on that host."),
+        _c("mount_path", str, "Where it is mounted on the host."),
+    ), key=("host_key", "storage_key"), record="HostStorage"),
+    Table("findings", "Results of the CloudStack requirement checks per scan.", (
+        SCAN_ID, TARGET,
+        _c("rule_id", str, "Stable rule id."),
+        _c("severity", str, "error, warning or info."),
+        _c("object_type", str, "cluster, host, vm, network, storage, target."),
+        _c("object_key", str, "Key of the object."),
+        _c("message", str, "What is wrong, one line."),
+        _c("observed", str, "The observed value."),
+        _c("expected", str, "The expected value."),
+        _c("remediation", str, "What to do."),
+        _c("reference", str, "Where the requirement is written down."),
+    )),
+)
+
+TABLES_BY_NAME = {t.name: t for t in TABLES}
+INVENTORY_TABLES = tuple(t.name for t in TABLES if t.record)
+EXPORTABLE_TABLES = tuple(t.name for t in TABLES)
+
+migrations = Migrations("cs-inventory")
+
+
+def _columns_of(table: Table, version: int) -> dict[str, type]:
+    return {c.name: c.type for c in table.columns if c.since == version}
+
+
+@migrations(name="0001_initial")
+def _initial(db: Database) -> None:
+    for table in TABLES:
+        columns = _columns_of(table, 1)
+        if table.name == "scans":
+            db.table("scans").create(columns, pk="id")
+            continue
+        db.table(table.name).create(columns)
+        db.table(table.name).create_index(["scan_id"], find_unique_name=True)
+        if table.key:
+            db.table(table.name).create_index(["scan_id", *(["target"] if "target" in columns else []),
+                                               *table.key], unique=True, find_unique_name=True)
+        if "key" in columns:
+            db.table(table.name).create_index(["scan_id", "key"], find_unique_name=True)
+
+
+def create_views(db: Database) -> None:
+    """``latest_<table>``: rows of the newest scan that stored anything (status ok or partial)."""
+    latest = "(SELECT id FROM scans WHERE status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1)"
+    for table in TABLES:
+        if table.name == "scans":
+            continue
+        db.execute(f"DROP VIEW IF EXISTS latest_{table.name}")
+        db.execute(f"CREATE VIEW latest_{table.name} AS SELECT * FROM {table.name} WHERE scan_id = {latest}")
+
+
+def markdown() -> str:
+    """The README's schema section, generated from the declaration."""
+    lines = [f"Schema version {SCHEMA_VERSION}. Every table but `scans` has a `latest_<table>` view "
+             "holding the rows of the newest scan with status `ok` or `partial`.", ""]
+    for table in TABLES:
+        lines += [f"#### `{table.name}`", "", table.description, "", "| column | type | meaning |",
+                  "| --- | --- | --- |"]
+        for col in table.columns:
+            lines.append(f"| `{col.name}` | {_sql_type(col.type)} | {col.description} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _sql_type(type_: type) -> str:
+    return {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "INTEGER (0/1)"}[type_]
