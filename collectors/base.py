@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from inventory.model import TargetConfig, TargetResult
+from inventory.model import EndpointResult, TargetConfig, TargetResult
 
 _REGISTRY: dict[str, type[Collector]] = {}
 
@@ -34,6 +34,7 @@ class Collector:
 
     def __init__(self, target: TargetConfig) -> None:
         self.target = target
+        self.on_endpoint: Callable[[EndpointResult], None] | None = None  # progress, per host
 
     def collect(self, deadline: float | None = None) -> TargetResult:
         """Read the target; ``deadline`` is a ``time.monotonic()`` instant to give up at."""

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import libvirt
 
-from collectors.base import Collector, run_bounded
+from collectors.base import Collector, Outcome, run_bounded
 from collectors.kvm_normalise import normalise_host
 from collectors.ssh_facts import SshSession, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
@@ -32,6 +32,7 @@ from inventory.normalise import one_line
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come back as exceptions, not stderr
 
+HostResult = tuple[Inventory, int, "str | None"]  # records, calls made, why SSH facts failed
 _SSH_TRANSPORTS = {"ssh", "libssh", "libssh2"}
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_BLOCK)
 _ALL_DOMAINS = (libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
@@ -90,29 +91,20 @@ class KvmCollector(Collector):
 
     def collect(self, deadline: float | None = None) -> TargetResult:
         started = time.monotonic()
+        finished: dict[str, tuple[EndpointResult, Inventory | None]] = {}
+
+        def report(outcome: Outcome[str, HostResult]) -> None:
+            finished[outcome.item] = self._endpoint(outcome)
+            if self.on_endpoint is not None:
+                self.on_endpoint(finished[outcome.item][0])
+
         with tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-") as tmp:
             ssh_command = write_ssh_wrapper(self.kvm, Path(tmp))
-            outcomes = run_bounded(list(self.kvm.hosts), lambda h: self.collect_host(h, ssh_command),
-                                   workers=self.kvm.parallel, item_timeout=self.kvm.host_timeout,
-                                   deadline=deadline)
-        inventories: list[Inventory] = []
-        endpoints: list[EndpointResult] = []
-        for outcome in outcomes:
-            if outcome.timed_out:
-                error = f"{outcome.item}: no answer within {self.kvm.host_timeout:g}s (host_timeout)"
-                endpoints.append(EndpointResult(self.kvm.name, outcome.item, "failed", error,
-                                                outcome.duration_s, 0))
-            elif outcome.error is not None:
-                error = f"{outcome.item}: {_describe(outcome.error)}"
-                endpoints.append(EndpointResult(self.kvm.name, outcome.item, "failed", error,
-                                                outcome.duration_s, getattr(outcome.error, "api_calls", 0)))
-            else:
-                assert outcome.result is not None
-                inv, calls, facts_error = outcome.result
-                inventories.append(inv)
-                endpoints.append(EndpointResult(
-                    self.kvm.name, outcome.item, "partial" if facts_error else "ok",
-                    f"{outcome.item}: {facts_error}" if facts_error else None, outcome.duration_s, calls))
+            run_bounded(list(self.kvm.hosts), lambda h: self.collect_host(h, ssh_command),
+                        workers=self.kvm.parallel, item_timeout=self.kvm.host_timeout,
+                        deadline=deadline, on_done=report)
+        endpoints = [finished[h][0] for h in self.kvm.hosts]
+        inventories = [inv for h in self.kvm.hosts if (inv := finished[h][1]) is not None]
         failed = [e for e in endpoints if e.status != "ok"]
         status = "failed" if not inventories else "partial" if failed else "ok"
         return TargetResult(
@@ -121,7 +113,19 @@ class KvmCollector(Collector):
             duration_s=time.monotonic() - started, api_calls=sum(e.api_calls for e in endpoints),
             inventory=merge_hosts(inventories, self.kvm), endpoints=endpoints)
 
-    def collect_host(self, address: str, ssh_command: Path) -> tuple[Inventory, int, str | None]:
+    def _endpoint(self, outcome: Outcome[str, HostResult]) -> tuple[EndpointResult, Inventory | None]:
+        host, name = outcome.item, self.kvm.name
+        if outcome.timed_out:
+            error = f"{host}: no answer within {self.kvm.host_timeout:g}s (host_timeout or scan deadline)"
+            return EndpointResult(name, host, "failed", error, outcome.duration_s, 0), None
+        if outcome.error is not None or outcome.result is None:
+            error = f"{host}: {_describe(outcome.error)}"
+            return EndpointResult(name, host, "failed", error, outcome.duration_s, 0), None
+        inv, calls, facts_error = outcome.result
+        status, error = ("partial", f"{host}: {facts_error}") if facts_error else ("ok", None)
+        return EndpointResult(name, host, status, error, outcome.duration_s, calls), inv
+
+    def collect_host(self, address: str, ssh_command: Path) -> HostResult:
         raw, calls = fetch_libvirt(self.open_conn, libvirt_uri(self.kvm, address, ssh_command), address)
         facts_error = None
         if self.kvm.ssh_facts:
@@ -325,7 +329,7 @@ def _unique_vms(inv: Inventory, seen: set[str]) -> Inventory:
     return inv
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, CollectorError):
         return exc.one_line()
     return f"internal error {type(exc).__name__}: {one_line(exc, 200)}"

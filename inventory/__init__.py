@@ -1,0 +1,31 @@
+"""cs-inventory's library: configuration, scanning, the store, summaries and exports.
+
+The CLI uses only what is listed in ``__all__``.
+"""
+
+from inventory.config import DEFAULT_CONFIG, Config, Secret
+from inventory.errors import (
+    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, HostKeyRejected, InventoryError,
+    NotPoolMaster, ScanInterrupted, StoreError, TimedOut, TlsRejected,
+)
+from inventory.export import FORMATS, export_table
+from inventory.report import ROLES, list_scans, scan_summary
+from inventory.scan import ScanResult, endpoint_count, load_config, scan, select_targets, target_kinds
+from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
+from inventory.store import Store, open_store
+from inventory.version import TOOL_VERSION
+
+
+def report_roles() -> tuple[str, ...]:
+    """CloudStack roles a VM can have, in report order."""
+    return ROLES
+
+
+__all__ = [
+    "DEFAULT_CONFIG", "EXPORTABLE_TABLES", "FORMATS", "SCHEMA_VERSION", "TOOL_VERSION",
+    "ApiError", "AuthFailed", "CollectorError", "Config", "ConfigError", "ConnectFailed", "HostKeyRejected",
+    "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
+    "TimedOut", "TlsRejected",
+    "endpoint_count", "export_table", "list_scans", "report_roles", "load_config", "open_store", "scan", "scan_summary",
+    "select_targets", "target_kinds",
+]
