@@ -49,6 +49,9 @@ def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) ->
         _host_links(inv, facts, raw["address"], key, target)
     else:
         inv.host_nics.extend(_libvirt_interfaces(raw.get("interfaces", []), key, target))
+        inv.networks.extend(Network(key=n.network_key, target=target, name=n.device, kind="bridge",
+                                    bridge=n.device) for n in inv.host_nics
+                            if n.kind == "bridge" and n.network_key)
     return inv
 
 
@@ -293,7 +296,7 @@ def _host_links(inv: Inventory, facts: dict[str, Any], address: str, host: str, 
     bridges = {link["ifname"] for link in links if _link_kind(link) == "bridge"} | set(facts.get("ovs", {}))
     default_dev = facts.get("default_route_dev")
     agent_dev = (facts.get("agent_properties") or {}).get("private.network.device")
-    carriers = {link["ifname"] for link in links
+    carriers = {link["ifname"] for link in links if link["ifname"] != "lo"
                 if any(a.get("local") == address for a in link.get("addr_info", []))}
     management = carriers or ({agent_dev} if agent_dev else set()) or ({default_dev} if default_dev else set())
     for name in sorted(bridges):
