@@ -126,7 +126,8 @@ class KvmCollector(Collector):
         return EndpointResult(name, host, status, error, outcome.duration_s, calls), inv
 
     def collect_host(self, address: str, ssh_command: Path) -> HostResult:
-        raw, calls = fetch_libvirt(self.open_conn, libvirt_uri(self.kvm, address, ssh_command), address)
+        raw, calls = fetch_libvirt(self.open_conn, libvirt_uri(self.kvm, address, ssh_command), address,
+                                   self.kvm.known_hosts)
         facts_error = None
         if self.kvm.ssh_facts:
             try:
@@ -150,7 +151,8 @@ class KvmCollector(Collector):
         return inv, calls, facts_error
 
 
-def fetch_libvirt(open_conn: Any, uri: str, address: str) -> tuple[dict[str, Any], int]:
+def fetch_libvirt(open_conn: Any, uri: str, address: str,
+                  known_hosts: Path | None = None) -> tuple[dict[str, Any], int]:
     """Everything libvirt says about one host, as JSON-safe data; and the number of calls made."""
     calls = 0
 
@@ -159,7 +161,7 @@ def fetch_libvirt(open_conn: Any, uri: str, address: str) -> tuple[dict[str, Any
         calls += 1
         return fn(*args)
 
-    with translate_libvirt_errors(uri):
+    with translate_libvirt_errors(uri, known_hosts):
         conn = call(open_conn, uri)
         try:
             raw: dict[str, Any] = {
@@ -201,7 +203,7 @@ def _optional(call: Any, fn: Any, *args: Any) -> Any:
 
 
 @contextmanager
-def translate_libvirt_errors(uri: str) -> Iterator[None]:
+def translate_libvirt_errors(uri: str, known_hosts: Path | None = None) -> Iterator[None]:
     """libvirt (and the ssh it runs) speak in many voices; say one line that points at the fix."""
     try:
         yield
@@ -209,9 +211,13 @@ def translate_libvirt_errors(uri: str) -> Iterator[None]:
         text = exc.get_error_message() or str(exc)
         where = f"libvirt {redact_uri(uri)}"
         lowered = text.lower()
-        if "host key verification failed" in lowered or "host key" in lowered and "fail" in lowered:
-            raise HostKeyRejected(f"{where}: host key not trusted",
-                                  hint="verify and update the target's known_hosts") from exc
+        if "has changed" in lowered and "host" in lowered:
+            raise HostKeyRejected(f"{where}: host key mismatch: the host offered a key that {known_hosts} "
+                                  "does not hold for it",
+                                  hint="if the host was reinstalled, verify its key and update known_hosts") from exc
+        if "host key verification failed" in lowered or "host key is known" in lowered:
+            raise HostKeyRejected(f"{where}: host key not in {known_hosts}",
+                                  hint="verify the host's key and add it to known_hosts (ssh-keyscan)") from exc
         if "permission denied" in lowered or "authentication" in lowered:
             raise AuthFailed(f"{where}: login refused ({one_line(text, 160)})",
                              hint="check ssh_user/ssh_key and that the user may use libvirt") from exc
