@@ -47,7 +47,7 @@ def typed_rows(rows: Iterable[dict[str, Any]], table: str) -> Iterator[dict[str,
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: list[str], out: TextIO) -> int:
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; and \r in a cell gets quoted
     writer.writerow(columns)
     count = 0
     for row in rows:

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real libvirtd, a private sshd, real domains, test-driver clusters.
+
+Heavy fixtures start real services; they never skip. In CI (CS_INVENTORY_CI=1) a test that
+tries to skip fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.libvirtd import LabDomain, define_domains, ensure_libvirtd, remove_domains
+from fixtures.sshd import SshServer, start_sshd
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = Path(sys.executable).with_name("cs-inventory")
+TEST_POOL = "cs-inventory-test"
+# CloudStack-named domains in the real libvirtd; account 901 keeps them apart from the lab's.
+REAL_DOMAINS = [
+    LabDomain("i-901-1-VM", running=True, memory_mib=64, vcpus=1, description="Ubuntu 22.04 LTS"),
+    LabDomain("i-901-2-VM", running=False, memory_mib=128, vcpus=2, disks_mib=[16, 24],
+              bridges=["cloudbr0", "cloudbr1"], description="Rocky Linux 9"),
+    LabDomain("r-901-VM", running=True, memory_mib=64, vcpus=1, bridges=["cloudbr0", "cloudbr1"]),
+    LabDomain("unmanaged-901", running=False, memory_mib=80, vcpus=1, disks_mib=[8]),
+]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("CS_INVENTORY_CI") and report.skipped and report.when != "teardown":
+        raise pytest.UsageError(f"{report.nodeid} skipped in CI: heavy tests must run here")
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> str:
+    ensure_libvirtd()
+    return "qemu:///system"
+
+
+@pytest.fixture(scope="session")
+def real_domains(libvirtd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LabDomain]]:
+    pool_path = tmp_path_factory.mktemp("pool")
+    os.chmod(pool_path, 0o755)
+    define_domains(REAL_DOMAINS, TEST_POOL, pool_path)
+    yield REAL_DOMAINS
+    remove_domains([d.name for d in REAL_DOMAINS], TEST_POOL)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    server = start_sshd(tmp_path_factory.mktemp("sshd"), addresses=("127.0.0.1",))
+    yield server
+    server.stop()
+
+
+def run_tool(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script, as a user would."""
+    return subprocess.run([str(TOOL), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], check=True, capture_output=True,
+                          text=True).stdout

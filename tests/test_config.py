@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from inventory import ConfigError, Secret, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cs-inventory.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+[database]
+path = "data/inv.db"
+[cloudstack]
+version = "4.20"
+[cloudstack.traffic_labels]
+management = "cloudbr0"
+[[kvm]]
+name = "zone1-kvm"
+cluster = "cluster1"
+hosts = ["kvm01.example", "kvm02.example"]
+ssh_key = "keys/id_ed25519"
+known_hosts = "~/.ssh/known_hosts"
+"""
+
+
+def test_design_example_loads_with_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.database_path == tmp_path / "data/inv.db"
+    assert config.cloudstack_version == "4.20"
+    assert config.traffic_labels == {"management": "cloudbr0"}
+    (target,) = config.targets
+    assert target.name == "zone1-kvm"
+    assert target.hosts == ("kvm01.example", "kvm02.example")  # type: ignore[attr-defined]
+    assert target.uri == "qemu+ssh://{user}@{host}/system"  # type: ignore[attr-defined]
+    assert target.ssh_user == "root" and target.ssh_port == 22  # type: ignore[attr-defined]
+    assert target.ssh_key == tmp_path / "keys/id_ed25519"  # type: ignore[attr-defined]
+    assert target.known_hosts == Path.home() / ".ssh/known_hosts"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[[kvm]]\nname = "a"\nhosts = ["h"]\nssh_prot = 22\n', "[[kvm]] #1 (name 'a'): unknown key 'ssh_prot'"),
+    ('[[kvm]]\nname = "a"\n', "[[kvm]] #1 (name 'a'): missing key 'hosts'"),
+    ('[[kvm]]\nname = "a"\nhosts = "h1"\n', "[[kvm]] #1 (name 'a'): hosts must be a list of strings"),
+    ('[[kvm]]\nname = "a"\nhosts = ["h"]\nssh_port = "22"\n', "ssh_port must be a whole number"),
+    ('[[kvm]]\nname = "a"\nhosts = []\n', "hosts must list at least one host"),
+    ('[[kvm]]\nname = "a"\nhosts = ["h"]\nuri = "qemu+ssh://{usr}@{host}/system"\n', "uri template"),
+    ('[[kvm]]\nname = "a"\nhosts = ["h"]\n[[kvm]]\nname = "a"\nhosts = ["g"]\n', "target name 'a' is used twice"),
+    ('[kvm]\nname = "a"\n', "write targets as [[kvm]]"),
+    ('[[hyperv]]\nname = "a"\n', "unknown table [hyperv]"),
+    ('[database]\npth = "x"\n', "[database]: unknown key 'pth'"),
+    ('[cloudstack]\nversion = 4.2\n', "version must be a string"),
+    ('[[kvm]\nname = "a"\n', "not valid TOML"),
+])
+def test_bad_config_names_file_entry_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.one_line()
+    assert str(path) in message
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found") as caught:
+        load_config(tmp_path / "nope.toml")
+    assert caught.value.hint and "--config" in caught.value.hint
+
+
+def test_secrets_are_references_and_never_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = Secret("env", "CSI_TEST_PASSWORD")
+    monkeypatch.setenv("CSI_TEST_PASSWORD", "hunter2-very-secret")
+    assert secret.reveal() == "hunter2-very-secret"
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret)
+    monkeypatch.delenv("CSI_TEST_PASSWORD")
+    with pytest.raises(ConfigError, match="CSI_TEST_PASSWORD is not set"):
+        secret.reveal()
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("s3cr3t\n")
+    assert Secret("file", str(secret_file)).reveal() == "s3cr3t"

@@ -1,0 +1,51 @@
+import pytest
+
+from inventory.normalise import (
+    parse_instance_name, parse_properties, power_state_from_libvirt, prefix_to_netmask, to_bytes,
+    version_from_int,
+)
+
+
+@pytest.mark.parametrize("name, role, account, cs_id", [
+    ("i-2-10-VM", "user", 2, 10),
+    ("i-123-45678-VM", "user", 123, 45678),
+    ("i-2-10-CLOUD", "user", 2, 10),          # instance.name set to CLOUD
+    ("r-4-VM", "router", None, 4),
+    ("s-1-VM", "ssvm", None, 1),
+    ("v-2-VM", "cpvm", None, 2),
+    ("i-2-VM", "unmanaged", None, None),      # a user VM name needs account and id
+    ("x-1-VM", "unmanaged", None, None),
+    ("r-4-VM-old", "unmanaged", None, None),
+    ("backup-appliance", "unmanaged", None, None),
+    ("", "unmanaged", None, None),
+])
+def test_instance_names_follow_cloudstack_naming(name: str, role: str, account: int | None, cs_id: int | None) -> None:
+    parsed = parse_instance_name(name)
+    assert (parsed.role, parsed.account_id, parsed.cs_id) == (role, account, cs_id)
+
+
+def test_sizes_default_to_kib_like_libvirt() -> None:
+    assert to_bytes("524288") == 512 * 1024 * 1024
+    assert to_bytes("64", "MiB") == 64 * 1024 * 1024
+    assert to_bytes("1", "GB") == 10**9
+    assert to_bytes(None) is None
+    with pytest.raises(ValueError):
+        to_bytes("1", "parsecs")
+
+
+def test_libvirt_versions_and_states() -> None:
+    assert version_from_int(9000000) == "9.0.0"
+    assert version_from_int(7002022) == "7.2.22"
+    assert power_state_from_libvirt(1) == "running"
+    assert power_state_from_libvirt(5) == "stopped"
+    assert power_state_from_libvirt(None) is None
+    assert prefix_to_netmask(24) == "255.255.255.0"
+
+
+def test_agent_properties_format() -> None:
+    text = "# comment\n\nzone=1\npod = 2\nguid=abc-LibvirtComputingResource\nhost=10.0.0.1,10.0.0.2\nempty=\nkey\\\n  =continued\n"
+    props = parse_properties(text)
+    assert props["zone"] == "1" and props["pod"] == "2"
+    assert props["host"] == "10.0.0.1,10.0.0.2"
+    assert props["empty"] == ""
+    assert props["key"] == "continued"
