@@ -99,8 +99,8 @@ class KvmCollector(Collector):
                 self.on_endpoint(finished[outcome.item][0])
 
         with tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-") as tmp:
-            ssh_command = write_ssh_wrapper(self.kvm, Path(tmp))
-            run_bounded(list(self.kvm.hosts), lambda h: self.collect_host(h, ssh_command),
+            folder = Path(tmp)
+            run_bounded(list(self.kvm.hosts), lambda h: self.collect_host(h, folder),
                         workers=self.kvm.parallel, item_timeout=self.kvm.host_timeout,
                         deadline=deadline, on_done=report)
         endpoints = [finished[h][0] for h in self.kvm.hosts]
@@ -125,9 +125,10 @@ class KvmCollector(Collector):
         status, error = ("partial", f"{host}: {facts_error}") if facts_error else ("ok", None)
         return EndpointResult(name, host, status, error, outcome.duration_s, calls), inv
 
-    def collect_host(self, address: str, ssh_command: Path) -> HostResult:
+    def collect_host(self, address: str, folder: Path) -> HostResult:
+        ssh_command, ssh_log = write_ssh_wrapper(self.kvm, folder, self.kvm.hosts.index(address))
         raw, calls = fetch_libvirt(self.open_conn, libvirt_uri(self.kvm, address, ssh_command), address,
-                                   self.kvm.known_hosts)
+                                   self.kvm.known_hosts, ssh_log)
         facts_error = None
         if self.kvm.ssh_facts:
             try:
@@ -151,8 +152,8 @@ class KvmCollector(Collector):
         return inv, calls, facts_error
 
 
-def fetch_libvirt(open_conn: Any, uri: str, address: str,
-                  known_hosts: Path | None = None) -> tuple[dict[str, Any], int]:
+def fetch_libvirt(open_conn: Any, uri: str, address: str, known_hosts: Path | None = None,
+                  ssh_log: Path | None = None) -> tuple[dict[str, Any], int]:
     """Everything libvirt says about one host, as JSON-safe data; and the number of calls made."""
     calls = 0
 
@@ -161,7 +162,7 @@ def fetch_libvirt(open_conn: Any, uri: str, address: str,
         calls += 1
         return fn(*args)
 
-    with translate_libvirt_errors(uri, known_hosts):
+    with translate_libvirt_errors(uri, known_hosts, ssh_log):
         conn = call(open_conn, uri)
         try:
             raw: dict[str, Any] = {
@@ -203,12 +204,18 @@ def _optional(call: Any, fn: Any, *args: Any) -> Any:
 
 
 @contextmanager
-def translate_libvirt_errors(uri: str, known_hosts: Path | None = None) -> Iterator[None]:
-    """libvirt (and the ssh it runs) speak in many voices; say one line that points at the fix."""
+def translate_libvirt_errors(uri: str, known_hosts: Path | None = None,
+                             ssh_log: Path | None = None) -> Iterator[None]:
+    """libvirt (and the ssh it runs) speak in many voices; say one line that points at the fix.
+
+    ssh's own words (kept in ``ssh_log`` by the wrapper) are read first: libvirt reports an ssh
+    that quit as a mere read error.
+    """
     try:
         yield
     except libvirt.libvirtError as exc:
-        text = exc.get_error_message() or str(exc)
+        ssh_said = ssh_log.read_text(errors="replace") if ssh_log and ssh_log.exists() else ""
+        text = " ".join(ssh_said.split()[-60:]) or exc.get_error_message() or str(exc)
         where = f"libvirt {redact_uri(uri)}"
         lowered = text.lower()
         if "has changed" in lowered and "host" in lowered:
@@ -260,18 +267,22 @@ def libvirt_uri(target: KvmTarget, host: str, ssh_command: Path | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(params), parts.fragment))
 
 
-def write_ssh_wrapper(target: KvmTarget, folder: Path) -> Path:
-    """An ``ssh`` for libvirt's ssh transport that checks host keys against the target's known_hosts."""
-    path = folder / "ssh"
+def write_ssh_wrapper(target: KvmTarget, folder: Path, index: int) -> tuple[Path, Path]:
+    """An ``ssh`` for libvirt's ssh transport that checks host keys against the target's known_hosts.
+
+    Returns the wrapper and the file its ssh writes its complaints to (one pair per host).
+    """
+    path = folder / f"ssh-{index}"
+    log = folder / f"ssh-{index}.log"
     options = {
         "BatchMode": "yes", "StrictHostKeyChecking": "yes", "UserKnownHostsFile": str(target.known_hosts),
         "GlobalKnownHostsFile": "/dev/null", "ConnectTimeout": str(max(1, int(target.connect_timeout))),
         "ServerAliveInterval": "5", "ServerAliveCountMax": "3", "LogLevel": "ERROR",
     }
     args = " ".join(f"-o {shlex.quote(f'{k}={v}')}" for k, v in options.items())
-    path.write_text(f"#!/bin/sh\nexec ssh {args} \"$@\"\n")
+    path.write_text(f"#!/bin/sh\nexec ssh {args} \"$@\" 2>>{shlex.quote(str(log))}\n")
     path.chmod(0o700)
-    return path
+    return path, log
 
 
 def redact_uri(uri: str) -> str:

@@ -42,9 +42,9 @@ def libvirtd() -> str:
 
 
 @pytest.fixture(scope="session")
-def real_domains(libvirtd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[LabDomain]]:
-    pool_path = tmp_path_factory.mktemp("pool")
-    os.chmod(pool_path, 0o755)
+def real_domains(libvirtd: str) -> Iterator[list[LabDomain]]:
+    pool_path = Path("/var/lib/libvirt/images") / TEST_POOL  # where the QEMU user may read disks
+    remove_domains([d.name for d in REAL_DOMAINS], TEST_POOL)  # whatever an aborted run left
     define_domains(REAL_DOMAINS, TEST_POOL, pool_path)
     yield REAL_DOMAINS
     remove_domains([d.name for d in REAL_DOMAINS], TEST_POOL)

@@ -1,0 +1,82 @@
+"""Many-host KVM clusters through libvirt's own test driver (no daemon)."""
+
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from collectors.kvm import KvmCollector, KvmTarget
+from fixtures.testdriver import NFS_POOL_UUID, domain_names, write_cluster
+
+
+def target(folder: Path, hosts: list[str], **extra: object) -> KvmTarget:
+    return KvmTarget(name="td", hosts=tuple(hosts), uri=f"test://{folder}/{{host}}.xml", ssh_facts=False,
+                     cluster="cluster-a", **extra)  # type: ignore[arg-type]
+
+
+def test_every_domain_of_every_host_is_collected_with_its_host(tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path, hosts=30, domains_per_host=40)
+    result = KvmCollector(target(tmp_path, [h.name for h in hosts])).collect()
+    assert result.status == "ok" and result.error is None
+    inv = result.inventory
+    assert len(inv.hosts) == 30 and len(inv.vms) == 1200
+    assert len(inv.vm_disks) == 2400 and len(inv.vm_nics) == 2400
+    assert [c.host_count for c in inv.clusters] == [30]
+    # cross-check each host against libvirt's own answer for that host file
+    host_keys = {h.address: h.key for h in inv.hosts}
+    for index, host in enumerate(hosts):
+        conn = libvirt.openReadOnly(f"test://{host.path}")
+        expected = {d.name(): (d.UUIDString(), d.info()[3], d.info()[2] * 1024, d.state()[0])
+                    for d in conn.listAllDomains(0)}
+        conn.close()
+        stored = {v.name: (v.key, v.vcpus, v.memory_bytes, v.power_state) for v in inv.vms
+                  if v.host_key == host_keys[host.name]}
+        assert sorted(stored) == sorted(expected) == sorted(domain_names(index, 40))
+        for name, (uuid, vcpus, memory, state) in expected.items():
+            assert stored[name][:3] == (uuid, vcpus, memory)
+            assert stored[name][3] == {1: "running", 5: "stopped"}[state]
+    # the NFS primary pool is one storage object, attached on every host
+    nfs = [s for s in inv.storage if s.key == NFS_POOL_UUID]
+    assert len(nfs) == 1 and nfs[0].kind == "nfs" and nfs[0].shared
+    assert sum(1 for a in inv.host_storage if a.storage_key == NFS_POOL_UUID) == 30
+    assert all(d.storage_key == NFS_POOL_UUID for d in inv.vm_disks)
+    assert {n.key for n in inv.networks} == {"bridge:cloudbr0", "bridge:cloudbr1"}
+    roles = {v.cs_role for v in inv.vms}
+    assert roles == {"user", "router", "ssvm", "cpvm", "unmanaged"}
+    assert result.api_calls > 30 * 40  # one XML description per domain, at least
+
+
+def test_a_missing_host_fails_alone(tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path, hosts=3, domains_per_host=5)
+    result = KvmCollector(target(tmp_path, [hosts[0].name, "kvm-gone", hosts[2].name])).collect()
+    assert result.status == "partial"
+    assert len(result.inventory.hosts) == 2
+    (failed,) = [e for e in result.endpoints if e.status == "failed"]
+    assert failed.endpoint == "kvm-gone" and "kvm-gone" in (failed.error or "")
+    assert "\n" not in (result.error or "")
+
+
+def test_same_host_uuid_twice_keeps_both_hosts(tmp_path: Path) -> None:
+    """Two configured names that reach one libvirt (cloned hosts, DNS aliases) are both kept."""
+    hosts = write_cluster(tmp_path, hosts=1, domains_per_host=3)
+    (tmp_path / "alias.xml").write_text(hosts[0].path.read_text())
+    inv = KvmCollector(target(tmp_path, [hosts[0].name, "alias"])).collect().inventory
+    assert len({h.key for h in inv.hosts}) == 2
+    assert len({v.key for v in inv.vms}) == 6  # the same domains on two hosts stay two rows each
+    for vm in inv.vms:
+        assert {d.vm_key for d in inv.vm_disks if d.vm_key == vm.key}
+
+
+def test_cluster_from_agent_properties_when_not_configured(tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path, hosts=2, domains_per_host=1)
+    result = KvmCollector(KvmTarget(name="td", hosts=tuple(h.name for h in hosts),
+                                    uri=f"test://{tmp_path}/{{host}}.xml", ssh_facts=False)).collect()
+    # no cluster configured and no agent.properties read: the target is the cluster
+    assert {h.cluster_key for h in result.inventory.hosts} == {"td"}
+
+
+@pytest.mark.parametrize("bad", ["test:///nonexistent/{host}.xml"])
+def test_unreadable_host_file_is_a_one_line_reason(tmp_path: Path, bad: str) -> None:
+    result = KvmCollector(KvmTarget(name="td", hosts=("h1",), uri=bad, ssh_facts=False)).collect()
+    assert result.status == "failed" and result.error and "h1:" in result.error
+    assert "\n" not in result.error
