@@ -1,0 +1,159 @@
+"""The installed `cs-inventory` command, end to end, as cron or an operator runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.sshd import SshServer
+from fixtures.testdriver import write_cluster
+from tests.conftest import TOOL, run_tool
+
+pytestmark = pytest.mark.heavy
+
+
+def write_config(folder: Path, sshd: SshServer, extra: str = "") -> Path:
+    hosts = write_cluster(folder / "td", hosts=4, domains_per_host=10)
+    config = folder / "cs-inventory.toml"
+    config.write_text(f"""
+[database]
+path = "inv.db"
+[cloudstack]
+version = "4.20"
+[[kvm]]
+name = "real"
+cluster = "c1"
+hosts = ["127.0.0.1"]
+ssh_port = {sshd.port}
+ssh_key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+[[kvm]]
+name = "td"
+cluster = "c2"
+hosts = [{", ".join(f'"{h.name}"' for h in hosts)}]
+uri = "test://{folder / 'td'}/{{host}}.xml"
+ssh_facts = false
+{extra}""")
+    return config
+
+
+def test_scan_show_export_round_trip(real_domains: Any, sshd: SshServer, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sshd)
+    scan = run_tool("scan", "--config", str(config))
+    assert scan.returncode == 0, scan.stderr
+    assert "scan 1: ok" in scan.stdout
+    assert "real/127.0.0.1: ok" in scan.stderr  # plain progress lines when not on a terminal
+    db = sqlite3.connect(tmp_path / "inv.db")
+    assert db.execute("SELECT status FROM scans").fetchall() == [("ok",)]
+    assert db.execute("SELECT COUNT(*) FROM latest_vms WHERE target = 'td'").fetchone() == (40,)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    show = run_tool("show", "--config", str(config), "--format", "json")
+    summary = json.loads(show.stdout)
+    assert summary["totals"]["hosts"] == 5
+    td = next(t for t in summary["targets"] if t["name"] == "td")
+    assert td["clusters"][0]["roles"]["ssvm"] == 1 and td["clusters"][0]["vms"] == 40
+    table = run_tool("show", "--config", str(config))
+    assert "c2" in table.stdout and "unmanaged" in table.stdout
+
+    out = tmp_path / "vms.csv"
+    export = run_tool("export", "--config", str(config), "--table", "vms", "--format", "csv", "--output", str(out))
+    assert export.returncode == 0 and "wrote" in export.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == db.execute("SELECT COUNT(*) FROM vms").fetchone()[0]
+    assert out.stat().st_mode & 0o077 == 0
+    ndjson = run_tool("export", "--config", str(config), "--table", "hosts", "--format", "ndjson", "--scan", "1")
+    assert len(ndjson.stdout.splitlines()) == 5
+
+
+def test_a_failed_host_makes_the_scan_partial_with_exit_code_3(real_domains: Any, sshd: SshServer,
+                                                               tmp_path: Path) -> None:
+    config = write_config(tmp_path, sshd, extra=f"""
+[[kvm]]
+name = "down"
+hosts = ["127.0.0.1"]
+ssh_port = 1
+ssh_key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+connect_timeout = 2
+""")
+    scan = run_tool("scan", "--config", str(config))
+    assert scan.returncode == 3, scan.stderr
+    db = sqlite3.connect(tmp_path / "inv.db")
+    assert db.execute("SELECT status FROM scans").fetchone() == ("partial",)
+    status = dict(db.execute("SELECT name, status FROM targets").fetchall())
+    assert status == {"real": "ok", "td": "ok", "down": "failed"}
+    (error,) = db.execute("SELECT error FROM targets WHERE name = 'down'").fetchone()
+    assert "connection refused" in error and "\n" not in error
+    assert db.execute("SELECT COUNT(*) FROM vms WHERE target = 'td'").fetchone() == (40,)  # nothing lost
+    # the failed target is still exportable around: the export carries the rest
+    export = run_tool("export", "--config", str(config), "--table", "targets", "--format", "json")
+    assert {t["name"]: t["status"] for t in json.loads(export.stdout)}["down"] == "failed"
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('[[kvm]]\nname = "x"\nhosts = ["h"]\nbogus = 1\n', "unknown key 'bogus'"),
+    ('[[kvm]]\nname = "x"\n', "missing key 'hosts'"),
+])
+def test_bad_config_is_one_error_line_and_exit_2(tmp_path: Path, content: str, expected: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(content)
+    result = run_tool("scan", "--config", str(config))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and expected in lines[0] and str(config) in lines[0]
+    assert len(lines) <= 2 and "Traceback" not in result.stderr
+
+
+def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
+    result = run_tool("export", "--db", str(tmp_path / "none.db"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = run_tool("scan", "--bogus-option")
+    assert result.returncode == 2
+    assert run_tool("--help").stdout.count("Exit codes") == 1
+
+
+def test_sigterm_mid_scan_never_leaves_a_half_written_scan(real_domains: Any, sshd: SshServer,
+                                                           tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    config = write_config(tmp_path, sshd, extra=f"""
+[[kvm]]
+name = "hangs"
+hosts = ["127.0.0.1"]
+ssh_port = {listener.getsockname()[1]}
+ssh_key = "{sshd.client_key}"
+known_hosts = "{sshd.known_hosts}"
+connect_timeout = 60
+host_timeout = 60
+""")
+    first = run_tool("scan", "--config", str(config), "--only", "td")
+    assert first.returncode == 0
+    process = subprocess.Popen([str(TOOL), "scan", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # td and real finish in well under a second; "hangs" never answers
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    listener.close()
+    assert process.returncode == 3, stderr
+    assert "terminated by SIGTERM" in stderr
+    db = sqlite3.connect(tmp_path / "inv.db")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    scans = db.execute("SELECT id, status, error FROM scans ORDER BY id").fetchall()
+    assert [s[1] for s in scans] == ["ok", "failed"] and "SIGTERM" in scans[1][2]
+    targets = dict(db.execute("SELECT name, status FROM targets WHERE scan_id = 2").fetchall())
+    assert targets == {"real": "ok", "td": "ok", "hangs": "failed"}
+    assert db.execute("SELECT COUNT(*) FROM vms WHERE scan_id = 2 AND target = 'td'").fetchone() == (40,)
+    # views keep showing the last scan that completed, not the interrupted one
+    assert db.execute("SELECT DISTINCT scan_id FROM latest_vms").fetchall() == [(1,)]
