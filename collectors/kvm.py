@@ -122,8 +122,9 @@ class KvmCollector(Collector):
             error = f"{host}: {_describe(outcome.error)}"
             return EndpointResult(name, host, "failed", error, outcome.duration_s, 0), None
         inv, calls, facts_error = outcome.result
-        status, error = ("partial", f"{host}: {facts_error}") if facts_error else ("ok", None)
-        return EndpointResult(name, host, status, error, outcome.duration_s, calls), inv
+        if facts_error:
+            return EndpointResult(name, host, "partial", f"{host}: {facts_error}", outcome.duration_s, calls), inv
+        return EndpointResult(name, host, "ok", None, outcome.duration_s, calls), inv
 
     def collect_host(self, address: str, folder: Path) -> HostResult:
         ssh_command, ssh_log = write_ssh_wrapper(self.kvm, folder, self.kvm.hosts.index(address))

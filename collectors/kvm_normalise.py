@@ -118,6 +118,7 @@ def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster
     if memory is None:
         memory = root.find("memory")
     os_type = root.find("os/type")
+    cpu = root.find("cpu")
     inv.vms.append(Vm(
         key=uuid or f"{host}:{name}", target=target, host_key=host, cluster_key=cluster_key, name=name,
         uuid=uuid or None, instance_name=name if parsed.role != "unmanaged" else None,
@@ -129,7 +130,7 @@ def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster
                   "os_type": os_type.text if os_type is not None else None,
                   "machine": os_type.get("machine") if os_type is not None else None,
                   "arch": os_type.get("arch") if os_type is not None else None,
-                  "cpu_mode": root.find("cpu").get("mode") if root.find("cpu") is not None else None},
+                  "cpu_mode": cpu.get("mode") if cpu is not None else None},
     ))
     vm_key = inv.vms[-1].key
     blocks = _block_stats(stats)
@@ -300,7 +301,7 @@ def _host_links(inv: Inventory, facts: dict[str, Any], address: str, host: str, 
                 if any(a.get("local") == address for a in link.get("addr_info", []))}
     management = carriers or ({agent_dev} if agent_dev else set()) or ({default_dev} if default_dev else set())
     for name in sorted(bridges):
-        link = next((item for item in links if item["ifname"] == name), {})
+        link: dict[str, Any] = next((item for item in links if item["ifname"] == name), {})
         inv.networks.append(Network(key=f"bridge:{name}", target=target, name=name,
                                     kind="ovs" if name in facts.get("ovs", {}) else "bridge", bridge=name,
                                     mtu=link.get("mtu")))
