@@ -250,12 +250,13 @@ def _initial(db: Database) -> None:
             db.table("scans").create(columns, pk="id")
             continue
         db.table(table.name).create(columns)
-        db.table(table.name).create_index(["scan_id"], find_unique_name=True)
-        if table.key:
-            db.table(table.name).create_index(["scan_id", *(["target"] if "target" in columns else []),
-                                               *table.key], unique=True, find_unique_name=True)
-        if "key" in columns:
-            db.table(table.name).create_index(["scan_id", "key"], find_unique_name=True)
+        if not table.key:
+            db.table(table.name).create_index(["scan_id"], find_unique_name=True)
+            continue
+        # One index does three jobs: rows of a scan (scan_id), lookups by key within a scan
+        # (scan_id, key …) and uniqueness of a key within a target (target last).
+        target = ["target"] if "target" in columns else []
+        db.table(table.name).create_index(["scan_id", *table.key, *target], unique=True, find_unique_name=True)
 
 
 def create_views(db: Database) -> None:
