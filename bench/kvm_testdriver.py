@@ -42,7 +42,8 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"scan failed ({proc.returncode}): {proc.stderr[-500:]}")
         db = sqlite3.connect(folder / "bench.db")
-        counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("hosts", "vms", "vm_disks", "vm_nics")}
+        tables = ("hosts", "vms", "vm_disks", "vm_nics")
+        counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
         calls = db.execute("SELECT SUM(api_calls) FROM targets").fetchone()[0]
     print(f"kvm test-driver scan: {options.hosts} hosts × {options.domains} domains, parallel {options.parallel}")
     print(f"  wall {wall:.2f} s (process start to exit, store write included); peak RSS {peak_kib / 1024:.0f} MiB")

@@ -17,8 +17,9 @@ from inventory.store import ScanRow, open_store
 
 def build(vms: int, hosts: int = 500) -> TargetResult:
     inv = Inventory()
-    inv.hosts = [Host(key=f"h{h}", target="bench", cluster_key="c", name=f"kvm{h}", address=f"10.0.{h // 250}.{h % 250}",
-                      hypervisor="kvm", memory_bytes=2**38, raw_json={"i": h}) for h in range(hosts)]
+    inv.hosts = [Host(key=f"h{h}", target="bench", cluster_key="c", name=f"kvm{h}",
+                      address=f"10.0.{h // 250}.{h % 250}", hypervisor="kvm", memory_bytes=2**38, raw_json={"i": h})
+                 for h in range(hosts)]
     for i in range(vms):
         key = f"00000000-0000-4000-8000-{i:012d}"
         inv.vms.append(Vm(key=key, target="bench", host_key=f"h{i % hosts}", cluster_key="c", name=f"i-2-{i}-VM",

@@ -181,14 +181,14 @@ def _render_summary(summary: dict[str, Any]) -> None:
     scan = summary["scan"]
     table = Table(title=f"scan {scan['id']} ({scan['status']}) started {scan['started_at']}: "
                         f"{summary['totals']['hosts']} hosts, {summary['totals']['vms']} VMs")
-    for col in ("target", "status", "cluster", "hosts", "VMs", "running", *inventory.report_roles()):
+    for col in ("target", "status", "cluster", "hosts", "VMs", "running", *inventory.ROLES):
         table.add_column(col)
     for target in summary["targets"]:
         rows = target["clusters"] or [{"cluster": "", "hosts": 0, "vms": 0, "running": 0, "roles": {}}]
         for cluster in rows:
             table.add_row(target["name"], target["status"], cluster["cluster"], str(cluster["hosts"]),
                           str(cluster["vms"]), str(cluster["running"]),
-                          *(str(cluster["roles"].get(r, 0)) for r in inventory.report_roles()))
+                          *(str(cluster["roles"].get(r, 0)) for r in inventory.ROLES))
     out.print(table)
     for failure in summary["failures"]:
         out.print(f"{failure['status']}: {failure['target']}/{failure['endpoint']}: {failure['error']}",

@@ -10,7 +10,6 @@ as configured there) is not read — agent.properties on each host tells what th
 
 from __future__ import annotations
 
-import os
 import shlex
 import tempfile
 import time
@@ -42,6 +41,8 @@ _ALL_DOMAINS = (libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
 
 @dataclass(frozen=True)
 class KvmTarget(TargetConfig):
+    """KVM hosts, read with libvirt (read-only) and SSH facts."""
+
     hosts: tuple[str, ...] = field(metadata={"help": "host names or addresses, e.g. [\"kvm01\", \"kvm02\"]"})
     cluster: str | None = field(default=None, metadata={"help": "cluster name; else agent.properties"})
     uri: str = field(default="qemu+ssh://{user}@{host}/system",
@@ -49,7 +50,7 @@ class KvmTarget(TargetConfig):
     ssh_user: str = field(default="root", metadata={"help": "SSH user for libvirt and facts"})
     ssh_port: int = field(default=22, metadata={"help": "SSH port"})
     ssh_key: Path | None = field(default=None, metadata={"help": "private key file; else the SSH agent"})
-    known_hosts: Path = field(default=Path(os.path.expanduser("~/.ssh/known_hosts")),
+    known_hosts: Path = field(default=Path("~/.ssh/known_hosts"),
                               metadata={"help": "known_hosts file that host keys are checked against"})
     ssh_facts: bool = field(default=True, metadata={"help": "collect host facts over SSH"})
     agent_properties: str = field(default="/etc/cloudstack/agent/agent.properties",
@@ -60,6 +61,7 @@ class KvmTarget(TargetConfig):
     parallel: int = field(default=16, metadata={"help": "hosts read at once"})
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "known_hosts", self.known_hosts.expanduser())
         if not self.hosts:
             raise ValueError("hosts must list at least one host")
         if len(set(self.hosts)) != len(self.hosts):

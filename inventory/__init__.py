@@ -16,16 +16,11 @@ from inventory.store import Store, open_store
 from inventory.version import TOOL_VERSION
 
 
-def report_roles() -> tuple[str, ...]:
-    """CloudStack roles a VM can have, in report order."""
-    return ROLES
-
-
 __all__ = [
-    "DEFAULT_CONFIG", "EXPORTABLE_TABLES", "FORMATS", "SCHEMA_VERSION", "TOOL_VERSION",
+    "DEFAULT_CONFIG", "EXPORTABLE_TABLES", "FORMATS", "ROLES", "SCHEMA_VERSION", "TOOL_VERSION",
     "ApiError", "AuthFailed", "CollectorError", "Config", "ConfigError", "ConnectFailed", "HostKeyRejected",
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
-    "endpoint_count", "export_table", "list_scans", "report_roles", "load_config", "open_store", "scan", "scan_summary",
+    "endpoint_count", "export_table", "list_scans", "load_config", "open_store", "scan", "scan_summary",
     "select_targets", "target_kinds",
 ]

@@ -1,0 +1,71 @@
+"""The README's generated sections: the configuration reference and the database schema.
+
+``python -m inventory.docs README.md`` rewrites them in place; the docs test fails when they
+are stale, so the README never drifts from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+from inventory import schema
+from inventory.config import Secret
+from inventory.scan import target_kinds
+
+SECTIONS = ("config", "schema")
+
+
+def config_reference() -> str:
+    lines = []
+    for kind, cls in target_kinds().items():
+        lines += [f"`[[{kind}]]` — {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}".rstrip(" —"),
+                  "", "| key | default | meaning |", "| --- | --- | --- |"]
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            help_text = field.metadata.get("help", "unique target name" if field.name == "name" else "")
+            if Secret in typing.get_args(hints[field.name]):
+                lines.append(f"| `{field.name}_env` / `{field.name}_file` | — | {help_text} |")
+                continue
+            if field.default is not dataclasses.MISSING:
+                default = "—" if field.default is None else f"`{_toml(field.default)}`"
+            else:
+                default = "required"
+            lines.append(f"| `{field.name}` | {default} | {help_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def render(section: str) -> str:
+    return {"config": config_reference, "schema": schema.markdown}[section]().strip()
+
+
+def update(text: str) -> str:
+    for section in SECTIONS:
+        start, end = f"<!-- generated:{section} -->", f"<!-- end:{section} -->"
+        if start not in text or end not in text:
+            raise ValueError(f"README lacks the markers {start} … {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{render(section)}\n{end}{tail}"
+    return text
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0] if argv else "README.md")
+    text = path.read_text()
+    new = update(text)
+    if new != text:
+        path.write_text(new)
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
