@@ -15,13 +15,13 @@ def target(folder: Path, hosts: list[str], **extra: object) -> KvmTarget:
 
 
 def test_every_domain_of_every_host_is_collected_with_its_host(tmp_path: Path) -> None:
-    hosts = write_cluster(tmp_path, hosts=30, domains_per_host=40)
+    hosts = write_cluster(tmp_path, hosts=50, domains_per_host=40)
     result = KvmCollector(target(tmp_path, [h.name for h in hosts])).collect()
     assert result.status == "ok" and result.error is None
     inv = result.inventory
-    assert len(inv.hosts) == 30 and len(inv.vms) == 1200
-    assert len(inv.vm_disks) == 2400 and len(inv.vm_nics) == 2400
-    assert [c.host_count for c in inv.clusters] == [30]
+    assert len(inv.hosts) == 50 and len(inv.vms) == 2000
+    assert len(inv.vm_disks) == 4000 and len(inv.vm_nics) == 4000
+    assert [c.host_count for c in inv.clusters] == [50]
     # cross-check each host against libvirt's own answer for that host file
     host_keys = {h.address: h.key for h in inv.hosts}
     for index, host in enumerate(hosts):
@@ -38,12 +38,12 @@ def test_every_domain_of_every_host_is_collected_with_its_host(tmp_path: Path) -
     # the NFS primary pool is one storage object, attached on every host
     nfs = [s for s in inv.storage if s.key == NFS_POOL_UUID]
     assert len(nfs) == 1 and nfs[0].kind == "nfs" and nfs[0].shared
-    assert sum(1 for a in inv.host_storage if a.storage_key == NFS_POOL_UUID) == 30
+    assert sum(1 for a in inv.host_storage if a.storage_key == NFS_POOL_UUID) == 50
     assert all(d.storage_key == NFS_POOL_UUID for d in inv.vm_disks)
     assert {n.key for n in inv.networks} == {"bridge:cloudbr0", "bridge:cloudbr1"}
     roles = {v.cs_role for v in inv.vms}
     assert roles == {"user", "router", "ssvm", "cpvm", "unmanaged"}
-    assert result.api_calls > 30 * 40  # one XML description per domain, at least
+    assert result.api_calls > 50 * 40  # one XML description per domain, at least
 
 
 def test_a_missing_host_fails_alone(tmp_path: Path) -> None:
