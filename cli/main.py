@@ -18,7 +18,7 @@ from rich.table import Table
 
 import inventory
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
 app = typer.Typer(
     name="cs-inventory", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -26,7 +26,8 @@ app = typer.Typer(
           "Reads KVM hosts (libvirt + SSH), XenServer pools (XenAPI) and vCenter (pyvmomi) read-only, "
           "stores every scan in SQLite, and exports CSV/JSON.\n\n"
           "Exit codes: 0 clean; 1 error-severity findings; 2 usage or config error; 3 some targets "
-          "failed (scan partial) or the scan was interrupted; 4 internal error."),
+          "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
+          "database (lock wait timed out)."),
 )
 out = Console(highlight=False, soft_wrap=True)
 if not out.is_terminal:
@@ -50,11 +51,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors; debug logging.")] = False,
+    log_file: Annotated[Optional[Path], typer.Option(
+        "--log-file", envvar="CS_INVENTORY_LOG_FILE", help="Append events to this file (created 0600).")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object per line).")] = "text",
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
+    if log_format not in ("text", "json"):
+        err.print(f"error: --log-format {log_format!r}: use text or json", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    inventory.configure_logging(log_file, log_format, debug)
 
 
 @contextmanager
@@ -63,6 +71,7 @@ def error_boundary() -> Iterator[None]:
     try:
         yield
     except inventory.InventoryError as exc:
+        inventory.log_event("command failed", error=exc.one_line(), exit_code=exc.exit_code)
         err.print(f"error: {' '.join(exc.message.split())}", markup=False)
         if exc.hint:
             err.print(f"hint: {exc.hint}", markup=False)
@@ -104,6 +113,8 @@ def scan(
     deadline: Annotated[Optional[float], typer.Option(
         "--deadline", help="Give up on targets still running after this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")] = False,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", help="Seconds to wait for another run writing the same database; then exit 5.")] = 60.0,
 ) -> NoReturn:
     """Collect every configured target and store it as one scan.
 
@@ -113,12 +124,21 @@ def scan(
     with error_boundary():
         cfg = _config(config, required=True)
         assert cfg is not None
+        _warn(cfg, quiet)
         targets = inventory.select_targets(cfg, only)
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
-            result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress)
+            result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
+                                    lock_timeout=lock_timeout)
         if not quiet or result.exit_code:
             _render_scan(result)
     raise typer.Exit(result.exit_code)
+
+
+def _warn(cfg: inventory.Config, quiet: bool) -> None:
+    for warning in cfg.warnings:
+        inventory.log_event("config warning", warning=warning)
+        if not quiet:
+            err.print(f"warning: {warning}", markup=False)
 
 
 @contextmanager
@@ -203,17 +223,123 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or ndjson.")] = "csv",
     scan_id: ScanOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    where: Annotated[Optional[str], typer.Option(
+        "--where", help="SQL condition on the table's columns, e.g. \"power_state = 'running'\".")] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        "--columns", help="Comma-separated columns to export, in that order.")] = None,
 ) -> None:
-    """Export one table of a scan as CSV, JSON (array of objects) or NDJSON; keys are column names."""
+    """Export one table of a scan as CSV, JSON (array of objects) or NDJSON; keys are column names.
+
+    Findings are the `findings` table. CSV cells a spreadsheet would evaluate are made inert.
+    """
     with error_boundary():
         store = _store(config, db)
-        if output is None:
-            count = inventory.export_table(store, table, scan_id, fmt, sys.stdout)
-        else:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", newline="") as handle:
-                count = inventory.export_table(store, table, scan_id, fmt, handle)
+        chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        with _output(output) as handle:
+            count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen)
+        if output is not None:
             err.print(f"wrote {count} {table} rows to {output}", markup=False)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[Any]:
+    """stdout, or a file created owner-only (exports hold the estate's layout)."""
+    if path is None:
+        yield sys.stdout
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", newline="") as handle:
+        yield handle
+
+
+@app.command()
+def history(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many scans, newest first.")] = 20,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List stored scans: time, status, hosts and VMs, findings by severity, failed targets."""
+    with error_boundary():
+        rows = inventory.history(_store(config, db), limit)
+        if fmt == "json":
+            out.print_json(json.dumps(rows))
+            return
+        table = Table(title=f"{len(rows)} most recent scans")
+        for col in ("id", "started", "status", "hosts", "VMs", "errors", "warnings", "info", "failed targets"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r["id"]), r["started_at"], r["status"], str(r["hosts"]), str(r["vms"]),
+                          str(r["errors"]), str(r["warnings"]), str(r["infos"]), r["targets_failed"] or "")
+        out.print(table)
+
+
+@app.command()
+def prune(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    keep: Annotated[Optional[int], typer.Option("--keep", help="Keep the N newest scans.")] = None,
+    older_than: Annotated[Optional[str], typer.Option(
+        "--older-than", help="Delete scans older than e.g. 30d, 12h, 2w.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")] = False,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a running scan.")] = 60.0,
+) -> None:
+    """Delete old scans and reclaim the space. The latest complete scan is never deleted."""
+    with error_boundary():
+        store = _store(config, db)
+        with inventory.writer_lock(store.path, lock_timeout):
+            result = inventory.prune(store, keep=keep, older_than=older_than, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        out.print(f"{verb} {len(result.removed)} scans {result.removed or ''}; kept {len(result.kept)}"
+                  f" (always kept: {result.protected}); database {result.bytes_before / 2**20:.1f} MiB → "
+                  f"{result.bytes_after / 2**20:.1f} MiB", markup=False)
+
+
+@app.command()
+def diff(
+    old: Annotated[Optional[int], typer.Argument(help="Older scan id (default: the second newest completed).")] = None,
+    new: Annotated[Optional[int], typer.Argument(help="Newer scan id (default: the newest completed).")] = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or ndjson.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+) -> None:
+    """What changed between two scans: hosts, VMs, disks, NICs, networks, storage; findings new and resolved.
+
+    A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
+    """
+    with error_boundary():
+        result = inventory.diff_scans(_store(config, db), old, new)
+        if fmt == "table":
+            _render_diff(result)
+            return
+        with _output(output) as handle:
+            if fmt == "json":
+                handle.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+            else:
+                inventory.write_rows(result.rows(), inventory.DIFF_COLUMNS, fmt, handle)
+
+
+def _render_diff(result: Any) -> None:
+    out.print(f"scan {result.old} → scan {result.new}", markup=False)
+    for skipped in result.not_compared:
+        where = f"{skipped['target']}/{skipped['endpoint']}" if skipped["endpoint"] else skipped["target"]
+        out.print(f"not compared: {where} ({skipped['why']})", markup=False)
+    if not result.changes and not result.findings_new and not result.findings_resolved:
+        out.print("no changes", markup=False)
+        return
+    table = Table()
+    for col in ("table", "change", "target", "key", "name", "what changed"):
+        table.add_column(col, overflow="fold")
+    for c in result.changes:
+        detail = "; ".join(f"{k}: {o} → {n}" for k, (o, n) in c.fields.items())
+        table.add_row(c.table, c.change, c.target, c.key, c.name or "", detail)
+    out.print(table)
+    for f in result.findings_new:
+        out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
+    for f in result.findings_resolved:
+        out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
 
 
 def main() -> None:

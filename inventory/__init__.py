@@ -8,7 +8,13 @@ from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, HostKeyRejected, InventoryError,
     NotPoolMaster, ScanInterrupted, StoreError, TimedOut, TlsRejected,
 )
-from inventory.export import FORMATS, export_table
+from inventory.diff import ROW_COLUMNS as DIFF_COLUMNS
+from inventory.diff import ScanDiff, diff_scans
+from inventory.export import FORMATS, export_table, write_rows
+from inventory.history import PruneResult, history, prune
+from inventory.lock import DatabaseBusy, writer_lock
+from inventory.logs import configure as configure_logging
+from inventory.logs import event as log_event
 from inventory.report import ROLES, list_scans, scan_summary
 from inventory.scan import ScanResult, endpoint_count, load_config, scan, select_targets, target_kinds
 from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
@@ -21,6 +27,8 @@ __all__ = [
     "ApiError", "AuthFailed", "CollectorError", "Config", "ConfigError", "ConnectFailed", "HostKeyRejected",
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
+    "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
+    "configure_logging", "diff_scans", "history", "log_event", "prune", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "list_scans", "load_config", "open_store", "scan", "scan_summary",
     "select_targets", "target_kinds",
 ]

@@ -64,6 +64,7 @@ class Config:
     cloudstack_version: str | None = None
     traffic_labels: Mapping[str, str] = field(default_factory=dict)
     targets: tuple[TargetConfig, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def targets_of(self, kind: str, kinds: Mapping[str, type[TargetConfig]]) -> list[TargetConfig]:
         return [t for t in self.targets if isinstance(t, kinds[kind])]
@@ -82,7 +83,22 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_config(data, path, target_types)
+    config = parse_config(data, path, target_types)
+    return dataclasses.replace(config, warnings=permission_warnings(path, config))
+
+
+def permission_warnings(path: Path, config: Config) -> tuple[str, ...]:
+    """Secret files (and a config naming them) should be readable by their owner only."""
+    secrets = [value for target in config.targets for value in vars(target).values()
+               if isinstance(value, Secret) and value.reference.startswith("file:")]
+    warnings = []
+    if secrets and path.exists() and path.stat().st_mode & 0o077:
+        warnings.append(f"{path} is readable by other users and names password files; chmod 600 {path}")
+    for secret in secrets:
+        secret_path = Path(secret.reference.removeprefix("file:"))
+        if secret_path.exists() and secret_path.stat().st_mode & 0o077:
+            warnings.append(f"password file {secret_path} is readable by other users; chmod 600 {secret_path}")
+    return tuple(warnings)
 
 
 def parse_config(data: Mapping[str, Any], path: Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from inventory import schema
@@ -20,16 +20,34 @@ FORMATS = ("csv", "json", "ndjson")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_table(store: Store, table: str, scan_id: int | None, fmt: str, out: TextIO) -> int:
-    """Write one table of one scan (latest if ``scan_id`` is None); return the row count."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+def export_table(store: Store, table: str, scan_id: int | None, fmt: str, out: TextIO, *,
+                 where: str | None = None, columns: Sequence[str] | None = None) -> int:
+    """Write one table of one scan (latest if ``scan_id`` is None); return the row count.
+
+    ``columns`` picks a subset (in that order); ``where`` is an SQL condition on the table's
+    columns, run on a read-only connection (e.g. ``power_state = 'running'``).
+    """
+    check_format(fmt)
     if table not in schema.TABLES_BY_NAME:
         raise ConfigError(f"unknown table {table!r}", hint=f"tables: {', '.join(schema.EXPORTABLE_TABLES)}")
-    resolved = store.resolve_scan(scan_id)
-    columns = schema.TABLES_BY_NAME[table].column_names
-    rows = store.rows(table, resolved)
-    if fmt != "csv":
+    known = schema.TABLES_BY_NAME[table].column_names
+    chosen = list(columns) if columns else known
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise ConfigError(f"table {table} has no column {unknown[0]!r}", hint=f"columns: {', '.join(known)}")
+    rows = store.select(table, store.resolve_scan(scan_id), chosen, where)
+    return write_rows(rows, chosen, fmt, out, table)
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+
+
+def write_rows(rows: Iterable[dict[str, Any]], columns: list[str], fmt: str, out: TextIO,
+               table: str | None = None) -> int:
+    check_format(fmt)
+    if fmt != "csv" and table is not None:
         rows = typed_rows(rows, table)
     return {"csv": write_csv, "json": write_json, "ndjson": write_ndjson}[fmt](rows, columns, out)
 

@@ -21,6 +21,8 @@ from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetResult
 from inventory.normalise import one_line
+from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
+from inventory.logs import event
 from inventory.store import ScanRow, open_store
 from inventory.version import TOOL_VERSION
 
@@ -75,28 +77,46 @@ def select_targets(config: Config, only: Sequence[str] | None = None) -> list[Ta
 
 
 def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | None = None,
-         deadline_s: float | None = None, progress: Progress | None = None) -> ScanResult:
+         deadline_s: float | None = None, progress: Progress | None = None,
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> ScanResult:
     """Collect every selected target and store the result as one scan.
 
     A target that fails is recorded with its reason and the scan is ``partial``. SIGTERM or
     Ctrl-C stores what finished, marks the scan ``failed`` and raises ``ScanInterrupted``.
+    Only one scan writes to a database at a time: a second waits ``lock_timeout`` seconds,
+    then raises ``DatabaseBusy``.
     """
     targets = select_targets(config, only)
-    store = open_store(db_path or config.database_path)  # fail on a bad database before collecting
+    path = db_path or config.database_path
+    with writer_lock(path, lock_timeout):
+        return _scan_locked(config, targets, path, deadline_s, progress)
+
+
+def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadline_s: float | None,
+                 progress: Progress | None) -> ScanResult:
+    store = open_store(path)  # fail on a bad database before collecting
+    event("scan started", targets=[t.name for t in targets], database=str(path))
     started_at = _now()
     started = time.monotonic()
     deadline = started + deadline_s if deadline_s else None
     finished: dict[str, TargetResult] = {}
 
+    def endpoint_done(endpoint: EndpointResult) -> None:
+        event("endpoint read", target=endpoint.target, endpoint=endpoint.endpoint, status=endpoint.status,
+              error=endpoint.error, duration_s=round(endpoint.duration_s, 3), api_calls=endpoint.api_calls)
+        if progress is not None:
+            progress("endpoint", endpoint)
+
     def collect(target: TargetConfig) -> TargetResult:
         collector = collectors.registry()[kind_of(target)](target)
-        if progress is not None:
-            collector.on_endpoint = lambda e: progress("endpoint", e)
+        collector.on_endpoint = endpoint_done
         return collector.collect(deadline)
 
     def done(outcome: collectors.Outcome[TargetConfig, TargetResult]) -> None:
         result = outcome.result or _failed(outcome.item, _why(outcome), outcome.duration_s)
         finished[outcome.item.name] = result
+        event("target read", target=result.name, status=result.status, error=result.error,
+              duration_s=round(result.duration_s, 3), api_calls=result.api_calls, **result.inventory.counts())
         if progress is not None:
             progress("target", result)
 
@@ -121,6 +141,8 @@ def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | N
         for table, count in result.inventory.counts().items():
             counts[table] = counts.get(table, 0) + count
     outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted)
+    event("scan stored", scan_id=scan_id, status=status, error=interrupted,
+          duration_s=round(outcome.duration_s, 3), **counts)
     if interrupted:
         raise ScanInterrupted(f"scan {scan_id} {interrupted}; what finished was stored and the scan "
                               f"marked {status}", hint="run the scan again")

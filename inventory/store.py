@@ -133,6 +133,26 @@ class Store:
             return self.db.query("SELECT * FROM scans WHERE id = ?", [scan_id])
         return self.db.query(f"SELECT * FROM {table_name} WHERE scan_id = ? ORDER BY rowid", [scan_id])
 
+    def select(self, table_name: str, scan_id: int, columns: Sequence[str],
+               where: str | None = None) -> Iterator[dict[str, Any]]:
+        """Rows of one scan; ``where`` is the user's SQL condition, run with writes refused."""
+        if table_name not in schema.TABLES_BY_NAME or any(
+                c not in schema.TABLES_BY_NAME[table_name].column_names for c in columns):
+            raise StoreError(f"no such table or column in {table_name!r}")
+        scan_filter = "id = ?" if table_name == "scans" else "scan_id = ?"
+        sql = f"SELECT {', '.join(columns)} FROM {table_name} WHERE {scan_filter}"
+        if where:
+            sql += f" AND ({where})"
+        self.db.execute("PRAGMA query_only = ON")
+        try:
+            rows = list(self.db.query(sql + " ORDER BY rowid", [scan_id]))
+        except sqlite3.Error as exc:
+            raise StoreError(f"--where {where!r}: {exc}",
+                             hint="an SQL condition on the table's columns, e.g. \"power_state = 'running'\"") from exc
+        finally:
+            self.db.execute("PRAGMA query_only = OFF")
+        return iter(rows)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, list(params)))
 

@@ -1,0 +1,170 @@
+"""Drift between two scans: what was added, removed and changed, and findings new and resolved.
+
+Rows are matched by their key within a target. A target that failed (or was absent) in either
+scan is "not compared" — never reported as everything removed — and so is a KVM host whose
+endpoint failed in either scan, with everything on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from inventory.errors import StoreError
+from inventory.store import Store
+
+# table -> the columns that identify a row within a target
+KEYS: dict[str, tuple[str, ...]] = {
+    "clusters": ("key",), "hosts": ("key",), "vms": ("key",), "vm_disks": ("vm_key", "device"),
+    "vm_nics": ("vm_key", "device"), "networks": ("key",), "host_nics": ("host_key", "device"),
+    "storage": ("key",), "host_storage": ("host_key", "storage_key"),
+}
+IGNORED = {"scan_id", "raw_json"}
+FINDING_KEY = ("target", "rule_id", "object_type", "object_key")
+
+
+@dataclass
+class Change:
+    table: str
+    change: str  # added | removed | changed
+    target: str
+    key: str
+    name: str | None = None
+    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ScanDiff:
+    old: int
+    new: int
+    changes: list[Change]
+    findings_new: list[dict[str, Any]]
+    findings_resolved: list[dict[str, Any]]
+    not_compared: list[dict[str, str]]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for change in self.changes:
+            per = counts.setdefault(change.table, {"added": 0, "removed": 0, "changed": 0})
+            per[change.change] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "cs-inventory.diff/1", "old_scan": self.old, "new_scan": self.new,
+            "summary": self.summary(), "not_compared": self.not_compared,
+            "changes": [{"table": c.table, "change": c.change, "target": c.target, "key": c.key, "name": c.name,
+                         "fields": {k: {"old": o, "new": n} for k, (o, n) in c.fields.items()}}
+                        for c in self.changes],
+            "findings_new": self.findings_new, "findings_resolved": self.findings_resolved,
+        }
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Flat rows for CSV/NDJSON: one per added/removed object, one per changed field."""
+        for c in self.changes:
+            if c.change == "changed":
+                for name, (old, new) in c.fields.items():
+                    yield {"table": c.table, "change": c.change, "target": c.target, "key": c.key,
+                           "name": c.name, "field": name, "old": old, "new": new}
+            else:
+                yield {"table": c.table, "change": c.change, "target": c.target, "key": c.key, "name": c.name,
+                       "field": None, "old": None, "new": None}
+        for kind, findings in (("finding-new", self.findings_new), ("finding-resolved", self.findings_resolved)):
+            for f in findings:
+                yield {"table": "findings", "change": kind, "target": f["target"], "key": f["object_key"],
+                       "name": f["rule_id"], "field": "message", "old": None, "new": f["message"]}
+
+
+ROW_COLUMNS = ["table", "change", "target", "key", "name", "field", "old", "new"]
+
+
+def default_pair(store: Store) -> tuple[int, int]:
+    ids = [r["id"] for r in store.query(
+        "SELECT id FROM scans WHERE status IN ('ok', 'partial') ORDER BY id DESC LIMIT 2")]
+    if len(ids) < 2:
+        raise StoreError(f"{store.path} holds fewer than two completed scans to compare",
+                         hint="run `cs-inventory scan` again later, or name two scans: diff OLD NEW")
+    return ids[1], ids[0]
+
+
+def diff_scans(store: Store, old: int | None = None, new: int | None = None) -> ScanDiff:
+    if old is None and new is None:
+        old, new = default_pair(store)
+    elif old is None or new is None:
+        raise StoreError("give both scans to compare, or neither (the last two completed scans)")
+    old, new = store.resolve_scan(old), store.resolve_scan(new)
+    not_compared, skip_targets, skip_hosts = _not_compared(store, old, new)
+    changes: list[Change] = []
+    for table, key in KEYS.items():
+        before = _index(store, table, old, key, skip_targets, skip_hosts)
+        after = _index(store, table, new, key, skip_targets, skip_hosts)
+        for ident in sorted(after.keys() - before.keys()):
+            changes.append(Change(table, "added", ident[0], _key_text(ident), after[ident].get("name")))
+        for ident in sorted(before.keys() - after.keys()):
+            changes.append(Change(table, "removed", ident[0], _key_text(ident), before[ident].get("name")))
+        for ident in sorted(before.keys() & after.keys()):
+            fields = {c: (before[ident][c], after[ident].get(c)) for c in before[ident]
+                      if c not in IGNORED and before[ident][c] != after[ident].get(c)}
+            if fields:
+                changes.append(Change(table, "changed", ident[0], _key_text(ident), after[ident].get("name"), fields))
+    old_findings = _findings(store, old, skip_targets)
+    new_findings = _findings(store, new, skip_targets)
+    return ScanDiff(old, new, changes,
+                    findings_new=[new_findings[k] for k in sorted(new_findings.keys() - old_findings.keys())],
+                    findings_resolved=[old_findings[k] for k in sorted(old_findings.keys() - new_findings.keys())],
+                    not_compared=not_compared)
+
+
+def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]], set[str], set[tuple[str, str]]]:
+    status = {scan: {r["name"]: r["status"] for r in store.query(
+        "SELECT name, status FROM targets WHERE scan_id = ?", [scan])} for scan in (old, new)}
+    report: list[dict[str, str]] = []
+    skip_targets: set[str] = set()
+    for name in sorted(status[old].keys() | status[new].keys()):
+        states = (status[old].get(name, "absent"), status[new].get(name, "absent"))
+        if "failed" in states or "absent" in states:
+            skip_targets.add(name)
+            report.append({"target": name, "endpoint": "", "why": f"target {states[0]} in scan {old}, "
+                                                                  f"{states[1]} in scan {new}"})
+    skip_hosts: set[tuple[str, str]] = set()
+    failed = store.query("SELECT scan_id, target, endpoint FROM endpoints WHERE scan_id IN (?, ?) "
+                         "AND status = 'failed'", [old, new])
+    for row in failed:
+        if row["target"] in skip_targets:
+            continue
+        report.append({"target": row["target"], "endpoint": row["endpoint"],
+                       "why": f"host failed in scan {row['scan_id']}"})
+        for host in store.query("SELECT key FROM hosts WHERE scan_id IN (?, ?) AND target = ? AND address = ?",
+                                [old, new, row["target"], row["endpoint"]]):
+            skip_hosts.add((row["target"], host["key"]))
+    return report, skip_targets, skip_hosts
+
+
+def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
+           skip_hosts: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    skip_vms = set()
+    if skip_hosts and table in ("vm_disks", "vm_nics"):
+        skip_vms = {(r["target"], r["key"]) for r in store.query(
+            "SELECT target, key, host_key FROM vms WHERE scan_id = ?", [scan_id])
+            if (r["target"], r["host_key"]) in skip_hosts}
+    index = {}
+    for row in store.rows(table, scan_id):
+        target = row["target"]
+        if target in skip_targets:
+            continue
+        if skip_hosts and (target, row.get("host_key") or row.get("key")) in skip_hosts:
+            continue
+        if skip_vms and (target, row.get("vm_key")) in skip_vms:
+            continue
+        index[(target, *(row[k] for k in key))] = row
+    return index
+
+
+def _findings(store: Store, scan_id: int, skip_targets: set[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {tuple(f[k] for k in FINDING_KEY): f for f in store.rows("findings", scan_id)
+            if f["target"] not in skip_targets}
+
+
+def _key_text(ident: tuple[Any, ...]) -> str:
+    return "/".join(str(part) for part in ident[1:])

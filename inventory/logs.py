@@ -1,0 +1,55 @@
+"""Logging for unattended runs: ``--log-file`` in text or JSON lines; never a secret.
+
+Events carry their fields as ``extra={"fields": {...}}``; the JSON formatter writes them as
+keys, the text formatter as ``key=value``. Nothing logged here comes from a ``Secret``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+LOGGER_NAME = "cs_inventory"
+log = logging.getLogger(LOGGER_NAME)
+
+
+def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, message, extra={"fields": fields})
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname.lower(), "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}) or {})
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {}) or {}
+        tail = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in fields.items())
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="seconds")
+        return f"{stamp} {record.levelname.lower()} {record.getMessage()}" + (f" {tail}" if tail else "")
+
+
+def configure(log_file: Path | None, fmt: str = "text", debug: bool = False) -> None:
+    """Send cs-inventory's events to ``log_file`` (appended, created owner-only)."""
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    if log_file is None:
+        log.addHandler(logging.NullHandler())
+        return
+    if not log_file.exists():
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY, 0o600))
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    log.addHandler(handler)
