@@ -304,13 +304,15 @@ def diff(
     db: DbOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or ndjson.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    include_usage: Annotated[bool, typer.Option(
+        "--include-usage", help="Also report free space and disk allocation that changed.")] = False,
 ) -> None:
     """What changed between two scans: hosts, VMs, disks, NICs, networks, storage; findings new and resolved.
 
     A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
     """
     with error_boundary():
-        result = inventory.diff_scans(_store(config, db), old, new)
+        result = inventory.diff_scans(_store(config, db), old, new, include_usage=include_usage)
         if fmt == "table":
             _render_diff(result)
             return

@@ -188,10 +188,10 @@ def _nic(nic: ET.Element, index: int, vm_key: str, target: str) -> VmNic:
         else:
             name = source.get("bridge") or source.get("dev")
             key = f"bridge:{name}" if name and kind == "bridge" else None
-    tgt = nic.find("target")
     mac = nic.find("mac")
     model = nic.find("model")
-    return VmNic(vm_key=vm_key, target=target, device=(tgt.get("dev") if tgt is not None else None) or str(index),
+    # the tap name (vnetN) exists only while the domain runs: the NIC's place is its stable identity
+    return VmNic(vm_key=vm_key, target=target, device=f"net{index}",
                  mac=(mac.get("address") or "").lower() or None if mac is not None else None,
                  network_key=key, network_name=name, model=model.get("type") if model is not None else None)
 
@@ -307,8 +307,8 @@ def _host_links(inv: Inventory, facts: dict[str, Any], address: str, host: str, 
                                     mtu=link.get("mtu")))
     for link in links:
         name = link["ifname"]
-        if name == "lo" or link.get("link_type") == "loopback":
-            continue
+        if name == "lo" or link.get("link_type") == "loopback" or _link_kind(link) == "tun":
+            continue  # loopback, and the tap devices of running guests (they are the guests' NICs)
         kind = "ovs" if name in facts.get("ovs", {}) else _link_kind(link)
         master = link.get("master")
         bridge = name if name in bridges else ovs_ports.get(name) or (master if master in bridges else None)

@@ -21,6 +21,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "storage": ("key",), "host_storage": ("host_key", "storage_key"),
 }
 IGNORED = {"scan_id", "raw_json"}
+# measurements that move on their own between any two scans: drift only with include_usage
+USAGE = {"free_bytes", "allocation_bytes"}
 FINDING_KEY = ("target", "rule_id", "object_type", "object_key")
 
 
@@ -88,7 +90,8 @@ def default_pair(store: Store) -> tuple[int, int]:
     return ids[1], ids[0]
 
 
-def diff_scans(store: Store, old: int | None = None, new: int | None = None) -> ScanDiff:
+def diff_scans(store: Store, old: int | None = None, new: int | None = None, *,
+               include_usage: bool = False) -> ScanDiff:
     if old is None and new is None:
         old, new = default_pair(store)
     elif old is None or new is None:
@@ -96,6 +99,7 @@ def diff_scans(store: Store, old: int | None = None, new: int | None = None) -> 
     old, new = store.resolve_scan(old), store.resolve_scan(new)
     not_compared, skip_targets, skip_hosts = _not_compared(store, old, new)
     changes: list[Change] = []
+    ignored = IGNORED if include_usage else IGNORED | USAGE
     for table, key in KEYS.items():
         before = _index(store, table, old, key, skip_targets, skip_hosts)
         after = _index(store, table, new, key, skip_targets, skip_hosts)
@@ -105,7 +109,7 @@ def diff_scans(store: Store, old: int | None = None, new: int | None = None) -> 
             changes.append(Change(table, "removed", ident[0], _key_text(ident), before[ident].get("name")))
         for ident in sorted(before.keys() & after.keys()):
             fields = {c: (before[ident][c], after[ident].get(c)) for c in before[ident]
-                      if c not in IGNORED and before[ident][c] != after[ident].get(c)}
+                      if c not in ignored and before[ident][c] != after[ident].get(c)}
             if fields:
                 changes.append(Change(table, "changed", ident[0], _key_text(ident), after[ident].get("name"), fields))
     old_findings = _findings(store, old, skip_targets)

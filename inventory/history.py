@@ -64,7 +64,7 @@ def prune(store: Store, *, keep: int | None = None, older_than: str | None = Non
     else:
         cutoff = (now or datetime.now(timezone.utc)) - parse_age(older_than or "")
         doomed = [r["id"] for r in scans if datetime.fromisoformat(r["started_at"]) < cutoff]
-    removed = [i for i in doomed if i not in protected]
+    removed = sorted(i for i in doomed if i not in protected)
     before = _size(store)
     if removed and not dry_run:
         marks = ", ".join("?" * len(removed))

@@ -35,6 +35,7 @@ LINKS = [
      "addr_info": [{"family": "inet", "local": "192.168.5.9", "prefixlen": 24, "scope": "global", "dynamic": True}]},
     {"ifname": "br-ovs", "link_type": "ether", "mtu": 1500, "flags": ["UP", "LOWER_UP"], "linkinfo": {"info_kind": "openvswitch"}, "addr_info": []},
     {"ifname": "eno2", "link_type": "ether", "mtu": 1500, "master": "ovs-system", "flags": ["UP", "LOWER_UP"], "addr_info": []},
+    {"ifname": "vnet7", "link_type": "ether", "mtu": 1500, "master": "cloudbr0", "flags": ["UP", "LOWER_UP"], "linkinfo": {"info_kind": "tun"}, "addr_info": []},
 ]
 AGENT = "zone=1\npod=1\ncluster=3\nguid=abc-LibvirtComputingResource\nhost=10.1.1.5\nprivate.network.device=cloudbr0\nkeystore.passphrase=TOPSECRET\n"
 
@@ -103,7 +104,7 @@ def test_domain_disks_and_nics() -> None:
     nics = inv.vm_nics
     assert [n.mac for n in nics] == ["06:aa:bb:cc:dd:01", "06:aa:bb:cc:dd:02", "52:54:00:00:00:03"]
     assert [n.network_key for n in nics] == ["bridge:cloudbr0", "bridge:br-ovs", "libvirt:default"]
-    assert [n.device for n in nics] == ["vnet0", "1", "2"]
+    assert [n.device for n in nics] == ["net0", "net1", "net2"]
 
 
 def test_pools_mounts_and_shared_mount_points() -> None:
@@ -124,7 +125,7 @@ def test_bridges_bonds_vlans_and_ovs() -> None:
     networks = {n.key: n.kind for n in inv.networks}
     assert networks == {"bridge:cloudbr0": "bridge", "bridge:cloudbr1": "bridge", "bridge:br-ovs": "ovs"}
     nics = {n.device: n for n in inv.host_nics}
-    assert "lo" not in nics
+    assert "lo" not in nics and "vnet7" not in nics  # a guest's tap is the guest's NIC, not the host's
     assert nics["cloudbr0"].ip == "10.1.1.21" and nics["cloudbr0"].netmask == "255.255.255.0"
     assert nics["cloudbr0"].is_management and not nics["cloudbr1"].is_management
     assert nics["cloudbr1"].is_dhcp is True and nics["cloudbr0"].is_dhcp is False
