@@ -99,6 +99,8 @@ connect_timeout = 2
     # the failed target is still exportable around: the export carries the rest
     export = run_tool("export", "--config", str(config), "--table", "targets", "--format", "json")
     assert {t["name"]: t["status"] for t in json.loads(export.stdout)}["down"] == "failed"
+    vms = run_tool("export", "--config", str(config), "--table", "vms", "--format", "json")
+    assert vms.returncode == 0 and {v["target"] for v in json.loads(vms.stdout)} == {"real", "td"}
 
 
 @pytest.mark.parametrize("content, expected", [
