@@ -19,42 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from inventory.errors import ConfigError
-from inventory.model import TargetConfig
+from inventory.model import Secret, TargetConfig
 
 DEFAULT_CONFIG = "cs-inventory.toml"
 DEFAULT_DATABASE = "cs-inventory.db"
-
-
-class Secret:
-    """A password reference (``*_env`` or ``*_file``); its value is read only when used."""
-
-    __slots__ = ("_source", "_reference")
-
-    def __init__(self, source: str, reference: str) -> None:
-        self._source = source  # "env" | "file"
-        self._reference = reference
-
-    def reveal(self) -> str:
-        if self._source == "env":
-            value = os.environ.get(self._reference)
-            if value is None:
-                raise ConfigError(f"environment variable {self._reference} is not set",
-                                  hint="export it before running, or use password_file")
-            return value
-        try:
-            return Path(self._reference).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read password file {self._reference}: {exc.strerror}") from exc
-
-    @property
-    def reference(self) -> str:
-        """Where the secret comes from, safe to show."""
-        return f"{self._source}:{self._reference}"
-
-    def __repr__(self) -> str:
-        return f"Secret({self.reference}, value=***)"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True)

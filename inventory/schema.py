@@ -67,7 +67,8 @@ TABLES: tuple[Table, ...] = (
     Table("endpoints", "One row per host or API endpoint a target contacted (a KVM target has one per host).", (
         SCAN_ID, TARGET,
         _c("endpoint", str, "The host or URL as configured."),
-        _c("status", str, "`ok`, `partial` (e.g. libvirt read but SSH facts failed) or `failed`."),
+        _c("status", str, "`ok`, `partial` (e.g. libvirt read but SSH facts failed), `failed`, or `redirected` "
+                          "(a pool member that named its master)."),
         _c("error", str, "One-line reason, NULL when ok."),
         _c("duration_s", float, "Wall time for this endpoint, in seconds."),
         _c("api_calls", int, "Remote calls made to this endpoint."),
