@@ -344,6 +344,31 @@ def _render_diff(result: Any) -> None:
         out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
 
 
+import_app = typer.Typer(help="Store inventory taken elsewhere as a scan (no credentials needed).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("xapi-dump")
+def import_xapi_dump(
+    dump: Annotated[Path, typer.Argument(help="A pool database dump: xe pool-dump-database file-name=FILE")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Target name to store it under.")] = None,
+) -> NoReturn:
+    """Turn a XenServer/XCP-ng pool database dump into a stored scan, through the live collector's normaliser.
+
+    Exit code 3 when some values in the dump were missing or malformed (they are listed).
+    """
+    with error_boundary():
+        cfg = _config(config, required=False)
+        path = db or (cfg.database_path if cfg else Path("cs-inventory.db"))
+        result = inventory.import_xapi_dump(dump, path, name=name,
+                                            cloudstack_version=cfg.cloudstack_version if cfg else None)
+        _render_scan(result)
+    raise typer.Exit(result.exit_code)
+
+
 def main() -> None:
     app()
 

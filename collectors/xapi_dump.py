@@ -81,7 +81,7 @@ def parse_sexpr(text: str) -> Any:
         char = text[position]
         if char == "(":
             position += 1
-            items = []
+            items: list[Any] = []
             while True:
                 while position < len(text) and text[position].isspace():
                     position += 1

@@ -69,7 +69,7 @@ class XenTarget(TargetConfig):
         return self.url
 
 
-class _Transport(xmlrpc.client.SafeTransport):
+class _Transport(xmlrpc.client.Transport):
     """XML-RPC over HTTP(S) with timeouts, CA/pin verification, and a call counter."""
 
     def __init__(self, target: XenTarget, https: bool) -> None:
@@ -78,20 +78,19 @@ class _Transport(xmlrpc.client.SafeTransport):
         self.calls = 0
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        if self._connection and host == self._connection[0]:
+        if self._connection[1] is not None and host == self._connection[0]:
             return self._connection[1]
         chost, self._extra_headers, _ = self.get_host_info(host)
         conn: http.client.HTTPConnection
         if self.https:
-            conn = _PinnedHTTPS(chost, timeout=self.target.connect_timeout, context=self._context(),
-                                fingerprint=self.target.fingerprint)
+            conn = _PinnedHTTPS(chost, timeout=self.target.connect_timeout, read_timeout=self.target.timeout,
+                                context=self._context(), fingerprint=self.target.fingerprint)
         else:
-            conn = _TimedHTTP(chost, timeout=self.target.connect_timeout)
-        conn.read_timeout = self.target.timeout  # type: ignore[attr-defined]
+            conn = _TimedHTTP(chost, timeout=self.target.connect_timeout, read_timeout=self.target.timeout)
         self._connection = host, conn
         return conn
 
-    def send_request(self, connection: Any, handler: str, request_body: bytes, debug: bool) -> Any:
+    def send_request(self, connection: Any, handler: str, request_body: Any, debug: bool) -> Any:
         self.calls += 1
         return super().send_request(connection, handler, request_body, debug)
 
@@ -105,28 +104,35 @@ class _Transport(xmlrpc.client.SafeTransport):
 
 
 class _TimedHTTP(http.client.HTTPConnection):
+    """Connect within ``timeout``, then wait up to ``read_timeout`` for each answer."""
+
+    def __init__(self, host: str, *, timeout: float, read_timeout: float) -> None:
+        super().__init__(host, timeout=timeout)
+        self.read_timeout = read_timeout
+
     def connect(self) -> None:
         super().connect()
         assert self.sock is not None
-        self.sock.settimeout(getattr(self, "read_timeout", None) or self.timeout)
+        self.sock.settimeout(self.read_timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, *, timeout: float, context: ssl.SSLContext, fingerprint: str | None) -> None:
+    def __init__(self, host: str, *, timeout: float, read_timeout: float, context: ssl.SSLContext,
+                 fingerprint: str | None) -> None:
         super().__init__(host, timeout=timeout, context=context)
+        self.read_timeout = read_timeout
         self.fingerprint = fingerprint
 
     def connect(self) -> None:
         super().connect()
-        assert self.sock is not None
+        assert isinstance(self.sock, ssl.SSLSocket)
         if self.fingerprint:
-            der = self.sock.getpeercert(binary_form=True) or b""  # type: ignore[union-attr]
-            seen = hashlib.sha256(der).hexdigest()
+            seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
             if seen != self.fingerprint:
                 self.close()
                 raise TlsRejected(f"certificate fingerprint {seen[:16]}… is not the pinned {self.fingerprint[:16]}…",
                                   hint="if the pool's certificate was renewed, verify it and update fingerprint")
-        self.sock.settimeout(getattr(self, "read_timeout", None) or self.timeout)
+        self.sock.settimeout(self.read_timeout)
 
 
 class XenServerCollector(Collector):
@@ -279,3 +285,27 @@ def translate_xenapi_errors(url: str, target: XenTarget) -> Iterator[None]:
         raise ApiError(f"{where}: not a XenAPI answer ({one_line(exc, 160)})") from exc
     except OSError as exc:
         raise ConnectFailed(f"{where}: {exc.strerror or one_line(exc, 160)}") from exc
+
+
+def result_from_dump(path: Path, name: str) -> TargetResult:
+    """A pool database dump (from `xe pool-dump-database`) as if read live: the same normaliser."""
+    from collectors.xapi_dump import DumpError, load_dump, to_api
+
+    started = time.monotonic()
+    try:
+        view = to_api(load_dump(path))
+    except DumpError as exc:
+        raise ConfigError(f"{path}: not a pool database dump: {exc}",
+                          hint="take one on the pool master with: xe pool-dump-database file-name=pool.db") from exc
+    if not view.records.get("pool") or not view.records.get("host"):
+        raise ConfigError(f"{path}: the dump holds no pool or host records",
+                          hint="is it from xe pool-dump-database?")
+    normalised = normalise_pool(view.records, name)
+    problems = [str(p) for p in view.problems] + normalised.problems
+    status = "partial" if problems else "ok"
+    error = one_line(f"{len(problems)} malformed values: " + "; ".join(problems[:5]), 1000) if problems else None
+    endpoint = f"file:{path}"
+    duration = time.monotonic() - started
+    return TargetResult(name=name, hypervisor="xenserver", endpoint=endpoint, status=status, error=error,
+                        duration_s=duration, api_calls=0, inventory=normalised.inventory,
+                        endpoints=[EndpointResult(name, endpoint, status, error, duration, 0)])

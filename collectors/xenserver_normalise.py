@@ -92,7 +92,7 @@ def normalise_pool(raw: dict[str, dict[str, dict[str, Any]]], target: str) -> Xe
         raw_json={"ha_host_failures_to_tolerate": pool.get("ha_host_failures_to_tolerate"),
                   "default_SR": r.get("SR", pool.get("default_SR")).get("uuid")}))
     control_domains = {}
-    for ref, vm in r.rows("VM").items():
+    for vm in r.rows("VM").values():
         if vm.get("is_control_domain"):
             control_domains[str(vm.get("resident_on"))] = vm
     for ref, host_uuid in hosts.items():
@@ -124,7 +124,8 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
     state = "disabled" if enabled is False else "disconnected" if live is False else "connected"
     capabilities = [str(c) for c in rec.get("capabilities", []) if c]
     return Host(
-        key=uuid, target=target, cluster_key=cluster_key, name=r.text(rec, "hostname") or r.text(rec, "name_label") or uuid,
+        key=uuid, target=target, cluster_key=cluster_key,
+        name=r.text(rec, "hostname") or r.text(rec, "name_label") or uuid,
         address=r.text(rec, "address") or "", hypervisor="xenserver", uuid=uuid,
         hypervisor_version=software.get("product_version") or software.get("platform_version"),
         product_name=software.get("product_brand") or software.get("platform_name"),
@@ -137,7 +138,8 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
         cpu_flags=" ".join(sorted(set(str(cpu.get("flags") or first_cpu.get("flags") or "").split()))) or None,
         memory_bytes=r.int("host_metrics", metrics, "memory_total"), state=state, is_pool_master=is_master,
         raw_json={"xen_version": software.get("xen"), "cpu_count": cpu_count,
-                  "platform_version": software.get("platform_version"), "network_backend": software.get("network_backend"),
+                  "platform_version": software.get("platform_version"),
+                  "network_backend": software.get("network_backend"),
                   "capabilities": capabilities, "tags": rec.get("tags"),
                   "dom0_memory_bytes": r.int("VM", dom0, "memory_static_max") if dom0 else None,
                   "dom0_vcpus": r.int("VM", dom0, "VCPUs_at_startup") if dom0 else None,
@@ -152,9 +154,8 @@ def _networks(r: _Reader, target: str, inv: Inventory) -> dict[str, str]:
         if not uuid:
             continue
         keys[ref] = uuid
-        vlans = {r.int("PIF", p, "VLAN") for p in (r.get("PIF", pr) for pr in r.refs("network", net, "PIFs"))}
-        vlans.discard(None)
-        vlans.discard(-1)
+        vlans = {v for p in r.refs("network", net, "PIFs")
+                 if (v := r.int("PIF", r.get("PIF", p), "VLAN")) is not None and v != -1}
         inv.networks.append(Network(
             key=uuid, target=target, name=r.text(net, "name_label") or uuid, kind="xen-network",
             bridge=r.text(net, "bridge"), vlan=min(vlans) if vlans else None, mtu=r.int("network", net, "MTU"),
@@ -200,8 +201,9 @@ def _storage(r: _Reader, hosts: dict[str, str], target: str, inv: Inventory) -> 
         sr_type = str(sr.get("type") or "")
         inv.storage.append(Storage(
             key=uuid, target=target, name=r.text(sr, "name_label") or uuid, kind=SR_KINDS.get(sr_type, sr_type),
-            shared=sr.get("shared"), capacity_bytes=size, free_bytes=size - used if size is not None and used is not None
-            else None, source=_sr_source(config), content=r.text(sr, "content_type"),
+            shared=sr.get("shared"), capacity_bytes=size,
+            free_bytes=size - used if size is not None and used is not None else None,
+            source=_sr_source(config), content=r.text(sr, "content_type"),
             raw_json={"type": sr_type, "virtual_allocation": r.int("SR", sr, "virtual_allocation")}))
         for pbd in pbds:
             host = hosts.get(str(pbd.get("host")))

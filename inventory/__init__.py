@@ -3,7 +3,8 @@
 The CLI uses only what is listed in ``__all__``.
 """
 
-from inventory.config import DEFAULT_CONFIG, Config, Secret
+from inventory.config import DEFAULT_CONFIG, Config
+from inventory.model import Secret
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, HostKeyRejected, InventoryError,
     NotPoolMaster, ScanInterrupted, StoreError, TimedOut, TlsRejected,
@@ -16,7 +17,9 @@ from inventory.lock import DatabaseBusy, writer_lock
 from inventory.logs import configure as configure_logging
 from inventory.logs import event as log_event
 from inventory.report import ROLES, list_scans, scan_summary
-from inventory.scan import ScanResult, endpoint_count, load_config, scan, select_targets, target_kinds
+from inventory.scan import (
+    ScanResult, endpoint_count, import_xapi_dump, load_config, scan, select_targets, target_kinds,
+)
 from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
 from inventory.store import Store, open_store
 from inventory.version import TOOL_VERSION
@@ -29,6 +32,6 @@ __all__ = [
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "write_rows", "writer_lock",
-    "endpoint_count", "export_table", "list_scans", "load_config", "open_store", "scan", "scan_summary",
-    "select_targets", "target_kinds",
+    "endpoint_count", "export_table", "import_xapi_dump", "list_scans", "load_config", "open_store", "scan",
+    "scan_summary", "select_targets", "target_kinds",
 ]

@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from inventory import schema
-from inventory.config import Secret
+from inventory.model import Secret
 from inventory.scan import target_kinds
 
 SECTIONS = ("config", "schema")

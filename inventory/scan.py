@@ -149,6 +149,25 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
     return outcome
 
 
+def import_xapi_dump(path: Path, db_path: Path, *, name: str | None = None, cloudstack_version: str | None = None,
+                     lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> ScanResult:
+    """Store a XenServer pool database dump as a scan (an audit without credentials)."""
+    from collectors.xenserver import result_from_dump
+
+    started = time.monotonic()
+    started_at = _now()
+    result = result_from_dump(path, name or f"dump:{path.stem}")
+    with writer_lock(db_path, lock_timeout):
+        store = open_store(db_path)
+        row = ScanRow(started_at=started_at, finished_at=_now(), status=result.status, error=None,
+                      cloudstack_version=cloudstack_version, tool_version=TOOL_VERSION, config_path=None)
+        scan_id = store.write_scan(row, [result])
+        store.close()
+    event("dump imported", scan_id=scan_id, file=str(path), status=result.status, **result.inventory.counts())
+    return ScanResult(scan_id, result.status, [result], time.monotonic() - started, db_path,
+                      result.inventory.counts())
+
+
 def _status(results: Sequence[TargetResult], interrupted: str | None) -> str:
     if interrupted or all(r.status == "failed" for r in results):
         return "failed"

@@ -1,0 +1,263 @@
+"""The XenServer collector with the real XenAPI client against the XAPI fixture server, loaded
+with the real pool dumps in ../shared/testdata/xapi and with synthetic current-release dumps."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import xml.etree.ElementTree as ET
+import xmlrpc.client
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.xapi_dump import load_dump, to_api
+from collectors.xenserver import CLASSES, XenServerCollector, XenTarget, result_from_dump
+from fixtures.xapi.server import XapiServer, serve_dump
+from fixtures.xapi.synth import RELEASES, generate
+from fixtures.xapi.tls import self_signed, sha256_fingerprint
+from inventory import ConfigError
+from inventory.model import Secret
+
+DUMPS = sorted((Path(__file__).resolve().parents[2] / "shared" / "testdata" / "xapi").glob("*.xml"))
+BY_NAME = {d.name: d for d in DUMPS}
+PASSWORD_ENV = "CSI_TEST_XEN_PASSWORD"
+
+
+@pytest.fixture(autouse=True)
+def password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "xenroot")
+
+
+def target(url: str, **extra: Any) -> XenTarget:
+    return XenTarget(name="pool", url=url, password=Secret("env", PASSWORD_ENV), **extra)
+
+
+@pytest.fixture
+def server_for() -> Iterator[Any]:
+    started: list[XapiServer] = []
+
+    def start(dump: Path, **options: Any) -> XapiServer:
+        started.append(serve_dump(dump, **options))
+        return started[-1]
+    yield start
+    for server in started:
+        server.stop()
+
+
+def rows(dump: Path, table: str) -> dict[str, dict[str, str]]:
+    """The dump read with nothing but ElementTree: an independent view of what it holds."""
+    root = ET.parse(dump).getroot()
+    found = root.find(f"table[@name='{table}']")
+    return {} if found is None else {r.get("ref", ""): dict(r.attrib) for r in found.findall("row")}
+
+
+def test_the_real_dumps_are_there() -> None:
+    assert len(DUMPS) == 4
+
+
+@pytest.mark.parametrize("dump", DUMPS, ids=lambda p: p.name)
+def test_every_object_of_a_real_pool_is_stored_with_its_relations(dump: Path, server_for: Any) -> None:
+    server = server_for(dump)
+    result = XenServerCollector(target(server.url)).collect()
+    assert result.status == "ok", result.error
+    inv = result.inventory
+    hosts, vms, srs, nets, pifs = (rows(dump, t) for t in ("host", "VM", "SR", "network", "PIF"))
+    uuid_of = {ref: r["uuid"] for table in (hosts, vms, srs, nets) for ref, r in table.items()}
+    assert {h.key for h in inv.hosts} == {h["uuid"] for h in hosts.values()}
+    real_vms = {ref: v for ref, v in vms.items() if v["is_a_template"] == "false"
+                and v["is_a_snapshot"] == "false" and v["is_control_domain"] == "false"}
+    assert {v.key for v in inv.vms} == {v["uuid"] for v in real_vms.values()}
+    assert len(inv.vms) == {"tampa-poolof16and23-xapi-db.xml": 4, "tampa_poolofone_40.xml": 2,
+                            "xapidb_app.xml": 4, "updatesState.xml": 2}[dump.name]  # the dumps' README
+    assert {s.key for s in inv.storage} == {s["uuid"] for s in srs.values()}
+    assert {n.key for n in inv.networks} == {n["uuid"] for n in nets.values()}
+    assert len(inv.host_nics) == len([p for p in pifs.values() if p.get("host") in hosts])
+    stored = {v.key: v for v in inv.vms}
+    for vm in real_vms.values():
+        resident = vm.get("resident_on", "OpaqueRef:NULL")
+        assert stored[vm["uuid"]].host_key == uuid_of.get(resident)
+        assert stored[vm["uuid"]].memory_bytes == int(vm["memory__static_max"])
+    vbds, vdis, vifs = rows(dump, "VBD"), rows(dump, "VDI"), rows(dump, "VIF")
+    disks = {(d.vm_key, d.device): d for d in inv.vm_disks}
+    for vbd in vbds.values():
+        if vbd["VM"] in real_vms:
+            disk = disks[(uuid_of[vbd["VM"]], vbd["userdevice"])]
+            vdi = vdis.get(vbd["VDI"])
+            if vdi:
+                assert disk.storage_key == uuid_of[vdi["SR"]] and disk.capacity_bytes == int(vdi["virtual_size"])
+    nics = {(n.vm_key, n.device): n for n in inv.vm_nics}
+    for vif in vifs.values():
+        if vif["VM"] in real_vms:
+            nic = nics[(uuid_of[vif["VM"]], vif["device"])]
+            assert nic.network_key == uuid_of[vif["network"]] and nic.mac == vif["MAC"].lower()
+    attached = {(a.host_key, a.storage_key) for a in inv.host_storage}
+    for pbd in rows(dump, "PBD").values():
+        if pbd["host"] in hosts:
+            assert (uuid_of[pbd["host"]], uuid_of[pbd["SR"]]) in attached
+    (cluster,) = inv.clusters
+    assert cluster.master_host_key in {h.key for h in inv.hosts if h.is_pool_master}
+    # constant calls: login, one get_all_records per class, logout — nothing that writes
+    assert result.api_calls == len(CLASSES) + 2
+    assert set(server.api.calls) == {f"{c}.get_all_records" for c in CLASSES} | {
+        "session.login_with_password", "session.logout"}
+
+
+def test_templates_snapshots_and_control_domains_are_not_vms(server_for: Any) -> None:
+    dump = Path(os.environ.get("TMPDIR", "/tmp")) / "csi-synth-83.xml"
+    dump.write_text(generate(3, 30, "xcp-ng-8.3"))
+    result = XenServerCollector(target(server_for(dump).url)).collect()
+    inv = result.inventory
+    assert len(inv.vms) == 30  # 3 templates, 2 snapshots and 3 dom0s in the dump are not counted
+    assert all(h.raw_json and h.raw_json["dom0_memory_bytes"] == 4 * 2**30 for h in inv.hosts)
+    assert {v.cs_role for v in inv.vms} == {"user", "router", "ssvm", "cpvm"}
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_current_releases(release: str, server_for: Any, tmp_path: Path) -> None:
+    dump = tmp_path / f"{release}.xml"
+    dump.write_text(generate(4, 40, release))
+    result = XenServerCollector(target(server_for(dump).url)).collect()
+    assert result.status == "ok", result.error
+    host = result.inventory.hosts[0]
+    assert (host.product_name, host.hypervisor_version) == (RELEASES[release]["product_brand"],
+                                                             RELEASES[release]["product_version"])
+    assert (host.cpu_sockets, host.cpu_cores, host.hvm) == (2, 16, True)
+    vlan = [n for n in result.inventory.host_nics if n.kind == "vlan"]
+    assert len(vlan) == 4 and all(n.vlan == 100 and n.device == "eth1.100" for n in vlan)
+    assert sum(1 for n in result.inventory.host_nics if n.is_management) == 4
+    nfs = next(s for s in result.inventory.storage if s.kind == "nfs")
+    assert nfs.shared and nfs.source == "10.0.0.5:/export/xcp-primary"
+    assert sum(1 for a in result.inventory.host_storage if a.storage_key == nfs.key and a.attached) == 4
+
+
+def test_int64_travel_as_strings_like_xapi(server_for: Any) -> None:
+    server = server_for(DUMPS[0])
+    proxy = xmlrpc.client.ServerProxy(server.url)
+    login = proxy.session.login_with_password("root", "xenroot", "2.0", "test")
+    assert login["Status"] == "Success" and login["Value"].startswith("OpaqueRef:")
+    vms = proxy.VM.get_all_records(login["Value"])["Value"]
+    record = next(iter(vms.values()))
+    assert isinstance(record["memory_static_max"], str) and record["memory_static_max"].isdigit()
+    assert isinstance(record["is_a_template"], bool) and isinstance(record["VBDs"], list)
+    assert proxy.VM.get_record(login["Value"], "OpaqueRef:nope") == {
+        "Status": "Failure", "ErrorDescription": ["HANDLE_INVALID", "VM", "OpaqueRef:nope"]}
+    assert proxy.VM.get_all("OpaqueRef:stale")["ErrorDescription"][0] == "SESSION_INVALID"
+    ref = next(iter(vms))
+    assert proxy.VM.get_by_uuid(login["Value"], record["uuid"])["Value"] == ref
+    assert proxy.VM.get_name_label(login["Value"], ref)["Value"] == record["name_label"]
+
+
+def test_a_pool_member_redirects_to_the_master_once(server_for: Any) -> None:
+    master = server_for(DUMPS[1], host="127.0.0.2")
+    member = server_for(DUMPS[1], host="127.0.0.3", port=master.port, member_of="127.0.0.2")
+    result = XenServerCollector(target(member.url)).collect()
+    assert result.status == "ok" and len(result.inventory.hosts) == 1
+    assert [(e.endpoint, e.status) for e in result.endpoints] == [(member.url, "redirected"), (master.url, "ok")]
+    raw = result.inventory.clusters[0].raw_json or {}
+    assert raw["configured_is_master"] is False and raw["master_url"] == master.url
+    assert member.api.calls["session.login_with_password"] == 1 and not any(
+        name.endswith("get_all_records") for name in member.api.calls)
+
+
+def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path / "tls")
+    tls = server_for(DUMPS[0], tls=(cert, key))
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    cases = {
+        "unknown CA": target(tls.url),
+        "wrong fingerprint": target(tls.url, fingerprint="00" * 32),
+        "silent server": target(f"http://127.0.0.1:{silent.getsockname()[1]}/", timeout=1.5, connect_timeout=1.5),
+        "refused": target("http://127.0.0.1:1/"),
+    }
+    reasons = {}
+    for case, settings in cases.items():
+        result = XenServerCollector(settings).collect()
+        assert result.status == "failed" and result.duration_s < 5, case
+        assert result.error and "\n" not in result.error
+        reasons[case] = result.error
+    monkeypatch.setenv(PASSWORD_ENV, "wrong")
+    reasons["bad password"] = XenServerCollector(target(tls.url, ca_file=cert)).collect().error or ""
+    silent.close()
+    assert "certificate not trusted" in reasons["unknown CA"]
+    assert "fingerprint" in reasons["wrong fingerprint"] and "pinned" in reasons["wrong fingerprint"]
+    assert "no answer within 1.5s" in reasons["silent server"]
+    assert "connection refused" in reasons["refused"]
+    assert "SESSION_AUTHENTICATION_FAILED" in reasons["bad password"] and "wrong" not in reasons["bad password"]
+    # and the right CA or the right pin work
+    monkeypatch.setenv(PASSWORD_ENV, "xenroot")
+    assert XenServerCollector(target(tls.url, ca_file=cert)).collect().status == "ok"
+    assert XenServerCollector(target(tls.url, fingerprint=sha256_fingerprint(cert))).collect().status == "ok"
+
+
+def test_a_dump_with_missing_or_malformed_fields_is_reported_not_a_crash(tmp_path: Path) -> None:
+    tree = ET.parse(BY_NAME["tampa_poolofone_40.xml"])
+    vm_rows = [row for row in tree.getroot().find("table[@name='VM']").findall("row")  # type: ignore[union-attr]
+               if row.get("is_control_domain") == "false" and row.get("is_a_template") == "false"
+               and row.get("is_a_snapshot") == "false"]
+    assert len(vm_rows) == 2
+    vm_rows[0].set("memory__static_max", "lots")   # malformed int
+    del vm_rows[1].attrib["uuid"]                   # missing field
+    bad = tmp_path / "broken.xml"
+    tree.write(bad)
+    result = result_from_dump(bad, "broken")
+    assert result.status == "partial"
+    assert "memory_static_max" in (result.error or "") and "no uuid" in (result.error or "")
+    assert len(result.inventory.vms) == 1  # the one without a uuid is left out, the other kept
+    assert result.inventory.vms[0].memory_bytes is None and result.inventory.vms[0].name == vm_rows[0].get("name__label")
+    with pytest.raises(ConfigError, match="not a pool database dump"):
+        result_from_dump(tmp_path / "missing.xml", "x")
+
+
+def test_reverse_sets_are_computed_for_old_dumps() -> None:
+    view = to_api(load_dump(BY_NAME["updatesState.xml"]))  # XenServer 5.5: no VM.VBDs stored
+    vm = next(v for v in view.records["VM"].values() if not v["is_control_domain"] and not v["is_a_template"])
+    assert vm["VBDs"] and all(view.records["VBD"][r]["VM"] in view.records["VM"] for r in vm["VBDs"])
+
+
+def test_target_config_checks() -> None:
+    with pytest.raises(ValueError, match="password_env or password_file"):
+        XenTarget(name="p", url="https://x")
+    with pytest.raises(ValueError, match="must look like"):
+        XenTarget(name="p", url="xen-master", password=Secret("env", "X"))
+    with pytest.raises(ValueError, match="SHA-256"):
+        XenTarget(name="p", url="https://x", password=Secret("env", "X"), fingerprint="abc")
+    pinned = XenTarget(name="p", url="https://x", password=Secret("env", "X"), fingerprint="AB:" * 31 + "AB")
+    assert pinned.fingerprint == "ab" * 32
+
+
+def test_scan_and_import_from_the_command_line_never_leak_the_password(server_for: Any, tmp_path: Path) -> None:
+    from tests.conftest import run_tool
+    secret = "Xen-Pa55word-never-shown"
+    server = server_for(BY_NAME["xapidb_app.xml"], password=secret)
+    password_file = tmp_path / "pool.secret"
+    password_file.write_text(secret + "\n")
+    password_file.chmod(0o600)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool1"\nurl = "{server.url}"\n'
+                      f'username = "root"\npassword_file = "{password_file}"\n'
+                      f'[[xenserver]]\nname = "pool2"\nurl = "{server.url}"\npassword_env = "CSI_WRONG"\n')
+    config.chmod(0o600)
+    log = tmp_path / "scan.log"
+    scan = run_tool("--debug", "--log-file", str(log), "scan", "--config", str(config), env={"CSI_WRONG": "nope"})
+    assert scan.returncode == 3, scan.stderr  # pool2's password is wrong: partial
+    assert "SESSION_AUTHENTICATION_FAILED" in scan.stdout + scan.stderr
+    imported = run_tool("import", "xapi-dump", str(BY_NAME["xapidb_app.xml"]), "--config", str(config))
+    assert imported.returncode == 0, imported.stderr
+    exports = [run_tool("export", "--config", str(config), "--scan", str(n), "--table", t, "--format", "json").stdout
+               for n in (1, 2) for t in ("hosts", "vms", "targets", "endpoints", "clusters")]
+    assert '"pool1"' in exports[2] and '"dump:xapidb_app"' in exports[7]
+    database = b"".join(p.read_bytes() for p in tmp_path.glob("inv.db*"))
+    assert secret.encode() not in database and b"nope" not in database
+    for chunk in [scan.stdout, scan.stderr, imported.stdout, log.read_text(), *exports]:
+        assert secret not in chunk
+        assert "nope" not in chunk
+    # the live scan and the dump import agree on what the pool holds
+    live, dump = exports[1], exports[6]
+    assert sorted(v["key"] for v in json.loads(live)) == sorted(v["key"] for v in json.loads(dump))
