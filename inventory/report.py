@@ -25,9 +25,11 @@ def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:
         "SUM(power_state = 'running') AS running FROM vms WHERE scan_id = ? "
         "GROUP BY target, cluster_key, cs_role", [scan_id])
     by_cluster: dict[tuple[str, str], dict[str, Any]] = {}
+    names = {(c["target"], c["key"]): c["name"] for c in store.query(
+        "SELECT target, key, name FROM clusters WHERE scan_id = ?", [scan_id])}
     for row in clusters:
         by_cluster[(row["target"], row["cluster"])] = {
-            "cluster": row["cluster"], "hosts": row["hosts"], "vms": row["vms"], "running": 0,
+            "cluster": names.get((row["target"], row["cluster"]), row["cluster"]), "cluster_key": row["cluster"], "hosts": row["hosts"], "vms": row["vms"], "running": 0,
             "roles": {role: 0 for role in ROLES}}
     for row in roles:
         entry = by_cluster.get((row["target"], row["cluster"]))
