@@ -115,6 +115,10 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")] = False,
     lock_timeout: Annotated[float, typer.Option(
         "--lock-timeout", help="Seconds to wait for another run writing the same database; then exit 5.")] = 60.0,
+    cloudstack_version: Annotated[Optional[str], typer.Option(
+        "--cloudstack-version", help="CloudStack release the checks apply; overrides [cloudstack] version.")] = None,
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", help="Exit 1 when a finding is at least this severe: error, warning, info or never.")] = "error",
 ) -> NoReturn:
     """Collect every configured target and store it as one scan.
 
@@ -129,9 +133,20 @@ def scan(
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
                                     lock_timeout=lock_timeout)
-        if not quiet or result.exit_code:
+        findings = None
+        version = cloudstack_version or cfg.cloudstack_version
+        if version and result.status != "failed":
+            store = inventory.open_store(result.db_path)
+            findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels)
+        code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
+        if not quiet or code:
             _render_scan(result)
-    raise typer.Exit(result.exit_code)
+            if findings is not None:
+                _render_findings(findings, brief=True)
+            elif not version:
+                out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
+                          markup=False)
+    raise typer.Exit(code)
 
 
 def _warn(cfg: inventory.Config, quiet: bool) -> None:
@@ -176,6 +191,81 @@ def _render_scan(result: inventory.ScanResult) -> None:
         table.add_row(t.name, t.hypervisor, t.status, str(counts["hosts"]), str(counts["vms"]),
                       f"{t.duration_s:.1f}", str(t.api_calls), t.error or "")
     out.print(table)
+
+
+@app.command()
+def check(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    scan_id: ScanOpt = None,
+    cloudstack_version: Annotated[Optional[str], typer.Option(
+        "--cloudstack-version", help="CloudStack release to check against; overrides [cloudstack] version.")] = None,
+    rule_ids: Annotated[Optional[list[str]], typer.Option("--rule", help="Run only this rule; repeatable.")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip-rule", help="Skip this rule; repeatable.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", help="Exit 1 when a finding is at least this severe: error, warning, info or never.")] = "error",
+) -> NoReturn:
+    """Check a stored scan (latest by default) against CloudStack's requirements for a release.
+
+    Findings are stored with the scan (replacing earlier ones) and printed grouped by target and cluster.
+    Exit code 1 when a finding reaches --fail-on (default: error).
+    """
+    with error_boundary():
+        cfg = _config(config, required=False)
+        store = _store(config, db)
+        resolved = store.resolve_scan(scan_id)
+        version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
+            "cloudstack_version")
+        findings = inventory.run_checks(store, resolved, version, traffic_labels=cfg.traffic_labels if cfg else {},
+                                        only=rule_ids, skip=skip)
+        code = inventory.exit_code_for(findings, fail_on)
+        if fmt == "json":
+            out.print_json(json.dumps({"format": "cs-inventory.findings/1", "scan": resolved,
+                                       "cloudstack_version": version,
+                                       "findings": [f.as_row() for f in findings]}))
+        else:
+            out.print(f"scan {resolved} checked against CloudStack {version}", markup=False)
+            _render_findings(findings)
+    raise typer.Exit(code)
+
+
+def _render_findings(findings: list[Any], brief: bool = False) -> None:
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in inventory.SEVERITIES}
+    out.print(f"findings: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info",
+              markup=False)
+    if brief:
+        if counts["error"] or counts["warning"]:
+            out.print("run `cs-inventory check` for the details", markup=False)
+        return
+    for target, cluster, items in inventory.by_target_and_cluster(findings):
+        table = Table(title=f"{target}" + (f" / cluster {cluster}" if cluster else ""), title_justify="left")
+        for col in ("severity", "rule", "object", "finding", "observed", "expected"):
+            table.add_column(col, overflow="fold")
+        for f in items:
+            table.add_row(f.severity, f.rule_id, f.object_key, f.message, f.observed or "", f.expected or "")
+        out.print(table)
+
+
+@app.command()
+def rules(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List the rule catalogue: id, severity, hypervisors, requirement, remediation and reference."""
+    with error_boundary():
+        catalogue = inventory.select_rules()
+        if fmt == "json":
+            out.print_json(json.dumps([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
+                                        "since": r.since, "basis": r.basis, "requirement": r.requirement,
+                                        "remediation": r.remediation, "reference": r.reference,
+                                        "documentation": r.documentation} for r in catalogue]))
+            return
+        table = Table(title=f"{len(catalogue)} rules")
+        for col in ("id", "severity", "hypervisors", "requirement", "reference"):
+            table.add_column(col, overflow="fold")
+        for r in catalogue:
+            table.add_row(r.id, r.severity, ", ".join(sorted(r.hypervisors)), r.requirement, r.reference)
+        out.print(table)
 
 
 @app.command()

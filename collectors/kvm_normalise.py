@@ -76,7 +76,9 @@ def _host(raw: dict[str, Any], caps: ET.Element, facts: dict[str, Any], key: str
     agent = facts.get("agent_properties") or {}
     uuid = (caps.findtext("host/uuid") or "").strip() or None
     return Host(
-        key=key, target=target, cluster_key=cluster_key, name=raw.get("hostname") or raw["address"],
+        key=key, target=target, cluster_key=cluster_key,
+        # libvirt's test driver answers with this machine's hostname for every fake host
+        name=raw["address"] if raw.get("hv_type") == "TEST" else raw.get("hostname") or raw["address"],
         address=raw["address"], hypervisor="kvm", uuid=uuid,
         hypervisor_version=version_from_int(raw.get("hv_version")), product_name=raw.get("hv_type"),
         cpu_arch=(cpu.findtext("arch") if cpu is not None else None) or facts.get("machine") or info[0],

@@ -3,6 +3,7 @@
 The CLI uses only what is listed in ``__all__``.
 """
 
+from inventory.checks import SEVERITIES, Finding, Rule, by_target_and_cluster, exit_code_for, run_checks, select_rules
 from inventory.config import DEFAULT_CONFIG, Config
 from inventory.model import Secret
 from inventory.errors import (
@@ -31,6 +32,7 @@ __all__ = [
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
+    "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_xapi_dump", "list_scans", "load_config", "open_store", "scan",
     "scan_summary", "select_targets", "target_kinds",

@@ -15,7 +15,7 @@ from inventory import schema
 from inventory.model import Secret
 from inventory.scan import target_kinds
 
-SECTIONS = ("config", "schema")
+SECTIONS = ("config", "schema", "rules")
 
 
 def config_reference() -> str:
@@ -42,8 +42,18 @@ def _toml(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def rules_table() -> str:
+    from inventory.checks import select_rules
+
+    lines = ["| rule | severity | hypervisors | requirement | basis | reference |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in select_rules():
+        lines.append(f"| `{r.id}` | {r.severity} | {', '.join(sorted(r.hypervisors))} | {r.requirement} "
+                     f"| {r.basis} | {r.reference} |")
+    return "\n".join(lines)
+
+
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown}[section]().strip()
+    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table}[section]().strip()
 
 
 def update(text: str) -> str:

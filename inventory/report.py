@@ -29,7 +29,8 @@ def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:
         "SELECT target, key, name FROM clusters WHERE scan_id = ?", [scan_id])}
     for row in clusters:
         by_cluster[(row["target"], row["cluster"])] = {
-            "cluster": names.get((row["target"], row["cluster"]), row["cluster"]), "cluster_key": row["cluster"], "hosts": row["hosts"], "vms": row["vms"], "running": 0,
+            "cluster": names.get((row["target"], row["cluster"]), row["cluster"]), "cluster_key": row["cluster"],
+            "hosts": row["hosts"], "vms": row["vms"], "running": 0,
             "roles": {role: 0 for role in ROLES}}
     for row in roles:
         entry = by_cluster.get((row["target"], row["cluster"]))

@@ -220,6 +220,7 @@ TABLES: tuple[Table, ...] = (
     ), key=("host_key", "storage_key"), record="HostStorage"),
     Table("findings", "Results of the CloudStack requirement checks per scan.", (
         SCAN_ID, TARGET,
+        _c("cluster", str, "Cluster key of the object, for grouping (NULL when it has none)."),
         _c("rule_id", str, "Stable rule id."),
         _c("severity", str, "error, warning or info."),
         _c("object_type", str, "cluster, host, vm, network, storage, target."),
