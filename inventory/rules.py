@@ -114,6 +114,27 @@ def hypervisor_version_supported(view: InventoryView, r: Rule) -> Iterator[Findi
                                 cluster=host["cluster_key"])
 
 
+@rule("xen-version-known-to-cloudstack", severity="error", hypervisors={"xenserver"}, basis="CODE",
+      remediation="Upgrade the pool to a XenServer/XCP-ng release CloudStack has a resource class for.",
+      reference="apache/cloudstack XcpServerDiscoverer.java createServerResource (4.22 line)")
+def xen_version_known_to_cloudstack(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The pool's product and version map to one of CloudStack's XenServer resource classes.
+
+    Mapped: XCP 1.x; XenServer 5.6.x, 6.0.0, 6.0.2, 6.1.0, 6.2.0; and any XenServer, XCP-ng or
+    Citrix Hypervisor from 6.4 on. Anything else makes adding the host throw.
+    """
+    for host in view.hosts_of("xenserver"):
+        brand, version = host["product_name"] or "", host["hypervisor_version"] or ""
+        numbers = _version_tuple(version)
+        known = (brand.startswith("XCP") and (brand != "XCP" or numbers[:1] == (1,))) or \
+            numbers[:2] == (5, 6) or numbers[:3] in ((6, 0, 0), (6, 0, 2), (6, 1, 0), (6, 2, 0)) or numbers >= (6, 4)
+        if not known:
+            yield r.finding("host", host["key"], host["target"], f"{host['name']}: CloudStack has no resource class "
+                            f"for {brand} {version}", observed=f"{brand} {version}",
+                            expected="XenServer 5.6, 6.0, 6.0.2, 6.1, 6.2 or ≥ 6.4; XCP-ng; XCP 1.x",
+                            cluster=host["cluster_key"])
+
+
 @rule("guests-per-host", severity="error", hypervisors={"xenserver"}, basis="DB + CODE",
       remediation="Move running VMs off the host or add hosts; the limit is hypervisor_capabilities.max_guests_limit.",
       reference="apache/cloudstack CapacityManagerImpl.java; hypervisor_capabilities rows (DB scripts)")

@@ -1,0 +1,277 @@
+"""The CloudStack checks: each rule failing and passing on real or faithful servers, the real
+pool dumps giving the findings a reviewer expects (with the reason written down), and the
+release-aware limits."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.kvm import KvmCollector, KvmTarget
+from collectors.xenserver import XenServerCollector, XenTarget
+from fixtures.testdriver import write_cluster
+from fixtures.xapi.server import serve_dump
+from fixtures.xapi.synth import generate
+from inventory import ConfigError, exit_code_for, open_store, run_checks, select_rules
+from inventory.model import Secret, TargetResult
+from inventory.releases import resolve
+from inventory.store import ScanRow
+
+DUMPS = {p.name: p for p in (Path(__file__).resolve().parents[2] / "shared" / "testdata" / "xapi").glob("*.xml")}
+
+
+def check(tmp_path: Path, results: list[TargetResult], version: str = "4.20", **options: Any) -> list[Any]:
+    store = open_store(tmp_path / f"checks-{len(list(tmp_path.iterdir()))}.db")
+    scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, version, "test", None), results)
+    return run_checks(store, scan_id, version, **options)
+
+
+def by_rule(findings: list[Any]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for f in findings:
+        grouped.setdefault(f.rule_id, []).append(f)
+    return grouped
+
+
+def xen(dump: Path, **server: Any) -> TargetResult:
+    os.environ["CSI_CHECK_PW"] = "xenroot"
+    started = serve_dump(dump, **server)
+    try:
+        return XenServerCollector(XenTarget(name="pool", url=started.url,
+                                            password=Secret("env", "CSI_CHECK_PW"))).collect()
+    finally:
+        started.stop()
+
+
+def kvm(folder: Path, hosts: list[str], **extra: Any) -> TargetResult:
+    return KvmCollector(KvmTarget(name="kvm", hosts=tuple(hosts), uri=f"test://{folder}/{{host}}.xml",
+                                  ssh_facts=False, cluster="c1", **extra)).collect()
+
+
+# -- the real pool dumps: what a reviewer expects, and why ------------------------------------
+def attrs(dump: Path, table: str) -> list[dict[str, str]]:
+    found = ET.parse(dump).getroot().find(f"table[@name='{table}']")
+    return [] if found is None else [dict(r.attrib) for r in found.findall("row")]
+
+
+@pytest.mark.parametrize("name", sorted(DUMPS))
+def test_real_dumps_give_the_findings_a_reviewer_expects(name: str, tmp_path: Path) -> None:
+    dump = DUMPS[name]
+    findings = by_rule(check(tmp_path, [xen(dump)], "4.20"))
+    hosts = attrs(dump, "host")
+    versions = {dict(h)["software_version"].split("'product_version' '")[1].split("'")[0] for h in hosts}
+    # These pools run XenServer 5.5–6.1; CloudStack 4.20 supports XenServer 8.2/8.4 and XCP-ng 8.2/8.3 only
+    # (compat.rst @ 4.20), so every host is outside the support matrix.
+    assert len(findings["hypervisor-version-supported"]) == len(hosts)
+    # CloudStack maps 5.6.x, 6.0.0, 6.0.2, 6.1.0, 6.2.0 and ≥ 6.4 to resource classes (XcpServerDiscoverer):
+    # 6.0.50 (a pre-6.1 build) and 5.5.900 (a pre-5.6 build) would make adding the host throw.
+    unmappable = {"6.0.50", "5.5.900"} & versions
+    assert len(findings.get("xen-version-known-to-cloudstack", [])) == (len(hosts) if unmappable else 0)
+    # No pool in these dumps has HA enabled (pool ha_enabled="false"); compat.rst asks for pool HA.
+    assert [a["ha_enabled"] for a in attrs(dump, "pool")] == ["false"]
+    assert len(findings["xen-pool-ha"]) == 1
+    # Their VMs are named by people ("16shared", "CentOS 5 (32-bit) (2)"), not CloudStack instances.
+    assert {f.severity for f in findings["unmanaged-vms"]} == {"info"}
+    # dom0 got the installer's ~750 MB; the docs recommend 2940 MB for many VMs (info only).
+    assert len(findings["xen-dom0-memory"]) == len(hosts)
+    # Management PIFs configured by DHCP are flagged; static ones are not.
+    dhcp = [p for p in attrs(dump, "PIF") if p.get("management") == "true" and p.get("ip_configuration_mode") == "DHCP"]
+    assert len(findings.get("static-management-address", [])) == len(dhcp)
+    if name == "updatesState.xml":
+        # krakout has 3,210,838,016 bytes of RAM (host_metrics.memory_total): under the documented 4 GB.
+        assert [f.observed for f in findings["host-memory"]] == ["3210838016"]
+        # SRs "hgf" and "test" are 97.8 % and 100 % used (physical_utilisation / physical_size), above the
+        # 85 % pool.storage.capacity.disablethreshold.
+        assert sorted(f.message.split(" is ")[0] for f in findings["storage-capacity"]) == ["hgf", "test"]
+    else:
+        assert "host-memory" not in findings and "storage-capacity" not in findings
+    # Nothing in these pools breaks rules they should pass: masters are enabled, every shared SR has a
+    # PBD attached on every host, no MAC or UUID repeats.
+    for passing in ("xen-master-enabled", "shared-storage-on-every-host", "duplicate-mac", "duplicate-uuid",
+                    "xen-management-pif", "xen-hardware-virtualisation", "guests-per-host"):
+        assert passing not in findings, (passing, findings.get(passing))
+
+
+# -- XenServer rules on synthetic current pools -----------------------------------------------
+def edited_pool(tmp_path: Path, edit: Any, hosts: int = 3, vms: int = 12) -> Path:
+    tree = ET.ElementTree(ET.fromstring(generate(hosts, vms, "xcp-ng-8.3", seed=str(tmp_path))))
+    edit(tree.getroot())
+    path = tmp_path / f"pool-{len(list(tmp_path.iterdir()))}.xml"
+    tree.write(path)
+    return path
+
+
+def rows_of(root: ET.Element, table: str) -> list[ET.Element]:
+    found = root.find(f"table[@name='{table}']")
+    assert found is not None
+    return found.findall("row")
+
+
+def test_a_clean_current_pool_passes_the_xen_rules(tmp_path: Path) -> None:
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, lambda root: None))], "4.22"))
+    assert set(findings) == {"xen-pool-ha"}  # synthetic pools have HA off; 12 VMs are all CloudStack's
+
+
+def test_xen_management_pif_on_a_vlan_or_bond(tmp_path: Path) -> None:
+    def vlan_management(root: ET.Element) -> None:
+        for pif in rows_of(root, "PIF"):
+            if pif.get("management") == "true" and pif.get("host", "").endswith(rows_of(root, "host")[0].get("ref", "")[-12:]):
+                pif.set("VLAN", "10")
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, vlan_management))]))
+    assert [f.observed for f in findings["xen-management-pif"]] == ["VLAN 10"]
+
+
+def test_xen_shared_sr_detached_on_one_host_and_storage_nearly_full(tmp_path: Path) -> None:
+    def edit(root: ET.Element) -> None:
+        nfs = next(sr for sr in rows_of(root, "SR") if sr.get("type") == "nfs")
+        pbd = next(p for p in rows_of(root, "PBD") if p.get("SR") == nfs.get("ref"))
+        pbd.set("currently_attached", "false")
+        nfs.set("physical_utilisation", str(int(int(nfs.get("physical_size", "0")) * 0.9)))
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, edit))]))
+    (detached,) = findings["shared-storage-on-every-host"]
+    assert detached.severity == "error" and detached.observed == "not attached"
+    assert [f.observed for f in findings["storage-capacity"]] == ["90.0%"]
+
+
+def test_xen_master_disabled_and_member_configured(tmp_path: Path) -> None:
+    def disable_master(root: ET.Element) -> None:
+        rows_of(root, "host")[0].set("enabled", "false")
+    dump = edited_pool(tmp_path, disable_master)
+    master = serve_dump(dump, host="127.0.0.2")
+    member = serve_dump(dump, host="127.0.0.3", port=master.port, member_of="127.0.0.2")
+    os.environ["CSI_CHECK_PW"] = "xenroot"
+    try:
+        result = XenServerCollector(XenTarget(name="pool", url=member.url,
+                                              password=Secret("env", "CSI_CHECK_PW"))).collect()
+    finally:
+        master.stop()
+        member.stop()
+    findings = by_rule(check(tmp_path, [result]))
+    assert findings["xen-master-enabled"][0].observed == "disabled"
+    assert findings["xen-target-is-master"][0].expected == master.url
+    assert findings["host-state"][0].observed == "disabled"
+
+
+def test_guests_per_host_follow_the_release_limit(tmp_path: Path) -> None:
+    """XCP-ng 8.3.0 has max_guests_limit 1000 (schema-42000to42010); a host running 1,001 guests is over it."""
+    crowded = tmp_path / "crowded.xml"
+    crowded.write_text(generate(1, 1252, "xcp-ng-8.3", seed="crowded"))  # every fifth VM is halted: 1,002 run
+    findings = by_rule(check(tmp_path, [xen(crowded)], "4.22"))
+    (over,) = findings["guests-per-host"]
+    assert over.observed == "1002" and over.expected == "≤ 1000"
+    fine = tmp_path / "fine.xml"
+    fine.write_text(generate(2, 1252, "xcp-ng-8.3", seed="fine"))
+    assert "guests-per-host" not in by_rule(check(tmp_path, [xen(fine)], "4.22"))
+
+
+def test_xen_traffic_labels(tmp_path: Path) -> None:
+    result = xen(edited_pool(tmp_path, lambda root: None))
+    labels = {"guest": "Pool-wide network associated with eth1", "public": "public-vlan100"}
+    assert "traffic-labels-on-every-host" not in by_rule(check(tmp_path, [result], traffic_labels=labels))
+    missing = by_rule(check(tmp_path, [result], traffic_labels={"storage": "storage-net"}))
+    assert len(missing["traffic-labels-on-every-host"]) == 3
+
+
+# -- KVM rules on libvirt test-driver clusters --------------------------------------------------
+def test_kvm_cluster_cpu_and_bridges(tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path / "a", 4, 3, cpu_models={2: "Haswell"}, bridges={3: ("cloudbr0",)})
+    result = kvm(tmp_path / "a", [h.name for h in hosts])
+    findings = by_rule(check(tmp_path, [result], traffic_labels={"management": "cloudbr0", "guest": "cloudbr1"}))
+    (odd_cpu,) = findings["cluster-same-cpu"]
+    assert odd_cpu.object_key.endswith("kvm003") and odd_cpu.observed == "Haswell"
+    (no_guest,) = findings["traffic-labels-on-every-host"]
+    assert no_guest.object_key.endswith("kvm004") and no_guest.expected == "cloudbr1"
+    same = write_cluster(tmp_path / "b", 3, 3)
+    clean = by_rule(check(tmp_path, [kvm(tmp_path / "b", [h.name for h in same])],
+                          traffic_labels={"management": "cloudbr0", "guest": "cloudbr1"}))
+    assert "cluster-same-cpu" not in clean and "traffic-labels-on-every-host" not in clean
+
+
+def test_kvm_cluster_size_and_duplicates(tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path / "big", 17, 1)
+    original = hosts[0].path.read_text()
+    # a stale copy of host 1's domain definitions (same UUIDs) and a cloned VM with new UUIDs but the same MACs
+    (tmp_path / "big" / "stale.xml").write_text(original)
+    (tmp_path / "big" / "cloned.xml").write_text(re.sub(r"<uuid>[^<]*</uuid>",
+                                                        lambda _: f"<uuid>{uuid.uuid4()}</uuid>", original))
+    findings = by_rule(check(tmp_path, [kvm(tmp_path / "big", [h.name for h in hosts] + ["stale", "cloned"])]))
+    assert findings["cluster-size"][0].observed == "19"
+    assert [f.observed for f in findings["duplicate-uuid"]] == ["2"]       # the stale copy
+    assert {f.message.split()[1] for f in findings["duplicate-mac"]} == {  # the clone's MACs, one finding each
+        m for m in re.findall(r"<interface type='bridge'><mac address='([^']+)'", original)}
+    small = by_rule(check(tmp_path, [kvm(tmp_path / "big", [h.name for h in hosts[:16]])]))
+    assert not {"cluster-size", "duplicate-mac", "duplicate-uuid"} & set(small)
+
+
+def test_data_volumes_per_vm_limit_is_32_on_kvm(tmp_path: Path) -> None:
+    folder = tmp_path / "vols"
+    folder.mkdir()
+    def host(disks: int) -> str:
+        devices = "".join(f"<disk type='file' device='disk'><source file='/var/lib/libvirt/images/d{i}'/>"
+                          f"<target dev='vd{chr(97 + i // 26) if i >= 26 else ''}{chr(97 + i % 26)}' bus='virtio'/></disk>"
+                          for i in range(disks))
+        return ("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active>"
+                "<mhz>2000</mhz><model>x86_64</model></cpu><memory>16777216</memory>"
+                f"<domain type='test'><name>i-2-77-VM</name><memory>65536</memory><vcpu>1</vcpu>"
+                f"<os><type>hvm</type></os><devices>{devices}</devices></domain></node>")
+    (folder / "many.xml").write_text(host(34))   # root + 33 data volumes
+    (folder / "fine.xml").write_text(host(33))   # root + 32
+    findings = by_rule(check(tmp_path, [kvm(folder, ["many", "fine"])]))
+    (over,) = findings["data-volumes-per-vm"]
+    assert over.observed == "33" and over.expected == "≤ 32"
+
+
+# -- the engine ---------------------------------------------------------------------------------
+def test_release_resolution_and_limits() -> None:
+    assert resolve("4.20").matrix_key == "4.20.2.0"
+    assert resolve("4.19.1.2").matrix_key == "4.19.1.0"
+    assert resolve("4.22").limits("xenserver", "8.4.0").max_data_volumes == 240
+    assert resolve("4.20.0.0").limits("xenserver", "8.4.0").row.endswith("default")  # the 8.4.0 row is 4.20.1.0's
+    assert resolve("4.20.1.0").limits("xenserver", "8.4.0").max_guests == 1000
+    assert resolve("4.22").limits("vmware", "8.0.2.0").max_hosts == 64
+    assert resolve("4.18.0.0").limits("vmware", "8.0.2.0").max_hosts == 32  # no parent lookup before 4.18.1.0
+    assert resolve("4.22").limits("kvm", "9.0.0").max_data_volumes == 32
+    for bad in ("4.30", "five", None):
+        with pytest.raises(ConfigError):
+            resolve(bad)
+
+
+def test_rule_selection_fail_on_and_catalogue(tmp_path: Path) -> None:
+    result = xen(DUMPS["updatesState.xml"])
+    only = check(tmp_path, [result], only=["host-memory"])
+    assert {f.rule_id for f in only} == {"host-memory"}
+    skipped = check(tmp_path, [result], skip=["host-memory", "xen-version-known-to-cloudstack"])
+    assert not {"host-memory", "xen-version-known-to-cloudstack"} & {f.rule_id for f in skipped}
+    assert exit_code_for(only, "error") == 1 and exit_code_for(skipped, "error") == 0
+    assert exit_code_for(skipped, "warning") == 1 and exit_code_for(only, "never") == 0
+    with pytest.raises(ConfigError, match="no rule"):
+        check(tmp_path, [result], only=["no-such-rule"])
+    for rule in select_rules():
+        assert rule.requirement and rule.remediation and rule.reference and rule.severity in ("error", "warning", "info")
+        assert rule.documentation.startswith(rule.requirement)
+
+
+@pytest.mark.heavy
+def test_kvm_rules_on_the_real_libvirtd(real_domains: Any, sshd: Any, tmp_path: Path) -> None:
+    """The real host (through sshd): no cloudstack-agent (error), cloudbr0 present, cloudbr7 not."""
+    agent = tmp_path / "agent.properties"
+    agent.write_text("zone=1\npod=1\ncluster=1\nguid=real-1\nprivate.network.device=cloudbr0\n"
+                     "public.network.device=cloudbr7\n")
+    result = KvmCollector(KvmTarget(name="real", hosts=("127.0.0.1",), ssh_port=sshd.port, ssh_key=sshd.client_key,
+                                    known_hosts=sshd.known_hosts, agent_properties=str(agent))).collect()
+    assert result.status == "ok", result.error
+    findings = by_rule(check(tmp_path, [result], traffic_labels={"management": "cloudbr0", "public": "cloudbr7"}))
+    assert [f.observed for f in findings["kvm-agent-running"]] == ["not-installed"]
+    assert [f.expected for f in findings["traffic-labels-on-every-host"]] == ["cloudbr7"]
+    assert [f.expected for f in findings["kvm-agent-devices-exist"]] == ["cloudbr7"]
+    assert {f.object_key for f in findings["unmanaged-vms"]} >= {
+        v.key for v in result.inventory.vms if v.name == "unmanaged-901"}
+    host = result.inventory.hosts[0]
+    if host.dev_kvm and host.libvirt_hvm:
+        assert "kvm-hardware-virtualisation" not in findings
