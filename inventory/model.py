@@ -110,6 +110,7 @@ class VmDisk:
     format: str | None = None
     capacity_bytes: int | None = None
     allocation_bytes: int | None = None
+    thin: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ TABLES: tuple[Table, ...] = (
         _c("format", str, "qcow2, raw, vhd, vmdk …"),
         _c("capacity_bytes", int, "Virtual size in bytes."),
         _c("allocation_bytes", int, "Space used on storage in bytes."),
+        _c("thin", bool, "Thin provisioned (VMware)."),
     ), key=("vm_key", "device"), record="VmDisk"),
     Table("vm_nics", "Network interfaces of VMs.", (
         SCAN_ID, TARGET,

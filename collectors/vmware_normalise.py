@@ -1,0 +1,205 @@
+"""Pure normalisation of what vCenter returned (plain data from ``vmware.fetch_vcenter``).
+
+A vSphere cluster is a cluster; standard port groups and dvPortgroups are networks (and
+distributed switches too); host vSwitch membership (port groups per host) and VMkernel NICs are
+host NICs; datastores are storage with per-host mounts. VM keys are instance UUIDs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from inventory.model import Cluster, Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
+from inventory.normalise import parse_instance_name
+
+POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
+DS_KINDS = {"VMFS": "vmfs", "NFS": "nfs", "NFS41": "nfs", "vsan": "vsan", "VVOL": "vvol", "PMEM": "pmem"}
+NIC_MODELS = {"VirtualE1000": "e1000", "VirtualE1000e": "e1000e", "VirtualVmxnet3": "vmxnet3",
+              "VirtualVmxnet2": "vmxnet2", "VirtualPCNet32": "pcnet32", "VirtualSriovEthernetCard": "sriov",
+              "VirtualVmxnet3Vrdma": "vmxnet3-vrdma"}
+
+
+def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence[str] = (),
+                      clusters: Sequence[str] = ()) -> Inventory:
+    inv = Inventory()
+    dc_of_folder = {d.get("hostFolder"): d.get("name") for d in raw.get("datacenters", [])}
+    cluster_rows = {c["_moid"]: c for c in raw.get("clusters", [])}
+    host_cluster = {h["_moid"]: h.get("parent") if h.get("parent") in cluster_rows else None
+                    for h in raw.get("hosts", [])}
+
+    def wanted_cluster(moid: str | None) -> bool:
+        row = cluster_rows.get(moid or "")
+        if datacenters and (row is None or dc_of_folder.get(row.get("parent")) not in datacenters):
+            return False
+        return not clusters or (row is not None and row.get("name") in clusters)
+
+    wanted_hosts = {h for h, c in host_cluster.items() if wanted_cluster(c) or (c is None and not clusters
+                                                                                 and not datacenters)}
+    for moid, row in cluster_rows.items():
+        if wanted_cluster(moid):
+            inv.clusters.append(_cluster(row, target, dc_of_folder, len([h for h in row.get("host", [])
+                                                                          if h in wanted_hosts])))
+    network_names = {n["_moid"]: n.get("name") for n in raw.get("networks", [])}
+    name_to_network = {name: moid for moid, name in network_names.items()}
+    for row in raw.get("hosts", []):
+        if row["_moid"] in wanted_hosts:
+            inv.hosts.append(_host(row, target, host_cluster.get(row["_moid"])))
+            inv.host_nics.extend(_host_nics(row, target, name_to_network))
+    _networks(raw, target, inv)
+    _datastores(raw, target, wanted_hosts, inv)
+    for row in raw.get("vms", []):
+        host = row.get("runtime.host")
+        if host in wanted_hosts or (host is None and not clusters and not datacenters):
+            _vm(row, target, host, host_cluster.get(host or ""), network_names, inv)
+    return inv
+
+
+def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], host_count: int) -> Cluster:
+    config = row.get("configurationEx") or {}
+    drs = config.get("drsConfig") or {}
+    das = config.get("dasConfig") or {}
+    return Cluster(key=row["_moid"], target=target, name=row.get("name") or row["_moid"], hypervisor="vmware",
+                   drs_enabled=drs.get("enabled"), drs_behavior=drs.get("defaultVmBehavior"),
+                   ha_enabled=das.get("enabled"), host_count=host_count,
+                   raw_json={"datacenter": dc_of_folder.get(row.get("parent")),
+                             "admission_control": das.get("admissionControlEnabled")})
+
+
+def _host(row: dict[str, Any], target: str, cluster: str | None) -> Host:
+    hardware = row.get("summary.hardware") or {}
+    product = row.get("config.product") or {}
+    packages = row.get("hardware.cpuPkg") or []
+    state = row.get("runtime.connectionState")
+    if row.get("runtime.inMaintenanceMode"):
+        state = "maintenance"
+    sockets = hardware.get("numCpuPkgs")
+    cores = hardware.get("numCpuCores")
+    threads = hardware.get("numCpuThreads")
+    return Host(
+        key=row["_moid"], target=target, cluster_key=cluster, name=row.get("name") or row["_moid"],
+        address=row.get("name") or "", hypervisor="vmware", uuid=hardware.get("uuid"),
+        hypervisor_version=product.get("version"), product_name=product.get("name"), build=product.get("build"),
+        cpu_arch="x86_64", cpu_vendor=packages[0].get("vendor") if packages else None,
+        cpu_model=hardware.get("cpuModel"), cpu_sockets=sockets,
+        cpu_cores=cores // sockets if cores and sockets else None,
+        cpu_threads=threads // cores if threads and cores else None, cpu_mhz=hardware.get("cpuMhz"),
+        memory_bytes=hardware.get("memorySize"), state=state,
+        raw_json={"api_version": product.get("apiVersion"), "full_name": product.get("fullName"),
+                  "standalone": cluster is None, "datastores": row.get("datastore", [])},
+    )
+
+
+def _host_nics(row: dict[str, Any], target: str, name_to_network: dict[Any, str]) -> list[HostNic]:
+    nics = []
+    vswitch_names = {v.get("key"): v.get("name") for v in row.get("config.network.vswitch") or []}
+    for vswitch in row.get("config.network.vswitch") or []:
+        nics.append(HostNic(host_key=row["_moid"], target=target, device=vswitch.get("name", "?"), kind="vswitch",
+                            mtu=vswitch.get("mtu"), ip_addresses=None))
+    for group in row.get("config.network.portgroup") or []:
+        spec = group.get("spec") or {}
+        vswitch = spec.get("vswitchName") or vswitch_names.get(group.get("vswitch"))
+        name = spec.get("name") or str(group.get("key", "")).split("-", 3)[-1]
+        nics.append(HostNic(host_key=row["_moid"], target=target, device=f"{vswitch}/{name}", kind="portgroup",
+                            network_key=name_to_network.get(name), vlan=spec.get("vlanId") or None,
+                            bond=vswitch))
+    for vnic in row.get("config.network.vnic") or []:
+        spec = vnic.get("spec") or {}
+        ip = spec.get("ip") or {}
+        group = vnic.get("portgroup")
+        nics.append(HostNic(
+            host_key=row["_moid"], target=target, device=vnic.get("device", "vmk?"), kind="vmk",
+            network_key=name_to_network.get(group) if group else (spec.get("distributedVirtualPort") or {}).get(
+                "portgroupKey"),
+            mac=spec.get("mac"), ip=ip.get("ipAddress"), netmask=ip.get("subnetMask"),
+            is_dhcp=ip.get("dhcp"), mtu=spec.get("mtu"), is_management=group == "Management Network" or None,
+            bond=group))
+    return nics
+
+
+def _networks(raw: dict[str, Any], target: str, inv: Inventory) -> None:
+    dv_keys = {p["_moid"] for p in raw.get("dvportgroups", [])}
+    switches = {s["_moid"]: s for s in raw.get("dvswitches", [])}
+    vlans: dict[str, int] = {}
+    for host in inv.host_nics:
+        if host.kind == "portgroup" and host.network_key and host.vlan:
+            vlans.setdefault(host.network_key, host.vlan)
+    for row in raw.get("networks", []):
+        if row["_moid"] in dv_keys:
+            continue
+        inv.networks.append(Network(key=row["_moid"], target=target, name=row.get("name") or row["_moid"],
+                                    kind="portgroup", vlan=vlans.get(row["_moid"])))
+    for row in raw.get("dvportgroups", []):
+        port = row.get("config.defaultPortConfig") or {}
+        vlan = (port.get("vlan") or {}).get("vlanId")
+        switch = switches.get(row.get("config.distributedVirtualSwitch") or "", {})
+        inv.networks.append(Network(key=row["_moid"], target=target, name=row.get("name") or row["_moid"],
+                                    kind="dvportgroup", bridge=switch.get("name"),
+                                    vlan=vlan if isinstance(vlan, int) and vlan else None,
+                                    raw_json={"key": row.get("key"), "dvs_uuid": switch.get("uuid")}))
+    for moid, row in switches.items():
+        inv.networks.append(Network(key=moid, target=target, name=row.get("name") or moid, kind="dvswitch",
+                                    raw_json={"uuid": row.get("uuid")}))
+
+
+def _datastores(raw: dict[str, Any], target: str, hosts: set[str], inv: Inventory) -> None:
+    for row in raw.get("datastores", []):
+        summary = row.get("summary") or {}
+        mounts = [m for m in row.get("host") or [] if m.get("key") in hosts]
+        if hosts and not mounts and row.get("host"):
+            continue  # a datastore of hosts outside the filter
+        inv.storage.append(Storage(
+            key=row["_moid"], target=target, name=row.get("name") or summary.get("name") or row["_moid"],
+            kind=DS_KINDS.get(summary.get("type", ""), str(summary.get("type", "")).lower()),
+            shared=summary.get("multipleHostAccess"), capacity_bytes=summary.get("capacity"),
+            free_bytes=summary.get("freeSpace"), source=summary.get("url"),
+            raw_json={"accessible": summary.get("accessible"), "maintenance_mode": summary.get("maintenanceMode")}))
+        for mount in mounts:
+            info = mount.get("mountInfo") or {}
+            inv.host_storage.append(HostStorage(
+                host_key=mount["key"], target=target, storage_key=row["_moid"],
+                attached=bool(info.get("mounted", True) and info.get("accessible", True)), mount_path=info.get("path")))
+
+
+def _vm(row: dict[str, Any], target: str, host: str | None, cluster: str | None, network_names: dict[Any, Any],
+        inv: Inventory) -> None:
+    name = row.get("name") or row["_moid"]
+    key = row.get("config.instanceUuid") or row["_moid"]
+    parsed = parse_instance_name(name)
+    memory = row.get("config.hardware.memoryMB")
+    inv.vms.append(Vm(
+        key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=row.get("config.uuid"),
+        instance_name=name if parsed.role != "unmanaged" else None, cs_role=parsed.role,
+        cs_account_id=parsed.account_id, cs_id=parsed.cs_id,
+        power_state=POWER.get(row.get("runtime.powerState") or "", "unknown"), vcpus=row.get("config.hardware.numCPU"),
+        memory_bytes=memory * 2**20 if memory is not None else None, guest_os=row.get("config.guestFullName"),
+        tools_state=row.get("guest.toolsRunningStatus"), is_template=bool(row.get("config.template")),
+        raw_json={"moid": row["_moid"]}))
+    controllers = {d.get("key"): d.get("_type") for d in row.get("config.hardware.device") or []}
+    for device in row.get("config.hardware.device") or []:
+        kind = device.get("_type", "")
+        backing = device.get("backing") or {}
+        label = (device.get("deviceInfo") or {}).get("label") or str(device.get("key"))
+        if kind == "VirtualDisk":
+            capacity = device.get("capacityInBytes") or (device.get("capacityInKB") or 0) * 1024 or None
+            inv.vm_disks.append(VmDisk(
+                vm_key=key, target=target, device=label, disk_type="disk",
+                bus=_bus(controllers.get(device.get("controllerKey"))), storage_key=backing.get("datastore"),
+                path=backing.get("fileName"), format="vmdk", capacity_bytes=capacity, thin=backing.get("thinProvisioned")))
+        elif "macAddress" in device or kind in NIC_MODELS:
+            port = backing.get("port") or {}
+            network = backing.get("network") or port.get("portgroupKey")
+            inv.vm_nics.append(VmNic(
+                vm_key=key, target=target, device=label, mac=(device.get("macAddress") or "").lower() or None,
+                network_key=network, network_name=network_names.get(network) or backing.get("deviceName"),
+                model=NIC_MODELS.get(kind, kind)))
+
+
+def _bus(controller: str | None) -> str | None:
+    if not controller:
+        return None
+    for word, bus in (("SCSI", "scsi"), ("IDE", "ide"), ("SATA", "sata"), ("NVME", "nvme")):
+        if word in controller.upper():
+            return bus
+    return None
+

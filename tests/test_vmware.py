@@ -1,0 +1,182 @@
+"""The VMware collector against govmomi's vCenter simulator over HTTPS, compared with what a plain
+pyvmomi walk returns; scenarios made through the vSphere API itself; the failure cases."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
+from pyVmomi import vim
+
+from collectors.vmware import VmwareCollector, VmwareTarget
+from fixtures.vcsim import Vcsim, start_vcsim
+from fixtures.xapi.tls import self_signed, sha256_fingerprint
+from inventory.model import Secret
+
+pytestmark = pytest.mark.heavy
+USER, PASSWORD = "readonly@vsphere.local", "vc-Secret-1"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed(tmp_path_factory.mktemp("vctls"), name="vcenter")
+
+
+@pytest.fixture
+def vcenter(tls: tuple[Path, Path]) -> Iterator[Vcsim]:
+    sim = start_vcsim(clusters=2, cluster_hosts=3, standalone_hosts=1, vms=3, username=USER, password=PASSWORD,
+                      tls=tls)
+    yield sim
+    sim.stop()
+
+
+def target(sim: Vcsim, tls: tuple[Path, Path], **extra: Any) -> VmwareTarget:
+    value = extra.pop("password_value", PASSWORD)
+    variable = f"CSI_VC_PASSWORD_{abs(hash(value))}"
+    os.environ[variable] = value
+    settings: dict[str, Any] = dict(name="vc", host=sim.host, port=sim.port, username=USER,
+                                    password=Secret("env", variable), ca_file=tls[0])
+    settings.update(extra)
+    return VmwareTarget(**settings)
+
+
+def walk(sim: Vcsim, tls: tuple[Path, Path]) -> dict[str, Any]:
+    """The common script pattern: every object, property by property. Slow, but independent of us."""
+    import ssl
+    si = SmartConnect(host=sim.host, port=sim.port, user=USER, pwd=PASSWORD,
+                      sslContext=ssl.create_default_context(cafile=str(tls[0])))
+    content = si.RetrieveContent()
+
+    def objects(kind: Any) -> list[Any]:
+        return list(content.viewManager.CreateContainerView(content.rootFolder, [kind], True).view)
+    seen: dict[str, Any] = {
+        "vms": {vm.config.instanceUuid: (vm.name, vm.runtime.host._moId, vm.config.hardware.numCPU,
+                                         vm.config.hardware.memoryMB * 2**20, str(vm.runtime.powerState),
+                                         sorted(d.macAddress for d in vm.config.hardware.device
+                                                if isinstance(d, vim.vm.device.VirtualEthernetCard)),
+                                         sorted(d.backing.fileName for d in vm.config.hardware.device
+                                                if isinstance(d, vim.vm.device.VirtualDisk)))
+                for vm in objects(vim.VirtualMachine)},
+        "hosts": {h._moId: (h.name, h.parent._moId, h.summary.hardware.memorySize, h.config.product.version,
+                            h.runtime.inMaintenanceMode) for h in objects(vim.HostSystem)},
+        "clusters": {c._moId: (c.name, sorted(h._moId for h in c.host), bool(c.configurationEx.drsConfig.enabled),
+                               c.configurationEx.dasConfig.enabled) for c in objects(vim.ClusterComputeResource)},
+        "datastores": {d._moId: (d.name, sorted(m.key._moId for m in d.host)) for d in objects(vim.Datastore)},
+        "networks": {n._moId: n.name for n in objects(vim.Network)},
+    }
+    Disconnect(si)
+    return seen
+
+
+def test_everything_the_simulator_reports_is_stored_with_its_relations(vcenter: Vcsim, tls: Any) -> None:
+    result = VmwareCollector(target(vcenter, tls)).collect()
+    assert result.status == "ok", result.error
+    inv = result.inventory
+    seen = walk(vcenter, tls)
+    vms = {v.key: v for v in inv.vms}
+    assert set(vms) == set(seen["vms"])
+    state = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
+    for key, (name, host, vcpus, memory, power, macs, files) in seen["vms"].items():
+        vm = vms[key]
+        assert (vm.name, vm.host_key, vm.vcpus, vm.memory_bytes, vm.power_state) == (name, host, vcpus, memory,
+                                                                                     state[power])
+        assert sorted(n.mac or "" for n in inv.vm_nics if n.vm_key == key) == sorted(m.lower() for m in macs)
+        assert sorted(d.path or "" for d in inv.vm_disks if d.vm_key == key) == sorted(files)
+        assert all(d.storage_key in {s.key for s in inv.storage} for d in inv.vm_disks if d.vm_key == key)
+    hosts = {h.key: h for h in inv.hosts}
+    assert set(hosts) == set(seen["hosts"])
+    for key, (name, parent, memory, version, _maintenance) in seen["hosts"].items():
+        host = hosts[key]
+        assert (host.name, host.memory_bytes, host.hypervisor_version) == (name, memory, version)
+        assert host.cluster_key == (parent if parent in seen["clusters"] else None)
+    clusters = {c.key: c for c in inv.clusters}
+    assert set(clusters) == set(seen["clusters"])
+    for key, (name, members, drs, _ha) in seen["clusters"].items():
+        assert (clusters[key].name, clusters[key].host_count, clusters[key].drs_enabled) == (name, len(members), drs)
+        assert sorted(h.key for h in inv.hosts if h.cluster_key == key) == members
+    assert {s.key for s in inv.storage} == set(seen["datastores"])
+    for key, (_, mounted) in seen["datastores"].items():
+        assert sorted(a.host_key for a in inv.host_storage if a.storage_key == key) == mounted
+    assert {n.key for n in inv.networks if n.kind in ("portgroup", "dvportgroup")} == set(seen["networks"])
+    assert all(n.network_key in {x.key for x in inv.networks} for n in inv.vm_nics)
+    vmk = [n for n in inv.host_nics if n.kind == "vmk"]
+    assert len(vmk) == len(hosts) and all(n.ip for n in vmk)
+    # about one call per object type (plus login, content, views): it does not grow with the inventory
+    assert result.api_calls < 40
+
+
+def test_scenarios_made_through_the_vsphere_api(tls: Any) -> None:
+    # govmomi 0.24's simulator ignores drsConfig/dasConfig in ReconfigureComputeResource_Task, so DRS off and
+    # HA on are set when the simulator starts (-drs-off/-ha-on); the rest is done through the vSphere API.
+    sim = start_vcsim(clusters=2, cluster_hosts=3, vms=1, username=USER, password=PASSWORD, tls=tls,
+                      drs_off="DC0_C0", ha_on="DC0_C0")
+    try:
+        import ssl
+        si = SmartConnect(host=sim.host, port=sim.port, user=USER, pwd=PASSWORD,
+                          sslContext=ssl.create_default_context(cafile=str(tls[0])))
+        content = si.RetrieveContent()
+        clusters = content.viewManager.CreateContainerView(content.rootFolder, [vim.ClusterComputeResource], True).view
+        cluster = next(c for c in clusters if c.name == "DC0_C0")
+        # (the simulator does not reflect AddPortGroup in host.config.network, so the port group is a dvPortgroup)
+        dvs = content.viewManager.CreateContainerView(content.rootFolder, [vim.DistributedVirtualSwitch], True).view[0]
+        vlan = vim.dvs.VmwareDistributedVirtualSwitch.VlanIdSpec(vlanId=200, inherited=False)
+        WaitForTask(dvs.AddDVPortgroup_Task([vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            name="cloud.guest.200", type="earlyBinding", numPorts=16,
+            defaultPortConfig=vim.dvs.VmwareDistributedVirtualSwitch.VmwarePortConfigPolicy(vlan=vlan))]))
+        WaitForTask(cluster.host[1].EnterMaintenanceMode_Task(timeout=0))
+        cluster_key, parked = cluster._moId, cluster.host[1]._moId
+        Disconnect(si)
+        inv = VmwareCollector(target(sim, tls)).collect().inventory
+    finally:
+        sim.stop()
+    states = {c.name: (c.drs_enabled, c.ha_enabled) for c in inv.clusters}
+    assert states["DC0_C0"] == (False, True) and states["DC0_C1"][0] is True
+    assert next(c for c in inv.clusters if c.key == cluster_key).host_count == 3
+    added = [n for n in inv.networks if n.name == "cloud.guest.200"]
+    assert [(n.kind, n.vlan, n.bridge) for n in added] == [("dvportgroup", 200, "DVS0")]
+    assert next(h for h in inv.hosts if h.key == parked).state == "maintenance"
+    assert {h.state for h in inv.hosts if h.key != parked} == {"connected"}
+
+
+def test_an_esxi_host_is_refused(tls: Any) -> None:
+    esx = start_vcsim(esx=True, username=USER, password=PASSWORD, tls=tls)
+    try:
+        result = VmwareCollector(target(esx, tls)).collect()
+    finally:
+        esx.stop()
+    assert result.status == "failed" and "is an ESXi host" in (result.error or "")
+    assert "through vCenter" in (result.error or "")
+
+
+def test_failures_are_one_line_reasons_within_the_timeout(vcenter: Vcsim, tls: Any) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    cases = {
+        "bad password": target(vcenter, tls, password_value="wrong"),
+        "untrusted": target(vcenter, tls, ca_file=None),
+        "wrong pin": target(vcenter, tls, ca_file=None, fingerprint="00" * 32),
+        "silent": target(vcenter, tls, port=silent.getsockname()[1], connect_timeout=2.0, timeout=2.0),
+    }
+    reasons = {}
+    for case, settings in cases.items():
+        started = time.monotonic()
+        result = VmwareCollector(settings).collect()
+        assert result.status == "failed" and time.monotonic() - started < 10, case
+        assert result.error and "\n" not in result.error
+        assert "wrong" not in result.error and PASSWORD not in result.error
+        reasons[case] = result.error
+    silent.close()
+    assert "InvalidLogin" in reasons["bad password"]
+    assert "certificate not trusted" in reasons["untrusted"]
+    assert "fingerprint" in reasons["wrong pin"]
+    assert "no answer" in reasons["silent"] or "timed out" in reasons["silent"]
+    pinned = VmwareCollector(target(vcenter, tls, ca_file=None, fingerprint=sha256_fingerprint(tls[0]))).collect()
+    assert pinned.status == "ok"
