@@ -180,3 +180,35 @@ def test_failures_are_one_line_reasons_within_the_timeout(vcenter: Vcsim, tls: A
     assert "no answer" in reasons["silent"] or "timed out" in reasons["silent"]
     pinned = VmwareCollector(target(vcenter, tls, ca_file=None, fingerprint=sha256_fingerprint(tls[0]))).collect()
     assert pinned.status == "ok"
+
+
+def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any) -> None:
+    """The bulk VM properties read by our regular expressions and by pyvmomi's deserialiser: same records."""
+    import dataclasses
+    fast = VmwareCollector(target(vcenter, tls)).collect()
+    slow = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).collect()
+    assert fast.status == slow.status == "ok"
+    for table in ("vms", "vm_disks", "vm_nics", "hosts", "clusters", "networks", "storage", "host_storage"):
+        mine, theirs = getattr(fast.inventory, table), getattr(slow.inventory, table)
+        assert sorted(map(repr, mine)) == sorted(map(repr, theirs)), table
+    assert len(fast.inventory.vms) == 3 * (2 * 1 + 1)  # 3 VMs per resource pool: 2 clusters + 1 standalone
+
+
+def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
+    from collectors.vmware_fast import FastPathError, parse_objects
+    xml = ('<objects><obj type="VirtualMachine">vm-1</obj><propSet><name>name</name><val xsi:type="xsd:string">'
+           'a &amp; b &lt;c&gt;</val></propSet><propSet><name>config.hardware.numCPU</name><val xsi:type="xsd:int">4'
+           '</val></propSet><propSet><name>config.template</name><val xsi:type="xsd:boolean">true</val></propSet>'
+           '<propSet><name>config.hardware.device</name><val xsi:type="ArrayOfVirtualDevice">'
+           '<VirtualDevice xsi:type="VirtualVmxnet3"><key>4001</key><deviceInfo><label>Network adapter 2</label>'
+           '</deviceInfo><backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM &amp; Net</deviceName>'
+           '<network type="Network">network-9</network></backing><macAddress>00:50:56:AA:BB:CC</macAddress>'
+           '</VirtualDevice></val></propSet></objects>')
+    (record,) = parse_objects(xml)
+    assert record["name"] == "a & b <c>" and record["config.hardware.numCPU"] == 4 and record["config.template"] is True
+    (nic,) = record["config.hardware.device"]
+    assert nic["_type"] == "VirtualVmxnet3" and nic["key"] == 4001
+    assert nic["backing"] == {"deviceName": "VM & Net", "network": "network-9"}
+    with pytest.raises(FastPathError):
+        parse_objects('<objects><obj type="VirtualMachine">vm-2</obj><propSet><name>x</name>'
+                      '<val xsi:type="ArrayOfString"><string>a</string></val></propSet></objects>')

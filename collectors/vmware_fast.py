@@ -1,0 +1,135 @@
+"""A fast path for vCenter's bulk VM properties: the same RetrievePropertiesEx request, sent over
+pyvmomi's authenticated session, with the answer read by a few compiled regular expressions
+instead of pyvmomi's object deserialiser (which spends ~9 s on 10,000 VMs with their devices).
+
+It yields exactly the plain records ``vmware.retrieve`` makes for the properties the normaliser
+uses; a test holds both paths to identical records. Anything it does not understand (a SOAP
+fault, an unexpected value type) raises, and the collector falls back to pyvmomi.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import re
+import ssl
+from typing import Any
+
+ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+            'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body>'
+            '</soapenv:Envelope>')
+_OBJ = re.compile(r'<obj type="([^"]+)">([^<]*)</obj>')
+_PROP = re.compile(r"<propSet><name>([^<]+)</name><val([^>]*)>(.*?)</val></propSet>", re.S)
+_XSI_TYPE = re.compile(r'[\w-]+:type="([^"]+)"')
+_TOKEN = re.compile(r"<token>([^<]+)</token>")
+_FAULT = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
+_DEVICE_TYPE = re.compile(r'^[^>]*?:type="([^"]+)"')
+_FIELDS = {name: re.compile(rf"<{name}(?: [^>]*)?>([^<]*)</{name}>") for name in (
+    "key", "label", "controllerKey", "unitNumber", "fileName", "datastore", "thinProvisioned", "deviceName",
+    "network", "portgroupKey", "switchUuid", "capacityInBytes", "capacityInKB", "macAddress")}
+_INTS = {"key", "controllerKey", "unitNumber", "capacityInBytes", "capacityInKB"}
+_BACKING = ("fileName", "datastore", "thinProvisioned", "deviceName", "network")
+_INT_TYPES = {"xsd:int", "xsd:long", "xsd:short", "xsd:byte"}
+
+
+class FastPathError(Exception):
+    """The answer was not what the fast path reads; use pyvmomi's path."""
+
+
+def retrieve_body(pc: str, view: str, kind: str, paths: list[str], page: int) -> str:
+    props = "".join(f"<pathSet>{html.escape(p)}</pathSet>" for p in paths)
+    return ENVELOPE.format(
+        f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet>'
+        f'<propSet><type>{kind}</type>{props}</propSet><objectSet><obj type="ContainerView">{view}</obj>'
+        '<skip>true</skip><selectSet xsi:type="TraversalSpec"><name>view</name><type>ContainerView</type>'
+        '<path>view</path><skip>false</skip></selectSet></objectSet></specSet>'
+        f'<options><maxObjects>{page}</maxObjects></options></RetrievePropertiesEx>')
+
+
+def continue_body(pc: str, token: str) -> str:
+    return ENVELOPE.format(f'<ContinueRetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}'
+                           f"</_this><token>{html.escape(token)}</token></ContinueRetrievePropertiesEx>")
+
+
+def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context: ssl.SSLContext, timeout: float,
+                  page: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    """RetrievePropertiesEx (+ Continue pages) for one type; returns plain records and calls made."""
+    stub = si._stub
+    host, port = stub.host.rsplit(":", 1) if ":" in stub.host else (stub.host, "443")
+    view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+    calls = 1
+    records: list[dict[str, Any]] = []
+    conn = http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+    try:
+        body = retrieve_body(content.propertyCollector._moId, view._moId, kind._wsdlName, paths, page)
+        while body:
+            conn.request("POST", stub.path, body.encode(), {
+                "Cookie": stub.cookie, "SOAPAction": getattr(stub, "versionId", None) or '"urn:vim25"',
+                "Content-Type": "text/xml; charset=utf-8"})
+            response = conn.getresponse()
+            text = response.read().decode("utf-8")
+            calls += 1
+            if response.status != 200 or "<faultstring>" in text:
+                fault = _FAULT.search(text)
+                raise FastPathError(f"HTTP {response.status}: {html.unescape(fault.group(1)) if fault else text[:200]}")
+            records.extend(parse_objects(text))
+            token = _TOKEN.search(text)
+            body = continue_body(content.propertyCollector._moId, token.group(1)) if token else ""
+    finally:
+        conn.close()
+        view.Destroy()
+        calls += 1
+    return records, calls
+
+
+def parse_objects(text: str) -> list[dict[str, Any]]:
+    records = []
+    for chunk in text.split("<objects>")[1:]:
+        obj = _OBJ.search(chunk)
+        if obj is None:
+            raise FastPathError("an object without <obj>")
+        record: dict[str, Any] = {"_moid": obj.group(2), "_type": obj.group(1)}
+        for name, attrs, value in _PROP.findall(chunk):
+            record[name] = _value(name, attrs, value)
+        records.append(record)
+    return records
+
+
+def _value(name: str, attrs: str, value: str) -> Any:
+    match = _XSI_TYPE.search(attrs)
+    kind = match.group(1) if match else "xsd:string"
+    if kind == "ArrayOfVirtualDevice":
+        return [_device(part) for part in value.split("<VirtualDevice ")[1:]]
+    if kind in _INT_TYPES:
+        return int(value)
+    if kind == "xsd:boolean":
+        return value == "true"
+    if kind.startswith("ArrayOf") or "<" in value:
+        raise FastPathError(f"{name}: {kind} is not read by the fast path")
+    return html.unescape(value) if "&" in value else value
+
+
+def _device(part: str) -> dict[str, Any]:
+    kind = _DEVICE_TYPE.match(part)
+    device: dict[str, Any] = {"_type": kind.group(1) if kind else "VirtualDevice"}
+    found = {name: m.group(1) for name, rx in _FIELDS.items() if (m := rx.search(part))}
+    backing_at = part.find("<backing")
+    for name, raw in found.items():
+        value: Any = int(raw) if name in _INTS else html.unescape(raw) if "&" in raw else raw
+        if name == "thinProvisioned":
+            value = raw == "true"
+        if name == "label":
+            device["deviceInfo"] = {"_type": "Description", "label": value}
+        elif name in _BACKING or name in ("portgroupKey", "switchUuid"):
+            if backing_at < 0:
+                continue
+            backing = device.setdefault("backing", {})
+            if name in ("portgroupKey", "switchUuid"):
+                backing.setdefault("port", {})[name] = value
+            else:
+                backing[name] = value
+        elif name == "key" and "key" in device:
+            continue
+        else:
+            device[name] = value
+    return device
