@@ -13,6 +13,7 @@ import html
 import http.client
 import re
 import ssl
+import threading
 from typing import Any
 
 ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
@@ -24,9 +25,9 @@ _XSI_TYPE = re.compile(r'[\w-]+:type="([^"]+)"')
 _TOKEN = re.compile(r"<token>([^<]+)</token>")
 _FAULT = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
 _DEVICE_TYPE = re.compile(r'^[^>]*?:type="([^"]+)"')
-_FIELDS = {name: re.compile(rf"<{name}(?: [^>]*)?>([^<]*)</{name}>") for name in (
-    "key", "label", "controllerKey", "unitNumber", "fileName", "datastore", "thinProvisioned", "deviceName",
-    "network", "portgroupKey", "switchUuid", "capacityInBytes", "capacityInKB", "macAddress")}
+_FIELD_NAMES = ("key", "label", "controllerKey", "unitNumber", "fileName", "datastore", "thinProvisioned", "deviceName",
+                "network", "portgroupKey", "switchUuid", "capacityInBytes", "capacityInKB", "macAddress")
+_FIELDS = re.compile(rf"<({'|'.join(_FIELD_NAMES)})(?: [^>]*)?>([^<]*)</\1>")
 _INTS = {"key", "controllerKey", "unitNumber", "capacityInBytes", "capacityInKB"}
 _BACKING = ("fileName", "datastore", "thinProvisioned", "deviceName", "network")
 _INT_TYPES = {"xsd:int", "xsd:long", "xsd:short", "xsd:byte"}
@@ -60,26 +61,52 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
     calls = 1
     records: list[dict[str, Any]] = []
     conn = http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+    headers = {"Cookie": stub.cookie, "SOAPAction": getattr(stub, "versionId", None) or '"urn:vim25"',
+               "Content-Type": "text/xml; charset=utf-8"}
+    pc = content.propertyCollector._moId
     try:
-        body = retrieve_body(content.propertyCollector._moId, view._moId, kind._wsdlName, paths, page)
-        while body:
-            conn.request("POST", stub.path, body.encode(), {
-                "Cookie": stub.cookie, "SOAPAction": getattr(stub, "versionId", None) or '"urn:vim25"',
-                "Content-Type": "text/xml; charset=utf-8"})
-            response = conn.getresponse()
-            text = response.read().decode("utf-8")
+        pending: _Fetch | None = _Fetch(conn, stub.path, retrieve_body(pc, view._moId, kind._wsdlName, paths, page),
+                                        headers)
+        while pending is not None:
+            text = pending.result()
             calls += 1
-            if response.status != 200 or "<faultstring>" in text:
-                fault = _FAULT.search(text)
-                raise FastPathError(f"HTTP {response.status}: {html.unescape(fault.group(1)) if fault else text[:200]}")
+            token = _TOKEN.search(text, max(0, len(text) - 4096)) or _TOKEN.search(text)
+            # ask for the next page before reading this one: vCenter works while we parse
+            pending = _Fetch(conn, stub.path, continue_body(pc, token.group(1)), headers) if token else None
             records.extend(parse_objects(text))
-            token = _TOKEN.search(text)
-            body = continue_body(content.propertyCollector._moId, token.group(1)) if token else ""
     finally:
         conn.close()
         view.Destroy()
         calls += 1
     return records, calls
+
+
+class _Fetch:
+    """One request on its own thread (sockets release the GIL, so fetching overlaps parsing)."""
+
+    def __init__(self, conn: http.client.HTTPSConnection, path: str, body: str, headers: dict[str, str]) -> None:
+        self.error: BaseException | None = None
+        self.text = ""
+        self.thread = threading.Thread(target=self._run, args=(conn, path, body, headers), daemon=True)
+        self.thread.start()
+
+    def _run(self, conn: http.client.HTTPSConnection, path: str, body: str, headers: dict[str, str]) -> None:
+        try:
+            conn.request("POST", path, body.encode(), headers)
+            response = conn.getresponse()
+            self.text = response.read().decode("utf-8")
+            if response.status != 200 or "<faultstring>" in self.text:
+                fault = _FAULT.search(self.text)
+                raise FastPathError(f"HTTP {response.status}: "
+                                    f"{html.unescape(fault.group(1)) if fault else self.text[:200]}")
+        except BaseException as exc:  # handed to the reader
+            self.error = exc
+
+    def result(self) -> str:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.text
 
 
 def parse_objects(text: str) -> list[dict[str, Any]]:
@@ -112,7 +139,9 @@ def _value(name: str, attrs: str, value: str) -> Any:
 def _device(part: str) -> dict[str, Any]:
     kind = _DEVICE_TYPE.match(part)
     device: dict[str, Any] = {"_type": kind.group(1) if kind else "VirtualDevice"}
-    found = {name: m.group(1) for name, rx in _FIELDS.items() if (m := rx.search(part))}
+    found: dict[str, str] = {}
+    for name, raw in _FIELDS.findall(part):
+        found.setdefault(name, raw)  # the first is the device's own (a nested <key> comes later)
     backing_at = part.find("<backing")
     for name, raw in found.items():
         value: Any = int(raw) if name in _INTS else html.unescape(raw) if "&" in raw else raw
