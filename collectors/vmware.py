@@ -15,6 +15,7 @@ import hashlib
 import socket
 import ssl
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -185,12 +186,12 @@ def fetch_vcenter(target: VmwareTarget) -> tuple[dict[str, Any], int]:
             calls += 1
             for name, (vim_type, paths) in PROPERTIES.items():
                 objects, used = None, 0
-                if name == "vms" and target.fast_parser:
+                if name in ("vms", "hosts") and target.fast_parser:
                     try:
                         objects, used = retrieve_fast(si, content, vim_type, paths, context=tls_context(target),
-                                                      timeout=target.timeout, page=PAGE_SIZE)
-                    except FastPathError as exc:  # pyvmomi's path below reads it; say so in the raw data
-                        raw["vms_read_by"] = f"pyvmomi (fast path: {one_line(exc, 200)})"
+                                                      timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
+                    except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
+                        raw[f"{name}_read_by"] = f"pyvmomi (fast path: {one_line(exc, 200)})"
                         objects = None
                 if objects is None:
                     objects, more = retrieve(content, vim_type, paths)

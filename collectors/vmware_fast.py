@@ -14,6 +14,7 @@ import http.client
 import re
 import ssl
 import threading
+import xml.etree.ElementTree as ET
 from typing import Any
 
 ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
@@ -53,7 +54,7 @@ def continue_body(pc: str, token: str) -> str:
 
 
 def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context: ssl.SSLContext, timeout: float,
-                  page: int = 1000) -> tuple[list[dict[str, Any]], int]:
+                  page: int = 1000, nested: bool = False) -> tuple[list[dict[str, Any]], int]:
     """RetrievePropertiesEx (+ Continue pages) for one type; returns plain records and calls made."""
     stub = si._stub
     host, port = stub.host.rsplit(":", 1) if ":" in stub.host else (stub.host, "443")
@@ -73,7 +74,7 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
             token = _TOKEN.search(text, max(0, len(text) - 4096)) or _TOKEN.search(text)
             # ask for the next page before reading this one: vCenter works while we parse
             pending = _Fetch(conn, stub.path, continue_body(pc, token.group(1)), headers) if token else None
-            records.extend(parse_objects(text))
+            records.extend(parse_objects(text, nested=nested))
     finally:
         conn.close()
         view.Destroy()
@@ -109,7 +110,8 @@ class _Fetch:
         return self.text
 
 
-def parse_objects(text: str) -> list[dict[str, Any]]:
+def parse_objects(text: str, nested: bool = False) -> list[dict[str, Any]]:
+    """``nested``: data-object properties (host network config …) are read with ElementTree, one value at a time."""
     records = []
     for chunk in text.split("<objects>")[1:]:
         obj = _OBJ.search(chunk)
@@ -117,7 +119,7 @@ def parse_objects(text: str) -> list[dict[str, Any]]:
             raise FastPathError("an object without <obj>")
         record: dict[str, Any] = {"_moid": obj.group(2), "_type": obj.group(1)}
         for name, attrs, value in _PROP.findall(chunk):
-            record[name] = _value(name, attrs, value)
+            record[name] = _tree_value(attrs, value) if nested and "<" in value else _value(name, attrs, value)
         records.append(record)
     return records
 
@@ -162,3 +164,43 @@ def _device(part: str) -> dict[str, Any]:
         else:
             device[name] = value
     return device
+
+
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_XSI_ATTR = f"{{{_XSI}}}type"
+_WRAP = f'<v xmlns:xsi="{_XSI}" xmlns:XMLSchema-instance="{_XSI}">{{}}</v>'
+# fields the normaliser reads as numbers or booleans inside data objects (others stay text)
+_TREE_INTS = {"cpuMhz", "numCpuPkgs", "numCpuCores", "numCpuThreads", "memorySize", "mtu", "vlanId", "numPorts",
+              "numPortsAvailable", "index", "hz", "busHz", "numNics", "numHBAs", "capacity", "freeSpace"}
+_TREE_BOOLS = {"dhcp", "accessible", "mounted", "multipleHostAccess"}
+
+
+def _tree_value(attrs: str, value: str) -> Any:
+    match = _XSI_TYPE.search(attrs)
+    kind = match.group(1) if match else ""
+    root = ET.fromstring(_WRAP.format(value))
+    if kind.startswith("ArrayOf"):
+        return [_element(child) for child in root]
+    return _element(root, kind)
+
+
+def _element(element: ET.Element, kind: str = "") -> Any:
+    children = list(element)
+    name = element.tag.rsplit("}", 1)[-1]
+    if not children:
+        text = element.text or ""
+        if name in _TREE_INTS:
+            return int(text)
+        if name in _TREE_BOOLS:
+            return text == "true"
+        return text
+    out: dict[str, Any] = {"_type": element.get(_XSI_ATTR) or kind or name}
+    for child in children:
+        key = child.tag.rsplit("}", 1)[-1]
+        item = _element(child)
+        if key in out and key != "_type":
+            existing = out[key]
+            out[key] = existing + [item] if isinstance(existing, list) else [existing, item]
+        else:
+            out[key] = item
+    return out

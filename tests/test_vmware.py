@@ -188,7 +188,7 @@ def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls
     fast = VmwareCollector(target(vcenter, tls)).collect()
     slow = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).collect()
     assert fast.status == slow.status == "ok"
-    for table in ("vms", "vm_disks", "vm_nics", "hosts", "clusters", "networks", "storage", "host_storage"):
+    for table in ("vms", "vm_disks", "vm_nics", "hosts", "host_nics", "clusters", "networks", "storage", "host_storage"):
         mine, theirs = getattr(fast.inventory, table), getattr(slow.inventory, table)
         assert sorted(map(repr, mine)) == sorted(map(repr, theirs)), table
     assert len(fast.inventory.vms) == 3 * (2 * 1 + 1)  # 3 VMs per resource pool: 2 clusters + 1 standalone
