@@ -138,9 +138,17 @@ def _value(name: str, attrs: str, value: str) -> Any:
     return html.unescape(value) if "&" in value else value
 
 
+_KEY = re.compile(r"<key>(-?\d+)</key>")
+
+
 def _device(part: str) -> dict[str, Any]:
     kind = _DEVICE_TYPE.match(part)
     device: dict[str, Any] = {"_type": kind.group(1) if kind else "VirtualDevice"}
+    if device["_type"] != "VirtualDisk" and "<macAddress>" not in part:
+        key = _KEY.search(part)  # controllers, keyboards, video …: the normaliser needs only type and key
+        if key:
+            device["key"] = int(key.group(1))
+        return device
     found: dict[str, str] = {}
     for name, raw in _FIELDS.findall(part):
         found.setdefault(name, raw)  # the first is the device's own (a nested <key> comes later)

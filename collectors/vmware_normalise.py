@@ -8,6 +8,7 @@ host NICs; datastores are storage with per-host mounts. VM keys are instance UUI
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from inventory.model import Cluster, Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
@@ -195,6 +196,7 @@ def _vm(row: dict[str, Any], target: str, host: str | None, cluster: str | None,
                 model=NIC_MODELS.get(kind, kind)))
 
 
+@cache
 def _bus(controller: str | None) -> str | None:
     if not controller:
         return None
