@@ -95,6 +95,8 @@ def main() -> None:
             ours = time.perf_counter() - started
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             content = si.RetrieveContent()
+            raw_again, _ = raw_replay(si, sim.host, sim.port, context)
+            raw_s = min(raw_s, raw_again)  # the faster of two replays, before and after our scan
             started = time.perf_counter()
             vms, _ = retrieve(content, vim.VirtualMachine, PROPERTIES["vms"][1])
             pyvmomi_vms = time.perf_counter() - started
@@ -112,7 +114,8 @@ def main() -> None:
     counts = result.inventory.counts()
     print(f"vcenter simulator: {counts['hosts']} hosts, {counts['vms']:,} VMs, {counts['vm_disks']:,} disks, "
           f"{counts['vm_nics']:,} NICs, {counts['storage']} datastores (simulator up in {boot:.1f} s)")
-    print(f"  raw response bytes for the same requests: {raw_s:.2f} s ({raw_bytes / 2**20:.0f} MiB)")
+    print(f"  raw response bytes for the same requests: {raw_s:.2f} s ({raw_bytes / 2**20:.0f} MiB; the faster of "
+          "two replays)")
     print(f"  our scan (all object types, {result.api_calls} calls): {ours:.2f} s = {ours / raw_s:.1f}× raw "
           f"(target ≤ 3×); peak RSS {peak_mib:.0f} MiB (target < 1024)")
     print(f"  pyvmomi RetrievePropertiesEx, VMs only, default deserialisation: {pyvmomi_vms:.2f} s")

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import socket
 import ssl
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -184,20 +185,29 @@ def fetch_vcenter(target: VmwareTarget) -> tuple[dict[str, Any], int]:
                                     hint="CloudStack manages ESXi only through vCenter: configure the vCenter address")
             raw: dict[str, Any] = {"about": plain(about), "licenses": [plain(x) for x in content.licenseManager.licenses]}
             calls += 1
-            for name, (vim_type, paths) in PROPERTIES.items():
-                objects, used = None, 0
-                if name in ("vms", "hosts") and target.fast_parser:
-                    try:
-                        objects, used = retrieve_fast(si, content, vim_type, paths, context=tls_context(target),
-                                                      timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
-                    except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
-                        raw[f"{name}_read_by"] = f"pyvmomi (fast path: {one_line(exc, 200)})"
-                        objects = None
-                if objects is None:
-                    objects, more = retrieve(content, vim_type, paths)
-                    used += more
-                raw[name] = objects
+            # VMs on this thread, everything else on another: vCenter prepares one answer while we read the other
+            results: dict[str, tuple[list[dict[str, Any]], int, str | None]] = {}
+            failures: list[BaseException] = []
+
+            def read_others() -> None:
+                try:
+                    for name in PROPERTIES:
+                        if name != "vms":
+                            results[name] = _read_type(si, content, target, name)
+                except BaseException as exc:  # re-raised on the calling thread below
+                    failures.append(exc)
+
+            others = threading.Thread(target=read_others, daemon=True)
+            others.start()
+            results["vms"] = _read_type(si, content, target, "vms")
+            others.join()
+            if failures:
+                raise failures[0]
+            for name in PROPERTIES:
+                raw[name], used, fallback = results[name]
                 calls += used
+                if fallback:
+                    raw[f"{name}_read_by"] = fallback
             return raw, calls
         finally:
             counter.calls = calls
@@ -205,6 +215,21 @@ def fetch_vcenter(target: VmwareTarget) -> tuple[dict[str, Any], int]:
                 Disconnect(si)
             except Exception:  # logging out is a courtesy; the data is read
                 pass
+
+
+def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[list[dict[str, Any]], int, str | None]:
+    """One object type: the fast path for the bulk types, pyvmomi for the rest (and as the fallback)."""
+    vim_type, paths = PROPERTIES[name]
+    fallback = None
+    if name in ("vms", "hosts") and target.fast_parser:
+        try:
+            objects, used = retrieve_fast(si, content, vim_type, paths, context=tls_context(target),
+                                          timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
+            return objects, used, None
+        except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
+            fallback = f"pyvmomi (fast path: {one_line(exc, 200)})"
+    objects, used = retrieve(content, vim_type, paths)
+    return objects, used, fallback
 
 
 def retrieve(content: Any, vim_type: Any, paths: list[str]) -> tuple[list[dict[str, Any]], int]:
