@@ -22,7 +22,6 @@ ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soape
             '</soapenv:Envelope>')
 _OBJ = re.compile(r'<obj type="([^"]+)">([^<]*)</obj>')
 _PROP = re.compile(r"<propSet><name>([^<]+)</name><val([^>]*)>(.*?)</val></propSet>", re.S)
-_XSI_TYPE = re.compile(r'[\w-]+:type="([^"]+)"')
 _TOKEN = re.compile(r"<token>([^<]+)</token>")
 _FAULT = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
 _DEVICE_TYPE = re.compile(r'^[^>]*?:type="([^"]+)"')
@@ -118,17 +117,27 @@ def parse_objects(text: str, nested: bool = False) -> list[dict[str, Any]]:
         if obj is None:
             raise FastPathError("an object without <obj>")
         record: dict[str, Any] = {"_moid": obj.group(2), "_type": obj.group(1)}
+        start = chunk.find(_DEVICES_START)
+        if start >= 0 and not nested:  # cut the big device array out before the general pattern scans
+            value_at = chunk.index(">", start + len(_DEVICES_START)) + 1
+            end = chunk.index("</val></propSet>", value_at)
+            record["config.hardware.device"] = _devices(chunk[value_at:end])
+            chunk = chunk[:start] + chunk[end + len("</val></propSet>"):]
         for name, attrs, value in _PROP.findall(chunk):
             record[name] = _tree_value(attrs, value) if nested and "<" in value else _value(name, attrs, value)
         records.append(record)
     return records
 
 
+def _xsi_type(attrs: str, default: str = "xsd:string") -> str:
+    at = attrs.rfind(':type="')
+    return attrs[at + 7:attrs.index('"', at + 7)] if at >= 0 else default
+
+
 def _value(name: str, attrs: str, value: str) -> Any:
-    match = _XSI_TYPE.search(attrs)
-    kind = match.group(1) if match else "xsd:string"
+    kind = _xsi_type(attrs)
     if kind == "ArrayOfVirtualDevice":
-        return [_device(part) for part in value.split("<VirtualDevice ")[1:]]
+        return _devices(value)
     if kind in _INT_TYPES:
         return int(value)
     if kind == "xsd:boolean":
@@ -139,16 +148,28 @@ def _value(name: str, attrs: str, value: str) -> Any:
 
 
 _KEY = re.compile(r"<key>(-?\d+)</key>")
+_DEVICE_HEAD = re.compile(r'<VirtualDevice [^>]*?:type="([^"]+)"[^>]*><key>(-?\d+)</key>')
+_DEVICES_START = "<propSet><name>config.hardware.device</name>"
+
+
+def _devices(value: str) -> list[dict[str, Any]]:
+    """Every device's type and key in one pass; disks and NICs read in full."""
+    heads = _DEVICE_HEAD.findall(value)
+    parts = value.split("<VirtualDevice ")[1:]
+    if len(heads) != len(parts):
+        raise FastPathError("a device without its key first")
+    devices: list[dict[str, Any]] = []
+    for (kind, key), part in zip(heads, parts, strict=True):
+        if kind == "VirtualDisk" or "<macAddress>" in part:
+            devices.append(_device(part))
+        else:  # controllers, keyboards, video …: the normaliser needs only type and key
+            devices.append({"_type": kind, "key": int(key)})
+    return devices
 
 
 def _device(part: str) -> dict[str, Any]:
     kind = _DEVICE_TYPE.match(part)
     device: dict[str, Any] = {"_type": kind.group(1) if kind else "VirtualDevice"}
-    if device["_type"] != "VirtualDisk" and "<macAddress>" not in part:
-        key = _KEY.search(part)  # controllers, keyboards, video …: the normaliser needs only type and key
-        if key:
-            device["key"] = int(key.group(1))
-        return device
     found: dict[str, str] = {}
     for name, raw in _FIELDS.findall(part):
         found.setdefault(name, raw)  # the first is the device's own (a nested <key> comes later)
@@ -184,8 +205,7 @@ _TREE_BOOLS = {"dhcp", "accessible", "mounted", "multipleHostAccess"}
 
 
 def _tree_value(attrs: str, value: str) -> Any:
-    match = _XSI_TYPE.search(attrs)
-    kind = match.group(1) if match else ""
+    kind = _xsi_type(attrs, "")
     root = ET.fromstring(_WRAP.format(value))
     if kind.startswith("ArrayOf"):
         return [_element(child) for child in root]

@@ -7,6 +7,7 @@ sheet, built from apache/cloudstack and cloudstack-documentation at 4.18–4.22)
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -150,7 +151,7 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             cluster=host["cluster_key"])
 
 
-@rule("data-volumes-per-vm", severity="error", hypervisors={"kvm", "xenserver"}, basis="DB + CODE",
+@rule("data-volumes-per-vm", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="DB + CODE",
       remediation="Detach data disks: CloudStack will not attach more than max_data_volumes_limit to one VM.",
       reference="apache/cloudstack hypervisor_capabilities.max_data_volumes_limit (DB scripts); VolumeApiServiceImpl")
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -159,9 +160,10 @@ def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     for vm in view.vms:
         host = view.host_by_key.get((vm["target"], vm["host_key"]), {})
         hypervisor = host.get("hypervisor") or _target_kind(view, vm["target"])
-        if hypervisor not in ("kvm", "xenserver"):
+        if hypervisor not in ("kvm", "xenserver", "vmware"):
             continue
-        limits = view.release.limits(hypervisor, host.get("hypervisor_version"))
+        version = _raw(host).get("api_version") if hypervisor == "vmware" else host.get("hypervisor_version")
+        limits = view.release.limits(hypervisor, version)
         data = max(0, disks[(vm["target"], vm["key"])] - 1)
         if limits.max_data_volumes is not None and data > limits.max_data_volumes:
             yield r.finding("vm", vm["key"], vm["target"], f"{vm['name']} has {data} data volumes; {limits.row} "
@@ -182,13 +184,15 @@ def cluster_size(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 # -- homogeneity --------------------------------------------------------------------------------
-@rule("cluster-same-cpu", severity="warning", hypervisors={"kvm", "xenserver"}, basis="DOC",
+@rule("cluster-same-cpu", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
       remediation="Keep one CPU vendor and model per cluster (live migration needs a common CPU feature set).",
       reference="cloudstack-documentation installguide/overview/_requirements.rst; hypervisor pages")
 def cluster_same_cpu(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """All hosts of a cluster have the same CPU vendor, model and feature flags."""
-    for hypervisor in ("kvm", "xenserver"):
+    for hypervisor in ("kvm", "xenserver", "vmware"):
         for (target, cluster), hosts in view.cluster_groups(hypervisor).items():
+            if hypervisor == "vmware" and not any(h["cluster_key"] for h in hosts):
+                continue  # standalone ESXi hosts are no cluster
             for column, severity in (("cpu_vendor", "error"), ("cpu_model", None), ("cpu_flags", None)):
                 yield from _odd_ones_out(r, hosts, column, target, cluster, severity)
 
@@ -299,7 +303,7 @@ def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]
                             observed="DHCP", expected="static", cluster=host.get("cluster_key"))
 
 
-@rule("host-state", severity="warning", hypervisors={"kvm", "xenserver"}, basis="INF",
+@rule("host-state", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
       remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.",
       reference="CloudStack host states (adminguide/hosts.rst)")
 def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -350,15 +354,13 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 # -- networking ---------------------------------------------------------------------------------
-@rule("traffic-labels-on-every-host", severity="error", hypervisors={"kvm", "xenserver"}, basis="CODE + DOC",
+@rule("traffic-labels-on-every-host", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE + DOC",
       remediation="Create the bridge (KVM) or name the network (XenServer: xe network-param-set name-label=…) on "
                   "every host of the cluster, identically.",
       reference="cloudstack-documentation kvm.rst \"Configuring the Networking\"; CitrixResourceBase.java getHostInfo")
 def traffic_labels_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every traffic label declared in [cloudstack.traffic_labels] exists on every host of each cluster."""
     for host in view.hosts:
-        if host["hypervisor"] not in ("kvm", "xenserver"):
-            continue
         present = _host_labels(view, host)
         for traffic, label in view.traffic_labels.items():
             if label not in present:
@@ -425,7 +427,7 @@ def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
                                         observed=state, expected="attached on every host", cluster=cluster)
 
 
-@rule("storage-capacity", severity="warning", hypervisors={"kvm", "xenserver"}, basis="CODE (setting default)",
+@rule("storage-capacity", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE (setting default)",
       remediation="Free or add space: above pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
                   "allocating volumes on the pool.",
       reference="apache/cloudstack CapacityManager.java StorageCapacityDisableThreshold "
@@ -442,13 +444,13 @@ def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 # -- estate hygiene -----------------------------------------------------------------------------
-@rule("unmanaged-vms", severity="info", hypervisors={"kvm", "xenserver"}, basis="BP",
+@rule("unmanaged-vms", severity="info", hypervisors={"kvm", "xenserver", "vmware"}, basis="BP",
       remediation="Move VMs CloudStack does not manage off its hosts, or import them into CloudStack.",
       reference="cloudstack-documentation installguide/hypervisor/kvm.rst; choosing_deployment_architecture.rst")
 def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """CloudStack hosts run only CloudStack's VMs."""
     for vm in view.vms:
-        if vm["cs_role"] == "unmanaged":
+        if vm["cs_role"] == "unmanaged" and not vm["is_template"]:
             yield r.finding("vm", vm["key"], vm["target"], f"{vm['name']} is not a CloudStack instance",
                             observed=vm["name"], expected="i-/r-/s-/v- instance names", cluster=vm["cluster_key"])
 
@@ -488,6 +490,89 @@ def duplicate_uuid(view: InventoryView, r: Rule) -> Iterator[Finding]:
                                 observed=len(dupes), expected=1, cluster=dupes[0].get("cluster_key"))
 
 
+# -- VMware -------------------------------------------------------------------------------------
+@rule("vmware-target-is-vcenter", severity="error", hypervisors={"vmware"}, basis="CODE + DOC",
+      remediation="Configure the vCenter that manages the host: CloudStack adds ESXi hosts only through vCenter.",
+      reference="cloudstack-documentation installguide/hypervisor/vsphere.rst; VmwareServerDiscoverer.java")
+def vmware_target_is_vcenter(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """A VMware target is a vCenter, not an ESXi host."""
+    for target in view.targets:
+        if target["hypervisor"] == "vmware" and "is an ESXi host" in (target["error"] or ""):
+            yield r.finding("target", target["name"], target["name"], f"{target['endpoint']} is an ESXi host",
+                            observed="ESXi (HostAgent)", expected="vCenter (VirtualCenter)")
+
+
+@rule("vmware-version-supported", severity="warning", hypervisors={"vmware"}, basis="DOC",
+      remediation="Upgrade ESXi/vCenter to a vSphere release the CloudStack release supports.",
+      reference="cloudstack-documentation releasenotes/compat.rst at the release's tag")
+def vmware_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """ESXi hosts run a vSphere version in the release's support matrix."""
+    support = view.release.support
+    listed = [".".join(p for p in v.split()[0].split(".")[:2]) for v in support["vmware_vsphere"]]
+    dropped = " ".join(x for x in support.get("listed_as_no_longer_supported", []) if x.startswith("vSphere"))
+    for host in view.hosts_of("vmware"):
+        short = ".".join((host["hypervisor_version"] or "").split(".")[:2])
+        if short and short not in listed:
+            gone = bool(re.search(rf"(?<![\d.]){re.escape(short)}(?![\d])", dropped))
+            yield r.finding("host", host["key"], host["target"], f"{host['name']}: ESXi {host['hypervisor_version']} "
+                            f"is {'no longer supported' if gone else 'not listed'} for CloudStack {view.release.asked}",
+                            observed=host["hypervisor_version"], expected=", ".join(support["vmware_vsphere"]),
+                            severity="error" if gone else None, cluster=host["cluster_key"])
+
+
+@rule("vmware-hosts-per-cluster", severity="error", hypervisors={"vmware"}, basis="CODE + DB + BP",
+      remediation="Split the vSphere cluster: CloudStack refuses clusters above max_hosts_per_cluster, and the docs "
+                  "advise at most 8 hosts.",
+      reference="apache/cloudstack VmwareManagerImpl.java addHostToPodCluster, VmwareServerDiscoverer.java find; "
+                "hypervisor_capabilities.max_hosts_per_cluster; configuration.rst")
+def vmware_hosts_per_cluster(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """A vSphere cluster has no more hosts than max_hosts_per_cluster for its first host's API version (8 advised)."""
+    for cluster in view.clusters:
+        if cluster["hypervisor"] != "vmware":
+            continue
+        hosts = [h for h in view.hosts if h["target"] == cluster["target"] and h["cluster_key"] == cluster["key"]]
+        if not hosts:
+            continue
+        limits = view.release.limits("vmware", _raw(hosts[0]).get("api_version"))
+        if limits.max_hosts is not None and len(hosts) > limits.max_hosts:
+            yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']} has "
+                            f"{len(hosts)} hosts; {limits.row} allows {limits.max_hosts}", observed=len(hosts),
+                            expected=f"≤ {limits.max_hosts}", cluster=cluster["key"])
+        elif len(hosts) > 8:
+            yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']} has "
+                            f"{len(hosts)} hosts", observed=len(hosts), expected="≤ 8 (advised)", severity="warning",
+                            cluster=cluster["key"])
+
+
+@rule("vmware-management-portgroup", severity="error", hypervisors={"vmware"}, basis="CODE + DOC",
+      remediation="Give every host a VMkernel NIC on the management port group (vmware.management.portgroup, default "
+                  "\"Management Network\"), named the same on all hosts.",
+      reference="apache/cloudstack VmwareResource.java fillHostNetworkInfo / HostMO.getHyperHostNetworkSummary; "
+                "Config.java vmware.management.portgroup")
+def vmware_management_portgroup(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Every ESXi host has a VMkernel NIC on the "Management Network" port group."""
+    for host in view.hosts_of("vmware"):
+        vmks = [n for n in view.nics_by_host.get((host["target"], host["key"]), []) if n["kind"] == "vmk"]
+        if not any(n["bond"] == "Management Network" for n in vmks):
+            yield r.finding("host", host["key"], host["target"], f"{host['name']}: no VMkernel NIC on "
+                            "\"Management Network\"", observed=", ".join(f"{n['device']} on {n['bond']}" for n in vmks)
+                            or "no VMkernel NIC", expected="a vmk on Management Network", cluster=host["cluster_key"])
+
+
+@rule("vmware-ha-drs", severity="info", hypervisors={"vmware"}, basis="CODE + DOC",
+      remediation="Enable vSphere HA (CloudStack relies on it for VMware, NativeHA) and consider DRS.",
+      reference="apache/cloudstack VmwareServerDiscoverer.java (NativeHA); choosing_deployment_architecture.rst")
+def vmware_ha_drs(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """vSphere HA is on for CloudStack's clusters (CloudStack leaves VMware HA to vSphere); DRS state is reported."""
+    for cluster in view.clusters:
+        if cluster["hypervisor"] != "vmware":
+            continue
+        for what, value in (("vSphere HA", cluster["ha_enabled"]), ("DRS", cluster["drs_enabled"])):
+            if not value:
+                yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']}: {what} is "
+                                "off", observed="off", expected="on", cluster=cluster["key"])
+
+
 # -- helpers ------------------------------------------------------------------------------------
 def _raw(row: dict[str, Any]) -> dict[str, Any]:
     import json
@@ -499,13 +584,18 @@ def _target_kind(view: InventoryView, target: str) -> str | None:
 
 
 def _host_labels(view: InventoryView, host: dict[str, Any]) -> set[str]:
+    """What a traffic label can name on this host: bridges (KVM), network name-labels (Xen), vSwitches, port
+    groups and distributed switches/port groups (VMware; dvSwitch membership per host is not read)."""
     labels = set()
     for nic in view.nics_by_host.get((host["target"], host["key"]), []):
         network = view.network_by_key.get((nic["target"], nic["network_key"]))
-        if host["hypervisor"] == "kvm" and nic["kind"] in ("bridge", "ovs"):
+        if nic["kind"] in ("bridge", "ovs", "vswitch"):
             labels.add(nic["device"])
         if network is not None:
             labels.add(network["name"])
+    if host["hypervisor"] == "vmware":
+        labels |= {n["name"] for n in view.networks
+                   if n["target"] == host["target"] and n["kind"] in ("dvswitch", "dvportgroup")}
     return labels
 
 

@@ -275,3 +275,88 @@ def test_kvm_rules_on_the_real_libvirtd(real_domains: Any, sshd: Any, tmp_path: 
     host = result.inventory.hosts[0]
     if host.dev_kvm and host.libvirt_hvm:
         assert "kvm-hardware-virtualisation" not in findings
+
+
+# -- VMware rules on the vCenter simulator --------------------------------------------------------
+def vmware(sim: Any, tls: tuple[Path, Path], name: str = "vc") -> TargetResult:
+    from collectors.vmware import VmwareCollector, VmwareTarget
+    os.environ["CSI_CHECK_VC"] = "pw"
+    return VmwareCollector(VmwareTarget(name=name, host=sim.host, port=sim.port, username="u",
+                                        password=Secret("env", "CSI_CHECK_VC"), ca_file=tls[0])).collect()
+
+
+@pytest.mark.heavy
+def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
+    import ssl
+
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVim.task import WaitForTask
+    from pyVmomi import vim
+
+    from fixtures.vcsim import start_vcsim
+    from fixtures.xapi.tls import self_signed
+    tls = self_signed(tmp_path / "tls", name="vcenter")
+    # DC0_C0: 9 hosts, DRS off (set at start: this simulator ignores DRS/HA reconfiguration); DC0_C1 likewise
+    sim = start_vcsim(clusters=2, cluster_hosts=9, vms=1, username="u", password="pw", tls=tls, drs_off="DC0_C0",
+                      ha_on="DC0_C0")
+    try:
+        si = SmartConnect(host=sim.host, port=sim.port, user="u", pwd="pw",
+                          sslContext=ssl.create_default_context(cafile=str(tls[0])))
+        content = si.RetrieveContent()
+        host = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True).view[0]
+        WaitForTask(host.EnterMaintenanceMode_Task(timeout=0))  # through the vSphere API
+        parked = host._moId
+        Disconnect(si)
+        result = vmware(sim, tls)
+    finally:
+        sim.stop()
+    findings = by_rule(check(tmp_path, [result], "4.20", traffic_labels={"management": "vSwitch0",
+                                                                          "guest": "DC0_DVPG0", "public": "vSwitch9"}))
+    # the simulator is vCenter 6.5 with ESXi 6.5: 4.20 no longer supports vSphere 6.5 (compat.rst @ 4.20)
+    assert {f.severity for f in findings["vmware-version-supported"]} == {"error"}
+    assert "vmware-version-supported" not in by_rule(check(tmp_path, [result], "4.18.0.0"))  # 6.5 listed there
+    # 9 hosts per cluster: under the 6.5 row's 64, over the advised 8
+    assert {(f.cluster, f.severity, f.observed) for f in findings["vmware-hosts-per-cluster"]} >= {
+        (c.key, "warning", "9") for c in result.inventory.clusters}
+    ha_drs = {(f.cluster, f.message.split(": ")[1]) for f in findings["vmware-ha-drs"]}
+    c0 = next(c.key for c in result.inventory.clusters if c.name == "DC0_C0")
+    c1 = next(c.key for c in result.inventory.clusters if c.name == "DC0_C1")
+    assert (c0, "DRS is off") in ha_drs and (c0, "vSphere HA is off") not in ha_drs and (c1, "vSphere HA is off") in ha_drs
+    assert [f.object_key for f in findings["host-state"]] == [parked]
+    assert "vmware-management-portgroup" not in findings  # every simulated host has vmk0 on Management Network
+    # vSwitch0 and the dvPortgroup exist everywhere; vSwitch9 nowhere
+    assert {f.expected for f in findings["traffic-labels-on-every-host"]} == {"vSwitch9"}
+    assert len(findings["traffic-labels-on-every-host"]) == len(result.inventory.hosts)
+
+
+@pytest.mark.heavy
+def test_vmware_esxi_target_and_many_hosts(tmp_path: Path) -> None:
+    from fixtures.vcsim import start_vcsim
+    from fixtures.xapi.tls import self_signed
+    tls = self_signed(tmp_path / "tls", name="vcenter")
+    esx = start_vcsim(esx=True, username="u", password="pw", tls=tls)
+    try:
+        refused = vmware(esx, tls, "esx")
+    finally:
+        esx.stop()
+    big = start_vcsim(clusters=1, cluster_hosts=65, standalone_hosts=0, vms=1, username="u", password="pw", tls=tls)
+    try:
+        crowded = vmware(big, tls)
+    finally:
+        big.stop()
+    findings = by_rule(check(tmp_path, [refused, crowded], "4.20"))
+    assert [f.target for f in findings["vmware-target-is-vcenter"]] == ["esx"]
+    (over,) = [f for f in findings["vmware-hosts-per-cluster"] if f.severity == "error"]
+    assert over.observed == "65" and over.expected == "≤ 64"  # the VMware 6.5 row: 64 hosts (since 4.13.0.0)
+
+
+def test_vmware_management_vmk_missing_is_an_error(tmp_path: Path) -> None:
+    """A corner the simulator cannot make (its hosts always have vmk0 on Management Network): a small fake."""
+    from inventory.model import Host, HostNic, Inventory
+    inv = Inventory()
+    inv.hosts.append(Host(key="host-1", target="vc", cluster_key="c1", name="esx01", address="esx01",
+                          hypervisor="vmware", hypervisor_version="8.0.2", raw_json={"api_version": "8.0.2.0"}))
+    inv.host_nics.append(HostNic(host_key="host-1", target="vc", device="vmk0", kind="vmk", bond="Storage"))
+    result = TargetResult(name="vc", hypervisor="vmware", endpoint="vc", status="ok", inventory=inv)
+    (missing,) = by_rule(check(tmp_path, [result], "4.22"))["vmware-management-portgroup"]
+    assert missing.observed == "vmk0 on Storage"
