@@ -118,8 +118,14 @@ class VmwareCollector(Collector):
         inventory = normalise_vcenter(raw, target.name, datacenters=target.datacenters, clusters=target.clusters)
         endpoint = EndpointResult(target.name, target.endpoint, "ok", None, time.monotonic() - started, calls)
         self._report(endpoint)
+        about = raw.get("about") or {}
+        detail = {"product": about.get("fullName"), "version": about.get("version"), "build": about.get("build"),
+                  "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid"),
+                  "license_editions": sorted({x.get("editionKey") for x in raw.get("licenses", []) if x.get("editionKey")}),
+                  "read_by": {k: v for k, v in raw.items() if k.endswith("_read_by")} or None}
         return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.endpoint, status="ok",
-                            duration_s=endpoint.duration_s, api_calls=calls, inventory=inventory, endpoints=[endpoint])
+                            duration_s=endpoint.duration_s, api_calls=calls, inventory=inventory, endpoints=[endpoint],
+                            detail=detail)
 
     def _report(self, endpoint: EndpointResult) -> None:
         if self.on_endpoint is not None:

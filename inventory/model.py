@@ -233,6 +233,7 @@ class TargetResult:
     api_calls: int = 0
     inventory: Inventory = field(default_factory=Inventory)
     endpoints: list[EndpointResult] = field(default_factory=list)
+    detail: JsonDict | None = None
 
 
 @dataclass(frozen=True)

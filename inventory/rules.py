@@ -216,6 +216,20 @@ def kvm_cluster_same_os(view: InventoryView, r: Rule) -> Iterator[Finding]:
         yield from _odd_ones_out(r, known, "os_version", target, cluster, "warning")
 
 
+@rule("cluster-same-hypervisor-version", severity="warning", hypervisors={"xenserver", "vmware"}, basis="DOC",
+      remediation="Finish the upgrade: one product version (and build) per pool or vSphere cluster.",
+      reference="cloudstack-documentation installguide/configuration.rst (homogeneous clusters); _xenserver_upg.rst")
+def cluster_same_hypervisor_version(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """One hypervisor product and version per cluster (a XenServer pool, a vSphere cluster)."""
+    for hypervisor in ("xenserver", "vmware"):
+        for (target, cluster), hosts in view.cluster_groups(hypervisor).items():
+            if hypervisor == "vmware" and not any(h["cluster_key"] for h in hosts):
+                continue
+            yield from _odd_ones_out(r, hosts, "product_name", target, cluster, "error")
+            yield from _odd_ones_out(r, hosts, "hypervisor_version", target, cluster, None)
+            yield from _odd_ones_out(r, hosts, "build", target, cluster, None)
+
+
 @rule("kvm-cluster-same-versions", severity="warning", hypervisors={"kvm"}, basis="DOC",
       remediation="Upgrade libvirt and QEMU to the same versions on every host of the cluster.",
       reference="cloudstack-documentation installguide/hypervisor/kvm.rst (live migration)")
@@ -262,7 +276,7 @@ def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
 def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """XenServer hosts list an hvm capability."""
     for host in view.hosts_of("xenserver"):
-        if host["hvm"] is False:
+        if host["hvm"] == 0:  # SQLite stores booleans as 0/1; NULL (unknown) is not a finding
             yield r.finding("host", host["key"], host["target"], f"{host['name']} lists no hvm capability",
                             observed="no hvm-* capability", expected="hvm-3.0-x86_64", cluster=host["cluster_key"])
 
@@ -285,12 +299,12 @@ def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Host clocks are synchronised (NTP/chrony)."""
     for host in view.hosts_of("kvm"):
-        if host["time_synced"] is False:
+        if host["time_synced"] == 0:  # 0 = not synchronised; NULL = unknown
             yield r.finding("host", host["key"], host["target"], f"{host['name']}: clock not synchronised",
                             observed="not synchronised", expected="synchronised", cluster=host["cluster_key"])
 
 
-@rule("static-management-address", severity="warning", hypervisors={"kvm", "xenserver"}, basis="DOC",
+@rule("static-management-address", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
       remediation="Give the management interface a static address (or a fixed DHCP reservation).",
       reference="cloudstack-documentation installguide/hypervisor/xenserver.rst, kvm.rst")
 def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -402,18 +416,20 @@ def kvm_link_local_free(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 # -- storage ------------------------------------------------------------------------------------
-@rule("shared-storage-on-every-host", severity="error", hypervisors={"kvm", "xenserver"}, basis="DOC",
+@rule("shared-storage-on-every-host", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
       remediation="Attach (mount, activate) the primary storage on every host of the cluster.",
       reference="cloudstack-documentation installguide/configuration.rst \"Add Primary Storage\", "
                 "\"KVM Host Additional Requirements\"")
 def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Shared primary storage is attached on every host of its cluster."""
-    shared = {(s["target"], s["key"]): s for s in view.storage
-              if s["shared"] and s["kind"] not in ("iso", "removable") and s["content"] != "iso"}
     attached: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for a in view.host_storage:
         attached[(a["target"], a["storage_key"])][a["host_key"]] = bool(a["attached"])
-    for hypervisor in ("kvm", "xenserver"):
+    shared = {(s["target"], s["key"]): s for s in view.storage
+              if (s["shared"] or (s["kind"] in ("vmfs", "nfs", "vsan", "vvol")
+                                  and len(attached.get((s["target"], s["key"]), {})) > 1))
+              and s["kind"] not in ("iso", "removable") and s["content"] != "iso"}
+    for hypervisor in ("kvm", "xenserver", "vmware"):
         for (target, cluster), hosts in view.cluster_groups(hypervisor).items():
             keys = {h["key"] for h in hosts}
             for (s_target, s_key), storage in shared.items():

@@ -63,6 +63,7 @@ TABLES: tuple[Table, ...] = (
         _c("error", str, "One-line reason for a failure; for `partial`, the failed hosts and reasons."),
         _c("duration_s", float, "Wall time spent on this target, in seconds."),
         _c("api_calls", int, "Remote calls made (libvirt RPCs, SSH commands, XenAPI or vSphere calls)."),
+        _c("detail", str, "JSON: what the endpoint says about itself (vCenter version and license edition …)."),
     ), key=("name",)),
     Table("endpoints", "One row per host or API endpoint a target contacted (a KVM target has one per host).", (
         SCAN_ID, TARGET,

@@ -54,7 +54,8 @@ class Store:
                  scan.tool_version, scan.config_path])
             scan_id = int(cursor.lastrowid or 0)
             self._insert("targets", [(scan_id, r.name, r.hypervisor, r.endpoint, r.status, r.error,
-                                      round(r.duration_s, 3), r.api_calls) for r in results])
+                                      round(r.duration_s, 3), r.api_calls,
+                                      None if r.detail is None else _encode_json(r.detail)) for r in results])
             self._insert("endpoints", [(scan_id, e.target, e.endpoint, e.status, e.error,
                                         round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])

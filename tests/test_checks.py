@@ -360,3 +360,82 @@ def test_vmware_management_vmk_missing_is_an_error(tmp_path: Path) -> None:
     result = TargetResult(name="vc", hypervisor="vmware", endpoint="vc", status="ok", inventory=inv)
     (missing,) = by_rule(check(tmp_path, [result], "4.22"))["vmware-management-portgroup"]
     assert missing.observed == "vmk0 on Storage"
+
+
+# -- KVM rules whose failing case needs host facts one machine cannot show at once ---------------
+def kvm_from_recorded(tmp_path: Path, variants: list[dict[str, Any]]) -> TargetResult:
+    """Hosts normalised by the real normaliser from recorded libvirt + SSH output (tests/test_kvm_normalise.py),
+    each with its own edits: the corner cases no single real host can show side by side."""
+    import json as _json
+
+    from collectors.kvm import merge_hosts
+    from collectors.kvm_normalise import normalise_host
+    from tests.test_kvm_normalise import FACTS, LINKS, ok, raw
+    inventories = []
+    for index, edit in enumerate(variants):
+        facts = dict(FACTS)
+        links = [dict(link) for link in LINKS]
+        for link in links:
+            link["addr_info"] = [dict(a, local=a["local"].replace("10.1.1.21", f"10.1.1.{21 + index}"))
+                                 for a in link.get("addr_info", [])]
+        links += edit.get("extra_links", [])
+        facts["links"] = ok(_json.dumps(links))
+        facts.update(edit.get("facts", {}))
+        props = facts["agent_properties"]
+        facts["agent_properties"] = ok(props["out"].replace("guid=abc", f"guid=host{index}"))  # one guid each
+        data = raw(facts)
+        data["address"] = f"10.1.1.{21 + index}"
+        data["capabilities"] = data["capabilities"].replace("4c4c4544-0000-1111-2222-333333333333",
+                                                            f"4c4c4544-0000-1111-2222-33333333333{index}")
+        data.update(edit.get("raw", {}))
+        inventories.append(normalise_host(data, "kvm", "c1"))
+    target = KvmTarget(name="kvm", hosts=tuple(f"h{i}" for i in range(len(variants))), cluster="c1")
+    return TargetResult(name="kvm", hypervisor="kvm", endpoint="recorded", status="ok",
+                        inventory=merge_hosts(inventories, target))
+
+
+def test_kvm_host_fact_rules(tmp_path: Path) -> None:
+    from tests.test_kvm_normalise import AGENT, ok
+    variants = [
+        {},                                                                   # the reference host: passes all
+        {"facts": {"os_release": ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n')}},   # another distribution
+        {"facts": {"agent_properties": ok(AGENT.replace("cluster=3", "cluster=4"))}},      # agent in another cluster
+        {"facts": {"cpu_virt": ok("")}, "raw": {"capabilities": "<capabilities><host><cpu><arch>x86_64</arch>"
+                   "<model>Cascadelake-Server</model><vendor>Intel</vendor></cpu></host>"
+                   "<guest><os_type>xen</os_type></guest></capabilities>"}},     # no hvm guests, no /dev/kvm
+        {"facts": {"timesync": ok("no\n")}, "raw": {"lib_version": 1001000}},  # clock unsynchronised, libvirt 1.1
+        {"extra_links": [{"ifname": "eth9", "link_type": "ether", "flags": ["UP", "LOWER_UP"],
+                          "addr_info": [{"family": "inet", "local": "169.254.3.3", "prefixlen": 16, "scope": "global"}]}]},
+    ]
+    result = kvm_from_recorded(tmp_path, variants)
+    index_of = {h.key: str(int(h.address.rsplit(".", 1)[1]) - 21) for h in result.inventory.hosts}
+    findings = by_rule(check(tmp_path, [result], "4.20"))
+
+    def hosts_in(rule: str) -> list[str]:
+        return sorted(index_of[f.object_key] for f in findings.get(rule, []))
+    assert set(hosts_in("kvm-cluster-same-os")) == {"1"}            # Ubuntu 22.04 among Rocky Linux 9.4 hosts
+    assert hosts_in("kvm-agent-settings-agree") == ["2"]            # cluster=4 while its mates say 3
+    assert hosts_in("kvm-hardware-virtualisation") == ["3"]
+    assert hosts_in("time-synchronised") == ["4"]
+    assert hosts_in("kvm-libvirt-minimum") == ["4"] and findings["kvm-libvirt-minimum"][0].observed == "1.1.0"
+    assert hosts_in("kvm-cluster-same-versions") == ["4"]
+    assert hosts_in("kvm-link-local-free") == ["5"]
+    # the reference host breaks nothing host-specific (duplicate MACs/UUIDs come from the recorded domain on all)
+    assert "0" not in {index_of.get(f.object_key) for rule, items in findings.items() for f in items
+                       if rule not in ("duplicate-mac", "duplicate-uuid", "unmanaged-vms")}
+
+
+def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
+    def no_hvm(root: ET.Element) -> None:
+        rows_of(root, "host")[1].set("capabilities", "('xen-3.0-x86_64' '')")
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, no_hvm))]))
+    assert len(findings["xen-hardware-virtualisation"]) == 1
+
+
+def test_xen_pool_mid_upgrade(tmp_path: Path) -> None:
+    def upgrade_one(root: ET.Element) -> None:
+        host = rows_of(root, "host")[2]
+        host.set("software_version", host.get("software_version", "").replace("8.3.0", "8.3.1"))
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, upgrade_one))]))
+    (odd,) = findings["cluster-same-hypervisor-version"]
+    assert (odd.observed, odd.expected) == ("8.3.1", "8.3.0")

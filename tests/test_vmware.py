@@ -212,3 +212,16 @@ def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
     with pytest.raises(FastPathError):
         parse_objects('<objects><obj type="VirtualMachine">vm-2</obj><propSet><name>x</name>'
                       '<val xsi:type="ArrayOfString"><string>a</string></val></propSet></objects>')
+
+
+def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:
+    import dataclasses
+    only = VmwareCollector(dataclasses.replace(target(vcenter, tls), clusters=("DC0_C1",))).collect()
+    assert [c.name for c in only.inventory.clusters] == ["DC0_C1"]
+    assert {h.cluster_key for h in only.inventory.hosts} == {only.inventory.clusters[0].key}
+    assert len(only.inventory.vms) == 3 and {v.cluster_key for v in only.inventory.vms} == {only.inventory.clusters[0].key}
+    none = VmwareCollector(dataclasses.replace(target(vcenter, tls), datacenters=("Elsewhere",))).collect()
+    assert not none.inventory.hosts and not none.inventory.vms
+    everything = VmwareCollector(target(vcenter, tls)).collect()
+    assert everything.detail and everything.detail["api_type"] == "VirtualCenter"
+    assert everything.detail["version"] == "6.5.0" and everything.detail["license_editions"] == ["eval"]
