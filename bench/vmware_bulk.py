@@ -23,25 +23,11 @@ from typing import Any
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from collectors.vmware import PROPERTIES, VmwareCollector, VmwareTarget, retrieve
+from collectors.vmware import PAGE_SIZE, PROPERTIES, VmwareCollector, VmwareTarget, retrieve
+from collectors.vmware_fast import continue_body, retrieve_body
 from fixtures.vcsim import start_vcsim
 from fixtures.xapi.tls import self_signed
 from inventory.model import Secret
-
-ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
-            'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body>'
-            '</soapenv:Envelope>')
-
-
-def retrieve_body(pc: str, view: str, kind: str, paths: list[str]) -> str:
-    props = "".join(f"<pathSet>{p}</pathSet>" for p in paths)
-    return ENVELOPE.format(
-        f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet>'
-        f'<propSet><type>{kind}</type>{props}</propSet><objectSet><obj type="ContainerView">{view}</obj>'
-        '<skip>true</skip><selectSet xsi:type="TraversalSpec"><name>view</name><type>ContainerView</type>'
-        '<path>view</path><skip>false</skip></selectSet></objectSet></specSet><options><maxObjects>1000</maxObjects>'
-        '</options></RetrievePropertiesEx>')
-
 
 def raw_replay(si: Any, host: str, port: int, context: ssl.SSLContext) -> tuple[float, int]:
     """The same requests as plain HTTP: time until every response byte has arrived."""
@@ -54,16 +40,14 @@ def raw_replay(si: Any, host: str, port: int, context: ssl.SSLContext) -> tuple[
     started = time.perf_counter()
     conn = http.client.HTTPSConnection(host, port, context=context, timeout=600)
     for name, (kind, paths) in PROPERTIES.items():
-        body = retrieve_body(pc, views[name]._moId, kind._wsdlName, paths)
+        body = retrieve_body(pc, views[name]._moId, kind._wsdlName, paths, PAGE_SIZE)
         while body:
             conn.request("POST", "/sdk", body.encode(), {"Cookie": cookie, "SOAPAction": '"urn:vim25/6.5"',
                                                           "Content-Type": "text/xml; charset=utf-8"})
             data = conn.getresponse().read()
             total_bytes += len(data)
             token = re.search(rb"<token>([^<]+)</token>", data)
-            body = ENVELOPE.format(
-                f'<ContinueRetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this>'
-                f'<token>{token.group(1).decode()}</token></ContinueRetrievePropertiesEx>') if token else ""
+            body = continue_body(pc, token.group(1).decode()) if token else ""
     elapsed = time.perf_counter() - started
     for view in views.values():
         view.Destroy()

@@ -40,6 +40,11 @@ class Collector:
         """Read the target; ``deadline`` is a ``time.monotonic()`` instant to give up at."""
         raise NotImplementedError
 
+    def report(self, endpoint: EndpointResult) -> None:
+        """Tell whoever watches (progress bars, logs) that one endpoint is done."""
+        if self.on_endpoint is not None:
+            self.on_endpoint(endpoint)
+
 
 def registry() -> dict[str, type[Collector]]:
     return dict(_REGISTRY)

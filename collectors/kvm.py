@@ -97,8 +97,7 @@ class KvmCollector(Collector):
 
         def report(outcome: Outcome[str, HostResult]) -> None:
             finished[outcome.item] = self._endpoint(outcome)
-            if self.on_endpoint is not None:
-                self.on_endpoint(finished[outcome.item][0])
+            self.report(finished[outcome.item][0])
 
         with tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-") as tmp:
             folder = Path(tmp)

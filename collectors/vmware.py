@@ -31,7 +31,7 @@ from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_normalise import normalise_vcenter
 from inventory.errors import ApiError, AuthFailed, CollectorError, ConnectFailed, TimedOut, TlsRejected
 from inventory.model import EndpointResult, Secret, TargetConfig, TargetResult
-from inventory.normalise import one_line
+from inventory.normalise import one_line, sha256_fingerprint
 
 PAGE_SIZE = 1000
 PROPERTIES: dict[str, tuple[Any, list[str]]] = {
@@ -76,10 +76,7 @@ class VmwareTarget(TargetConfig):
         if self.password is None:
             raise ValueError("give password_env or password_file")
         if self.fingerprint is not None:
-            normal = self.fingerprint.replace(":", "").lower()
-            if len(normal) != 64 or any(c not in "0123456789abcdef" for c in normal):
-                raise ValueError("fingerprint must be a SHA-256 hex digest (64 hex digits, colons allowed)")
-            object.__setattr__(self, "fingerprint", normal)
+            object.__setattr__(self, "fingerprint", sha256_fingerprint(self.fingerprint))
 
     @property
     def endpoint(self) -> str:
@@ -111,13 +108,13 @@ class VmwareCollector(Collector):
             calls = getattr(exc, "api_calls", 0)
             endpoint = EndpointResult(target.name, target.endpoint, "failed", exc.one_line(),
                                       time.monotonic() - started, calls)
-            self._report(endpoint)
+            self.report(endpoint)
             return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.endpoint, status="failed",
                                 error=exc.one_line(), duration_s=endpoint.duration_s, api_calls=calls,
                                 endpoints=[endpoint])
         inventory = normalise_vcenter(raw, target.name, datacenters=target.datacenters, clusters=target.clusters)
         endpoint = EndpointResult(target.name, target.endpoint, "ok", None, time.monotonic() - started, calls)
-        self._report(endpoint)
+        self.report(endpoint)
         about = raw.get("about") or {}
         detail = {"product": about.get("fullName"), "version": about.get("version"), "build": about.get("build"),
                   "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid"),
@@ -126,10 +123,6 @@ class VmwareCollector(Collector):
         return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.endpoint, status="ok",
                             duration_s=endpoint.duration_s, api_calls=calls, inventory=inventory, endpoints=[endpoint],
                             detail=detail)
-
-    def _report(self, endpoint: EndpointResult) -> None:
-        if self.on_endpoint is not None:
-            self.on_endpoint(endpoint)
 
 
 def tls_context(target: VmwareTarget) -> ssl.SSLContext:

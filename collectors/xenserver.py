@@ -32,7 +32,7 @@ from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected,
 )
 from inventory.model import EndpointResult, Secret, TargetConfig, TargetResult
-from inventory.normalise import one_line
+from inventory.normalise import one_line, sha256_fingerprint
 
 CLASSES = ("pool", "host", "host_cpu", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI",
            "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics", "Bond", "VLAN")
@@ -59,10 +59,7 @@ class XenTarget(TargetConfig):
         if self.password is None:
             raise ValueError("give password_env or password_file")
         if self.fingerprint is not None:
-            normal = self.fingerprint.replace(":", "").lower()
-            if len(normal) != 64 or any(c not in "0123456789abcdef" for c in normal):
-                raise ValueError("fingerprint must be a SHA-256 hex digest (64 hex digits, colons allowed)")
-            object.__setattr__(self, "fingerprint", normal)
+            object.__setattr__(self, "fingerprint", sha256_fingerprint(self.fingerprint))
 
     @property
     def endpoint(self) -> str:
@@ -153,7 +150,7 @@ class XenServerCollector(Collector):
             calls = getattr(exc, "api_calls", 0)
             endpoints.append(EndpointResult(target.name, target.url, "failed", exc.one_line(),
                                             time.monotonic() - started, calls))
-            self._report(endpoints[-1])
+            self.report(endpoints[-1])
             return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.url, status="failed",
                                 error=exc.one_line(), duration_s=time.monotonic() - started, api_calls=calls,
                                 endpoints=endpoints)
@@ -171,14 +168,10 @@ class XenServerCollector(Collector):
         error = (one_line(f"{len(normalised.problems)} malformed values: " + "; ".join(normalised.problems[:5]), 1000)
                  if normalised.problems else None)
         endpoints.append(EndpointResult(target.name, url, status, error, time.monotonic() - started, calls))
-        self._report(endpoints[-1])
+        self.report(endpoints[-1])
         return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.url, status=status, error=error,
                             duration_s=time.monotonic() - started, api_calls=calls, inventory=inventory,
                             endpoints=endpoints)
-
-    def _report(self, endpoint: EndpointResult) -> None:
-        if self.on_endpoint is not None:
-            self.on_endpoint(endpoint)
 
 
 def _fields(record: Any) -> dict[str, Any]:

@@ -104,3 +104,11 @@ def one_line(text: object, limit: int = 300) -> str:
     """Collapse whitespace so an error always fits on one line."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def sha256_fingerprint(value: str) -> str:
+    """A certificate pin as 64 lower-case hex digits; colons and case are forgiven."""
+    normal = value.replace(":", "").lower()
+    if len(normal) != 64 or any(c not in "0123456789abcdef" for c in normal):
+        raise ValueError("fingerprint must be a SHA-256 hex digest (64 hex digits, colons allowed)")
+    return normal
