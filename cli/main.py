@@ -130,6 +130,8 @@ def scan(
         assert cfg is not None
         _warn(cfg, quiet)
         targets = inventory.select_targets(cfg, only)
+        if cloudstack_version or cfg.cloudstack_version:  # a release we do not know is a config error, found early
+            inventory.resolve_release(cloudstack_version or cfg.cloudstack_version)
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
                                     lock_timeout=lock_timeout)

@@ -14,6 +14,7 @@ from inventory.diff import ROW_COLUMNS as DIFF_COLUMNS
 from inventory.diff import ScanDiff, diff_scans
 from inventory.export import FORMATS, export_table, write_rows
 from inventory.history import PruneResult, history, prune
+from inventory.releases import resolve as resolve_release
 from inventory.lock import DatabaseBusy, writer_lock
 from inventory.logs import configure as configure_logging
 from inventory.logs import event as log_event
@@ -33,7 +34,7 @@ __all__ = [
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
     "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
-    "configure_logging", "diff_scans", "history", "log_event", "prune", "write_rows", "writer_lock",
+    "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_xapi_dump", "list_scans", "load_config", "open_store", "scan",
     "scan_summary", "select_targets", "target_kinds",
 ]

@@ -118,6 +118,15 @@ def test_bad_config_is_one_error_line_and_exit_2(tmp_path: Path, content: str, e
     assert len(lines) <= 2 and "Traceback" not in result.stderr
 
 
+def test_an_unknown_cloudstack_release_fails_before_scanning(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[database]\npath = "inv.db"\n[cloudstack]\nversion = "4.30"\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    result = run_tool("scan", "--config", str(config))
+    assert result.returncode == 2 and "4.30 is not in cs-inventory's tables" in result.stderr
+    assert not (tmp_path / "inv.db").exists()
+
+
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
     result = run_tool("export", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 2 and "does not exist" in result.stderr
