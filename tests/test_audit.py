@@ -252,3 +252,17 @@ def test_permission_warnings_for_secret_files(tmp_path: Path) -> None:
     os.chmod(secret, 0o600)
     os.chmod(config_file, 0o600)
     assert permission_warnings(config_file, config) == ()
+
+
+def test_diff_reports_findings_new_and_resolved(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "inv.db")
+    first = store.write_scan(scan_row(), [result("t1", vms=1)])
+    second = store.write_scan(scan_row(), [result("t1", vms=1)])
+    finding = {"target": "t1", "cluster": "c1", "rule_id": "host-memory", "severity": "error",
+               "object_type": "host", "object_key": "h1", "message": "h1 has 2 GiB"}
+    store.write_findings(first, [finding, {**finding, "rule_id": "xen-pool-ha", "message": "HA is off"}])
+    store.write_findings(second, [{**finding, "rule_id": "time-synchronised", "message": "clock drifts"}])
+    report = diff_scans(store, first, second)
+    assert [f["rule_id"] for f in report.findings_new] == ["time-synchronised"]
+    assert sorted(f["rule_id"] for f in report.findings_resolved) == ["host-memory", "xen-pool-ha"]
+    assert {r["change"] for r in report.rows()} == {"finding-new", "finding-resolved"}
