@@ -122,7 +122,10 @@ host_timeout = 4
 """)
     first = subprocess.Popen([str(TOOL), "scan", "--config", str(config)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    lock = tmp_path / "inv.db.lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the first run holds the writer lock (it writes its pid there)
     refused = run_tool("scan", "--config", str(config), "--lock-timeout", "1")
     waited = subprocess.Popen([str(TOOL), "scan", "--config", str(config), "--lock-timeout", "60"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
