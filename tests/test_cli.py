@@ -154,9 +154,14 @@ host_timeout = 60
     assert first.returncode == 0
     process = subprocess.Popen([str(TOOL), "scan", "--config", str(config)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # td and real finish in well under a second; "hangs" never answers
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while sum(1 for line in seen if line.startswith(("td/", "real/"))) < 5 and time.monotonic() < deadline:
+        seen.append(process.stderr.readline())  # td's 4 hosts and the real one finish; "hangs" never answers
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=20)
+    _, rest = process.communicate(timeout=20)
+    stderr = "".join(seen) + rest
     listener.close()
     assert process.returncode == 3, stderr
     assert "terminated by SIGTERM" in stderr
