@@ -168,8 +168,11 @@ def _progress(total: int, quiet: bool) -> Iterator[Any]:
             if kind == "endpoint":
                 line = f"{event.target}/{event.endpoint}: {event.status} ({event.duration_s:.1f}s)"
                 err.print(line + (f" — {event.error}" if event.error else ""), markup=False)
-            elif event.status == "failed" and not event.endpoints:
-                err.print(f"{event.name}: failed — {event.error}", markup=False)
+            else:
+                counts = event.inventory.counts()
+                line = (f"target {event.name}: {event.status}, {counts['hosts']} hosts, {counts['vms']} VMs "
+                        f"({event.duration_s:.1f}s)")
+                err.print(line + (f" — {event.error}" if event.error and not event.endpoints else ""), markup=False)
         yield plain
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
