@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from inventory.errors import CollectorError
 from inventory.model import EndpointResult, TargetConfig, TargetResult
 
 _REGISTRY: dict[str, type[Collector]] = {}
@@ -44,6 +45,14 @@ class Collector:
         """Tell whoever watches (progress bars, logs) that one endpoint is done."""
         if self.on_endpoint is not None:
             self.on_endpoint(endpoint)
+
+    def failed(self, exc: CollectorError, endpoint: str, started: float) -> TargetResult:
+        """A target that could not be read: one failed endpoint with the reason, reported, as the result."""
+        calls = getattr(exc, "api_calls", 0)
+        row = EndpointResult(self.target.name, endpoint, "failed", exc.one_line(), time.monotonic() - started, calls)
+        self.report(row)
+        return TargetResult(name=self.target.name, hypervisor=self.kind, endpoint=endpoint, status="failed",
+                            error=row.error, duration_s=row.duration_s, api_calls=calls, endpoints=[row])
 
 
 def registry() -> dict[str, type[Collector]]:

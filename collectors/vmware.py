@@ -105,13 +105,7 @@ class VmwareCollector(Collector):
             assert outcome.result is not None
             raw, calls = outcome.result
         except CollectorError as exc:
-            calls = getattr(exc, "api_calls", 0)
-            endpoint = EndpointResult(target.name, target.endpoint, "failed", exc.one_line(),
-                                      time.monotonic() - started, calls)
-            self.report(endpoint)
-            return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.endpoint, status="failed",
-                                error=exc.one_line(), duration_s=endpoint.duration_s, api_calls=calls,
-                                endpoints=[endpoint])
+            return self.failed(exc, target.endpoint, started)
         inventory = normalise_vcenter(raw, target.name, datacenters=target.datacenters, clusters=target.clusters)
         endpoint = EndpointResult(target.name, target.endpoint, "ok", None, time.monotonic() - started, calls)
         self.report(endpoint)

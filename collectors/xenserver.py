@@ -19,7 +19,7 @@ import time
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -147,26 +147,17 @@ class XenServerCollector(Collector):
         try:
             raw, url, calls = fetch_pool(target)
         except CollectorError as exc:
-            calls = getattr(exc, "api_calls", 0)
-            endpoints.append(EndpointResult(target.name, target.url, "failed", exc.one_line(),
-                                            time.monotonic() - started, calls))
-            self.report(endpoints[-1])
-            return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.url, status="failed",
-                                error=exc.one_line(), duration_s=time.monotonic() - started, api_calls=calls,
-                                endpoints=endpoints)
+            return self.failed(exc, target.url, started)
         normalised = normalise_pool(raw, target.name)
         inventory = normalised.inventory
         if url != target.url:  # followed HOST_IS_SLAVE
             cluster = inventory.clusters[0]
-            inventory.clusters[0] = type(cluster)(**{**_fields(cluster), "raw_json": {
+            inventory.clusters[0] = replace(cluster, raw_json={
                 **(cluster.raw_json or {}), "configured_url": target.url, "configured_is_master": False,
-                "master_url": url}})
-        if url != target.url:
+                "master_url": url})
             endpoints.append(EndpointResult(target.name, target.url, "redirected",
                                             f"pool member (HOST_IS_SLAVE): followed to the master {url}", 0.0, 0))
-        status = "partial" if normalised.problems else "ok"
-        error = (one_line(f"{len(normalised.problems)} malformed values: " + "; ".join(normalised.problems[:5]), 1000)
-                 if normalised.problems else None)
+        status, error = problems_outcome(normalised.problems)
         endpoints.append(EndpointResult(target.name, url, status, error, time.monotonic() - started, calls))
         self.report(endpoints[-1])
         return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.url, status=status, error=error,
@@ -174,8 +165,11 @@ class XenServerCollector(Collector):
                             endpoints=endpoints)
 
 
-def _fields(record: Any) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+def problems_outcome(problems: list[str]) -> tuple[str, str | None]:
+    """A pool read with malformed values is ``partial``, the first few named in one line."""
+    if not problems:
+        return "ok", None
+    return "partial", one_line(f"{len(problems)} malformed values: " + "; ".join(problems[:5]), 1000)
 
 
 def fetch_pool(target: XenTarget) -> tuple[dict[str, Any], str, int]:
@@ -295,8 +289,7 @@ def result_from_dump(path: Path, name: str) -> TargetResult:
                           hint="is it from xe pool-dump-database?")
     normalised = normalise_pool(view.records, name)
     problems = [str(p) for p in view.problems] + normalised.problems
-    status = "partial" if problems else "ok"
-    error = one_line(f"{len(problems)} malformed values: " + "; ".join(problems[:5]), 1000) if problems else None
+    status, error = problems_outcome(problems)
     endpoint = f"file:{path}"
     duration = time.monotonic() - started
     return TargetResult(name=name, hypervisor="xenserver", endpoint=endpoint, status=status, error=error,
