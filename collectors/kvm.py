@@ -265,7 +265,7 @@ def libvirt_uri(target: KvmTarget, host: str, ssh_command: Path | None) -> str:
     else:
         params.setdefault("known_hosts", str(target.known_hosts))
         params.setdefault("known_hosts_verify", "normal")
-        params.setdefault("sshauth", "privkey,agent" if transport == "libssh" else "privkey,agent")
+        params.setdefault("sshauth", "privkey,agent")
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(params), parts.fragment))
 
 

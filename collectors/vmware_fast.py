@@ -147,7 +147,6 @@ def _value(name: str, attrs: str, value: str) -> Any:
     return html.unescape(value) if "&" in value else value
 
 
-_KEY = re.compile(r"<key>(-?\d+)</key>")
 _DEVICE_HEAD = re.compile(r'<VirtualDevice [^>]*?:type="([^"]+)"[^>]*><key>(-?\d+)</key>')
 _DEVICES_START = "<propSet><name>config.hardware.device</name>"
 

@@ -34,9 +34,6 @@ class Config:
     targets: tuple[TargetConfig, ...] = ()
     warnings: tuple[str, ...] = ()
 
-    def targets_of(self, kind: str, kinds: Mapping[str, type[TargetConfig]]) -> list[TargetConfig]:
-        return [t for t in self.targets if isinstance(t, kinds[kind])]
-
 
 def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> Config:
     """Read and check a config file; raise ``ConfigError`` naming file, entry and key."""

@@ -45,7 +45,3 @@ def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:
             "totals": {"hosts": sum(c["hosts"] for c in by_cluster.values()),
                        "vms": sum(c["vms"] for c in by_cluster.values())}}
 
-
-def list_scans(store: Store, limit: int = 20) -> list[dict[str, Any]]:
-    return store.query("SELECT id, started_at, finished_at, status, error FROM scans ORDER BY id DESC LIMIT ?",
-                       [limit])

@@ -7,6 +7,7 @@ sheet, built from apache/cloudstack and cloudstack-documentation at 4.18–4.22)
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -591,7 +592,6 @@ def vmware_ha_drs(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 # -- helpers ------------------------------------------------------------------------------------
 def _raw(row: dict[str, Any]) -> dict[str, Any]:
-    import json
     return dict(json.loads(row["raw_json"])) if row.get("raw_json") else {}
 
 
