@@ -1,6 +1,8 @@
-"""Collectors, one module per hypervisor family; each registers itself on import.
+"""Collectors, one module per hypervisor family; each registers itself when imported.
 
-Adding a hypervisor is adding one module here with a ``Collector`` subclass that sets ``kind``.
+Adding a hypervisor is adding one module here (or in an installed package, named in the
+``cs_inventory.collectors`` entry-point group) with a ``Collector`` subclass that sets ``kind``.
+``inventory.registry`` loads them; a module imports its SDK only when a target is read.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import pkgutil
 
 from collectors.base import Collector, Outcome, registry, run_bounded
 
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_") and _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Collector", "Outcome", "registry", "run_bounded"]
+def load_builtin() -> None:
+    """Import every collector module of this package (each registers its kind)."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+__all__ = ["Collector", "Outcome", "load_builtin", "registry", "run_bounded"]

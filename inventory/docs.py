@@ -13,14 +13,14 @@ from pathlib import Path
 
 from inventory import schema
 from inventory.model import Secret
-from inventory.scan import target_kinds
+from inventory.registry import target_types
 
 SECTIONS = ("config", "schema", "rules")
 
 
 def config_reference() -> str:
     lines = []
-    for kind, cls in target_kinds().items():
+    for kind, cls in target_types().items():
         lines += [f"`[[{kind}]]` — {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}".rstrip(" —"),
                   "", "| key | default | meaning |", "| --- | --- | --- |"]
         hints = typing.get_type_hints(cls)

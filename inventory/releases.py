@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from inventory import registry
 from inventory.errors import ConfigError
 
-CS_NAMES = {"kvm": "KVM", "xenserver": "XenServer", "vmware": "VMware"}
 KVM_FAMILIES = {"ubuntu": "Ubuntu", "rocky": "Rocky Linux", "almalinux": "AlmaLinux", "ol": "Oracle Linux",
                 "rhel": "RHEL", "centos": "CentOS", "debian": "Debian", "opensuse-leap": "openSUSE Leap",
                 "sles": "SLES"}
@@ -60,7 +60,7 @@ class Release:
         return _version(self.asked) + (99,) * 4 >= _version(version)
 
     def limits(self, hypervisor: str, version: str | None) -> Limits:
-        cs_name = CS_NAMES[hypervisor]
+        cs_name = registry.cloudstack_name(hypervisor)
         rows = {r["hypervisor_version"]: r for r in facts()["capabilities"]
                 if r["hypervisor_type"] == cs_name and self._has(r["since_release"])}
         candidates = [version] if version and hypervisor != "kvm" else []

@@ -17,6 +17,7 @@ from types import FrameType
 
 import collectors
 from inventory import config as config_module
+from inventory import registry
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetResult
@@ -46,7 +47,7 @@ class ScanResult:
 
 
 def target_kinds() -> dict[str, type[TargetConfig]]:
-    return {kind: cls.Target for kind, cls in collectors.registry().items()}
+    return registry.target_types()
 
 
 def load_config(path: Path) -> Config:
@@ -55,7 +56,7 @@ def load_config(path: Path) -> Config:
 
 
 def kind_of(target: TargetConfig) -> str:
-    return next(kind for kind, cls in collectors.registry().items() if isinstance(target, cls.Target))
+    return registry.kind_of(target)
 
 
 def endpoint_count(targets: Sequence[TargetConfig]) -> int:
@@ -63,7 +64,7 @@ def endpoint_count(targets: Sequence[TargetConfig]) -> int:
 
 
 def select_targets(config: Config, only: Sequence[str] | None = None) -> list[TargetConfig]:
-    kinds = collectors.registry()
+    kinds = registry.kinds()
     for name in only or ():
         if name not in kinds and name not in {t.name for t in config.targets}:
             raise ConfigError(f"--only {name!r} is neither a hypervisor kind nor a target name",
@@ -108,7 +109,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
             progress("endpoint", endpoint)
 
     def collect(target: TargetConfig) -> TargetResult:
-        collector = collectors.registry()[kind_of(target)](target)
+        collector = registry.collector_class(kind_of(target))(target)
         collector.on_endpoint = endpoint_done
         return collector.collect(deadline)
 
