@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from collectors.base import Collector, Outcome, registry, run_bounded
+from collectors.base import Collector, registry
 
 
 def load_builtin() -> None:
@@ -20,4 +20,4 @@ def load_builtin() -> None:
             importlib.import_module(f"{__name__}.{module.name}")
 
 
-__all__ = ["Collector", "Outcome", "load_builtin", "registry", "run_bounded"]
+__all__ = ["Collector", "load_builtin", "registry"]

@@ -12,31 +12,32 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import libvirt
-
-from collectors.base import Collector, Outcome, run_bounded
-from collectors.kvm_normalise import normalise_host
+from collectors.base import Calls, Collector, Sdk, Session
+from collectors.kvm_normalise import normalise_target
 from collectors.ssh_facts import SshSession, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
-from inventory.model import Cluster, EndpointResult, Inventory, TargetConfig, TargetResult
+from inventory.model import Inventory, JsonDict, TargetConfig
 from inventory.normalise import one_line
 
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come back as exceptions, not stderr
-
-HostResult = tuple[Inventory, int, "str | None"]  # records, calls made, why SSH facts failed
 _SSH_TRANSPORTS = {"ssh", "libssh", "libssh2"}
-_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_BLOCK)
-_ALL_DOMAINS = (libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
-                | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_INACTIVE
-                | getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0))
+_SDK = Sdk("libvirt", pip="libvirt-python", extra="kvm", debian="python3-libvirt")
+
+
+@cache
+def _libvirt() -> ModuleType:
+    """libvirt, imported when a KVM target is read; its errors come back as exceptions, not on stderr."""
+    module = _SDK.load("kvm")
+    module.registerErrorHandler(lambda _ctx, _err: None, None)
+    return module
 
 
 @dataclass(frozen=True)
@@ -78,118 +79,121 @@ class KvmTarget(TargetConfig):
         return ",".join(self.hosts)
 
 
-class KvmCollector(Collector):
+class KvmSession(Session):
+    """One host: its read-only libvirt connection and, when facts are wanted, an SSH session."""
+
+    def __init__(self, address: str, calls: Calls, conn: Any, uri: str, translate: Callable[[], Any]) -> None:
+        super().__init__(address, calls)
+        self.conn = conn
+        self.uri = uri
+        self.libvirt_errors = translate  # the context manager that words libvirt's errors for this host
+        self.ssh: SshSession | None = None
+        self.ssh_error: str | None = None
+
+
+class KvmCollector(Collector[KvmTarget, KvmSession]):
     """KVM: libvirt on every host (read-only) + SSH facts; hosts in parallel, each with a deadline."""
 
     kind = "kvm"
     cloudstack_name = "KVM"
     Target = KvmTarget
+    has_hosts = True
+    timeout_hint = "is the host up and answering?"
 
-    def __init__(self, target: TargetConfig, open_conn: Any = None) -> None:
-        super().__init__(target)
-        assert isinstance(target, KvmTarget)
-        self.kvm: KvmTarget = target
-        self.open_conn = open_conn or libvirt.openReadOnly
+    def endpoints(self) -> list[str]:
+        return list(self.target.hosts)
 
-    def collect(self, deadline: float | None = None) -> TargetResult:
-        started = time.monotonic()
-        finished: dict[str, tuple[EndpointResult, Inventory | None]] = {}
+    def endpoint_timeout(self) -> float:
+        return self.target.host_timeout
 
-        def report(outcome: Outcome[str, HostResult]) -> None:
-            finished[outcome.item] = self._endpoint(outcome)
-            self.report(finished[outcome.item][0])
+    def parallel(self) -> int:
+        return self.target.parallel
 
+    @contextmanager
+    def connect(self, address: str, calls: Calls) -> Iterator[KvmSession]:
+        """libvirt read-only over the target's URI (ssh with the target's known_hosts), then SSH for facts."""
+        libvirt = _libvirt()
+        target = self.target
         with tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-") as tmp:
-            folder = Path(tmp)
-            run_bounded(list(self.kvm.hosts), lambda h: self.collect_host(h, folder),
-                        workers=self.kvm.parallel, item_timeout=self.kvm.host_timeout,
-                        deadline=deadline, on_done=report)
-        endpoints = [finished[h][0] for h in self.kvm.hosts]
-        inventories = [inv for h in self.kvm.hosts if (inv := finished[h][1]) is not None]
-        failed = [e for e in endpoints if e.status != "ok"]
-        status = "failed" if not inventories else "partial" if failed else "ok"
-        return TargetResult(
-            name=self.kvm.name, hypervisor=self.kind, endpoint=self.kvm.endpoint, status=status,
-            error=one_line("; ".join(e.error or "" for e in failed), 2000) if failed else None,
-            duration_s=time.monotonic() - started, api_calls=sum(e.api_calls for e in endpoints),
-            inventory=merge_hosts(inventories, self.kvm), endpoints=endpoints)
+            ssh_command, ssh_log = write_ssh_wrapper(target, Path(tmp), 0)
+            uri = libvirt_uri(target, address, ssh_command)
 
-    def _endpoint(self, outcome: Outcome[str, HostResult]) -> tuple[EndpointResult, Inventory | None]:
-        host, name = outcome.item, self.kvm.name
-        if outcome.timed_out:
-            error = f"{host}: no answer within {self.kvm.host_timeout:g}s (host_timeout or scan deadline)"
-            return EndpointResult(name, host, "failed", error, outcome.duration_s, 0), None
-        if outcome.error is not None or outcome.result is None:
-            error = f"{host}: {_describe(outcome.error)}"
-            return EndpointResult(name, host, "failed", error, outcome.duration_s, 0), None
-        inv, calls, facts_error = outcome.result
-        if facts_error:
-            return EndpointResult(name, host, "partial", f"{host}: {facts_error}", outcome.duration_s, calls), inv
-        return EndpointResult(name, host, "ok", None, outcome.duration_s, calls), inv
-
-    def collect_host(self, address: str, folder: Path) -> HostResult:
-        ssh_command, ssh_log = write_ssh_wrapper(self.kvm, folder, self.kvm.hosts.index(address))
-        raw, calls = fetch_libvirt(self.open_conn, libvirt_uri(self.kvm, address, ssh_command), address,
-                                   self.kvm.known_hosts, ssh_log)
-        facts_error = None
-        if self.kvm.ssh_facts:
+            def translate() -> Any:
+                return translate_libvirt_errors(uri, target.known_hosts, ssh_log)
+            with translate():
+                calls.add()
+                conn = libvirt.openReadOnly(uri)
+            session = KvmSession(address, calls, conn, uri, translate)
             try:
-                session = SshSession(address, port=self.kvm.ssh_port, user=self.kvm.ssh_user,
-                                     key_file=self.kvm.ssh_key, known_hosts=self.kvm.known_hosts,
-                                     timeout=self.kvm.connect_timeout, command_timeout=self.kvm.command_timeout)
-                try:
-                    raw["facts"] = fetch_facts(session, self.kvm.agent_properties)
-                finally:
-                    calls += session.calls
-                    session.close()
-            except CollectorError as exc:
-                facts_error = exc.one_line()
-                raw["facts_error"] = facts_error
-        cluster = self.kvm.cluster
-        inv = normalise_host(raw, self.kvm.name, cluster)
-        if cluster is None:
-            agent_cluster = inv.hosts[0].agent_cluster
-            cluster_key = f"agent-cluster-{agent_cluster}" if agent_cluster else self.kvm.name
-            inv = _with_cluster(inv, cluster_key)
-        return inv, calls, facts_error
+                if target.ssh_facts:
+                    try:
+                        session.ssh = SshSession(address, port=target.ssh_port, user=target.ssh_user,
+                                                 key_file=target.ssh_key, known_hosts=target.known_hosts,
+                                                 timeout=target.connect_timeout, command_timeout=target.command_timeout,
+                                                 calls=calls)
+                    except CollectorError as exc:
+                        session.ssh_error = exc.one_line()
+                yield session
+            finally:
+                if session.ssh is not None:
+                    session.ssh.close()
+                conn.close()
+
+    def fetch(self, session: KvmSession) -> JsonDict:
+        return fetch_host(session, self.target)
+
+    @staticmethod
+    def normalise(answers: dict[str, JsonDict], target: KvmTarget) -> Inventory:
+        return normalise_target(answers, target.name, target.hosts, target.cluster)
 
 
-def fetch_libvirt(open_conn: Any, uri: str, address: str, known_hosts: Path | None = None,
-                  ssh_log: Path | None = None) -> tuple[dict[str, Any], int]:
-    """Everything libvirt says about one host, as JSON-safe data; and the number of calls made."""
-    calls = 0
+def fetch_host(session: KvmSession, target: KvmTarget) -> JsonDict:
+    """Everything libvirt and the host's read-only commands say about one host, as JSON-safe data."""
+    with session.libvirt_errors():
+        raw = fetch_libvirt(session.conn, session.endpoint, session.uri, session.calls)
+    if session.ssh is not None:
+        try:
+            raw["facts"] = fetch_facts(session.ssh, target.agent_properties)
+        except CollectorError as exc:
+            session.ssh_error = exc.one_line()
+    if session.ssh_error:
+        raw["facts_error"] = session.ssh_error
+        session.degraded.append(session.ssh_error)
+    return raw
+
+
+def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls) -> JsonDict:
+    """Everything libvirt says about one host through an open read-only connection."""
 
     def call(fn: Any, *args: Any) -> Any:
-        nonlocal calls
-        calls += 1
+        calls.add()
         return fn(*args)
 
-    with translate_libvirt_errors(uri, known_hosts, ssh_log):
-        conn = call(open_conn, uri)
-        try:
-            raw: dict[str, Any] = {
-                "address": address, "uri": redact_uri(uri),
-                "capabilities": call(conn.getCapabilities), "node_info": call(conn.getInfo),
-                "lib_version": call(conn.getLibVersion), "hv_version": call(conn.getVersion),
-                "hv_type": call(conn.getType), "hostname": call(conn.getHostname),
-                "sysinfo": _optional(call, conn.getSysinfo, 0),
-            }
-            raw["domains"] = _domains(conn, call)
-            raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
-                               for n in call(conn.listAllNetworks, 0)]
-            raw["pools"] = [{"xml": call(p.XMLDesc, 0), "active": bool(call(p.isActive)),
-                             "autostart": bool(_optional(call, p.autostart)), "info": call(p.info)}
-                            for p in call(conn.listAllStoragePools, 0)]
-            raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
-                                 for i in _optional(call, conn.listAllInterfaces, 0) or []]
-        finally:
-            conn.close()
-    return raw, calls
+    raw: dict[str, Any] = {
+        "address": address, "uri": redact_uri(uri),
+        "capabilities": call(conn.getCapabilities), "node_info": call(conn.getInfo),
+        "lib_version": call(conn.getLibVersion), "hv_version": call(conn.getVersion),
+        "hv_type": call(conn.getType), "hostname": call(conn.getHostname),
+        "sysinfo": _optional(call, conn.getSysinfo, 0),
+    }
+    raw["domains"] = _domains(conn, call)
+    raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
+                       for n in call(conn.listAllNetworks, 0)]
+    raw["pools"] = [{"xml": call(p.XMLDesc, 0), "active": bool(call(p.isActive)),
+                     "autostart": bool(_optional(call, p.autostart)), "info": call(p.info)}
+                    for p in call(conn.listAllStoragePools, 0)]
+    raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
+                         for i in _optional(call, conn.listAllInterfaces, 0) or []]
+    return raw
 
 
 def _domains(conn: Any, call: Any) -> list[dict[str, Any]]:
+    libvirt = _libvirt()
+    stats = libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_BLOCK
+    every = (libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_INACTIVE
+             | getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0))
     try:
-        pairs = call(conn.getAllDomainStats, _STATS, _ALL_DOMAINS)
+        pairs = call(conn.getAllDomainStats, stats, every)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
             raise
@@ -201,7 +205,7 @@ def _domains(conn: Any, call: Any) -> list[dict[str, Any]]:
 def _optional(call: Any, fn: Any, *args: Any) -> Any:
     try:
         return call(fn, *args)
-    except libvirt.libvirtError:
+    except _libvirt().libvirtError:
         return None
 
 
@@ -213,6 +217,7 @@ def translate_libvirt_errors(uri: str, known_hosts: Path | None = None,
     ssh's own words (kept in ``ssh_log`` by the wrapper) are read first: libvirt reports an ssh
     that quit as a mere read error.
     """
+    libvirt = _libvirt()
     try:
         yield
     except libvirt.libvirtError as exc:
@@ -290,65 +295,3 @@ def write_ssh_wrapper(target: KvmTarget, folder: Path, index: int) -> tuple[Path
 def redact_uri(uri: str) -> str:
     """The URI without its query (key paths, wrapper paths): short and safe to show."""
     return uri.split("?", 1)[0].split("#", 1)[0]
-
-
-def merge_hosts(inventories: list[Inventory], target: KvmTarget) -> Inventory:
-    """One target's inventory from its hosts': keys made unique, shared objects once, clusters counted."""
-    merged = Inventory()
-    host_keys: set[str] = set()
-    vm_keys: set[str] = set()
-    networks: set[str] = set()
-    storage: set[str] = set()
-    for inv in inventories:
-        host = inv.hosts[0]
-        if host.key in host_keys:
-            inv = _rekey_host(inv, f"{host.key}@{host.address}")
-        host_keys.add(inv.hosts[0].key)
-        inv = _unique_vms(inv, vm_keys)
-        merged.hosts += inv.hosts
-        merged.vms += inv.vms
-        merged.vm_disks += inv.vm_disks
-        merged.vm_nics += inv.vm_nics
-        merged.host_nics += inv.host_nics
-        merged.host_storage += inv.host_storage
-        merged.networks += [n for n in inv.networks if n.key not in networks]
-        networks.update(n.key for n in inv.networks)
-        merged.storage += [s for s in inv.storage if s.key not in storage]
-        storage.update(s.key for s in inv.storage)
-    counts: dict[str, int] = {}
-    for host in merged.hosts:
-        counts[host.cluster_key or ""] = counts.get(host.cluster_key or "", 0) + 1
-    merged.clusters = [Cluster(key=key, target=target.name, name=key, hypervisor="kvm", host_count=count)
-                       for key, count in counts.items() if key]
-    return merged
-
-
-def _with_cluster(inv: Inventory, cluster_key: str) -> Inventory:
-    inv.hosts = [replace(h, cluster_key=cluster_key) for h in inv.hosts]
-    inv.vms = [replace(v, cluster_key=cluster_key) for v in inv.vms]
-    return inv
-
-
-def _rekey_host(inv: Inventory, key: str) -> Inventory:
-    inv.hosts = [replace(h, key=key) for h in inv.hosts]
-    inv.vms = [replace(v, host_key=key) for v in inv.vms]
-    inv.host_nics = [replace(n, host_key=key) for n in inv.host_nics]
-    inv.host_storage = [replace(s, host_key=key) for s in inv.host_storage]
-    return inv
-
-
-def _unique_vms(inv: Inventory, seen: set[str]) -> Inventory:
-    """A domain defined on two hosts (say, left behind by a migration) keeps both rows."""
-    renamed = {v.key: f"{v.key}@{v.host_key}" for v in inv.vms if v.key in seen}
-    seen.update(renamed.get(v.key, v.key) for v in inv.vms)
-    if renamed:
-        inv.vms = [replace(v, key=renamed.get(v.key, v.key)) for v in inv.vms]
-        inv.vm_disks = [replace(d, vm_key=renamed.get(d.vm_key, d.vm_key)) for d in inv.vm_disks]
-        inv.vm_nics = [replace(n, vm_key=renamed.get(n.vm_key, n.vm_key)) for n in inv.vm_nics]
-    return inv
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, CollectorError):
-        return exc.one_line()
-    return f"internal error {type(exc).__name__}: {one_line(exc, 200)}"

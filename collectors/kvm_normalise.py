@@ -8,23 +8,44 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from typing import Any
 
-from inventory.model import Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
+from inventory.model import (
+    Cluster, Host, HostNic, HostStorage, Inventory, JsonDict, Network, Storage, Vm, VmDisk, VmNic,
+)
 from inventory.normalise import (
     parse_instance_name, parse_properties, power_state_from_libvirt, prefix_to_netmask, to_bytes,
     version_from_int,
 )
 
-SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
-# agent.properties keys worth keeping; anything else (keystore passphrases …) is never stored.
+# agent.properties keys worth keeping; anything else (keystore passphrases …) is never stored or recorded.
 AGENT_KEYS = ("zone", "pod", "cluster", "guid", "host", "port", "resource", "hypervisor.type",
               "private.network.device", "public.network.device", "guest.network.device",
               "local.storage.uuid", "local.storage.path", "network.bridge.type", "host.cpu.manual.speed.mhz",
               "guest.cpu.mode", "guest.cpu.model", "host.reserved.mem.mb")
+SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
 POOL_KINDS = {"netfs": "nfs", "logical": "lvm", "iscsi": "iscsi", "iscsi-direct": "iscsi", "rbd": "rbd",
               "gluster": "gluster", "disk": "disk", "fs": "local", "scsi": "fc", "mpath": "fc", "zfs": "zfs"}
 SHARED_POOL_KINDS = {"nfs", "iscsi", "rbd", "gluster", "fc", "sharedmountpoint", "cifs"}
+
+
+def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str, ...] | list[str],
+                     cluster: str | None) -> Inventory:
+    """A KVM target's records from its hosts' answers (in configured order; hosts that failed are absent).
+
+    The cluster is the configured one, else the host's agent.properties ``cluster``, else the target.
+    """
+    inventories = []
+    for address in hosts:
+        if address not in answers:
+            continue
+        inv = normalise_host(answers[address], target, cluster)
+        if cluster is None:
+            agent_cluster = inv.hosts[0].agent_cluster
+            inv = _with_cluster(inv, f"agent-cluster-{agent_cluster}" if agent_cluster else target)
+        inventories.append(inv)
+    return merge_hosts(inventories, target)
 
 
 def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) -> Inventory:
@@ -416,4 +437,60 @@ def _int(value: Any) -> int | None:
         return None
 
 
-__all__ = ["normalise_host", "parse_facts", "host_key"]
+def merge_hosts(inventories: list[Inventory], target: str) -> Inventory:
+    """One target's inventory from its hosts': keys made unique, shared objects once, clusters counted."""
+    merged = Inventory()
+    host_keys: set[str] = set()
+    vm_keys: set[str] = set()
+    networks: set[str] = set()
+    storage: set[str] = set()
+    for inv in inventories:
+        host = inv.hosts[0]
+        if host.key in host_keys:
+            inv = _rekey_host(inv, f"{host.key}@{host.address}")
+        host_keys.add(inv.hosts[0].key)
+        inv = _unique_vms(inv, vm_keys)
+        merged.hosts += inv.hosts
+        merged.vms += inv.vms
+        merged.vm_disks += inv.vm_disks
+        merged.vm_nics += inv.vm_nics
+        merged.host_nics += inv.host_nics
+        merged.host_storage += inv.host_storage
+        merged.networks += [n for n in inv.networks if n.key not in networks]
+        networks.update(n.key for n in inv.networks)
+        merged.storage += [s for s in inv.storage if s.key not in storage]
+        storage.update(s.key for s in inv.storage)
+    counts: dict[str, int] = {}
+    for host in merged.hosts:
+        counts[host.cluster_key or ""] = counts.get(host.cluster_key or "", 0) + 1
+    merged.clusters = [Cluster(key=key, target=target, name=key, hypervisor="kvm", host_count=count)
+                       for key, count in counts.items() if key]
+    return merged
+
+
+def _with_cluster(inv: Inventory, cluster_key: str) -> Inventory:
+    inv.hosts = [replace(h, cluster_key=cluster_key) for h in inv.hosts]
+    inv.vms = [replace(v, cluster_key=cluster_key) for v in inv.vms]
+    return inv
+
+
+def _rekey_host(inv: Inventory, key: str) -> Inventory:
+    inv.hosts = [replace(h, key=key) for h in inv.hosts]
+    inv.vms = [replace(v, host_key=key) for v in inv.vms]
+    inv.host_nics = [replace(n, host_key=key) for n in inv.host_nics]
+    inv.host_storage = [replace(s, host_key=key) for s in inv.host_storage]
+    return inv
+
+
+def _unique_vms(inv: Inventory, seen: set[str]) -> Inventory:
+    """A domain defined on two hosts (say, left behind by a migration) keeps both rows."""
+    renamed = {v.key: f"{v.key}@{v.host_key}" for v in inv.vms if v.key in seen}
+    seen.update(renamed.get(v.key, v.key) for v in inv.vms)
+    if renamed:
+        inv.vms = [replace(v, key=renamed.get(v.key, v.key)) for v in inv.vms]
+        inv.vm_disks = [replace(d, vm_key=renamed.get(d.vm_key, d.vm_key)) for d in inv.vm_disks]
+        inv.vm_nics = [replace(n, vm_key=renamed.get(n.vm_key, n.vm_key)) for n in inv.vm_nics]
+    return inv
+
+
+__all__ = ["host_key", "merge_hosts", "normalise_host", "normalise_target", "parse_facts"]

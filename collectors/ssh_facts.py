@@ -11,15 +11,24 @@ from __future__ import annotations
 import shlex
 import socket
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import paramiko
-
+from collectors.base import Calls, Sdk
+from collectors.kvm_normalise import AGENT_KEYS
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
-from inventory.normalise import one_line
+from inventory.normalise import one_line, parse_properties
+
+_SDK = Sdk("paramiko", pip="paramiko", extra="kvm", debian="python3-paramiko")
+
+
+@cache
+def _paramiko() -> ModuleType:
+    return _SDK.load("kvm")
 
 _NEED = "command -v {0} >/dev/null 2>&1 || exit 127; "
 _BEGIN, _END = "@@cs-inventory-begin", "@@cs-inventory-end"
@@ -54,6 +63,7 @@ def fact_commands(agent_properties: str) -> dict[str, str]:
 @contextmanager
 def translate_ssh_errors(where: str, known_hosts: Path | None) -> Iterator[None]:
     """Turn paramiko and socket errors into one-line ``CollectorError``s."""
+    paramiko = _paramiko()
     try:
         yield
     except paramiko.BadHostKeyException as exc:
@@ -85,11 +95,12 @@ class SshSession:
     """One paramiko connection to a host; ``run`` executes one read-only command."""
 
     def __init__(self, host: str, *, port: int, user: str, key_file: Path | None, known_hosts: Path | None,
-                 timeout: float, command_timeout: float) -> None:
+                 timeout: float, command_timeout: float, calls: Calls | None = None) -> None:
+        paramiko = _paramiko()
         self.where = f"{user}@{host}:{port}"
         self.known_hosts = known_hosts
         self.command_timeout = command_timeout
-        self.calls = 0
+        self.calls = calls or Calls()
         self.client = paramiko.SSHClient()
         with translate_ssh_errors(self.where, known_hosts):
             if known_hosts is not None and known_hosts.exists():
@@ -102,7 +113,7 @@ class SshSession:
 
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
         """Run a command; return its exit code and standard output (rc 124 on timeout)."""
-        self.calls += 1
+        self.calls.add()
         timeout = timeout or self.command_timeout
         with translate_ssh_errors(self.where, self.known_hosts):
             transport = self.client.get_transport()
@@ -171,4 +182,14 @@ def fetch_facts(session: SshSession, agent_properties: str) -> dict[str, dict[st
     result = session.run(fact_script(commands, session.command_timeout), timeout=budget)
     if result["rc"] == 124 and not result["out"]:
         raise TimedOut(f"ssh {session.where}: fact commands gave no answer within {budget:g}s")
-    return parse_script_output(result["out"], list(commands))
+    outputs = parse_script_output(result["out"], list(commands))
+    properties = outputs.get("agent_properties")
+    if properties is not None and properties["rc"] == 0:
+        properties["out"] = kept_properties(properties["out"])
+    return outputs
+
+
+def kept_properties(text: str) -> str:
+    """agent.properties reduced to the keys cs-inventory stores: nothing else is kept or recorded."""
+    values = parse_properties(text)
+    return "".join(f"{key}={values[key]}\n" for key in AGENT_KEYS if key in values)

@@ -12,43 +12,58 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib
 import socket
 import ssl
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import VmomiSupport, vim, vmodl
-
-from collectors.base import Collector, run_bounded
+from collectors.base import Calls, Collector, Sdk, Session
 from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_normalise import normalise_vcenter
-from inventory.errors import ApiError, AuthFailed, CollectorError, ConnectFailed, TimedOut, TlsRejected
-from inventory.model import EndpointResult, Secret, TargetConfig, TargetResult
+from inventory.errors import ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected
+from inventory.model import Inventory, JsonDict, Secret, TargetConfig
 from inventory.normalise import one_line, sha256_fingerprint
 
+_SDK = Sdk("pyVmomi", pip="pyvmomi", extra="vmware", debian="python3-pyvmomi")
 PAGE_SIZE = 1000
-PROPERTIES: dict[str, tuple[Any, list[str]]] = {
-    "datacenters": (vim.Datacenter, ["name", "hostFolder"]),
-    "clusters": (vim.ClusterComputeResource, ["name", "parent", "host", "configurationEx"]),
-    "hosts": (vim.HostSystem, ["name", "parent", "summary.hardware", "config.product", "runtime.connectionState",
+# object type (as pyVmomi's vim names it) and the properties read, per kind of record
+PROPERTIES: dict[str, tuple[str, list[str]]] = {
+    "datacenters": ("Datacenter", ["name", "hostFolder"]),
+    "clusters": ("ClusterComputeResource", ["name", "parent", "host", "configurationEx"]),
+    "hosts": ("HostSystem", ["name", "parent", "summary.hardware", "config.product", "runtime.connectionState",
                                "runtime.inMaintenanceMode", "config.network.vswitch", "config.network.portgroup",
                                "config.network.vnic", "datastore", "hardware.cpuPkg"]),
-    "vms": (vim.VirtualMachine, ["name", "config.instanceUuid", "config.uuid", "config.template",
+    "vms": ("VirtualMachine", ["name", "config.instanceUuid", "config.uuid", "config.template",
                                  "config.guestFullName", "runtime.powerState", "runtime.host", "config.hardware.numCPU",
                                  "config.hardware.memoryMB", "guest.toolsRunningStatus", "config.hardware.device"]),
-    "datastores": (vim.Datastore, ["name", "summary", "host"]),
-    "networks": (vim.Network, ["name"]),
-    "dvportgroups": (vim.dvs.DistributedVirtualPortgroup, ["name", "key", "config.distributedVirtualSwitch",
-                                                           "config.defaultPortConfig"]),
-    "dvswitches": (vim.DistributedVirtualSwitch, ["name", "uuid"]),
+    "datastores": ("Datastore", ["name", "summary", "host"]),
+    "networks": ("Network", ["name"]),
+    "dvportgroups": ("dvs.DistributedVirtualPortgroup", ["name", "key", "config.distributedVirtualSwitch",
+                                                         "config.defaultPortConfig"]),
+    "dvswitches": ("DistributedVirtualSwitch", ["name", "uuid"]),
 }
+
+
+@cache
+def _pyvmomi() -> ModuleType:
+    """pyVmomi, imported when a vCenter is read."""
+    return _SDK.load("vmware")
+
+
+def vim_type(name: str) -> Any:
+    """``"dvs.DistributedVirtualPortgroup"`` → pyVmomi's ``vim.dvs.DistributedVirtualPortgroup``."""
+    found: Any = _pyvmomi().vim
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class VmwareTarget(TargetConfig):
     host: str = field(default="", metadata={"help": "vCenter address"})
     port: int = field(default=443, metadata={"help": "vCenter HTTPS port"})
     username: str = field(default="", metadata={"help": "vCenter account (read-only role is enough)"})
-    password: Secret | None = field(default=None, metadata={"help": "password reference"})
+    password: Secret | None = field(default=None, metadata={"help": "password reference", "required": True})
     ca_file: Path | None = field(default=None, metadata={"help": "CA bundle for vCenter's certificate"})
     fingerprint: str | None = field(default=None, metadata={"help": "pinned SHA-256 of vCenter's certificate"})
     verify_tls: bool = field(default=True, metadata={"help": "false only by choice"})
@@ -73,8 +88,6 @@ class VmwareTarget(TargetConfig):
             raise ValueError("give host (the vCenter address)")
         if not self.username:
             raise ValueError("give username")
-        if self.password is None:
-            raise ValueError("give password_env or password_file")
         if self.fingerprint is not None:
             object.__setattr__(self, "fingerprint", sha256_fingerprint(self.fingerprint))
 
@@ -83,40 +96,69 @@ class VmwareTarget(TargetConfig):
         return f"https://{self.host}:{self.port}/sdk"
 
 
-class VmwareCollector(Collector):
+class VcenterSession(Session):
+    """A logged-in pyVmomi ServiceInstance on a vCenter (never an ESXi host)."""
+
+    def __init__(self, endpoint: str, calls: Calls, si: Any, content: Any) -> None:
+        super().__init__(endpoint, calls)
+        self.si = si
+        self.content = content
+
+
+class VmwareCollector(Collector[VmwareTarget, VcenterSession]):
     """VMware: vCenter's PropertyCollector, one paged RetrievePropertiesEx per object type."""
 
     kind = "vmware"
     cloudstack_name = "VMware"
     Target = VmwareTarget
+    timeout_hint = "is vCenter up and answering? raise timeout"
 
-    def collect(self, deadline: float | None = None) -> TargetResult:
+    def endpoint_timeout(self) -> float:
+        return self.target.connect_timeout + self.target.timeout
+
+    def where(self, endpoint: str) -> str:
+        return f"vmware {self.target.host}:{self.target.port}"
+
+    @contextmanager
+    def connect(self, endpoint: str, calls: Calls) -> Iterator[VcenterSession]:
+        """Check TLS (and the pin) before any credential is sent, log in, refuse ESXi; log out at the end."""
         target = self.target
-        assert isinstance(target, VmwareTarget)
-        started = time.monotonic()
-        budget = target.connect_timeout + target.timeout
-        (outcome,) = run_bounded([target], fetch_vcenter, workers=1, item_timeout=budget, deadline=deadline)
+        _pyvmomi()  # a missing SDK is said before anything is sent
+        probe_tls(target)
+        si = connect(target)
+        calls.add(2)
         try:
-            if outcome.timed_out:
-                raise TimedOut(f"vmware {target.host}:{target.port}: no answer within {budget:g}s",
-                               hint="is vCenter up and answering? raise timeout")
-            if outcome.error is not None:
-                raise outcome.error
-            assert outcome.result is not None
-            raw, calls = outcome.result
-        except CollectorError as exc:
-            return self.failed(exc, target.endpoint, started)
+            _set_read_timeout(si, target.timeout)
+            content = si.RetrieveContent()
+            calls.add()
+            about = content.about
+            if about.apiType == "HostAgent":
+                raise ConnectFailed(f"vmware {target.host}: is an ESXi host ({about.fullName}), not vCenter",
+                                    hint="CloudStack manages ESXi only through vCenter: configure the vCenter address")
+            yield VcenterSession(endpoint, calls, si, content)
+        finally:
+            try:
+                importlib.import_module("pyVim.connect").Disconnect(si)
+            except Exception:  # logging out is a courtesy; the data is read
+                pass
+
+    def fetch(self, session: VcenterSession) -> JsonDict:
+        return fetch_vcenter(session, self.target)
+
+    @staticmethod
+    def normalise(answers: dict[str, JsonDict], target: VmwareTarget) -> Inventory:
+        raw = next(iter(answers.values()))
         inventory = normalise_vcenter(raw, target.name, datacenters=target.datacenters, clusters=target.clusters)
-        endpoint = EndpointResult(target.name, target.endpoint, "ok", None, time.monotonic() - started, calls)
-        self.report(endpoint)
         about = raw.get("about") or {}
-        detail = {"product": about.get("fullName"), "version": about.get("version"), "build": about.get("build"),
-                  "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid"),
-                  "license_editions": sorted({x.get("editionKey") for x in raw.get("licenses", []) if x.get("editionKey")}),
-                  "read_by": {k: v for k, v in raw.items() if k.endswith("_read_by")} or None}
-        return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.endpoint, status="ok",
-                            duration_s=endpoint.duration_s, api_calls=calls, inventory=inventory, endpoints=[endpoint],
-                            detail=detail)
+        inventory.detail = {
+            "product": about.get("fullName"), "version": about.get("version"), "build": about.get("build"),
+            "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid"),
+            "license_editions": sorted({x.get("editionKey") for x in raw.get("licenses", []) if x.get("editionKey")}),
+            "read_by": {k: v for k, v in raw.items() if k.endswith("_read_by")} or None}
+        return inventory
+
+    def translate(self, exc: BaseException, where: str) -> CollectorError | None:
+        return translate_vmware_error(exc, where, self.target)
 
 
 def tls_context(target: VmwareTarget) -> ssl.SSLContext:
@@ -131,7 +173,8 @@ def tls_context(target: VmwareTarget) -> ssl.SSLContext:
 def connect(target: VmwareTarget) -> Any:
     """A pyvmomi ServiceInstance; TLS verified by default, or against ca_file, or pinned."""
     if target.password is None:
-        raise CollectorError(f"target {target.name}: no password")
+        raise ConfigError(f"target {target.name}: no password configured", hint="give password_env or password_file")
+    smart_connect = importlib.import_module("pyVim.connect").SmartConnect
     context: ssl.SSLContext
     thumbprint = None
     if target.fingerprint or not target.verify_tls:
@@ -141,7 +184,7 @@ def connect(target: VmwareTarget) -> Any:
         thumbprint = target.fingerprint
     else:
         context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
-    return SmartConnect(host=target.host, port=target.port, user=target.username, pwd=target.password.reveal(),
+    return smart_connect(host=target.host, port=target.port, user=target.username, pwd=target.password.reveal(),
                         sslContext=context, thumbprint=thumbprint, httpConnectionTimeout=target.connect_timeout,
                         connectionPoolTimeout=-1)
 
@@ -161,72 +204,61 @@ def probe_tls(target: VmwareTarget) -> None:
                           hint="if vCenter's certificate was renewed, verify it and update fingerprint")
 
 
-def fetch_vcenter(target: VmwareTarget) -> tuple[dict[str, Any], int]:
-    """Log in, refuse ESXi, read every type's properties in pages, log out. Returns plain data and calls."""
-    calls = 0
-    with translate_vmware_errors(target) as counter:
-        probe_tls(target)
-        si = connect(target)
-        calls += 2
+def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
+    """Every type's properties, in pages, as plain data; licences by edition only (never their keys)."""
+    content = session.content
+    raw: dict[str, Any] = {"about": plain(content.about),
+                           "licenses": [{"editionKey": x.editionKey, "name": x.name}
+                                        for x in content.licenseManager.licenses]}
+    session.calls.add()
+    # VMs on this thread, everything else on another: vCenter prepares one answer while we read the other
+    results: dict[str, tuple[list[dict[str, Any]], int, str | None]] = {}
+    failures: list[BaseException] = []
+
+    def read_others() -> None:
         try:
-            _set_read_timeout(si, target.timeout)
-            content = si.RetrieveContent()
-            about = content.about
-            calls += 1
-            if about.apiType == "HostAgent":
-                raise ConnectFailed(f"vmware {target.host}: is an ESXi host ({about.fullName}), not vCenter",
-                                    hint="CloudStack manages ESXi only through vCenter: configure the vCenter address")
-            raw: dict[str, Any] = {"about": plain(about), "licenses": [plain(x) for x in content.licenseManager.licenses]}
-            calls += 1
-            # VMs on this thread, everything else on another: vCenter prepares one answer while we read the other
-            results: dict[str, tuple[list[dict[str, Any]], int, str | None]] = {}
-            failures: list[BaseException] = []
-
-            def read_others() -> None:
-                try:
-                    for name in PROPERTIES:
-                        if name != "vms":
-                            results[name] = _read_type(si, content, target, name)
-                except BaseException as exc:  # re-raised on the calling thread below
-                    failures.append(exc)
-
-            others = threading.Thread(target=read_others, daemon=True)
-            others.start()
-            results["vms"] = _read_type(si, content, target, "vms")
-            others.join()
-            if failures:
-                raise failures[0]
             for name in PROPERTIES:
-                raw[name], used, fallback = results[name]
-                calls += used
-                if fallback:
-                    raw[f"{name}_read_by"] = fallback
-            return raw, calls
-        finally:
-            counter.calls = calls
-            try:
-                Disconnect(si)
-            except Exception:  # logging out is a courtesy; the data is read
-                pass
+                if name != "vms":
+                    results[name] = _read_type(session.si, content, target, name)
+        except BaseException as exc:  # re-raised on the calling thread below
+            failures.append(exc)
+
+    others = threading.Thread(target=read_others, daemon=True)
+    others.start()
+    results["vms"] = _read_type(session.si, content, target, "vms")
+    others.join()
+    for name in PROPERTIES:
+        if name in results:
+            session.calls.add(results[name][1])
+    if failures:
+        raise failures[0]
+    for name in PROPERTIES:
+        raw[name], _, fallback = results[name]
+        if fallback:
+            raw[f"{name}_read_by"] = fallback
+    return raw
 
 
 def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[list[dict[str, Any]], int, str | None]:
     """One object type: the fast path for the bulk types, pyvmomi for the rest (and as the fallback)."""
-    vim_type, paths = PROPERTIES[name]
+    type_name, paths = PROPERTIES[name]
+    kind = vim_type(type_name)
     fallback = None
     if name in ("vms", "hosts") and target.fast_parser:
         try:
-            objects, used = retrieve_fast(si, content, vim_type, paths, context=tls_context(target),
+            objects, used = retrieve_fast(si, content, kind, paths, context=tls_context(target),
                                           timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
             return objects, used, None
         except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
             fallback = f"pyvmomi (fast path: {one_line(exc, 200)})"
-    objects, used = retrieve(content, vim_type, paths)
+    objects, used = retrieve(content, kind, paths)
     return objects, used, fallback
 
 
 def retrieve(content: Any, vim_type: Any, paths: list[str]) -> tuple[list[dict[str, Any]], int]:
     """One ContainerView over the whole inventory, RetrievePropertiesEx + Continue pages."""
+    pyvmomi = _pyvmomi()
+    vim, vmodl = pyvmomi.vim, pyvmomi.vmodl
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim_type], True)
     calls = 1
     try:
@@ -260,6 +292,7 @@ def object_record(content: Any, vim_type: Any) -> dict[str, Any]:
 
 def plain(value: Any) -> Any:
     """pyvmomi values as plain JSON-safe data: objects → dicts (set fields only, with _type), refs → moids."""
+    VmomiSupport = _pyvmomi().VmomiSupport
     if value is None:
         return None
     if isinstance(value, VmomiSupport.ManagedObject):
@@ -299,47 +332,20 @@ def _set_read_timeout(si: Any, seconds: float) -> None:
         scheme["timeout"] = seconds
 
 
-class _Counter:
-    calls = 0
-
-
-@contextmanager
-def translate_vmware_errors(target: VmwareTarget) -> Iterator[_Counter]:
-    where = f"vmware {target.host}:{target.port}"
-    counter = _Counter()
-    try:
-        yield counter
-    except CollectorError as exc:
-        exc.api_calls = counter.calls  # type: ignore[attr-defined]
-        raise
-    except vim.fault.InvalidLogin as exc:
-        raise _with_calls(AuthFailed(f"{where}: user {target.username!r} was refused (InvalidLogin)",
-                                     hint="check username and the password reference"), counter) from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise _with_calls(TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
-                                      hint="set ca_file to vCenter's CA, or pin its SHA-256 fingerprint"), counter) from exc
-    except (socket.timeout, TimeoutError) as exc:
-        raise _with_calls(TimedOut(f"{where}: no answer within {target.timeout:g}s",
-                                   hint="is vCenter up? raise timeout"), counter) from exc
-    except ConnectionRefusedError as exc:
-        raise _with_calls(ConnectFailed(f"{where}: connection refused"), counter) from exc
-    except socket.gaierror as exc:
-        raise _with_calls(ConnectFailed(f"{where}: cannot resolve host name"), counter) from exc
-    except ssl.SSLError as exc:
-        raise _with_calls(TlsRejected(f"{where}: TLS failed ({one_line(exc, 120)})"), counter) from exc
-    except vmodl.MethodFault as exc:
-        raise _with_calls(ApiError(f"{where}: {type(exc).__name__}: {one_line(getattr(exc, 'msg', exc), 160)}"),
-                          counter) from exc
-    except Exception as exc:
-        if "thumbprint" in str(exc).lower():
-            raise _with_calls(TlsRejected(f"{where}: certificate fingerprint is not the pinned one",
-                                          hint="if vCenter's certificate was renewed, verify it and update fingerprint"),
-                              counter) from exc
-        if isinstance(exc, OSError):
-            raise _with_calls(ConnectFailed(f"{where}: {exc.strerror or one_line(exc, 160)}"), counter) from exc
-        raise
-
-
-def _with_calls(error: CollectorError, counter: _Counter) -> CollectorError:
-    error.api_calls = counter.calls  # type: ignore[attr-defined]
-    return error
+def translate_vmware_error(exc: BaseException, where: str, target: VmwareTarget) -> CollectorError | None:
+    """pyVmomi's faults in one line; sockets and TLS are left to the shared words."""
+    pyvmomi = _pyvmomi()
+    if isinstance(exc, pyvmomi.vim.fault.InvalidLogin):
+        return AuthFailed(f"{where}: user {target.username!r} was refused (InvalidLogin)",
+                          hint="check username and the password reference")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
+                           hint="set ca_file to vCenter's CA, or pin its SHA-256 fingerprint")
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"{where}: no answer within {target.timeout:g}s", hint="is vCenter up? raise timeout")
+    if isinstance(exc, pyvmomi.vmodl.MethodFault):
+        return ApiError(f"{where}: {type(exc).__name__}: {one_line(getattr(exc, 'msg', exc), 160)}")
+    if "thumbprint" in str(exc).lower():
+        return TlsRejected(f"{where}: certificate fingerprint is not the pinned one",
+                           hint="if vCenter's certificate was renewed, verify it and update fingerprint")
+    return None

@@ -6,37 +6,44 @@ Reads each class with one ``get_all_records`` call — pool, host, host_cpu, hos
 VM_metrics, VM_guest_metrics, VBD, VDI, SR, PBD, VIF, network, PIF, PIF_metrics, Bond, VLAN —
 so the number of calls does not grow with the pool; logs out at the end, also on failure.
 Needs a pool account that may read (the read-only RBAC role is enough). Blind spots: dom0's
-own files (network.conf, NTP) are not read — XAPI does not expose them.
+own files (network.conf, NTP) are not read — XAPI does not expose them. A pool database dump
+(``xe pool-dump-database``) is read through the same normaliser: ``import xapi-dump``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import socket
 import ssl
 import time
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import XenAPI
-
-from collectors.base import Collector
+from collectors.base import Calls, Collector, Sdk, Session
 from collectors.xenserver_normalise import normalise_pool
-from inventory.errors import (
-    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected,
-)
-from inventory.model import EndpointResult, Secret, TargetConfig, TargetResult
+from inventory.errors import ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected
+from inventory.model import EndpointResult, Inventory, JsonDict, Secret, TargetConfig, TargetRead
 from inventory.normalise import one_line, sha256_fingerprint
+
+_SDK = Sdk("XenAPI", pip="XenAPI", extra="xenserver", debian="python3-xenapi (or pip install XenAPI)")
+
+
+@cache
+def _xenapi() -> ModuleType:
+    return _SDK.load("xenserver")
+
 
 CLASSES = ("pool", "host", "host_cpu", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI",
            "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics", "Bond", "VLAN")
 ORIGINATOR = "cs-inventory"
+DUMP_URL = "https://pool-database-dump.invalid"  # a dump has no URL; .invalid never resolves (RFC 2606)
 
 
 @dataclass(frozen=True)
@@ -45,19 +52,18 @@ class XenTarget(TargetConfig):
 
     url: str = field(default="", metadata={"help": "pool master, e.g. https://xen-master.example"})
     username: str = field(default="root", metadata={"help": "pool account (read-only role is enough)"})
-    password: Secret | None = field(default=None, metadata={"help": "password reference"})
+    password: Secret | None = field(default=None, metadata={"help": "password reference", "required": True})
     ca_file: Path | None = field(default=None, metadata={"help": "CA bundle for the pool's certificate"})
     fingerprint: str | None = field(default=None, metadata={"help": "pinned SHA-256 of the pool's certificate"})
     verify_tls: bool = field(default=True, metadata={"help": "false only by choice (self-signed, no pin)"})
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds to connect"})
     timeout: float = field(default=120.0, metadata={"help": "seconds per API call"})
+    overall_timeout: float = field(default=600.0, metadata={"help": "seconds for the whole pool, login to logout"})
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {self.url!r} must look like https://xen-master.example")
-        if self.password is None:
-            raise ValueError("give password_env or password_file")
         if self.fingerprint is not None:
             object.__setattr__(self, "fingerprint", sha256_fingerprint(self.fingerprint))
 
@@ -69,10 +75,10 @@ class XenTarget(TargetConfig):
 class _Transport(xmlrpc.client.Transport):
     """XML-RPC over HTTP(S) with timeouts, CA/pin verification, and a call counter."""
 
-    def __init__(self, target: XenTarget, https: bool) -> None:
+    def __init__(self, target: XenTarget, https: bool, calls: Calls) -> None:
         super().__init__()
         self.target, self.https = target, https
-        self.calls = 0
+        self.calls = calls
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         if self._connection[1] is not None and host == self._connection[0]:
@@ -88,7 +94,7 @@ class _Transport(xmlrpc.client.Transport):
         return conn
 
     def send_request(self, connection: Any, handler: str, request_body: Any, debug: bool) -> Any:
-        self.calls += 1
+        self.calls.add()
         return super().send_request(connection, handler, request_body, debug)
 
     def _context(self) -> ssl.SSLContext:
@@ -132,88 +138,91 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock.settimeout(self.read_timeout)
 
 
-class XenServerCollector(Collector):
+class XenSession(Session):
+    """A logged-in XenAPI session on the pool master; ``endpoint`` is the master's URL."""
+
+    def __init__(self, url: str, calls: Calls, api: Any) -> None:
+        super().__init__(url, calls)
+        self.api = api
+
+    def all_records(self, cls: str) -> Any:
+        return getattr(self.api.xenapi, cls).get_all_records()
+
+
+class XenServerCollector(Collector[XenTarget, XenSession]):
     """XenServer / XCP-ng: XenAPI on the pool master, one get_all_records per class."""
 
     kind = "xenserver"
     cloudstack_name = "XenServer"
     Target = XenTarget
+    timeout_hint = "is XAPI up? raise timeout"
 
-    def collect(self, deadline: float | None = None) -> TargetResult:
-        target = self.target
-        assert isinstance(target, XenTarget)
-        started = time.monotonic()
-        endpoints: list[EndpointResult] = []
-        try:
-            raw, url, calls = fetch_pool(target)
-        except CollectorError as exc:
-            return self.failed(exc, target.url, started)
-        normalised = normalise_pool(raw, target.name)
-        inventory = normalised.inventory
-        if url != target.url:  # followed HOST_IS_SLAVE
-            cluster = inventory.clusters[0]
-            inventory.clusters[0] = replace(cluster, raw_json={
-                **(cluster.raw_json or {}), "configured_url": target.url, "configured_is_master": False,
-                "master_url": url})
-            endpoints.append(EndpointResult(target.name, target.url, "redirected",
-                                            f"pool member (HOST_IS_SLAVE): followed to the master {url}", 0.0, 0))
-        status, error = problems_outcome(normalised.problems)
-        endpoints.append(EndpointResult(target.name, url, status, error, time.monotonic() - started, calls))
-        self.report(endpoints[-1])
-        return TargetResult(name=target.name, hypervisor=self.kind, endpoint=target.url, status=status, error=error,
-                            duration_s=time.monotonic() - started, api_calls=calls, inventory=inventory,
-                            endpoints=endpoints)
+    def endpoint_timeout(self) -> float:
+        return self.target.overall_timeout
 
+    def where(self, endpoint: str) -> str:
+        return f"xenapi {endpoint}"
 
-def problems_outcome(problems: list[str]) -> tuple[str, str | None]:
-    """A pool read with malformed values is ``partial``, the first few named in one line."""
-    if not problems:
-        return "ok", None
-    return "partial", one_line(f"{len(problems)} malformed values: " + "; ".join(problems[:5]), 1000)
+    @contextmanager
+    def connect(self, url: str, calls: Calls) -> Iterator[XenSession]:
+        """Log in (following HOST_IS_SLAVE once); log out when done, also on failure."""
+        xenapi = _xenapi()
+        configured = url
+        for attempt in range(2):
+            transport = _Transport(self.target, urlsplit(url).scheme == "https", calls)
+            api = xenapi.Session(url, transport=transport)
+            try:
+                api.xenapi.login_with_password(self.target.username, _password(self.target), "2.0", ORIGINATOR)
+            except xenapi.Failure as exc:
+                if exc.details and exc.details[0] == "HOST_IS_SLAVE" and attempt == 0:
+                    url = _master_url(url, str(exc.details[1]))
+                    continue
+                raise
+            session = XenSession(url, calls, api)
+            if url != configured:
+                session.redirected = f"pool member (HOST_IS_SLAVE): followed to the master {url}"
+            try:
+                yield session
+            finally:
+                _logout(api)
+            return
+        raise CollectorError(f"xenapi {configured}: pool master redirected more than once")
 
+    def fetch(self, session: XenSession) -> JsonDict:
+        return {"url": session.endpoint, "records": {cls: _all_records(session, cls) for cls in CLASSES}}
 
-def fetch_pool(target: XenTarget) -> tuple[dict[str, Any], str, int]:
-    """Log in (following HOST_IS_SLAVE once), read every class, log out. Returns records, URL, calls."""
-    url = target.url
-    calls = 0
-    for attempt in range(2):
-        session, transport = _session(target, url)
-        try:
-            with translate_xenapi_errors(url, target):
-                try:
-                    session.xenapi.login_with_password(target.username, _password(target), "2.0", ORIGINATOR)
-                except XenAPI.Failure as exc:
-                    if exc.details and exc.details[0] == "HOST_IS_SLAVE" and attempt == 0:
-                        calls += transport.calls
-                        url = _master_url(url, str(exc.details[1]))
-                        continue
-                    raise
-                try:
-                    raw = {cls: _all_records(session, cls) for cls in CLASSES}
-                finally:
-                    _logout(session)
-                return raw, url, calls + transport.calls
-        except CollectorError as exc:
-            exc.api_calls = calls + transport.calls  # type: ignore[attr-defined]
-            raise
-    raise CollectorError(f"xenapi {url}: pool master redirected more than once")
+    @staticmethod
+    def normalise(answers: dict[str, JsonDict], target: XenTarget) -> Inventory:
+        return normalise_answer(next(iter(answers.values())), target.name, target.url)
+
+    def translate(self, exc: BaseException, where: str) -> CollectorError | None:
+        return translate_xenapi_error(exc, where, self.target)
 
 
-def _session(target: XenTarget, url: str) -> tuple[Any, _Transport]:
-    transport = _Transport(target, urlsplit(url).scheme == "https")
-    return XenAPI.Session(url, transport=transport), transport
+def normalise_answer(answer: JsonDict, name: str, configured_url: str) -> Inventory:
+    """A pool's records; a pool read through a member says so on its cluster."""
+    normalised = normalise_pool(answer["records"], name)
+    inventory = normalised.inventory
+    inventory.problems = [*answer.get("problems", []), *normalised.problems]
+    url = answer.get("url", configured_url)
+    if url != configured_url and inventory.clusters:
+        cluster = inventory.clusters[0]
+        inventory.clusters[0] = replace(cluster, raw_json={
+            **(cluster.raw_json or {}), "configured_url": configured_url, "configured_is_master": False,
+            "master_url": url})
+    return inventory
 
 
 def _password(target: XenTarget) -> str:
     if target.password is None:
-        raise ConfigError(f"target {target.name}: no password configured")
+        raise ConfigError(f"target {target.name}: no password configured", hint="give password_env or password_file")
     return target.password.reveal()
 
 
-def _all_records(session: Any, cls: str) -> dict[str, Any]:
+def _all_records(session: XenSession, cls: str) -> dict[str, Any]:
     try:
-        records = getattr(session.xenapi, cls).get_all_records()
-    except XenAPI.Failure as exc:
+        records = session.all_records(cls)
+    except _xenapi().Failure as exc:
         if exc.details and exc.details[0] == "MESSAGE_METHOD_UNKNOWN":
             return {}  # an older XAPI without this class
         raise
@@ -222,9 +231,9 @@ def _all_records(session: Any, cls: str) -> dict[str, Any]:
     return records
 
 
-def _logout(session: Any) -> None:
+def _logout(api: Any) -> None:
     try:
-        session.xenapi.session.logout()
+        api.xenapi.session.logout()
     except Exception:  # logging out is a courtesy; the data is already read
         pass
 
@@ -236,46 +245,34 @@ def _master_url(url: str, master: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-@contextmanager
-def translate_xenapi_errors(url: str, target: XenTarget) -> Iterator[None]:
-    where = f"xenapi {url}"
-    try:
-        yield
-    except TlsRejected as exc:  # raised by the pinned connection, which does not know the URL
-        raise TlsRejected(f"{where}: {exc.message}", hint=exc.hint) from exc
-    except CollectorError:
-        raise
-    except XenAPI.Failure as exc:
+def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget) -> CollectorError | None:
+    """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words."""
+    xenapi = _xenapi()
+    if isinstance(exc, TlsRejected):  # raised by the pinned connection, which does not know the URL
+        return TlsRejected(f"{where}: {exc.message}", hint=exc.hint)
+    if isinstance(exc, xenapi.Failure):
         code = exc.details[0] if exc.details else "?"
         if code == "SESSION_AUTHENTICATION_FAILED":
-            raise AuthFailed(f"{where}: user {target.username!r} was refused (SESSION_AUTHENTICATION_FAILED)",
-                             hint="check username and the password reference") from exc
+            return AuthFailed(f"{where}: user {target.username!r} was refused (SESSION_AUTHENTICATION_FAILED)",
+                              hint="check username and the password reference")
         if code == "HOST_IS_SLAVE":
-            raise ConnectFailed(f"{where}: still a pool member after following the master") from exc
-        raise ApiError(f"{where}: {code} {one_line(' '.join(map(str, exc.details[1:])), 160)}") from exc
-    except xmlrpc.client.Fault as exc:
+            return ConnectFailed(f"{where}: still a pool member after following the master")
+        return ApiError(f"{where}: {code} {one_line(' '.join(map(str, exc.details[1:])), 160)}")
+    if isinstance(exc, xmlrpc.client.Fault):
         if "valid session" in str(exc.faultString):
-            raise AuthFailed(f"{where}: the session expired and could not be renewed") from exc
-        raise ApiError(f"{where}: {one_line(exc.faultString, 200)}") from exc
-    except ssl.SSLCertVerificationError as exc:
-        raise TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
-                          hint="set ca_file to the pool's CA, or pin its SHA-256 fingerprint") from exc
-    except ssl.SSLError as exc:
-        raise TlsRejected(f"{where}: TLS failed ({one_line(exc, 120)})") from exc
-    except (socket.timeout, TimeoutError) as exc:
-        raise TimedOut(f"{where}: no answer within {target.timeout:g}s", hint="is XAPI up? raise timeout") from exc
-    except ConnectionRefusedError as exc:
-        raise ConnectFailed(f"{where}: connection refused", hint="is this the pool master's address?") from exc
-    except socket.gaierror as exc:
-        raise ConnectFailed(f"{where}: cannot resolve host name") from exc
-    except (xmlrpc.client.ProtocolError, xmlrpc.client.ResponseError, http.client.HTTPException) as exc:
-        raise ApiError(f"{where}: not a XenAPI answer ({one_line(exc, 160)})") from exc
-    except OSError as exc:
-        raise ConnectFailed(f"{where}: {exc.strerror or one_line(exc, 160)}") from exc
+            return AuthFailed(f"{where}: the session expired and could not be renewed")
+        return ApiError(f"{where}: {one_line(exc.faultString, 200)}")
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"{where}: no answer within {target.timeout:g}s", hint="is XAPI up? raise timeout")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectFailed(f"{where}: connection refused", hint="is this the pool master's address?")
+    if isinstance(exc, (xmlrpc.client.ProtocolError, xmlrpc.client.ResponseError, http.client.HTTPException)):
+        return ApiError(f"{where}: not a XenAPI answer ({one_line(exc, 160)})")
+    return None
 
 
-def result_from_dump(path: Path, name: str) -> TargetResult:
-    """A pool database dump (from `xe pool-dump-database`) as if read live: the same normaliser."""
+def read_dump(path: Path, name: str) -> TargetRead:
+    """A pool database dump (from `xe pool-dump-database`) as if read live: the same answer, the same normaliser."""
     from collectors.xapi_dump import DumpError, load_dump, to_api
 
     started = time.monotonic()
@@ -287,11 +284,12 @@ def result_from_dump(path: Path, name: str) -> TargetResult:
     if not view.records.get("pool") or not view.records.get("host"):
         raise ConfigError(f"{path}: the dump holds no pool or host records",
                           hint="is it from xe pool-dump-database?")
-    normalised = normalise_pool(view.records, name)
-    problems = [str(p) for p in view.problems] + normalised.problems
-    status, error = problems_outcome(problems)
     endpoint = f"file:{path}"
-    duration = time.monotonic() - started
-    return TargetResult(name=name, hypervisor="xenserver", endpoint=endpoint, status=status, error=error,
-                        duration_s=duration, api_calls=0, inventory=normalised.inventory,
-                        endpoints=[EndpointResult(name, endpoint, status, error, duration, 0)])
+    target = XenTarget(name=name, url=DUMP_URL)
+    answer = {"url": target.url, "records": view.records, "problems": [str(p) for p in view.problems]}
+    row = EndpointResult(name, endpoint, "ok", None, time.monotonic() - started, 0)
+    return TargetRead(kind="xenserver", target=target, answers={target.url: answer}, endpoints=[row],
+                      duration_s=row.duration_s, endpoint=endpoint)
+
+
+XenServerCollector.importers = {"xapi-dump": read_dump}

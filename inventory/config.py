@@ -105,8 +105,12 @@ def parse_config(data: Mapping[str, Any], path: Path,
                   traffic_labels=dict(labels), targets=tuple(targets))
 
 
-def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, base: Path) -> TargetConfig:
-    """Check one ``[[kind]]`` table against ``cls``'s fields and build it."""
+def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, base: Path, *,
+                 secrets: bool = True) -> TargetConfig:
+    """Check one ``[[kind]]`` table against ``cls``'s fields and build it.
+
+    ``secrets=False`` builds a target without its secrets (from a recording, which never holds one).
+    """
     if not isinstance(entry, dict):
         raise ConfigError(f"{path}: {where} must be a table")
     name = entry.get("name")
@@ -123,7 +127,10 @@ def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, ba
     for fname, f in fields.items():
         hint = hints[fname]
         if _is_secret(hint):
-            values[fname] = _secret(entry, fname, path, where, base)
+            values[fname] = _secret(entry, fname, path, where, base) if secrets else None
+            if values[fname] is None and secrets and f.metadata.get("required"):
+                raise ConfigError(f"{path}: {where}: give {fname}_env or {fname}_file",
+                                  hint=f"{fname}_env names an environment variable, {fname}_file a file holding it")
             continue
         if fname not in entry:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

@@ -58,6 +58,10 @@ class NotPoolMaster(CollectorError):
     """A XenServer target was configured on a pool member."""
 
 
+class SdkMissing(CollectorError):
+    """The Python package a kind needs (libvirt-python, XenAPI, pyvmomi, paramiko) is not installed."""
+
+
 class ApiError(CollectorError):
     """The API answered, but not as documented (malformed or unexpected)."""
 

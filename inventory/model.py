@@ -194,6 +194,8 @@ class Inventory:
     host_nics: list[HostNic] = field(default_factory=list)
     storage: list[Storage] = field(default_factory=list)
     host_storage: list[HostStorage] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
+    detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
 
     TABLES = (
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",
@@ -234,6 +236,21 @@ class TargetResult:
     inventory: Inventory = field(default_factory=Inventory)
     endpoints: list[EndpointResult] = field(default_factory=list)
     detail: JsonDict | None = None
+
+
+@dataclass(slots=True)
+class TargetRead:
+    """What ``fetch`` brought back from a target's endpoints, before normalising: what a recording holds.
+
+    ``answers`` maps each endpoint (as configured) that answered to ``fetch``'s JSON-safe data.
+    """
+
+    kind: HypervisorKind
+    target: TargetConfig
+    answers: dict[str, JsonDict]
+    endpoints: list[EndpointResult]
+    duration_s: float
+    endpoint: str = ""  # what the targets row names, when not the target's own endpoint (a dump file)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inventory.errors import ConfigError
 from inventory.model import TargetConfig
@@ -42,7 +42,7 @@ def _ensure_loaded() -> None:
         _loaded = True
 
 
-def collector_classes() -> dict[str, type[Collector]]:
+def collector_classes() -> dict[str, type[Collector[Any, Any]]]:
     """Every kind's collector class, by kind (``kvm``, ``xenserver``, ``vmware``, plug-ins …)."""
     _ensure_loaded()
     import collectors
@@ -58,7 +58,7 @@ def kinds() -> tuple[str, ...]:
     return tuple(collector_classes())
 
 
-def collector_class(kind: str) -> type[Collector]:
+def collector_class(kind: str) -> type[Collector[Any, Any]]:
     classes = collector_classes()
     if kind not in classes:
         raise ConfigError(f"no hypervisor kind {kind!r}", hint=f"kinds: {', '.join(classes)}")

@@ -1,10 +1,11 @@
 """Run a scan: every configured target in parallel, each isolated, written as one scan.
 
-This is the only module that imports ``collectors``.
+Collectors are found through ``inventory.registry``; this module runs them.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -15,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 
-import collectors
 from inventory import config as config_module
-from inventory import registry
+from inventory import recording, registry
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
-from inventory.model import EndpointResult, TargetConfig, TargetResult
+from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
 from inventory.normalise import one_line
+from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
 from inventory.store import ScanRow, open_store
@@ -60,7 +61,8 @@ def kind_of(target: TargetConfig) -> str:
 
 
 def endpoint_count(targets: Sequence[TargetConfig]) -> int:
-    return sum(len(getattr(t, "hosts", ())) or 1 for t in targets)
+    """How many endpoints (hosts, pool masters, vCenters) a scan of these targets reads: for progress."""
+    return sum(len(registry.collector_class(kind_of(t))(t).endpoints()) for t in targets)
 
 
 def select_targets(config: Config, only: Sequence[str] | None = None) -> list[TargetConfig]:
@@ -73,28 +75,29 @@ def select_targets(config: Config, only: Sequence[str] | None = None) -> list[Ta
     targets = [t for t in config.targets if not only or kind_of(t) in only or t.name in only]
     if not targets:
         raise ConfigError(f"{config.path}: no targets to scan",
-                          hint="add a [[kvm]], [[xenserver]] or [[vmware]] table")
+                          hint=f"add a table for a target: {', '.join(f'[[{k}]]' for k in kinds)}")
     return targets
 
 
 def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | None = None,
          deadline_s: float | None = None, progress: Progress | None = None,
-         lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> ScanResult:
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, record: Path | None = None) -> ScanResult:
     """Collect every selected target and store the result as one scan.
 
     A target that fails is recorded with its reason and the scan is ``partial``. SIGTERM or
     Ctrl-C stores what finished, marks the scan ``failed`` and raises ``ScanInterrupted``.
     Only one scan writes to a database at a time: a second waits ``lock_timeout`` seconds,
-    then raises ``DatabaseBusy``.
+    then raises ``DatabaseBusy``. ``record`` names a folder to write each target's raw answers to.
     """
     targets = select_targets(config, only)
     path = db_path or config.database_path
+    folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):
-        return _scan_locked(config, targets, path, deadline_s, progress)
+        return _scan_locked(config, targets, path, deadline_s, progress, folder)
 
 
 def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadline_s: float | None,
-                 progress: Progress | None) -> ScanResult:
+                 progress: Progress | None, record: Path | None) -> ScanResult:
     store = open_store(path)  # fail on a bad database before collecting
     event("scan started", targets=[t.name for t in targets], database=str(path))
     started_at = _now()
@@ -111,9 +114,12 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
     def collect(target: TargetConfig) -> TargetResult:
         collector = registry.collector_class(kind_of(target))(target)
         collector.on_endpoint = endpoint_done
-        return collector.collect(deadline)
+        read = collector.read(deadline)
+        if record is not None:
+            _record(record, read)
+        return collector.result(read)
 
-    def done(outcome: collectors.Outcome[TargetConfig, TargetResult]) -> None:
+    def done(outcome: Outcome[TargetConfig, TargetResult]) -> None:
         result = outcome.result or _failed(outcome.item, _why(outcome), outcome.duration_s)
         finished[outcome.item.name] = result
         event("target read", target=result.name, status=result.status, error=result.error,
@@ -124,7 +130,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
     interrupted: str | None = None
     with _terminate_on_signals() as termination:
         try:
-            collectors.run_bounded(targets, collect, workers=TARGET_WORKERS, item_timeout=None,
+            run_bounded(targets, collect, workers=TARGET_WORKERS, item_timeout=None,
                                    deadline=deadline, on_done=done)
         except (KeyboardInterrupt, ScanInterrupted) as exc:
             interrupted = "interrupted by Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -137,10 +143,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         scan_id = store.write_scan(row, results)
         store.close()
         interrupted = interrupted or termination.pending
-    counts: dict[str, int] = {}
-    for result in results:
-        for table, count in result.inventory.counts().items():
-            counts[table] = counts.get(table, 0) + count
+    counts = _counts(results)
     outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted)
     event("scan stored", scan_id=scan_id, status=status, error=interrupted,
           duration_s=round(outcome.duration_s, 3), **counts)
@@ -150,23 +153,55 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
     return outcome
 
 
+IMPORT_FORMATS_HELP = "recorded (a folder `scan --record` wrote), or a kind's own format such as xapi-dump"
+
+
+def import_formats() -> dict[str, str]:
+    """Formats `import` reads, and the kind each belongs to (``recorded`` belongs to every kind)."""
+    formats = {"recorded": "any"}
+    for kind, cls in registry.collector_classes().items():
+        formats.update({name: kind for name in cls.importers})
+    return formats
+
+
+def import_path(fmt: str, path: Path, db_path: Path, *, name: str | None = None,
+                cloudstack_version: str | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> ScanResult:
+    """Store inventory read elsewhere as a scan: a recording (every kind), or a kind's own file (a XAPI dump)."""
+    formats = import_formats()
+    if fmt not in formats:
+        raise ConfigError(f"import: unknown format {fmt!r}", hint=f"formats: {', '.join(formats)}")
+    started, started_at = time.monotonic(), _now()
+    if fmt == "recorded":
+        reads = recording.load(path)
+    else:
+        importer = registry.collector_class(formats[fmt]).importers[fmt]
+        reads = [importer(path, name or f"dump:{path.stem}")]
+    results = [registry.collector_class(read.kind)(read.target).result(read) for read in reads]
+    status = _status(results, None)
+    with writer_lock(db_path, lock_timeout):
+        store = open_store(db_path)
+        row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=None,
+                      cloudstack_version=cloudstack_version, tool_version=TOOL_VERSION, config_path=None)
+        scan_id = store.write_scan(row, results)
+        store.close()
+    counts = _counts(results)
+    event("imported", scan_id=scan_id, format=fmt, file=str(path), status=status, **counts)
+    return ScanResult(scan_id, status, results, time.monotonic() - started, db_path, counts)
+
+
 def import_xapi_dump(path: Path, db_path: Path, *, name: str | None = None, cloudstack_version: str | None = None,
                      lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> ScanResult:
     """Store a XenServer pool database dump as a scan (an audit without credentials)."""
-    from collectors.xenserver import result_from_dump
+    return import_path("xapi-dump", path, db_path, name=name, cloudstack_version=cloudstack_version,
+                       lock_timeout=lock_timeout)
 
-    started = time.monotonic()
-    started_at = _now()
-    result = result_from_dump(path, name or f"dump:{path.stem}")
-    with writer_lock(db_path, lock_timeout):
-        store = open_store(db_path)
-        row = ScanRow(started_at=started_at, finished_at=_now(), status=result.status, error=None,
-                      cloudstack_version=cloudstack_version, tool_version=TOOL_VERSION, config_path=None)
-        scan_id = store.write_scan(row, [result])
-        store.close()
-    event("dump imported", scan_id=scan_id, file=str(path), status=result.status, **result.inventory.counts())
-    return ScanResult(scan_id, result.status, [result], time.monotonic() - started, db_path,
-                      result.inventory.counts())
+
+def _counts(results: Sequence[TargetResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in results:
+        for table, count in result.inventory.counts().items():
+            counts[table] = counts.get(table, 0) + count
+    return counts
 
 
 def _status(results: Sequence[TargetResult], interrupted: str | None) -> str:
@@ -180,7 +215,16 @@ def _failed(target: TargetConfig, error: str, duration_s: float) -> TargetResult
                         status="failed", error=error, duration_s=duration_s)
 
 
-def _why(outcome: collectors.Outcome[TargetConfig, TargetResult]) -> str:
+def _record(folder: Path, read: TargetRead) -> None:
+    """A recording that cannot be written is logged and said; the scan itself goes on."""
+    try:
+        written = recording.write(folder, read)
+        event("target recorded", target=read.target.name, file=str(written))
+    except OSError as exc:
+        event("recording failed", logging.WARNING, target=read.target.name, error=exc.strerror or str(exc))
+
+
+def _why(outcome: Outcome[TargetConfig, TargetResult]) -> str:
     if outcome.timed_out:
         return "scan deadline reached before this target finished"
     return f"internal error {type(outcome.error).__name__}: {one_line(outcome.error, 200)}"

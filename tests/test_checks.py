@@ -368,10 +368,8 @@ def kvm_from_recorded(tmp_path: Path, variants: list[dict[str, Any]]) -> TargetR
     each with its own edits: the corner cases no single real host can show side by side."""
     import json as _json
 
-    from collectors.kvm import merge_hosts
-    from collectors.kvm_normalise import normalise_host
     from tests.test_kvm_normalise import FACTS, LINKS, ok, raw
-    inventories = []
+    answers = {}
     for index, edit in enumerate(variants):
         facts = dict(FACTS)
         links = [dict(link) for link in LINKS]
@@ -388,10 +386,10 @@ def kvm_from_recorded(tmp_path: Path, variants: list[dict[str, Any]]) -> TargetR
         data["capabilities"] = data["capabilities"].replace("4c4c4544-0000-1111-2222-333333333333",
                                                             f"4c4c4544-0000-1111-2222-33333333333{index}")
         data.update(edit.get("raw", {}))
-        inventories.append(normalise_host(data, "kvm", "c1"))
-    target = KvmTarget(name="kvm", hosts=tuple(f"h{i}" for i in range(len(variants))), cluster="c1")
+        answers[f"h{index}"] = data
+    target = KvmTarget(name="kvm", hosts=tuple(answers), cluster="c1")
     return TargetResult(name="kvm", hypervisor="kvm", endpoint="recorded", status="ok",
-                        inventory=merge_hosts(inventories, target))
+                        inventory=KvmCollector.normalise(answers, target))
 
 
 def test_kvm_host_fact_rules(tmp_path: Path) -> None:

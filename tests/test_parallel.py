@@ -1,7 +1,7 @@
 import threading
 import time
 
-from collectors.base import run_bounded
+from inventory.parallel import run_bounded
 
 
 def test_results_come_back_in_order_with_errors_kept() -> None:

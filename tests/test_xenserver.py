@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from collectors.xapi_dump import load_dump, to_api
-from collectors.xenserver import CLASSES, XenServerCollector, XenTarget, result_from_dump
+from collectors.xenserver import CLASSES, XenServerCollector, XenTarget, read_dump
 from fixtures.xapi.server import XapiServer, serve_dump
 from fixtures.xapi.synth import RELEASES, generate
 from fixtures.xapi.tls import self_signed, sha256_fingerprint
@@ -46,6 +46,11 @@ def server_for() -> Iterator[Any]:
     yield start
     for server in started:
         server.stop()
+
+
+def result_from_dump(path: Path, name: str) -> Any:
+    read = read_dump(path, name)
+    return XenServerCollector(read.target).result(read)
 
 
 def rows(dump: Path, table: str) -> dict[str, dict[str, str]]:
@@ -221,9 +226,11 @@ def test_reverse_sets_are_computed_for_old_dumps() -> None:
     assert vm["VBDs"] and all(view.records["VBD"][r]["VM"] in view.records["VM"] for r in vm["VBDs"])
 
 
-def test_target_config_checks() -> None:
-    with pytest.raises(ValueError, match="password_env or password_file"):
-        XenTarget(name="p", url="https://x")
+def test_target_config_checks(tmp_path: Path) -> None:
+    from inventory.config import parse_config
+    with pytest.raises(ConfigError, match="give password_env or password_file"):
+        parse_config({"xenserver": [{"name": "p", "url": "https://x"}]}, tmp_path / "c.toml",
+                     {"xenserver": XenTarget})
     with pytest.raises(ValueError, match="must look like"):
         XenTarget(name="p", url="xen-master", password=Secret("env", "X"))
     with pytest.raises(ValueError, match="SHA-256"):
