@@ -29,10 +29,10 @@ app = typer.Typer(
           "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
           "database (lock wait timed out)."),
 )
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
 if not out.is_terminal:
-    out = Console(highlight=False, soft_wrap=True, width=200)  # pipes and cron mail: no truncated cells
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True, width=200, markup=False)  # pipes and cron mail: no truncated cells
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 _state = {"debug": False}
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
@@ -109,7 +109,8 @@ def scan(
     config: ConfigOpt = None,
     db: DbOpt = None,
     only: Annotated[Optional[list[str]], typer.Option(
-        "--only", help="Scan only this hypervisor kind (kvm, xenserver, vmware) or target name; repeatable.")] = None,
+        "--only", help="Scan only targets of this kind (the name of its [[table]] in the config, e.g. kvm) "
+                       "or the target of this name; repeatable.")] = None,
     deadline: Annotated[Optional[float], typer.Option(
         "--deadline", help="Give up on targets still running after this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")] = False,
@@ -119,6 +120,10 @@ def scan(
         "--cloudstack-version", help="CloudStack release the checks apply; overrides [cloudstack] version.")] = None,
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="Exit 1 when a finding is at least this severe: error, warning, info or never.")] = "error",
+    record: Annotated[Optional[Path], typer.Option(
+        "--record", help="Also write what each target answered to this folder (one JSON file per target, no "
+                         "secrets): attach it to a bug report, or store it again with `import recorded DIR`.",
+        show_default=False)] = None,
 ) -> NoReturn:
     """Collect every configured target and store it as one scan.
 
@@ -134,7 +139,7 @@ def scan(
             inventory.resolve_release(cloudstack_version or cfg.cloudstack_version)
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
-                                    lock_timeout=lock_timeout)
+                                    lock_timeout=lock_timeout, record=record)
         findings = None
         version = cloudstack_version or cfg.cloudstack_version
         if version and result.status != "failed":
@@ -175,7 +180,7 @@ def _progress(total: int, quiet: bool) -> Iterator[Any]:
                 err.print(line + (f" — {event.error}" if event.error and not event.endpoints else ""), markup=False)
         yield plain
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("scanning", total=total)
 
@@ -439,27 +444,26 @@ def _render_diff(result: Any) -> None:
         out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
 
 
-import_app = typer.Typer(help="Store inventory taken elsewhere as a scan (no credentials needed).",
-                         no_args_is_help=True)
-app.add_typer(import_app, name="import")
-
-
-@import_app.command("xapi-dump")
-def import_xapi_dump(
-    dump: Annotated[Path, typer.Argument(help="A pool database dump: xe pool-dump-database file-name=FILE")],
+@app.command("import")
+def import_(
+    fmt: Annotated[str, typer.Argument(
+        metavar="FORMAT", help="recorded: a folder (or file) `scan --record` wrote, any kind; xapi-dump: a "
+                               "XenServer/XCP-ng pool database dump (xe pool-dump-database file-name=FILE).")],
+    path: Annotated[Path, typer.Argument(help="The folder or file to import.")],
     config: ConfigOpt = None,
     db: DbOpt = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Target name to store it under.")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Target name to store a dump under (a recording keeps its own names).")] = None,
 ) -> NoReturn:
-    """Turn a XenServer/XCP-ng pool database dump into a stored scan, through the live collector's normaliser.
+    """Store inventory taken elsewhere as a scan, through the same normalisers as a live scan (no credentials).
 
-    Exit code 3 when some values in the dump were missing or malformed (they are listed).
+    Exit code 3 when some values were missing or malformed (they are listed), or a recorded target had failed.
     """
     with error_boundary():
         cfg = _config(config, required=False)
-        path = db or (cfg.database_path if cfg else Path("cs-inventory.db"))
-        result = inventory.import_xapi_dump(dump, path, name=name,
-                                            cloudstack_version=cfg.cloudstack_version if cfg else None)
+        path_db = db or (cfg.database_path if cfg else Path("cs-inventory.db"))
+        result = inventory.import_path(fmt, path, path_db, name=name,
+                                       cloudstack_version=cfg.cloudstack_version if cfg else None)
         _render_scan(result)
     raise typer.Exit(result.exit_code)
 

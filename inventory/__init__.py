@@ -20,7 +20,8 @@ from inventory.logs import configure as configure_logging
 from inventory.logs import event as log_event
 from inventory.report import ROLES, scan_summary
 from inventory.scan import (
-    ScanResult, endpoint_count, import_xapi_dump, load_config, scan, select_targets, target_kinds,
+    ScanResult, endpoint_count, import_formats, import_path, import_xapi_dump, load_config, scan, select_targets,
+    target_kinds,
 )
 from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
 from inventory.store import Store, open_store
@@ -35,6 +36,7 @@ __all__ = [
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
     "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
-    "endpoint_count", "export_table", "import_xapi_dump", "load_config", "open_store", "scan",
+    "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
+    "scan",
     "scan_summary", "select_targets", "target_kinds",
 ]

@@ -63,9 +63,11 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def file_name(target: str) -> str:
-    """A file name for a target name chosen by people: safe characters kept, the rest percent-encoded."""
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else f"%{ord(c):02X}" for c in target) + ".json"
+def file_name(position: int, target: str) -> str:
+    """``003-<name>.json``: the target's place in the scan (files sort as the config lists them), and its
+    name, chosen by people, with safe characters kept and the rest percent-encoded."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else f"%{ord(c):02X}" for c in target)
+    return f"{position:03d}-{safe}.json"
 
 
 def prepare(folder: Path) -> Path:
@@ -80,9 +82,9 @@ def prepare(folder: Path) -> Path:
     return folder
 
 
-def write(folder: Path, read: TargetRead) -> Path:
+def write(folder: Path, read: TargetRead, position: int = 0) -> Path:
     """Write one target's recording, owner-only (it describes the estate)."""
-    path = folder / file_name(read.target.name)
+    path = folder / file_name(position, read.target.name)
     text = json.dumps(to_json(read), ensure_ascii=False, indent=1, default=_unknown)
     partial = path.with_name(path.name + ".part")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

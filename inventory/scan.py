@@ -116,7 +116,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         collector.on_endpoint = endpoint_done
         read = collector.read(deadline)
         if record is not None:
-            _record(record, read)
+            _record(record, read, targets.index(target))
         return collector.result(read)
 
     def done(outcome: Outcome[TargetConfig, TargetResult]) -> None:
@@ -215,10 +215,10 @@ def _failed(target: TargetConfig, error: str, duration_s: float) -> TargetResult
                         status="failed", error=error, duration_s=duration_s)
 
 
-def _record(folder: Path, read: TargetRead) -> None:
-    """A recording that cannot be written is logged and said; the scan itself goes on."""
+def _record(folder: Path, read: TargetRead, position: int) -> None:
+    """A recording that cannot be written is logged; the scan itself goes on."""
     try:
-        written = recording.write(folder, read)
+        written = recording.write(folder, read, position)
         event("target recorded", target=read.target.name, file=str(written))
     except OSError as exc:
         event("recording failed", logging.WARNING, target=read.target.name, error=exc.strerror or str(exc))
