@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,10 @@ from fixtures.sshd import SshServer, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = Path(sys.executable).with_name("cs-inventory")
+SHARED_XAPI = ROOT.parent / "shared" / "testdata" / "xapi"
+REAL_DUMPS = sorted(SHARED_XAPI.glob("*.xml"))
+NO_SHARED = (f"the real pool dumps are not beside this clone ({SHARED_XAPI}); the synthetic dumps cover the same "
+             "code, and CI runs these")
 TEST_POOL = "cs-inventory-test"
 # CloudStack-named domains in the real libvirtd; account 901 keeps them apart from the lab's.
 REAL_DOMAINS = [
@@ -33,6 +38,19 @@ REAL_DOMAINS = [
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if os.environ.get("CS_INVENTORY_CI") and report.skipped and report.when != "teardown":
         raise pytest.UsageError(f"{report.nodeid} skipped in CI: heavy tests must run here")
+
+
+def real_dump_params() -> list[Any]:
+    """The real pool dumps to parametrize over; outside CI, one skipped case (with the reason) when they are absent."""
+    return list(REAL_DUMPS) or [pytest.param(None, marks=pytest.mark.skip(reason=NO_SHARED), id="real-dumps")]
+
+
+def real_dump(name: str) -> Path:
+    """One real pool dump by name; the test skips (fails in CI) when ../shared is not beside the clone."""
+    path = SHARED_XAPI / name
+    if not path.exists():
+        pytest.skip(NO_SHARED)
+    return path
 
 
 @pytest.fixture(scope="session")

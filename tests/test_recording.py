@@ -17,9 +17,8 @@ from fixtures.xapi.synth import generate
 from inventory import ConfigError, import_path, load_config, open_store, scan
 from inventory.recording import SECRET_KEYS, file_name, scrub
 from inventory.schema import TABLES
-from tests.conftest import run_tool
+from tests.conftest import real_dump_params, run_tool
 
-SHARED_DUMPS = sorted((Path(__file__).resolve().parents[2] / "shared" / "testdata" / "xapi").glob("*.xml"))
 PASSWORD = "Recorded-Pa55-never-kept"
 
 
@@ -87,7 +86,7 @@ def test_the_command_line_records_and_imports(tmp_path: Path, pool: XapiServer) 
     assert bad.returncode == 2 and bad.stderr.startswith("error: --record") and len(bad.stderr.splitlines()) == 2
 
 
-@pytest.mark.parametrize("dump", SHARED_DUMPS, ids=lambda p: p.name)
+@pytest.mark.parametrize("dump", real_dump_params(), ids=lambda p: getattr(p, "name", "real-dumps"))
 def test_the_real_pool_dumps_replay_as_they_were_read(dump: Path, tmp_path: Path) -> None:
     server = serve_dump(dump, password=PASSWORD)
     try:

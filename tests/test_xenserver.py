@@ -22,8 +22,8 @@ from fixtures.xapi.tls import self_signed, sha256_fingerprint
 from inventory import ConfigError
 from inventory.model import Secret
 
-DUMPS = sorted((Path(__file__).resolve().parents[2] / "shared" / "testdata" / "xapi").glob("*.xml"))
-BY_NAME = {d.name: d for d in DUMPS}
+from tests.conftest import REAL_DUMPS, real_dump, real_dump_params
+
 PASSWORD_ENV = "CSI_TEST_XEN_PASSWORD"
 
 
@@ -34,6 +34,14 @@ def password(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def target(url: str, **extra: Any) -> XenTarget:
     return XenTarget(name="pool", url=url, password=Secret("env", PASSWORD_ENV), **extra)
+
+
+@pytest.fixture(scope="module")
+def small_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-host XCP-ng 8.3 pool: for what is about the wire, not about the data."""
+    dump = tmp_path_factory.mktemp("small") / "small-pool.xml"
+    dump.write_text(generate(1, 4, "xcp-ng-8.3", seed="small"))
+    return dump
 
 
 @pytest.fixture
@@ -61,11 +69,32 @@ def rows(dump: Path, table: str) -> dict[str, dict[str, str]]:
 
 
 def test_the_real_dumps_are_there() -> None:
-    assert len(DUMPS) == 4
+    if not REAL_DUMPS:
+        pytest.skip("../shared/testdata/xapi is not beside this clone")
+    assert len(REAL_DUMPS) == 4
 
 
-@pytest.mark.parametrize("dump", DUMPS, ids=lambda p: p.name)
+SYNTHETIC_VMS = {"xcp-ng-8.2": 9, "xenserver-8.4": 7}
+
+
+@pytest.fixture(params=sorted(SYNTHETIC_VMS))
+def synthetic_pool(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    dump = tmp_path / f"{request.param}.xml"
+    dump.write_text(generate(2, SYNTHETIC_VMS[request.param], request.param, seed="relations"))
+    return dump
+
+
+@pytest.mark.parametrize("dump", real_dump_params(), ids=lambda p: getattr(p, "name", "real-dumps"))
 def test_every_object_of_a_real_pool_is_stored_with_its_relations(dump: Path, server_for: Any) -> None:
+    check_every_object(dump, server_for, {"tampa-poolof16and23-xapi-db.xml": 4, "tampa_poolofone_40.xml": 2,
+                                          "xapidb_app.xml": 4, "updatesState.xml": 2}[dump.name])  # their README
+
+
+def test_every_object_of_a_synthetic_pool_is_stored_with_its_relations(synthetic_pool: Path, server_for: Any) -> None:
+    check_every_object(synthetic_pool, server_for, SYNTHETIC_VMS[synthetic_pool.stem])
+
+
+def check_every_object(dump: Path, server_for: Any, vm_count: int) -> None:
     server = server_for(dump)
     result = XenServerCollector(target(server.url)).collect()
     assert result.status == "ok", result.error
@@ -76,8 +105,7 @@ def test_every_object_of_a_real_pool_is_stored_with_its_relations(dump: Path, se
     real_vms = {ref: v for ref, v in vms.items() if v["is_a_template"] == "false"
                 and v["is_a_snapshot"] == "false" and v["is_control_domain"] == "false"}
     assert {v.key for v in inv.vms} == {v["uuid"] for v in real_vms.values()}
-    assert len(inv.vms) == {"tampa-poolof16and23-xapi-db.xml": 4, "tampa_poolofone_40.xml": 2,
-                            "xapidb_app.xml": 4, "updatesState.xml": 2}[dump.name]  # the dumps' README
+    assert len(inv.vms) == vm_count
     assert {s.key for s in inv.storage} == {s["uuid"] for s in srs.values()}
     assert {n.key for n in inv.networks} == {n["uuid"] for n in nets.values()}
     assert len(inv.host_nics) == len([p for p in pifs.values() if p.get("host") in hosts])
@@ -139,8 +167,8 @@ def test_current_releases(release: str, server_for: Any, tmp_path: Path) -> None
     assert sum(1 for a in result.inventory.host_storage if a.storage_key == nfs.key and a.attached) == 4
 
 
-def test_int64_travel_as_strings_like_xapi(server_for: Any) -> None:
-    server = server_for(DUMPS[0])
+def test_int64_travel_as_strings_like_xapi(server_for: Any, small_pool: Path) -> None:
+    server = server_for(small_pool)
     proxy = xmlrpc.client.ServerProxy(server.url)
     login = proxy.session.login_with_password("root", "xenroot", "2.0", "test")
     assert login["Status"] == "Success" and login["Value"].startswith("OpaqueRef:")
@@ -156,9 +184,9 @@ def test_int64_travel_as_strings_like_xapi(server_for: Any) -> None:
     assert proxy.VM.get_name_label(login["Value"], ref)["Value"] == record["name_label"]
 
 
-def test_a_pool_member_redirects_to_the_master_once(server_for: Any) -> None:
-    master = server_for(DUMPS[1], host="127.0.0.2")
-    member = server_for(DUMPS[1], host="127.0.0.3", port=master.port, member_of="127.0.0.2")
+def test_a_pool_member_redirects_to_the_master_once(server_for: Any, small_pool: Path) -> None:
+    master = server_for(small_pool, host="127.0.0.2")
+    member = server_for(small_pool, host="127.0.0.3", port=master.port, member_of="127.0.0.2")
     result = XenServerCollector(target(member.url)).collect()
     assert result.status == "ok" and len(result.inventory.hosts) == 1
     assert [(e.endpoint, e.status) for e in result.endpoints] == [(member.url, "redirected"), (master.url, "ok")]
@@ -168,10 +196,10 @@ def test_a_pool_member_redirects_to_the_master_once(server_for: Any) -> None:
         name.endswith("get_all_records") for name in member.api.calls)
 
 
-def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_path: Path,
+def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_path: Path, small_pool: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     cert, key = self_signed(tmp_path / "tls")
-    tls = server_for(DUMPS[0], tls=(cert, key))
+    tls = server_for(small_pool, tls=(cert, key))
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(4)
@@ -201,8 +229,12 @@ def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_p
     assert XenServerCollector(target(tls.url, fingerprint=sha256_fingerprint(cert))).collect().status == "ok"
 
 
-def test_a_dump_with_missing_or_malformed_fields_is_reported_not_a_crash(tmp_path: Path) -> None:
-    tree = ET.parse(BY_NAME["tampa_poolofone_40.xml"])
+@pytest.mark.parametrize("source", ["real", "synthetic"])
+def test_a_dump_with_missing_or_malformed_fields_is_reported_not_a_crash(source: str, tmp_path: Path) -> None:
+    if source == "real":
+        tree = ET.parse(real_dump("tampa_poolofone_40.xml"))
+    else:
+        tree = ET.ElementTree(ET.fromstring(generate(1, 2, "xcp-ng-8.3", seed="broken")))
     vm_rows = [row for row in tree.getroot().find("table[@name='VM']").findall("row")  # type: ignore[union-attr]
                if row.get("is_control_domain") == "false" and row.get("is_a_template") == "false"
                and row.get("is_a_snapshot") == "false"]
@@ -221,9 +253,24 @@ def test_a_dump_with_missing_or_malformed_fields_is_reported_not_a_crash(tmp_pat
 
 
 def test_reverse_sets_are_computed_for_old_dumps() -> None:
-    view = to_api(load_dump(BY_NAME["updatesState.xml"]))  # XenServer 5.5: no VM.VBDs stored
+    view = to_api(load_dump(real_dump("updatesState.xml")))  # XenServer 5.5: no VM.VBDs stored
     vm = next(v for v in view.records["VM"].values() if not v["is_control_domain"] and not v["is_a_template"])
     assert vm["VBDs"] and all(view.records["VBD"][r]["VM"] in view.records["VM"] for r in vm["VBDs"])
+
+
+def test_reverse_sets_of_a_synthetic_dump_written_the_old_way() -> None:
+    """The 5.x layout (only VBD.VM, no VM.VBDs) made from a synthetic dump: the sets come back as they were."""
+    text = generate(2, 6, "xcp-ng-8.3", seed="old-layout")
+    whole = to_api(load_dump(text)).records
+    root = ET.fromstring(text)
+    for table, field in (("VM", "VBDs"), ("VM", "VIFs"), ("SR", "PBDs")):
+        for row in root.find(f"table[@name='{table}']").findall("row"):  # type: ignore[union-attr]
+            row.attrib.pop(field, None)
+    old = to_api(load_dump(ET.tostring(root, encoding="unicode"))).records
+    for table, field in (("VM", "VBDs"), ("VM", "VIFs"), ("SR", "PBDs")):
+        assert {ref: sorted(r[field]) for ref, r in old[table].items()} == {
+            ref: sorted(r[field]) for ref, r in whole[table].items()}
+    assert any(r["VBDs"] for r in old["VM"].values())
 
 
 def test_target_config_checks(tmp_path: Path) -> None:
@@ -242,7 +289,9 @@ def test_target_config_checks(tmp_path: Path) -> None:
 def test_scan_and_import_from_the_command_line_never_leak_the_password(server_for: Any, tmp_path: Path) -> None:
     from tests.conftest import run_tool
     secret = "Xen-Pa55word-never-shown"
-    server = server_for(BY_NAME["xapidb_app.xml"], password=secret)
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(2, 6, "xcp-ng-8.3", seed="leak"))
+    server = server_for(dump, password=secret)
     password_file = tmp_path / "pool.secret"
     password_file.write_text(secret + "\n")
     password_file.chmod(0o600)
@@ -255,11 +304,11 @@ def test_scan_and_import_from_the_command_line_never_leak_the_password(server_fo
     scan = run_tool("--debug", "--log-file", str(log), "scan", "--config", str(config), env={"CSI_WRONG": "nope"})
     assert scan.returncode == 3, scan.stderr  # pool2's password is wrong: partial
     assert "SESSION_AUTHENTICATION_FAILED" in scan.stdout + scan.stderr
-    imported = run_tool("import", "xapi-dump", str(BY_NAME["xapidb_app.xml"]), "--config", str(config))
+    imported = run_tool("import", "xapi-dump", str(dump), "--config", str(config))
     assert imported.returncode == 0, imported.stderr
     exports = [run_tool("export", "--config", str(config), "--scan", str(n), "--table", t, "--format", "json").stdout
                for n in (1, 2) for t in ("hosts", "vms", "targets", "endpoints", "clusters")]
-    assert '"pool1"' in exports[2] and '"dump:xapidb_app"' in exports[7]
+    assert '"pool1"' in exports[2] and '"dump:pool"' in exports[7]
     database = b"".join(p.read_bytes() for p in tmp_path.glob("inv.db*"))
     assert secret.encode() not in database and b"nope" not in database
     for chunk in [scan.stdout, scan.stderr, imported.stdout, log.read_text(), *exports]:
