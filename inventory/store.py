@@ -181,7 +181,6 @@ def open_store(path: Path) -> Store:
             raise StoreError(f"{path} was written by a newer cs-inventory (schema {applied})",
                              hint=f"this version reads schema {schema.SCHEMA_VERSION}; upgrade cs-inventory")
         db.execute(f"PRAGMA user_version = {applied}")
-        schema.create_views(db)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot use database {path}: {exc}",
                          hint="is it a cs-inventory database? point [database] path or --db elsewhere") from exc
