@@ -23,7 +23,7 @@ from inventory.scan import (
     ScanResult, endpoint_count, import_xapi_dump, load_config, scan, select_targets, target_kinds,
 )
 from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
-from inventory.store import Store, open_store
+from inventory.store import Store, open_store, open_store_readonly, upgrade_store
 from inventory.version import TOOL_VERSION
 
 
@@ -35,6 +35,6 @@ __all__ = [
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
     "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
-    "endpoint_count", "export_table", "import_xapi_dump", "load_config", "open_store", "scan",
-    "scan_summary", "select_targets", "target_kinds",
+    "endpoint_count", "export_table", "import_xapi_dump", "load_config", "open_store", "open_store_readonly", "scan",
+    "scan_summary", "select_targets", "target_kinds", "upgrade_store",
 ]

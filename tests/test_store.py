@@ -73,7 +73,7 @@ def test_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("this is not sqlite " * 100)
     from inventory import StoreError
-    with pytest.raises(StoreError, match="cannot use database"):
+    with pytest.raises(StoreError, match="is not an SQLite database"):
         open_store(path)
 
 
