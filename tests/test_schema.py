@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from inventory import StoreError, export_table, open_store, open_store_readonly, scan_summary, schema
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_tool
 from tests.test_store import result, scan_row
 
 FIXTURE = ROOT / "fixtures" / "store" / "cs-inventory-0.1.0.db"
@@ -253,3 +253,47 @@ def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
     with open_store_readonly(stored(tmp_path / "inv.db")) as store:
         with pytest.raises(StoreError, match="opened read-only"):
             store.write_findings(1, [])
+
+
+# -- through the installed command ---------------------------------------------------------------------
+
+READS = [["show"], ["show", "--format", "json"], ["export", "--table", "vms", "--format", "json"],
+         ["export", "--table", "findings"], ["history"], ["diff"], ["diff", "1", "2", "--format", "json"]]
+
+
+@pytest.mark.parametrize("wal_at_rest", [False, True], ids=["rollback", "wal"])
+def test_read_commands_leave_the_database_unchanged(wal_at_rest: bool, tmp_path: Path) -> None:
+    path = stored(tmp_path / "inv.db", wal_at_rest=wal_at_rest)
+    was = state(tmp_path)
+    for command in READS:
+        done = run_tool(*command, "--db", str(path))
+        assert done.returncode == 0, (command, done.stderr)
+    assert state(tmp_path) == was
+
+
+def test_an_old_database_is_refused_by_readers_and_upgraded_on_request(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    shutil.copyfile(FIXTURE, path)
+    was = state(tmp_path)
+    for command in READS:
+        refused = run_tool(*command, "--db", str(path))
+        assert refused.returncode == 2, command
+        assert "has schema 1, older than" in refused.stderr and f"cs-inventory upgrade --db {path}" in refused.stderr
+    assert state(tmp_path) == was
+    upgraded = run_tool("upgrade", "--db", str(path))
+    assert upgraded.returncode == 0 and "schema 1 → 2" in upgraded.stdout, upgraded.stderr
+    assert run_tool("upgrade", "--db", str(path)).stdout.strip().endswith("schema 2, up to date")
+    shown = run_tool("show", "--db", str(path), "--format", "json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["totals"] == {"hosts": 2, "vms": 6}
+
+
+def test_upgrade_refuses_a_newer_database_and_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    newer(path)
+    was = state(tmp_path)
+    refused = run_tool("upgrade", "--db", str(path))
+    assert refused.returncode == 2 and "hint: upgrade cs-inventory" in refused.stderr
+    assert {k: v for k, v in state(tmp_path).items() if not k.endswith(".lock")} == was
+    missing = run_tool("upgrade", "--db", str(tmp_path / "none.db"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
