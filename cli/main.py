@@ -95,13 +95,23 @@ def _config(path: Path | None, *, required: bool) -> inventory.Config | None:
     return inventory.load_config(path)
 
 
-def _store(config_path: Path | None, db: Path | None) -> inventory.Store:
-    if db is None:
-        config = _config(config_path, required=False)
-        db = config.database_path if config else Path("cs-inventory.db")
-    if not db.exists():
-        raise inventory.StoreError(f"database {db} does not exist", hint="run `cs-inventory scan` first, or pass --db")
-    return inventory.open_store(db)
+def _db_path(config_path: Path | None, db: Path | None) -> Path:
+    if db is not None:
+        return db
+    config = _config(config_path, required=False)
+    return config.database_path if config else Path("cs-inventory.db")
+
+
+def _reader(config_path: Path | None, db: Path | None) -> inventory.Store:
+    """The database opened read-only: show, export, history and diff never change it."""
+    return inventory.open_store_readonly(_db_path(config_path, db))
+
+
+def _existing(path: Path) -> Path:
+    """check and prune write to a database, but only to one a scan made."""
+    if not path.exists():
+        raise inventory.StoreError(f"database {path} does not exist", hint="run `cs-inventory scan` first, or pass --db")
+    return path
 
 
 @app.command()
@@ -143,8 +153,8 @@ def scan(
         findings = None
         version = cloudstack_version or cfg.cloudstack_version
         if version and result.status != "failed":
-            store = inventory.open_store(result.db_path)
-            findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels)
+            with inventory.open_store(result.db_path) as store:
+                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels)
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
@@ -223,12 +233,12 @@ def check(
     """
     with error_boundary():
         cfg = _config(config, required=False)
-        store = _store(config, db)
-        resolved = store.resolve_scan(scan_id)
-        version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
-            "cloudstack_version")
-        findings = inventory.run_checks(store, resolved, version, traffic_labels=cfg.traffic_labels if cfg else {},
-                                        only=rule_ids, skip=skip)
+        with inventory.open_store(_existing(_db_path(config, db))) as store:  # findings are stored with the scan
+            resolved = store.resolve_scan(scan_id)
+            version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
+                "cloudstack_version")
+            findings = inventory.run_checks(store, resolved, version,
+                                            traffic_labels=cfg.traffic_labels if cfg else {}, only=rule_ids, skip=skip)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
             out.print_json(json.dumps({"format": "cs-inventory.findings/1", "scan": resolved,
@@ -287,8 +297,8 @@ def show(
 ) -> None:
     """Summarise a stored scan: per target and cluster, hosts, VMs by CloudStack role, failures."""
     with error_boundary():
-        store = _store(config, db)
-        summary = inventory.scan_summary(store, store.resolve_scan(scan_id))
+        with _reader(config, db) as store:
+            summary = inventory.scan_summary(store, store.resolve_scan(scan_id))
         if fmt == "json":
             out.print_json(json.dumps(summary))
             return
@@ -333,9 +343,8 @@ def export(
     Findings are the `findings` table. CSV cells a spreadsheet would evaluate are made inert.
     """
     with error_boundary():
-        store = _store(config, db)
         chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-        with _output(output) as handle:
+        with _reader(config, db) as store, _output(output) as handle:
             count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen)
         if output is not None:
             err.print(f"wrote {count} {table} rows to {output}", markup=False)
@@ -362,7 +371,8 @@ def history(
 ) -> None:
     """List stored scans: time, status, hosts and VMs, findings by severity, failed targets."""
     with error_boundary():
-        rows = inventory.history(_store(config, db), limit)
+        with _reader(config, db) as store:
+            rows = inventory.history(store, limit)
         if fmt == "json":
             out.print_json(json.dumps(rows))
             return
@@ -387,8 +397,8 @@ def prune(
 ) -> None:
     """Delete old scans and reclaim the space. The latest complete scan is never deleted."""
     with error_boundary():
-        store = _store(config, db)
-        with inventory.writer_lock(store.path, lock_timeout):
+        path = _existing(_db_path(config, db))
+        with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:
             result = inventory.prune(store, keep=keep, older_than=older_than, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         out.print(f"{verb} {len(result.removed)} scans {result.removed or ''}; kept {len(result.kept)}"
@@ -412,7 +422,8 @@ def diff(
     A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
     """
     with error_boundary():
-        result = inventory.diff_scans(_store(config, db), old, new, include_usage=include_usage)
+        with _reader(config, db) as store:
+            result = inventory.diff_scans(store, old, new, include_usage=include_usage)
         if fmt == "table":
             _render_diff(result)
             return
@@ -442,6 +453,25 @@ def _render_diff(result: Any) -> None:
         out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
     for f in result.findings_resolved:
         out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
+
+
+@app.command()
+def upgrade(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a running scan.")] = 60.0,
+) -> None:
+    """Bring a database written by an older cs-inventory up to this version's schema.
+
+    show, export, history and diff only read, so they refuse an older database and name this
+    command; scan, check, prune and import upgrade it on their own. Takes the writer lock like
+    prune; a database written by a newer cs-inventory is refused and left as it is.
+    """
+    with error_boundary():
+        path = _db_path(config, db)
+        before, after = inventory.upgrade_store(path, lock_timeout)
+        out.print(f"{path}: schema {before} → {after}" if before != after else f"{path}: schema {after}, up to date",
+                  markup=False)
 
 
 @app.command("import")

@@ -24,7 +24,7 @@ from inventory.scan import (
     target_kinds,
 )
 from inventory.schema import EXPORTABLE_TABLES, SCHEMA_VERSION
-from inventory.store import Store, open_store
+from inventory.store import Store, open_store, open_store_readonly, upgrade_store
 from inventory.version import TOOL_VERSION
 
 
@@ -37,6 +37,5 @@ __all__ = [
     "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
-    "scan",
-    "scan_summary", "select_targets", "target_kinds",
+    "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",
 ]

@@ -52,6 +52,7 @@ def prune(store: Store, *, keep: int | None = None, older_than: str | None = Non
     The latest complete scan (status ``ok``) and the latest stored scan the ``latest_*`` views
     show are never deleted, whatever the options say.
     """
+    store.require_writable()
     if (keep is None) == (older_than is None):
         raise ConfigError("prune needs exactly one of --keep N or --older-than AGE")
     if keep is not None and keep < 1:

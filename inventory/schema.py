@@ -1,17 +1,18 @@
-"""The database schema, declared once.
+"""The database schema: declared once in ``TABLES``, built by the frozen steps in ``STEPS``.
 
-DDL, migrations, the README's schema section and the docs test all read ``TABLES``. A column
-added later gets ``since=N`` and a new migration step N adds it; applied steps never change.
+``TABLES`` is what the store's column lists, exports, the README's schema section and the docs
+test read. ``STEPS`` are the migrations that build a database, each literal code frozen when
+released; ``SCHEMA_VERSION`` is their number. A column added later gets ``since=N`` here and a new
+step N that adds it; a test checks that a fresh database's tables and columns equal ``TABLES``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,38 +240,102 @@ TABLES_BY_NAME = {t.name: t for t in TABLES}
 INVENTORY_TABLES = tuple(t.name for t in TABLES if t.record)
 EXPORTABLE_TABLES = tuple(t.name for t in TABLES)
 
-migrations = Migrations("cs-inventory")
+# -- the steps that build a database ------------------------------------------------------------
+# Each step is frozen once released: literal DDL, never read from TABLES, so a change to the
+# declaration can never change what an applied step created. A change to the schema is a new step
+# at the end (tests/test_schema.py checks that a fresh database matches TABLES).
+
+# Step 1 is cs-inventory 0.1.0's schema, as fixtures/store/cs-inventory-0.1.0.db holds it.
+_V1_TABLES: tuple[tuple[str, str], ...] = (
+    ("scans", "id INTEGER PRIMARY KEY, started_at TEXT, finished_at TEXT, status TEXT, error TEXT, "
+              "cloudstack_version TEXT, tool_version TEXT, config_path TEXT"),
+    ("targets", "scan_id INTEGER, name TEXT, hypervisor TEXT, endpoint TEXT, status TEXT, error TEXT, duration_s REAL, "
+                "api_calls INTEGER, detail TEXT"),
+    ("endpoints", "scan_id INTEGER, target TEXT, endpoint TEXT, status TEXT, error TEXT, duration_s REAL, "
+                  "api_calls INTEGER"),
+    ("clusters", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, hypervisor TEXT, master_host_key TEXT, "
+                 "drs_enabled INTEGER, drs_behavior TEXT, ha_enabled INTEGER, host_count INTEGER, raw_json TEXT"),
+    ("hosts", "scan_id INTEGER, target TEXT, key TEXT, cluster_key TEXT, name TEXT, address TEXT, hypervisor TEXT, "
+              "uuid TEXT, hypervisor_version TEXT, product_name TEXT, build TEXT, cpu_arch TEXT, cpu_vendor TEXT, "
+              "cpu_model TEXT, cpu_sockets INTEGER, cpu_cores INTEGER, cpu_threads INTEGER, cpu_mhz INTEGER, "
+              "hvm INTEGER, libvirt_hvm INTEGER, dev_kvm INTEGER, cpu_flags TEXT, memory_bytes INTEGER, state TEXT, "
+              "is_pool_master INTEGER, os_id TEXT, os_name TEXT, os_version TEXT, kernel_version TEXT, "
+              "libvirt_version TEXT, agent_version TEXT, agent_state TEXT, agent_zone TEXT, agent_pod TEXT, "
+              "agent_cluster TEXT, agent_guid TEXT, agent_host TEXT, agent_private_device TEXT, "
+              "agent_public_device TEXT, agent_guest_device TEXT, time_synced INTEGER, raw_json TEXT"),
+    ("vms", "scan_id INTEGER, target TEXT, key TEXT, host_key TEXT, cluster_key TEXT, name TEXT, uuid TEXT, "
+            "instance_name TEXT, cs_role TEXT, cs_account_id INTEGER, cs_id INTEGER, power_state TEXT, vcpus INTEGER, "
+            "memory_bytes INTEGER, guest_os TEXT, tools_state TEXT, is_template INTEGER, raw_json TEXT"),
+    ("vm_disks", "scan_id INTEGER, target TEXT, vm_key TEXT, device TEXT, disk_type TEXT, bus TEXT, storage_key TEXT, "
+                 "path TEXT, format TEXT, capacity_bytes INTEGER, allocation_bytes INTEGER, thin INTEGER"),
+    ("vm_nics", "scan_id INTEGER, target TEXT, vm_key TEXT, device TEXT, mac TEXT, network_key TEXT, network_name TEXT, "
+                "model TEXT, ip_addresses TEXT"),
+    ("networks", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, kind TEXT, bridge TEXT, vlan INTEGER, mtu INTEGER, "
+                 "label TEXT, raw_json TEXT"),
+    ("host_nics", "scan_id INTEGER, target TEXT, host_key TEXT, device TEXT, kind TEXT, network_key TEXT, mac TEXT, "
+                  "ip TEXT, netmask TEXT, ip_addresses TEXT, is_dhcp INTEGER, mtu INTEGER, vlan INTEGER, "
+                  "is_management INTEGER, bond TEXT, link_up INTEGER, speed INTEGER"),
+    ("storage", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, kind TEXT, shared INTEGER, capacity_bytes INTEGER, "
+                "free_bytes INTEGER, source TEXT, content TEXT, raw_json TEXT"),
+    ("host_storage", "scan_id INTEGER, target TEXT, host_key TEXT, storage_key TEXT, attached INTEGER, mount_path TEXT"),
+    ("findings", "scan_id INTEGER, target TEXT, cluster TEXT, rule_id TEXT, severity TEXT, object_type TEXT, "
+                 "object_key TEXT, message TEXT, observed TEXT, expected TEXT, remediation TEXT, reference TEXT"),
+)
+_V1_INDEXES: tuple[tuple[str, tuple[str, ...], bool], ...] = (  # table, columns, unique
+    ("targets", ("scan_id", "name"), True),
+    ("endpoints", ("scan_id", "endpoint", "target"), True),
+    ("clusters", ("scan_id", "key", "target"), True),
+    ("hosts", ("scan_id", "key", "target"), True),
+    ("vms", ("scan_id", "key", "target"), True),
+    ("vm_disks", ("scan_id", "vm_key", "device", "target"), True),
+    ("vm_nics", ("scan_id", "vm_key", "device", "target"), True),
+    ("networks", ("scan_id", "key", "target"), True),
+    ("host_nics", ("scan_id", "host_key", "device", "target"), True),
+    ("storage", ("scan_id", "key", "target"), True),
+    ("host_storage", ("scan_id", "host_key", "storage_key", "target"), True),
+    ("findings", ("scan_id",), False),
+)
 
 
-def _columns_of(table: Table, version: int) -> dict[str, type]:
-    return {c.name: c.type for c in table.columns if c.since == version}
-
-
-@migrations(name="0001_initial")
 def _initial(db: Database) -> None:
-    for table in TABLES:
-        columns = _columns_of(table, 1)
-        if table.name == "scans":
-            db.table("scans").create(columns, pk="id")
-            continue
-        db.table(table.name).create(columns)
-        if not table.key:
-            db.table(table.name).create_index(["scan_id"], find_unique_name=True)
-            continue
-        # One index does three jobs: rows of a scan (scan_id), lookups by key within a scan
-        # (scan_id, key …) and uniqueness of a key within a target (target last).
-        target = ["target"] if "target" in columns else []
-        db.table(table.name).create_index(["scan_id", *table.key, *target], unique=True, find_unique_name=True)
+    """The 0.1.0 tables and indexes, in the text sqlite-utils gave them then (byte-equal in sqlite_master)."""
+    for name, columns in _V1_TABLES:
+        body = ",\n".join('   "{}" {}'.format(*column.split(" ", 1)) for column in columns.split(", "))
+        db.execute(f'CREATE TABLE "{name}" (\n{body}\n)')
+    for table, key, unique in _V1_INDEXES:
+        quoted = ", ".join(f'"{c}"' for c in key)
+        db.execute(f'CREATE {"UNIQUE " if unique else ""}INDEX "idx_{table}_{"_".join(key)}"\n'
+                   f'    ON "{table}" ({quoted})')
 
 
-def create_views(db: Database) -> None:
+# Step 2: the latest_<table> views, once built on every open (so 0.1.0 files have them already).
+_V2_VIEWS = ("targets", "endpoints", "clusters", "hosts", "vms", "vm_disks", "vm_nics", "networks", "host_nics",
+             "storage", "host_storage", "findings")
+_V2_LATEST = "(SELECT id FROM scans WHERE status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1)"
+
+
+def _latest_views(db: Database) -> None:
     """``latest_<table>``: rows of the newest scan that stored anything (status ok or partial)."""
-    latest = "(SELECT id FROM scans WHERE status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1)"
-    for table in TABLES:
-        if table.name == "scans":
-            continue
-        db.execute(f"DROP VIEW IF EXISTS latest_{table.name}")
-        db.execute(f"CREATE VIEW latest_{table.name} AS SELECT * FROM {table.name} WHERE scan_id = {latest}")
+    for name in _V2_VIEWS:
+        db.execute(f"DROP VIEW IF EXISTS latest_{name}")
+        db.execute(f"CREATE VIEW latest_{name} AS SELECT * FROM {name} WHERE scan_id = {_V2_LATEST}")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    apply: Callable[[Database], None]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("0001_initial", _initial),
+    Step("0002_latest_views", _latest_views),
+)
+SCHEMA_VERSION = len(STEPS)
+
+migrations = Migrations("cs-inventory")
+for _step in STEPS:
+    migrations(name=_step.name)(_step.apply)
 
 
 def markdown() -> str:

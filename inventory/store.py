@@ -1,7 +1,8 @@
 """The inventory store: one SQLite file, every scan kept under its own scan_id.
 
 A scan is written in one transaction (``write_scan``), so a reader — or a crash — sees a
-whole scan or none of it.
+whole scan or none of it. Two ways to open it: ``open_store`` for the commands that write
+(creates, migrates), ``open_store_readonly`` for those that only read (never writes a byte).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlite_utils import Database
 
 from inventory import schema
 from inventory.errors import StoreError
+from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.model import TargetResult
 
 BUSY_TIMEOUT_MS = 30_000
@@ -39,13 +42,25 @@ class ScanRow:
 
 
 class Store:
-    def __init__(self, db: Database, path: Path) -> None:
+    def __init__(self, db: Database, path: Path, *, writable: bool) -> None:
         self.db = db
         self.path = path
+        self.writable = writable
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
     # -- writing -----------------------------------------------------------------------------
+    def require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path} was opened read-only", hint="this command needs open_store (a writer)")
+
     def write_scan(self, scan: ScanRow, results: Sequence[TargetResult]) -> int:
         """Write a scan, its targets, endpoints and records in one transaction; return its id."""
+        self.require_writable()
         with self.db.atomic():
             cursor = self.db.execute(
                 "INSERT INTO scans (started_at, finished_at, status, error, cloudstack_version, "
@@ -98,6 +113,7 @@ class Store:
 
     def write_findings(self, scan_id: int, findings: Sequence[dict[str, Any]]) -> None:
         """Replace the findings of one scan (checks can be re-run)."""
+        self.require_writable()
         columns = schema.TABLES_BY_NAME["findings"].column_names
         with self.db.atomic():
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
@@ -151,40 +167,191 @@ class Store:
             raise StoreError(f"--where {where!r}: {exc}",
                              hint="an SQL condition on the table's columns, e.g. \"power_state = 'running'\"") from exc
         finally:
-            self.db.execute("PRAGMA query_only = OFF")
+            self.db.execute(f"PRAGMA query_only = {'OFF' if self.writable else 'ON'}")
         return iter(rows)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, list(params)))
 
     def close(self) -> None:
+        """Close; a writer that is the last one open leaves the file in rollback-journal mode.
+
+        A file at rest then needs no -wal or -shm beside it, so read-only opens create none and
+        work in a read-only directory. With another connection open the switch is refused at once
+        (busy timeout 0) and the file stays in WAL mode until the last writer closes.
+        """
+        if self.writable:
+            try:
+                self.db.execute("PRAGMA busy_timeout = 0")
+                self.db.execute("PRAGMA journal_mode = DELETE")
+            except sqlite3.OperationalError:
+                pass  # "database is locked": someone else has it open
         self.db.close()
 
 
 def open_store(path: Path) -> Store:
-    """Open (creating with owner-only permissions, and migrating) the database at ``path``."""
+    """Open the database at ``path`` for writing: create it (owner-only) if missing, apply pending steps.
+
+    A file that is not a cs-inventory database, or was written by a newer one, is refused before
+    anything is written to it. An empty file (0 bytes, or SQLite with no tables) is initialised.
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        db = Database(conn)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.enable_wal()
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA cache_size = -262144")  # 256 MiB: index inserts of a big scan stay in memory
-        db.execute("PRAGMA foreign_keys = OFF")
-        schema.migrations.apply(db)
-        applied = len(schema.migrations.applied(db))
-        if applied > schema.SCHEMA_VERSION:
-            raise StoreError(f"{path} was written by a newer cs-inventory (schema {applied})",
-                             hint=f"this version reads schema {schema.SCHEMA_VERSION}; upgrade cs-inventory")
-        db.execute(f"PRAGMA user_version = {applied}")
-        schema.create_views(db)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot use database {path}: {exc}",
-                         hint="is it a cs-inventory database? point [database] path or --db elsewhere") from exc
+        if not _create_if_missing(path) and path.stat().st_size:
+            _open_for_reading(path)[0].close()  # refuses a foreign or newer file, touching nothing
+        db = _connect(str(path), uri=False)
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
-    return Store(db, path)
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from exc
+    try:
+        db.enable_wal()  # readers go on while a scan writes; Store.close leaves WAL mode again
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = OFF")
+        schema.migrations.apply(db)
+        if db.execute("PRAGMA user_version").fetchone()[0] != schema.SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _unusable(path, exc) from exc
+    return Store(db, path, writable=True)
+
+
+def open_store_readonly(path: Path) -> Store:
+    """Open the database at ``path`` for reading only: it applies nothing, writes nothing, creates no file.
+
+    Refuses a missing, empty or foreign file, and a database of another schema version: newer
+    (upgrade cs-inventory) or older (``cs-inventory upgrade`` brings it up to date).
+    """
+    db, applied = _open_for_reading(path)
+    if applied < schema.SCHEMA_VERSION:
+        db.close()
+        if not applied:
+            raise StoreError(f"{path} is an empty SQLite database: no scan has been stored in it",
+                             hint=f"`cs-inventory scan --db {path}` initialises it, or pass --db with the right file")
+        raise StoreError(f"{path} has schema {applied}, older than this cs-inventory's schema {schema.SCHEMA_VERSION}",
+                         hint=f"run `cs-inventory upgrade --db {path}` (a scan upgrades it too); "
+                              "read commands never change a database")
+    return Store(db, path, writable=False)
+
+
+def schema_version_of(path: Path) -> int:
+    """The number of schema steps applied to the database at ``path`` (read only, like open_store_readonly)."""
+    db, applied = _open_for_reading(path)
+    db.close()
+    return applied
+
+
+def upgrade_store(path: Path, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[int, int]:
+    """Apply the pending schema steps to an existing database, holding the writer lock; return (from, to)."""
+    if not path.exists():
+        raise StoreError(f"database {path} does not exist", hint="nothing to upgrade; `cs-inventory scan` creates it")
+    with writer_lock(path, lock_timeout):
+        before = schema_version_of(path)
+        open_store(path).close()
+    return before, schema.SCHEMA_VERSION
+
+
+# -- opening -------------------------------------------------------------------------------------
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OUR_TABLES = {t.name for t in schema.TABLES} | {schema.migrations.migrations_table}
+
+
+def _create_if_missing(path: Path) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _connect(target: str, *, uri: bool) -> Database:
+    conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    db = Database(conn)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA cache_size = -262144")  # 256 MiB: index inserts of a big scan stay in memory
+    return db
+
+
+def _open_for_reading(path: Path) -> tuple[Database, int]:
+    """A read-only connection to a file that looks like ours, and the number of schema steps applied to it."""
+    header = _read_header(path)
+    try:
+        db = _connect(_readonly_uri(path, header), uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from exc
+    try:
+        db.execute("PRAGMA query_only = ON")
+        return db, _applied_steps(db, path)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _unusable(path, exc) from exc
+    except BaseException:
+        db.close()
+        raise
+
+
+def _read_header(path: Path) -> bytes:
+    """The first 100 bytes, read without SQLite, so that a file that is not a database is never opened by it."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:
+        raise StoreError(f"database {path} does not exist", hint="run `cs-inventory scan` first, or pass --db") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc.strerror}") from exc
+    if not header:
+        raise StoreError(f"{path} is empty (0 bytes): no scan has been stored in it",
+                         hint=f"`cs-inventory scan --db {path}` initialises it, or pass --db with the right file")
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise StoreError(f"{path} is not an SQLite database",
+                         hint="point [database] path or --db at a cs-inventory database")
+    return header
+
+
+def _readonly_uri(path: Path, header: bytes) -> str:
+    """``mode=ro``, and ``immutable=1`` for a WAL-mode file that has no -wal beside it.
+
+    To read a WAL-mode file SQLite needs its -wal and -shm files, and creates them when they are
+    missing: a write beside the database, and impossible in a read-only directory. Without a -wal
+    file every commit is in the database file itself, so ``immutable=1`` reads it alone. Our
+    writers leave rollback mode behind when they close (``Store.close``), so this is the case of a
+    file last closed by cs-inventory 0.1.0 or another tool; a writer starting during such a read is
+    not seen by it. A rollback-mode file needs nothing beside it to be read.
+    """
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    is_wal = header[18] == 2  # the file format version bytes: 1 rollback journal, 2 WAL
+    if is_wal and not path.with_name(path.name + "-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
+def _applied_steps(db: Database, path: Path) -> int:
+    """How many of our schema steps the database has; refuses one that is not ours or is newer."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {t for t in tables if not t.startswith("sqlite_")}  # SQLite's own (sqlite_sequence, sqlite_stat1)
+    if not tables and not db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+        return 0  # an SQLite file with nothing in it: ours to initialise
+    applied = [m.name for m in schema.migrations.applied(db)]
+    if not applied:
+        raise StoreError(f"{path} is an SQLite database, but not a cs-inventory one (no cs-inventory schema steps)",
+                         hint="point [database] path or --db at a cs-inventory database, or at a new file")
+    known = [step.name for step in schema.STEPS]
+    if len(applied) > len(known):
+        raise StoreError(f"{path} was written by a newer cs-inventory (schema {len(applied)}); "
+                         f"this version reads schema {schema.SCHEMA_VERSION}", hint="upgrade cs-inventory")
+    if applied != known[:len(applied)]:
+        unknown = ", ".join(name for name in applied if name not in known) or ", ".join(applied)
+        raise StoreError(f"{path} has schema steps this cs-inventory does not know ({unknown})",
+                         hint="was it written by a newer or a development cs-inventory? upgrade cs-inventory")
+    foreign = sorted(tables - _OUR_TABLES)
+    if foreign:
+        raise StoreError(f"{path} has tables cs-inventory does not make ({', '.join(foreign)})",
+                         hint="is it another application's database? point [database] path or --db elsewhere")
+    return len(applied)
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    return StoreError(f"cannot use database {path}: {exc}",
+                      hint="is it a cs-inventory database? point [database] path or --db elsewhere")

@@ -66,14 +66,14 @@ def test_database_is_owner_only_and_reopens_without_migrating_again(tmp_path: Pa
     open_store(path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     store = open_store(path)
-    assert [m.name for m in schema.migrations.applied(store.db)] == ["0001_initial"]
+    assert [m.name for m in schema.migrations.applied(store.db)] == [s.name for s in schema.STEPS]
 
 
 def test_not_a_database_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("this is not sqlite " * 100)
     from inventory import StoreError
-    with pytest.raises(StoreError, match="cannot use database"):
+    with pytest.raises(StoreError, match="is not an SQLite database"):
         open_store(path)
 
 
