@@ -41,7 +41,7 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
         text = path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found",
-                          hint="pass --config PATH, or create cs-inventory.toml (see README)") from exc
+                          hint="pass --config PATH, or create cs-inventory.toml (see docs/configuration.md)") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     try:
@@ -194,7 +194,7 @@ def _secret(entry: Mapping[str, Any], fname: str, path: Path, where: str, base: 
 
 
 def _describe(f: dataclasses.Field[Any]) -> str:
-    return str(f.metadata.get("help", "see the README's configuration section"))
+    return str(f.metadata.get("help", "see docs/configuration.md"))
 
 
 def _coerce(value: Any, hint: Any, path: Path, where: str, key: str, base: Path) -> Any:

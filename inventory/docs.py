@@ -1,7 +1,7 @@
-"""The README's generated sections: the configuration reference and the database schema.
+"""The documentation's generated sections: the configuration reference, the database schema, the rules.
 
-``python -m inventory.docs README.md`` rewrites them in place; the docs test fails when they
-are stale, so the README never drifts from the code.
+``python -m inventory.docs`` rewrites them in place in ``docs/``; the docs test fails when they
+are stale, so the documentation never drifts from the code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from inventory import schema
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = ("config", "schema", "rules")
+SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md"}  # section → page in docs/
 
 
 def config_reference() -> str:
@@ -56,24 +56,24 @@ def render(section: str) -> str:
     return {"config": config_reference, "schema": schema.markdown, "rules": rules_table}[section]().strip()
 
 
-def update(text: str) -> str:
-    for section in SECTIONS:
-        start, end = f"<!-- generated:{section} -->", f"<!-- end:{section} -->"
-        if start not in text or end not in text:
-            raise ValueError(f"README lacks the markers {start} … {end}")
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{render(section)}\n{end}{tail}"
-    return text
+def update(text: str, section: str) -> str:
+    start, end = f"<!-- generated:{section} -->", f"<!-- end:{section} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"the page lacks the markers {start} … {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{render(section)}\n{end}{tail}"
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0] if argv else "README.md")
-    text = path.read_text()
-    new = update(text)
-    if new != text:
-        path.write_text(new)
-        print(f"updated {path}")
+    folder = Path(argv[0] if argv else "docs")
+    for section, page in SECTIONS.items():
+        path = folder / page
+        text = path.read_text()
+        new = update(text, section)
+        if new != text:
+            path.write_text(new)
+            print(f"updated {path}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The database schema: declared once in ``TABLES``, built by the frozen steps in ``STEPS``.
 
-``TABLES`` is what the store's column lists, exports, the README's schema section and the docs
+``TABLES`` is what the store's column lists, exports, the schema page (docs/database.md) and the docs
 test read. ``STEPS`` are the migrations that build a database, each literal code frozen when
 released; ``SCHEMA_VERSION`` is their number. A column added later gets ``since=N`` here and a new
 step N that adds it; a test checks that a fresh database's tables and columns equal ``TABLES``.
@@ -339,7 +339,7 @@ for _step in STEPS:
 
 
 def markdown() -> str:
-    """The README's schema section, generated from the declaration."""
+    """The schema page's generated section (docs/database.md), from the declaration."""
     lines = [f"Schema version {SCHEMA_VERSION}. Every table but `scans` has a `latest_<table>` view "
              "holding the rows of the newest scan with status `ok` or `partial`.", ""]
     for table in TABLES:
