@@ -1,0 +1,114 @@
+"""Networking: management interfaces, traffic labels, the agent's bridges and the system-VM
+control network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from inventory.rulebook import Finding, InventoryView, Rule, rule
+
+
+@rule("static-management-address", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
+      remediation="Give the management interface a static address (or a fixed DHCP reservation).",
+      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst, kvm.rst")
+def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The management address is static."""
+    for nic in view.host_nics:
+        if nic["is_management"] and nic["is_dhcp"]:
+            host = view.host_by_key.get((nic["target"], nic["host_key"]), {})
+            yield r.finding("host", nic["host_key"], nic["target"],
+                            f"{host.get('name', nic['host_key'])}: management {nic['device']} {nic['ip']} is from DHCP",
+                            observed="DHCP", expected="static", cluster=host.get("cluster_key"))
+
+
+@rule("traffic-labels-on-every-host", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE + DOC",
+      remediation="Create the bridge (KVM) or name the network (XenServer: xe network-param-set name-label=…) on "
+                  "every host of the cluster, identically.",
+      reference="cloudstack-documentation kvm.rst \"Configuring the Networking\"; CitrixResourceBase.java getHostInfo")
+def traffic_labels_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Every traffic label declared in [cloudstack.traffic_labels] exists on every host of each cluster."""
+    for host in view.hosts:
+        present = _host_labels(view, host)
+        for traffic, label in view.traffic_labels.items():
+            if label not in present:
+                yield r.finding("host", host["key"], host["target"],
+                                f"{host['name']}: {traffic} label {label!r} not found", observed=", ".join(sorted(present)),
+                                expected=label, cluster=host["cluster_key"])
+
+
+@rule("kvm-agent-devices-exist", severity="error", hypervisors={"kvm"}, basis="CODE",
+      remediation="Create the bridges named in agent.properties (private/public/guest.network.device) or fix them.",
+      reference="apache/cloudstack AgentProperties.java; LibvirtComputingResource.java configure")
+def kvm_agent_devices_exist(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The bridges agent.properties names for private, public and guest traffic exist on the host."""
+    for host in view.hosts_of("kvm"):
+        devices = {n["device"] for n in view.nics_by_host.get((host["target"], host["key"]), [])}
+        if not devices:
+            continue
+        for column in ("agent_private_device", "agent_public_device", "agent_guest_device"):
+            if host[column] and host[column] not in devices:
+                yield r.finding("host", host["key"], host["target"],
+                                f"{host['name']}: agent.properties {column[6:].replace('_', '.')}={host[column]} "
+                                "does not exist", observed="missing", expected=host[column], cluster=host["cluster_key"])
+
+
+@rule("kvm-link-local-free", severity="warning", hypervisors={"kvm"}, basis="CODE + INF",
+      remediation="Keep 169.254.0.0/16 for CloudStack's cloud0 bridge (set NOZEROCONF=yes; no other link-local users).",
+      reference="apache/cloudstack BridgeVifDriver.java createControlNetwork; Config.java control.cidr")
+def kvm_link_local_free(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The system-VM control network (169.254.0.0/16, bridge cloud0) is not used by anything else on the host."""
+    for nic in view.host_nics:
+        host = view.host_by_key.get((nic["target"], nic["host_key"]), {})
+        if host.get("hypervisor") != "kvm" or nic["device"] == "cloud0":
+            continue
+        used = [a for a in (nic["ip_addresses"] or "").split(",") if a.startswith("169.254.")]
+        if used:
+            yield r.finding("host", nic["host_key"], nic["target"], f"{host.get('name')}: {nic['device']} holds "
+                            f"link-local {', '.join(used)}", observed=", ".join(used), expected="only on cloud0",
+                            cluster=host.get("cluster_key"))
+
+
+@rule("xen-management-pif", severity="error", hypervisors={"xenserver"}, basis="CODE",
+      remediation="Move the management interface off the VLAN / onto the bond itself.",
+      reference="apache/cloudstack CitrixResourceBase.java getManagementNetwork")
+def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The management PIF is neither a VLAN PIF nor a bond member."""
+    for nic in view.host_nics:
+        host = view.host_by_key.get((nic["target"], nic["host_key"]), {})
+        if host.get("hypervisor") == "xenserver" and nic["is_management"] and (nic["vlan"] or nic["bond"]):
+            what = f"VLAN {nic['vlan']}" if nic["vlan"] else f"a member of {nic['bond']}"
+            yield r.finding("host", nic["host_key"], nic["target"], f"{host.get('name')}: management PIF "
+                            f"{nic['device']} is {what}", observed=what, expected="untagged, not a bond member",
+                            cluster=host.get("cluster_key"))
+
+
+@rule("vmware-management-portgroup", severity="error", hypervisors={"vmware"}, basis="CODE + DOC",
+      remediation="Give every host a VMkernel NIC on the management port group (vmware.management.portgroup, default "
+                  "\"Management Network\"), named the same on all hosts.",
+      reference="apache/cloudstack VmwareResource.java fillHostNetworkInfo / HostMO.getHyperHostNetworkSummary; "
+                "Config.java vmware.management.portgroup")
+def vmware_management_portgroup(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Every ESXi host has a VMkernel NIC on the "Management Network" port group."""
+    for host in view.hosts_of("vmware"):
+        vmks = [n for n in view.nics_by_host.get((host["target"], host["key"]), []) if n["kind"] == "vmk"]
+        if not any(n["bond"] == "Management Network" for n in vmks):
+            yield r.finding("host", host["key"], host["target"], f"{host['name']}: no VMkernel NIC on "
+                            "\"Management Network\"", observed=", ".join(f"{n['device']} on {n['bond']}" for n in vmks)
+                            or "no VMkernel NIC", expected="a vmk on Management Network", cluster=host["cluster_key"])
+
+
+def _host_labels(view: InventoryView, host: dict[str, Any]) -> set[str]:
+    """What a traffic label can name on this host: bridges (KVM), network name-labels (Xen), vSwitches, port
+    groups and distributed switches/port groups (VMware; dvSwitch membership per host is not read)."""
+    labels = set()
+    for nic in view.nics_by_host.get((host["target"], host["key"]), []):
+        network = view.network_by_key.get((nic["target"], nic["network_key"]))
+        if nic["kind"] in ("bridge", "ovs", "vswitch"):
+            labels.add(nic["device"])
+        if network is not None:
+            labels.add(network["name"])
+    if host["hypervisor"] == "vmware":
+        labels |= {n["name"] for n in view.networks
+                   if n["target"] == host["target"] and n["kind"] in ("dvswitch", "dvportgroup")}
+    return labels
