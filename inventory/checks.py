@@ -32,10 +32,9 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     """Run the selected rules on one scan; store the findings (replacing earlier ones); return them."""
     release = resolve(cloudstack_version)
     view = InventoryView(store, scan_id, release, traffic_labels or {})
-    present = {t["hypervisor"] for t in view.targets}
     findings: list[Finding] = []
     for chosen in select_rules(only, skip):
-        if chosen.hypervisors & present and chosen.applies_to(release):
+        if chosen.hypervisors & view.kinds and chosen.applies_to(release):
             findings.extend(chosen.fn(view, chosen))
     findings.sort(key=lambda f: (f.target, f.cluster or "", SEVERITIES.index(f.severity), f.rule_id, f.object_key))
     store.write_findings(scan_id, [f.as_row() for f in findings])

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, assert_never
 
+from inventory.model import Cluster, Host, HostNic, Network, Storage, Vm
 from inventory.releases import Release
-from inventory.view import InventoryView
+from inventory.view import HostGroup, InventoryView, Target
 
-__all__ = ["RULES", "SEVERITIES", "Finding", "InventoryView", "Rule", "rule"]
+__all__ = ["RULES", "SEVERITIES", "About", "Finding", "InventoryView", "Rule", "Subject", "rule", "subject_of"]
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -39,6 +40,48 @@ class Finding:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a finding is about: object type and key, its target, and the cluster reports group it under.
+
+    Usually derived from a record (``subject_of``); spelled out for the few findings whose object is
+    no one record, such as a VM known by its UUID across targets.
+    """
+
+    object_type: str
+    key: str
+    target: str
+    cluster: str | None = None
+
+
+About = Host | Vm | Cluster | HostGroup | Storage | Network | Target | HostNic | Subject
+
+
+def subject_of(about: About) -> Subject:
+    """A host, VM, storage or network is itself in its target (hosts and VMs in their cluster); a cluster,
+    or a group of hosts checked as one, is its own cluster; a target is named by itself; a host NIC stands
+    for its host."""
+    match about:
+        case Subject():
+            return about
+        case Host():
+            return Subject("host", about.key, about.target, about.cluster_key)
+        case Vm():
+            return Subject("vm", about.key, about.target, about.cluster_key)
+        case Cluster() | HostGroup():
+            return Subject("cluster", about.key, about.target, about.key)
+        case Storage():
+            return Subject("storage", about.key, about.target)
+        case Network():
+            return Subject("network", about.key, about.target)
+        case Target():
+            return Subject("target", about.name, about.name)
+        case HostNic():
+            return Subject("host", about.host_key, about.target)
+        case _:
+            assert_never(about)
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
@@ -58,11 +101,15 @@ class Rule:
     def applies_to(self, release: Release) -> bool:
         return self.since is None or release.at_least(self.since)
 
-    def finding(self, obj_type: str, key: str, target: str, message: str, *, observed: Any = None,
-                expected: Any = None, severity: str | None = None, cluster: str | None = None) -> Finding:
-        return Finding(self.id, severity or self.severity, obj_type, key, target, message,
+    def finding(self, about: About, message: str, *, observed: Any = None, expected: Any = None,
+                severity: str | None = None, cluster: str | None = None) -> Finding:
+        """A finding of this rule about a record (see ``subject_of``), at the rule's severity unless
+        ``severity`` says otherwise; ``cluster`` replaces the record's own (a host compared within a
+        group of hosts is reported under the group)."""
+        subject = subject_of(about)
+        return Finding(self.id, severity or self.severity, subject.object_type, subject.key, subject.target, message,
                        None if observed is None else str(observed), None if expected is None else str(expected),
-                       self.remediation, self.reference, cluster)
+                       self.remediation, self.reference, subject.cluster if cluster is None else cluster)
 
 
 RULES: dict[str, Rule] = {}

@@ -15,13 +15,12 @@ from inventory.rules.common import raw_of
       reference="apache/cloudstack XenServerConnectionPool.java (HOST_IS_SLAVE handling); xenserver.rst")
 def xen_target_is_master(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """A XenServer target should be the pool master, not a member."""
-    for cluster in view.clusters:
-        raw = raw_of(cluster)
-        if cluster["hypervisor"] == "xenserver" and raw.get("configured_is_master") is False:
-            yield r.finding("target", cluster["target"], cluster["target"],
-                            f"configured on a pool member; the master is {raw.get('master_url')}",
-                            observed=raw.get("configured_url"), expected=raw.get("master_url"),
-                            cluster=cluster["key"])
+    for cluster in view.clusters_of("xenserver"):
+        pool = raw_of(cluster)
+        if pool.get("configured_is_master") is False:
+            yield r.finding(view.target_by_name[cluster.target],
+                            f"configured on a pool member; the master is {pool.get('master_url')}",
+                            observed=pool.get("configured_url"), expected=pool.get("master_url"), cluster=cluster.key)
 
 
 @rule("xen-master-enabled", severity="error", hypervisors={"xenserver"}, basis="CODE",
@@ -30,9 +29,8 @@ def xen_target_is_master(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def xen_master_enabled(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The pool master must be enabled."""
     for host in view.hosts_of("xenserver"):
-        if host["is_pool_master"] and host["state"] != "connected":
-            yield r.finding("host", host["key"], host["target"], f"pool master {host['name']} is {host['state']}",
-                            observed=host["state"], expected="connected", cluster=host["cluster_key"])
+        if host.is_pool_master and host.state != "connected":
+            yield r.finding(host, f"pool master {host.name} is {host.state}", observed=host.state, expected="connected")
 
 
 @rule("kvm-agent-running", severity="error", hypervisors={"kvm"}, basis="CODE",
@@ -42,11 +40,10 @@ def xen_master_enabled(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def kvm_agent_running(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """A KVM host in CloudStack runs the cloudstack-agent."""
     for host in view.hosts_of("kvm"):
-        state = host["agent_state"]
+        state = host.agent_state
         if state is not None and state != "active":
             what = "is not installed" if state == "not-installed" else f"is {state}"
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: cloudstack-agent {what}",
-                            observed=state, expected="active", cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name}: cloudstack-agent {what}", observed=state, expected="active")
 
 
 @rule("kvm-agent-settings-agree", severity="error", hypervisors={"kvm"}, basis="CODE",
@@ -55,23 +52,22 @@ def kvm_agent_running(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="apache/cloudstack agent/src/main/java/com/cloud/agent/properties/AgentProperties.java")
 def kvm_agent_settings_agree(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Hosts of one cluster have the same zone, pod and cluster in agent.properties, and unique guids."""
-    for (target, cluster), hosts in view.cluster_groups("kvm").items():
+    for group in view.groups_of("kvm"):
         for setting in ("agent_zone", "agent_pod", "agent_cluster"):
-            values = Counter(h[setting] for h in hosts if h[setting] is not None)
+            values = Counter(getattr(h, setting) for h in group.hosts if getattr(h, setting) is not None)
             if len(values) > 1:
                 common = values.most_common(1)[0][0]
-                for host in hosts:
-                    if host[setting] is not None and host[setting] != common:
-                        yield r.finding("host", host["key"], target,
-                                        f"{host['name']}: agent.properties {setting[6:]}={host[setting]}, its "
-                                        f"cluster mates say {common}", observed=host[setting], expected=common,
-                                        cluster=cluster)
-    guids = Counter(h["agent_guid"] for h in view.hosts_of("kvm") if h["agent_guid"])
-    for host in view.hosts_of("kvm"):
-        if host["agent_guid"] and guids[host["agent_guid"]] > 1:
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: agent guid "
-                            f"{host['agent_guid']} is used by {guids[host['agent_guid']]} hosts",
-                            observed=host["agent_guid"], expected="unique", cluster=host["cluster_key"])
+                for host in group.hosts:
+                    value = getattr(host, setting)
+                    if value is not None and value != common:
+                        yield r.finding(host, f"{host.name}: agent.properties {setting[6:]}={value}, its cluster "
+                                        f"mates say {common}", observed=value, expected=common, cluster=group.key)
+    hosts = view.hosts_of("kvm")
+    guids = Counter(h.agent_guid for h in hosts if h.agent_guid)
+    for host in hosts:
+        if host.agent_guid and guids[host.agent_guid] > 1:
+            yield r.finding(host, f"{host.name}: agent guid {host.agent_guid} is used by {guids[host.agent_guid]} "
+                            "hosts", observed=host.agent_guid, expected="unique")
 
 
 @rule("vmware-target-is-vcenter", severity="error", hypervisors={"vmware"}, basis="CODE + DOC",
@@ -80,6 +76,6 @@ def kvm_agent_settings_agree(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def vmware_target_is_vcenter(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """A VMware target is a vCenter, not an ESXi host."""
     for target in view.targets:
-        if target["hypervisor"] == "vmware" and "is an ESXi host" in (target["error"] or ""):
-            yield r.finding("target", target["name"], target["name"], f"{target['endpoint']} is an ESXi host",
-                            observed="ESXi (HostAgent)", expected="vCenter (VirtualCenter)")
+        if target.hypervisor == "vmware" and "is an ESXi host" in (target.error or ""):
+            yield r.finding(target, f"{target.endpoint} is an ESXi host", observed="ESXi (HostAgent)",
+                            expected="vCenter (VirtualCenter)")

@@ -17,12 +17,11 @@ GiB = 2**30
 def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """KVM hosts expose hardware virtualisation: an hvm guest type in libvirt and /dev/kvm."""
     for host in view.hosts_of("kvm"):
-        missing = [what for what, ok in (("libvirt offers no hvm guests", host["libvirt_hvm"]),
-                                         ("/dev/kvm is missing", host["dev_kvm"])) if ok is not None and not ok]
+        missing = [what for what, ok in (("libvirt offers no hvm guests", host.libvirt_hvm),
+                                         ("/dev/kvm is missing", host.dev_kvm)) if ok is False]
         if missing:
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: {'; '.join(missing)}",
-                            observed="; ".join(missing), expected="hvm guests and /dev/kvm",
-                            cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name}: {'; '.join(missing)}", observed="; ".join(missing),
+                            expected="hvm guests and /dev/kvm")
 
 
 @rule("xen-hardware-virtualisation", severity="error", hypervisors={"xenserver"}, basis="DOC + CODE (opt-in)",
@@ -31,9 +30,9 @@ def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
 def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """XenServer hosts list an hvm capability."""
     for host in view.hosts_of("xenserver"):
-        if host["hvm"] == 0:  # SQLite stores booleans as 0/1; NULL (unknown) is not a finding
-            yield r.finding("host", host["key"], host["target"], f"{host['name']} lists no hvm capability",
-                            observed="no hvm-* capability", expected="hvm-3.0-x86_64", cluster=host["cluster_key"])
+        if host.hvm is False:  # None (unknown) is not a finding
+            yield r.finding(host, f"{host.name} lists no hvm capability", observed="no hvm-* capability",
+                            expected="hvm-3.0-x86_64")
 
 
 @rule("host-memory", severity="error", hypervisors={"kvm", "xenserver"}, basis="DOC",
@@ -42,10 +41,9 @@ def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
 def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every host has at least 4 GB of memory."""
     for host in view.hosts:
-        if host["hypervisor"] in ("kvm", "xenserver") and host["memory_bytes"] and host["memory_bytes"] < 4 * 10**9:
-            yield r.finding("host", host["key"], host["target"],
-                            f"{host['name']} has {host['memory_bytes'] / GiB:.1f} GiB",
-                            observed=host["memory_bytes"], expected="≥ 4 GB", cluster=host["cluster_key"])
+        if host.hypervisor in ("kvm", "xenserver") and host.memory_bytes and host.memory_bytes < 4 * 10**9:
+            yield r.finding(host, f"{host.name} has {host.memory_bytes / GiB:.1f} GiB", observed=host.memory_bytes,
+                            expected="≥ 4 GB")
 
 
 @rule("time-synchronised", severity="warning", hypervisors={"kvm"}, basis="DOC",
@@ -54,9 +52,9 @@ def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Host clocks are synchronised (NTP/chrony)."""
     for host in view.hosts_of("kvm"):
-        if host["time_synced"] == 0:  # 0 = not synchronised; NULL = unknown
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: clock not synchronised",
-                            observed="not synchronised", expected="synchronised", cluster=host["cluster_key"])
+        if host.time_synced is False:  # None (unknown) is not a finding
+            yield r.finding(host, f"{host.name}: clock not synchronised", observed="not synchronised",
+                            expected="synchronised")
 
 
 @rule("host-state", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
@@ -65,9 +63,8 @@ def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Hosts are connected, not disabled, disconnected or in maintenance."""
     for host in view.hosts:
-        if host["state"] not in (None, "connected"):
-            yield r.finding("host", host["key"], host["target"], f"{host['name']} is {host['state']}",
-                            observed=host["state"], expected="connected", cluster=host["cluster_key"])
+        if host.state not in (None, "connected"):
+            yield r.finding(host, f"{host.name} is {host.state}", observed=host.state, expected="connected")
 
 
 @rule("xen-dom0-memory", severity="info", hypervisors={"xenserver"}, basis="BP",
@@ -78,9 +75,8 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     for host in view.hosts_of("xenserver"):
         memory = raw_of(host).get("dom0_memory_bytes")
         if memory and memory < 2940 * 2**20:
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: dom0 has "
-                            f"{memory // 2**20} MB", observed=f"{memory // 2**20} MB", expected="≥ 2940 MB",
-                            cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name}: dom0 has {memory // 2**20} MB", observed=f"{memory // 2**20} MB",
+                            expected="≥ 2940 MB")
 
 
 @rule("xen-pool-ha", severity="warning", hypervisors={"xenserver"}, basis="DOC",
@@ -88,10 +84,9 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="cloudstack-documentation releasenotes/compat.rst (4.18–4.22 note)")
 def xen_pool_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """XenServer pools have pool HA enabled."""
-    for cluster in view.clusters:
-        if cluster["hypervisor"] == "xenserver" and cluster["ha_enabled"] == 0:
-            yield r.finding("cluster", cluster["key"], cluster["target"], f"pool {cluster['name']}: HA is off",
-                            observed="off", expected="on", cluster=cluster["key"])
+    for cluster in view.clusters_of("xenserver"):
+        if cluster.ha_enabled is False:
+            yield r.finding(cluster, f"pool {cluster.name}: HA is off", observed="off", expected="on")
 
 
 @rule("vmware-ha-drs", severity="info", hypervisors={"vmware"}, basis="CODE + DOC",
@@ -99,10 +94,7 @@ def xen_pool_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="apache/cloudstack VmwareServerDiscoverer.java (NativeHA); choosing_deployment_architecture.rst")
 def vmware_ha_drs(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """vSphere HA is on for CloudStack's clusters (CloudStack leaves VMware HA to vSphere); DRS state is reported."""
-    for cluster in view.clusters:
-        if cluster["hypervisor"] != "vmware":
-            continue
-        for what, value in (("vSphere HA", cluster["ha_enabled"]), ("DRS", cluster["drs_enabled"])):
+    for cluster in view.clusters_of("vmware"):
+        for what, value in (("vSphere HA", cluster.ha_enabled), ("DRS", cluster.drs_enabled)):
             if not value:
-                yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']}: {what} is "
-                                "off", observed="off", expected="on", cluster=cluster["key"])
+                yield r.finding(cluster, f"cluster {cluster.name}: {what} is off", observed="off", expected="on")

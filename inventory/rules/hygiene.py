@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.model import Host, Vm
+from inventory.rulebook import Finding, InventoryView, Rule, Subject, rule
 
 
 @rule("unmanaged-vms", severity="info", hypervisors={"kvm", "xenserver", "vmware"}, basis="BP",
@@ -15,9 +15,9 @@ from inventory.rulebook import Finding, InventoryView, Rule, rule
 def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """CloudStack hosts run only CloudStack's VMs."""
     for vm in view.vms:
-        if vm["cs_role"] == "unmanaged" and not vm["is_template"]:
-            yield r.finding("vm", vm["key"], vm["target"], f"{vm['name']} is not a CloudStack instance",
-                            observed=vm["name"], expected="i-/r-/s-/v- instance names", cluster=vm["cluster_key"])
+        if vm.cs_role == "unmanaged" and not vm.is_template:
+            yield r.finding(vm, f"{vm.name} is not a CloudStack instance", observed=vm.name,
+                            expected="i-/r-/s-/v- instance names")
 
 
 @rule("duplicate-mac", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
@@ -25,15 +25,17 @@ def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="IEEE 802 (MAC addresses are unique on a network); CloudStack allocates MACs per zone")
 def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """No two VM NICs share a MAC address, across all targets."""
+    # A VM counts once per UUID (a stale copy on a second host is the same VM), and the finding names the
+    # first of them by UUID, in no cluster: the MAC's owners may be anywhere.
     owners: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    uuid_of = {(v["target"], v["key"]): v["uuid"] or v["key"] for v in view.vms}
+    uuid_of = {(v.target, v.key): v.uuid or v.key for v in view.vms}
     for nic in view.vm_nics:
-        if nic["mac"]:
-            owners[nic["mac"]].add((nic["target"], uuid_of.get((nic["target"], nic["vm_key"]), nic["vm_key"])))
+        if nic.mac:
+            owners[nic.mac].add((nic.target, uuid_of.get((nic.target, nic.vm_key), nic.vm_key)))
     for mac, vms in owners.items():
         if len(vms) > 1:
             target, vm = sorted(vms)[0]
-            yield r.finding("vm", vm, target, f"MAC {mac} is used by {len(vms)} VMs",
+            yield r.finding(Subject("vm", vm, target), f"MAC {mac} is used by {len(vms)} VMs",
                             observed=", ".join(sorted(v for _, v in vms)), expected="one VM per MAC")
 
 
@@ -43,13 +45,16 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="CloudStack identifies VMs by UUID/instance name and KVM hosts by guid")
 def duplicate_uuid(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """VM and host UUIDs are unique across all targets."""
-    for kind, rows in (("vm", view.vms), ("host", view.hosts)):
-        seen: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            if row["uuid"]:
-                seen[row["uuid"]].append(row)
-        for uuid, dupes in seen.items():
-            if len(dupes) > 1:
-                yield r.finding(kind, dupes[0]["key"], dupes[0]["target"], f"{kind} UUID {uuid} appears "
-                                f"{len(dupes)} times ({', '.join(sorted(str(d['name']) for d in dupes))})",
-                                observed=len(dupes), expected=1, cluster=dupes[0].get("cluster_key"))
+    yield from _repeated_uuids(r, "vm", view.vms)
+    yield from _repeated_uuids(r, "host", view.hosts)
+
+
+def _repeated_uuids(r: Rule, what: str, records: Sequence[Vm | Host]) -> Iterator[Finding]:
+    seen: dict[str, list[Vm | Host]] = defaultdict(list)
+    for record in records:
+        if record.uuid:
+            seen[record.uuid].append(record)
+    for uuid, dupes in seen.items():
+        if len(dupes) > 1:
+            yield r.finding(dupes[0], f"{what} UUID {uuid} appears {len(dupes)} times "
+                            f"({', '.join(sorted(str(d.name) for d in dupes))})", observed=len(dupes), expected=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from inventory.model import Storage
 from inventory.rulebook import Finding, InventoryView, Rule, rule
 
 
@@ -16,23 +17,30 @@ def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
     """Shared primary storage is attached on every host of its cluster."""
     attached: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for a in view.host_storage:
-        attached[(a["target"], a["storage_key"])][a["host_key"]] = bool(a["attached"])
-    shared = {(s["target"], s["key"]): s for s in view.storage
-              if (s["shared"] or (s["kind"] in ("vmfs", "nfs", "vsan", "vvol")
-                                  and len(attached.get((s["target"], s["key"]), {})) > 1))
-              and s["kind"] not in ("iso", "removable") and s["content"] != "iso"}
-    for hypervisor in ("kvm", "xenserver", "vmware"):
-        for (target, cluster), hosts in view.cluster_groups(hypervisor).items():
-            keys = {h["key"] for h in hosts}
-            for (s_target, s_key), storage in shared.items():
-                seen = attached.get((s_target, s_key), {})
-                if s_target != target or not keys & set(seen):
+        attached[(a.target, a.storage_key)][a.host_key] = bool(a.attached)
+    shared: dict[str, list[Storage]] = defaultdict(list)  # by target
+    for storage in view.storage:
+        if _is_shared(storage, attached.get((storage.target, storage.key), {})):
+            shared[storage.target].append(storage)
+    for kind in ("kvm", "xenserver", "vmware"):
+        for group in view.groups_of(kind):
+            keys = {h.key for h in group.hosts}
+            for storage in shared.get(group.target, []):
+                seen = attached.get((storage.target, storage.key), {})
+                if not keys & set(seen):
                     continue  # storage of another cluster
-                for host in hosts:
-                    if not seen.get(host["key"]):
-                        state = "not attached" if host["key"] in seen else "missing"
-                        yield r.finding("storage", s_key, target, f"{storage['name']} is {state} on {host['name']}",
-                                        observed=state, expected="attached on every host", cluster=cluster)
+                for host in group.hosts:
+                    if not seen.get(host.key):
+                        state = "not attached" if host.key in seen else "missing"
+                        yield r.finding(storage, f"{storage.name} is {state} on {host.name}", observed=state,
+                                        expected="attached on every host", cluster=group.key)
+
+
+def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
+    """Said to be shared, or a kind that is shared when more than one host has it; never ISO or removable media."""
+    if storage.kind in ("iso", "removable") or storage.content == "iso":
+        return False
+    return bool(storage.shared) or (storage.kind in ("vmfs", "nfs", "vsan", "vvol") and len(attached) > 1)
 
 
 @rule("storage-capacity", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE (setting default)",
@@ -43,9 +51,8 @@ def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Primary storage is below CloudStack's disable threshold (85 % used)."""
     for storage in view.storage:
-        if storage["kind"] in ("iso", "removable") or not storage["capacity_bytes"] or storage["free_bytes"] is None:
+        if storage.kind in ("iso", "removable") or not storage.capacity_bytes or storage.free_bytes is None:
             continue
-        used = 1 - storage["free_bytes"] / storage["capacity_bytes"]
+        used = 1 - storage.free_bytes / storage.capacity_bytes
         if used > 0.85:
-            yield r.finding("storage", storage["key"], storage["target"], f"{storage['name']} is {used:.0%} full",
-                            observed=f"{used:.1%}", expected="≤ 85%")
+            yield r.finding(storage, f"{storage.name} is {used:.0%} full", observed=f"{used:.1%}", expected="≤ 85%")

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
+from inventory.model import Host
 from inventory.releases import kvm_os_supported, xen_supported
 from inventory.rulebook import Finding, InventoryView, Rule, rule
 from inventory.rules.common import raw_of, version_tuple
@@ -18,22 +19,19 @@ from inventory.rules.common import raw_of, version_tuple
 def hypervisor_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The host's OS (KVM) or product version (XenServer/XCP-ng) is in the release's support matrix."""
     for host in view.hosts:
-        if host["hypervisor"] == "kvm" and host["os_id"]:
-            ok, listed = kvm_os_supported(view.release, host["os_id"], host["os_version"])
+        if host.hypervisor == "kvm" and host.os_id:
+            ok, listed = kvm_os_supported(view.release, host.os_id, host.os_version)
             if not ok:
-                yield r.finding("host", host["key"], host["target"],
-                                f"{host['name']}: {host['os_name']} {host['os_version']} is not a KVM host OS of "
-                                f"CloudStack {view.release.asked}", observed=f"{host['os_name']} {host['os_version']}",
-                                expected=listed, cluster=host["cluster_key"])
-        elif host["hypervisor"] == "xenserver":
-            verdict, listed = xen_supported(view.release, host["product_name"], host["hypervisor_version"])
+                yield r.finding(host, f"{host.name}: {host.os_name} {host.os_version} is not a KVM host OS of "
+                                f"CloudStack {view.release.asked}", observed=f"{host.os_name} {host.os_version}",
+                                expected=listed)
+        elif host.hypervisor == "xenserver":
+            verdict, listed = xen_supported(view.release, host.product_name, host.hypervisor_version)
             if verdict != "supported":
-                yield r.finding("host", host["key"], host["target"],
-                                f"{host['name']}: {host['product_name']} {host['hypervisor_version']} is "
+                yield r.finding(host, f"{host.name}: {host.product_name} {host.hypervisor_version} is "
                                 f"{'no longer supported' if verdict == 'dropped' else 'not listed'} for CloudStack "
-                                f"{view.release.asked}", observed=f"{host['product_name']} {host['hypervisor_version']}",
-                                expected=listed, severity="error" if verdict == "dropped" else None,
-                                cluster=host["cluster_key"])
+                                f"{view.release.asked}", observed=f"{host.product_name} {host.hypervisor_version}",
+                                expected=listed, severity="error" if verdict == "dropped" else None)
 
 
 @rule("xen-version-known-to-cloudstack", severity="error", hypervisors={"xenserver"}, basis="CODE",
@@ -46,15 +44,14 @@ def xen_version_known_to_cloudstack(view: InventoryView, r: Rule) -> Iterator[Fi
     Citrix Hypervisor from 6.4 on. Anything else makes adding the host throw.
     """
     for host in view.hosts_of("xenserver"):
-        brand, version = host["product_name"] or "", host["hypervisor_version"] or ""
+        brand, version = host.product_name or "", host.hypervisor_version or ""
         numbers = version_tuple(version)
         known = (brand.startswith("XCP") and (brand != "XCP" or numbers[:1] == (1,))) or \
             numbers[:2] == (5, 6) or numbers[:3] in ((6, 0, 0), (6, 0, 2), (6, 1, 0), (6, 2, 0)) or numbers >= (6, 4)
         if not known:
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: CloudStack has no resource class "
-                            f"for {brand} {version}", observed=f"{brand} {version}",
-                            expected="XenServer 5.6, 6.0, 6.0.2, 6.1, 6.2 or ≥ 6.4; XCP-ng; XCP 1.x",
-                            cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name}: CloudStack has no resource class for {brand} {version}",
+                            observed=f"{brand} {version}",
+                            expected="XenServer 5.6, 6.0, 6.0.2, 6.1, 6.2 or ≥ 6.4; XCP-ng; XCP 1.x")
 
 
 @rule("vmware-version-supported", severity="warning", hypervisors={"vmware"}, basis="DOC",
@@ -66,13 +63,13 @@ def vmware_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
     listed = [".".join(p for p in v.split()[0].split(".")[:2]) for v in support["vmware_vsphere"]]
     dropped = " ".join(x for x in support.get("listed_as_no_longer_supported", []) if x.startswith("vSphere"))
     for host in view.hosts_of("vmware"):
-        short = ".".join((host["hypervisor_version"] or "").split(".")[:2])
+        short = ".".join((host.hypervisor_version or "").split(".")[:2])
         if short and short not in listed:
             gone = bool(re.search(rf"(?<![\d.]){re.escape(short)}(?![\d])", dropped))
-            yield r.finding("host", host["key"], host["target"], f"{host['name']}: ESXi {host['hypervisor_version']} "
-                            f"is {'no longer supported' if gone else 'not listed'} for CloudStack {view.release.asked}",
-                            observed=host["hypervisor_version"], expected=", ".join(support["vmware_vsphere"]),
-                            severity="error" if gone else None, cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name}: ESXi {host.hypervisor_version} is "
+                            f"{'no longer supported' if gone else 'not listed'} for CloudStack {view.release.asked}",
+                            observed=host.hypervisor_version, expected=", ".join(support["vmware_vsphere"]),
+                            severity="error" if gone else None)
 
 
 @rule("kvm-libvirt-minimum", severity="warning", hypervisors={"kvm"}, basis="DOC",
@@ -82,12 +79,12 @@ def kvm_libvirt_minimum(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """libvirt is at least 1.2.0 and QEMU at least 1.5."""
     for host in view.hosts_of("kvm"):
         for column, least in (("libvirt_version", (1, 2, 0)), ("hypervisor_version", (1, 5))):
-            if column == "hypervisor_version" and host["product_name"] != "QEMU":
+            if column == "hypervisor_version" and host.product_name != "QEMU":
                 continue  # another libvirt driver (the test driver reports its own version)
-            if host[column] and version_tuple(host[column]) < least:
-                yield r.finding("host", host["key"], host["target"], f"{host['name']}: {column} {host[column]}",
-                                observed=host[column], expected="≥ " + ".".join(map(str, least)),
-                                cluster=host["cluster_key"])
+            version = getattr(host, column)
+            if version and version_tuple(version) < least:
+                yield r.finding(host, f"{host.name}: {column} {version}", observed=version,
+                                expected="≥ " + ".".join(map(str, least)))
 
 
 @rule("guests-per-host", severity="error", hypervisors={"xenserver"}, basis="DB + CODE",
@@ -95,14 +92,13 @@ def kvm_libvirt_minimum(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="apache/cloudstack CapacityManagerImpl.java; hypervisor_capabilities rows (DB scripts)")
 def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Running guests per host stay within the release's max_guests_limit (enforced for XenServer)."""
-    running = Counter((v["target"], v["host_key"]) for v in view.vms if v["power_state"] == "running")
+    running = Counter((v.target, v.host_key) for v in view.vms if v.power_state == "running")
     for host in view.hosts_of("xenserver"):
-        limits = view.release.limits("xenserver", host["hypervisor_version"])
-        count = running[(host["target"], host["key"])]
+        limits = view.limits("xenserver", host.hypervisor_version)
+        count = running[(host.target, host.key)]
         if limits.max_guests is not None and count > limits.max_guests:
-            yield r.finding("host", host["key"], host["target"], f"{host['name']} runs {count} guests; "
-                            f"{limits.row} allows {limits.max_guests}", observed=count, expected=f"≤ {limits.max_guests}",
-                            cluster=host["cluster_key"])
+            yield r.finding(host, f"{host.name} runs {count} guests; {limits.row} allows {limits.max_guests}",
+                            observed=count, expected=f"≤ {limits.max_guests}")
 
 
 @rule("data-volumes-per-vm", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="DB + CODE",
@@ -110,19 +106,17 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="apache/cloudstack hypervisor_capabilities.max_data_volumes_limit (DB scripts); VolumeApiServiceImpl")
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Data volumes per VM stay within the release's max_data_volumes_limit."""
-    disks = Counter((d["target"], d["vm_key"]) for d in view.vm_disks if d["disk_type"] in ("disk", None))
+    disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
     for vm in view.vms:
-        host = view.host_by_key.get((vm["target"], vm["host_key"]), {})
-        hypervisor = host.get("hypervisor") or _target_kind(view, vm["target"])
-        if hypervisor not in ("kvm", "xenserver", "vmware"):
+        host = view.host_by_key.get((vm.target, vm.host_key or ""))
+        kind = host.hypervisor if host is not None else view.kind_of_target(vm.target)
+        if kind not in ("kvm", "xenserver", "vmware"):
             continue
-        version = raw_of(host).get("api_version") if hypervisor == "vmware" else host.get("hypervisor_version")
-        limits = view.release.limits(hypervisor, version)
-        data = max(0, disks[(vm["target"], vm["key"])] - 1)
+        limits = view.limits(kind, _limits_version(kind, host))
+        data = max(0, disks[(vm.target, vm.key)] - 1)
         if limits.max_data_volumes is not None and data > limits.max_data_volumes:
-            yield r.finding("vm", vm["key"], vm["target"], f"{vm['name']} has {data} data volumes; {limits.row} "
-                            f"allows {limits.max_data_volumes}", observed=data, expected=f"≤ {limits.max_data_volumes}",
-                            cluster=vm["cluster_key"])
+            yield r.finding(vm, f"{vm.name} has {data} data volumes; {limits.row} allows {limits.max_data_volumes}",
+                            observed=data, expected=f"≤ {limits.max_data_volumes}")
 
 
 @rule("cluster-size", severity="warning", hypervisors={"kvm", "xenserver"}, basis="BP",
@@ -130,11 +124,11 @@ def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
       reference="cloudstack-documentation installguide/configuration.rst (\"do not put more than\")")
 def cluster_size(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Clusters stay small: at most 16 KVM hosts, at most 8 XenServer hosts."""
-    for hypervisor, most in (("kvm", 16), ("xenserver", 8)):
-        for (target, cluster), hosts in view.cluster_groups(hypervisor).items():
-            if len(hosts) > most:
-                yield r.finding("cluster", cluster, target, f"cluster {cluster} has {len(hosts)} hosts",
-                                observed=len(hosts), expected=f"≤ {most}", cluster=cluster)
+    for kind, most in (("kvm", 16), ("xenserver", 8)):
+        for group in view.groups_of(kind):
+            if len(group.hosts) > most:
+                yield r.finding(group, f"cluster {group.key} has {len(group.hosts)} hosts", observed=len(group.hosts),
+                                expected=f"≤ {most}")
 
 
 @rule("vmware-hosts-per-cluster", severity="error", hypervisors={"vmware"}, basis="CODE + DB + BP",
@@ -144,22 +138,21 @@ def cluster_size(view: InventoryView, r: Rule) -> Iterator[Finding]:
                 "hypervisor_capabilities.max_hosts_per_cluster; configuration.rst")
 def vmware_hosts_per_cluster(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """A vSphere cluster has no more hosts than max_hosts_per_cluster for its first host's API version (8 advised)."""
-    for cluster in view.clusters:
-        if cluster["hypervisor"] != "vmware":
-            continue
-        hosts = [h for h in view.hosts if h["target"] == cluster["target"] and h["cluster_key"] == cluster["key"]]
+    for cluster in view.clusters_of("vmware"):
+        hosts = view.hosts_by_cluster.get((cluster.target, cluster.key), [])
         if not hosts:
             continue
-        limits = view.release.limits("vmware", raw_of(hosts[0]).get("api_version"))
+        limits = view.limits("vmware", raw_of(hosts[0]).get("api_version"))
         if limits.max_hosts is not None and len(hosts) > limits.max_hosts:
-            yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']} has "
-                            f"{len(hosts)} hosts; {limits.row} allows {limits.max_hosts}", observed=len(hosts),
-                            expected=f"≤ {limits.max_hosts}", cluster=cluster["key"])
+            yield r.finding(cluster, f"cluster {cluster.name} has {len(hosts)} hosts; {limits.row} allows "
+                            f"{limits.max_hosts}", observed=len(hosts), expected=f"≤ {limits.max_hosts}")
         elif len(hosts) > 8:
-            yield r.finding("cluster", cluster["key"], cluster["target"], f"cluster {cluster['name']} has "
-                            f"{len(hosts)} hosts", observed=len(hosts), expected="≤ 8 (advised)", severity="warning",
-                            cluster=cluster["key"])
+            yield r.finding(cluster, f"cluster {cluster.name} has {len(hosts)} hosts", observed=len(hosts),
+                            expected="≤ 8 (advised)", severity="warning")
 
 
-def _target_kind(view: InventoryView, target: str) -> str | None:
-    return next((t["hypervisor"] for t in view.targets if t["name"] == target), None)
+def _limits_version(kind: str, host: Host | None) -> str | None:
+    """The version hypervisor_capabilities rows are keyed by: vSphere's API version, else the product's."""
+    if host is None:
+        return None
+    return raw_of(host).get("api_version") if kind == "vmware" else host.hypervisor_version
