@@ -34,7 +34,7 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     view = InventoryView(store, scan_id, release, traffic_labels or {})
     findings: list[Finding] = []
     for chosen in select_rules(only, skip):
-        if chosen.hypervisors & view.kinds and chosen.applies_to(release):
+        if chosen.runs_on(view.kinds) and chosen.applies_to(release):
             findings.extend(chosen.fn(view, chosen))
     findings.sort(key=lambda f: (f.target, f.cluster or "", SEVERITIES.index(f.severity), f.rule_id, f.object_key))
     store.write_findings(scan_id, [f.as_row() for f in findings])

@@ -46,7 +46,7 @@ def _toml(value: object) -> str:
 def rules_table() -> str:
     lines = ["| rule | severity | hypervisors | requirement | basis | reference |", "| --- | --- | --- | --- | --- | --- |"]
     for r in select_rules():
-        lines.append(f"| `{r.id}` | {r.severity} | {', '.join(sorted(r.hypervisors))} | {r.requirement} "
+        lines.append(f"| `{r.id}` | {r.severity} | {r.hypervisors_shown} | {r.requirement} "
                      f"| {r.basis} | {r.reference} |")
     return "\n".join(lines)
 

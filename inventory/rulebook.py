@@ -2,28 +2,48 @@
 ``InventoryView`` it reads.
 
 A rule is a function decorated with ``@rule``; its docstring's first line is the requirement
-shown in reports, and the decorator carries the rest of its catalogue entry. Rules read an
-``InventoryView`` of one scan and yield ``Finding``s. The rules live in ``inventory.rules``;
-``inventory.checks`` runs them.
+shown in reports, and the decorator carries the rest of its catalogue entry: the hypervisor
+kinds it is for — named, or ``ANY_KIND`` for a requirement that holds whatever the hypervisor.
+Rules read an ``InventoryView`` of one scan and yield ``Finding``s. The rules live in
+``inventory.rules``; ``inventory.checks`` runs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, assert_never
+from enum import Enum
+from typing import Any, Final, assert_never
 
+from inventory import registry
 from inventory.model import Cluster, Host, HostNic, Network, Storage, Vm
 from inventory.releases import Release
 from inventory.view import HostGroup, InventoryView, Target
 
-__all__ = ["RULES", "SEVERITIES", "About", "Finding", "InventoryView", "Rule", "Subject", "rule", "subject_of"]
+__all__ = ["ANY_KIND", "RULES", "SEVERITIES", "About", "AnyKind", "Finding", "InventoryView", "Rule", "Subject", "rule",
+           "subject_of"]
 
 SEVERITIES = ("error", "warning", "info")
 
 
+class AnyKind(Enum):
+    """``hypervisors=ANY_KIND``: the rule is for every hypervisor kind, resolved when asked, not when written.
+
+    Listed, it is for every kind ``inventory.registry.kinds()`` knows (built-ins and plug-ins); run, it
+    checks every kind the scan holds — also one whose plug-in is no longer installed, whose rows are
+    still there to check.
+    """
+
+    ANY = "any"
+
+
+ANY_KIND: Final = AnyKind.ANY
+
+
 @dataclass(frozen=True)
 class Finding:
+    """One requirement one object does not meet, with the evidence (a ``findings`` row but for scan_id)."""
+
     rule_id: str
     severity: str
     object_type: str
@@ -84,15 +104,35 @@ def subject_of(about: About) -> Subject:
 
 @dataclass(frozen=True)
 class Rule:
+    """A catalogue entry: the requirement, for which kinds and since which release, and the function checking it."""
+
     id: str
     severity: str
-    hypervisors: frozenset[str]
+    kinds: frozenset[str] | AnyKind
     requirement: str
     remediation: str
     reference: str
     basis: str
     since: str | None
     fn: Callable[[InventoryView, Rule], Iterable[Finding]]
+
+    @property
+    def is_for_any_kind(self) -> bool:
+        return isinstance(self.kinds, AnyKind)
+
+    @property
+    def hypervisors(self) -> frozenset[str]:
+        """The kinds the rule is for: those it names, or every registered kind."""
+        return frozenset(registry.kinds()) if isinstance(self.kinds, AnyKind) else self.kinds
+
+    @property
+    def hypervisors_shown(self) -> str:
+        """``any``, or the kinds it names: how the catalogue shows them."""
+        return ANY_KIND.value if isinstance(self.kinds, AnyKind) else ", ".join(sorted(self.kinds))
+
+    def runs_on(self, kinds: Collection[str]) -> bool:
+        """Whether the rule has anything to check in a scan holding these kinds."""
+        return bool(kinds) if isinstance(self.kinds, AnyKind) else not self.kinds.isdisjoint(kinds)
 
     @property
     def documentation(self) -> str:
@@ -115,11 +155,13 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, *, severity: str, hypervisors: Iterable[str], remediation: str, reference: str,
+def rule(rule_id: str, *, severity: str, hypervisors: Iterable[str] | AnyKind, remediation: str, reference: str,
          basis: str, since: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
+    """Register the decorated function in ``RULES`` as rule ``rule_id``, for the kinds ``hypervisors`` names
+    (or ``ANY_KIND``)."""
     def register(fn: Callable[..., Iterable[Finding]]) -> Callable[..., Iterable[Finding]]:
         requirement = (fn.__doc__ or "").strip().splitlines()[0]
-        RULES[rule_id] = Rule(rule_id, severity, frozenset(hypervisors), requirement, remediation, reference,
-                              basis, since, fn)
+        kinds = hypervisors if isinstance(hypervisors, AnyKind) else frozenset(hypervisors)
+        RULES[rule_id] = Rule(rule_id, severity, kinds, requirement, remediation, reference, basis, since, fn)
         return fn
     return register

@@ -7,23 +7,22 @@ from collections import Counter
 from collections.abc import Iterator
 
 from inventory.model import Host
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
 from inventory.rules.common import odd_ones_out
 
 EL_FAMILY = {"rocky", "rhel", "ol", "almalinux"}
 
 
-@rule("cluster-same-cpu", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
+@rule("cluster-same-cpu", severity="warning", hypervisors=ANY_KIND, basis="DOC",
       remediation="Keep one CPU vendor and model per cluster (live migration needs a common CPU feature set).",
       reference="cloudstack-documentation installguide/overview/_requirements.rst; hypervisor pages")
 def cluster_same_cpu(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """All hosts of a cluster have the same CPU vendor, model and feature flags."""
-    for kind in ("kvm", "xenserver", "vmware"):
-        for group in view.groups_of(kind):
-            if kind == "vmware" and group.names_no_cluster:
-                continue  # standalone ESXi hosts are no cluster
-            for column, severity in (("cpu_vendor", "error"), ("cpu_model", None), ("cpu_flags", None)):
-                yield from odd_ones_out(r, group.hosts, column, group.key, severity)
+    for group in view.host_groups:
+        if group.kind == "vmware" and group.names_no_cluster:
+            continue  # standalone ESXi hosts are no cluster (KVM hosts of a target without one are)
+        for column, severity in (("cpu_vendor", "error"), ("cpu_model", None), ("cpu_flags", None)):
+            yield from odd_ones_out(r, group.hosts, column, group.key, severity)
 
 
 @rule("kvm-cluster-same-os", severity="error", hypervisors={"kvm"}, basis="DOC + CODE",

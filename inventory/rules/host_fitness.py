@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
 from inventory.rules.common import raw_of
 
 GiB = 2**30
@@ -57,7 +57,7 @@ def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="synchronised")
 
 
-@rule("host-state", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
+@rule("host-state", severity="warning", hypervisors=ANY_KIND, basis="INF",
       remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.",
       reference="CloudStack host states (adminguide/hosts.rst)")
 def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:

@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from inventory.model import Host, Vm
-from inventory.rulebook import Finding, InventoryView, Rule, Subject, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, rule
 
 
-@rule("unmanaged-vms", severity="info", hypervisors={"kvm", "xenserver", "vmware"}, basis="BP",
+@rule("unmanaged-vms", severity="info", hypervisors=ANY_KIND, basis="BP",
       remediation="Move VMs CloudStack does not manage off its hosts, or import them into CloudStack.",
       reference="cloudstack-documentation installguide/hypervisor/kvm.rst; choosing_deployment_architecture.rst")
 def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -20,7 +20,7 @@ def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="i-/r-/s-/v- instance names")
 
 
-@rule("duplicate-mac", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
+@rule("duplicate-mac", severity="error", hypervisors=ANY_KIND, basis="INF",
       remediation="Give each NIC its own MAC address: duplicates break guest networking.",
       reference="IEEE 802 (MAC addresses are unique on a network); CloudStack allocates MACs per zone")
 def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -39,7 +39,7 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             observed=", ".join(sorted(v for _, v in vms)), expected="one VM per MAC")
 
 
-@rule("duplicate-uuid", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="INF",
+@rule("duplicate-uuid", severity="warning", hypervisors=ANY_KIND, basis="INF",
       remediation="A VM defined on two hosts (stale after a migration) or cloned hosts: remove the stale copy, "
                   "regenerate the cloned host's UUID.",
       reference="CloudStack identifies VMs by UUID/instance name and KVM hosts by guid")

@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Host
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
 
 
-@rule("static-management-address", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
+@rule("static-management-address", severity="warning", hypervisors=ANY_KIND, basis="DOC",
       remediation="Give the management interface a static address (or a fixed DHCP reservation).",
       reference="cloudstack-documentation installguide/hypervisor/xenserver.rst, kvm.rst")
 def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -22,7 +22,7 @@ def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]
                             f"{nic.ip} is from DHCP", observed="DHCP", expected="static")
 
 
-@rule("traffic-labels-on-every-host", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE + DOC",
+@rule("traffic-labels-on-every-host", severity="error", hypervisors=ANY_KIND, basis="CODE + DOC",
       remediation="Create the bridge (KVM) or name the network (XenServer: xe network-param-set name-label=…) on "
                   "every host of the cluster, identically.",
       reference="cloudstack-documentation kvm.rst \"Configuring the Networking\"; CitrixResourceBase.java getHostInfo")

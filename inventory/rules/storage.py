@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Storage
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
 
 
-@rule("shared-storage-on-every-host", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="DOC",
+@rule("shared-storage-on-every-host", severity="error", hypervisors=ANY_KIND, basis="DOC",
       remediation="Attach (mount, activate) the primary storage on every host of the cluster.",
       reference="cloudstack-documentation installguide/configuration.rst \"Add Primary Storage\", "
                 "\"KVM Host Additional Requirements\"")
@@ -22,18 +22,17 @@ def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
     for storage in view.storage:
         if _is_shared(storage, attached.get((storage.target, storage.key), {})):
             shared[storage.target].append(storage)
-    for kind in ("kvm", "xenserver", "vmware"):
-        for group in view.groups_of(kind):
-            keys = {h.key for h in group.hosts}
-            for storage in shared.get(group.target, []):
-                seen = attached.get((storage.target, storage.key), {})
-                if not keys & set(seen):
-                    continue  # storage of another cluster
-                for host in group.hosts:
-                    if not seen.get(host.key):
-                        state = "not attached" if host.key in seen else "missing"
-                        yield r.finding(storage, f"{storage.name} is {state} on {host.name}", observed=state,
-                                        expected="attached on every host", cluster=group.key)
+    for group in view.host_groups:
+        keys = {h.key for h in group.hosts}
+        for storage in shared.get(group.target, []):
+            seen = attached.get((storage.target, storage.key), {})
+            if not keys & set(seen):
+                continue  # storage of another cluster
+            for host in group.hosts:
+                if not seen.get(host.key):
+                    state = "not attached" if host.key in seen else "missing"
+                    yield r.finding(storage, f"{storage.name} is {state} on {host.name}", observed=state,
+                                    expected="attached on every host", cluster=group.key)
 
 
 def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
@@ -43,7 +42,7 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
     return bool(storage.shared) or (storage.kind in ("vmfs", "nfs", "vsan", "vvol") and len(attached) > 1)
 
 
-@rule("storage-capacity", severity="warning", hypervisors={"kvm", "xenserver", "vmware"}, basis="CODE (setting default)",
+@rule("storage-capacity", severity="warning", hypervisors=ANY_KIND, basis="CODE (setting default)",
       remediation="Free or add space: above pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
                   "allocating volumes on the pool.",
       reference="apache/cloudstack CapacityManager.java StorageCapacityDisableThreshold "

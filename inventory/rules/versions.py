@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from inventory.model import Host
 from inventory.releases import kvm_os_supported, xen_supported
-from inventory.rulebook import Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
 from inventory.rules.common import raw_of, version_tuple
 
 
@@ -101,7 +101,7 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             observed=count, expected=f"≤ {limits.max_guests}")
 
 
-@rule("data-volumes-per-vm", severity="error", hypervisors={"kvm", "xenserver", "vmware"}, basis="DB + CODE",
+@rule("data-volumes-per-vm", severity="error", hypervisors=ANY_KIND, basis="DB + CODE",
       remediation="Detach data disks: CloudStack will not attach more than max_data_volumes_limit to one VM.",
       reference="apache/cloudstack hypervisor_capabilities.max_data_volumes_limit (DB scripts); VolumeApiServiceImpl")
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -110,8 +110,8 @@ def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     for vm in view.vms:
         host = view.host_by_key.get((vm.target, vm.host_key or ""))
         kind = host.hypervisor if host is not None else view.kind_of_target(vm.target)
-        if kind not in ("kvm", "xenserver", "vmware"):
-            continue
+        if kind is None:
+            continue  # neither its host nor its target is in the scan: no limits to apply
         limits = view.limits(kind, _limits_version(kind, host))
         data = max(0, disks[(vm.target, vm.key)] - 1)
         if limits.max_data_volumes is not None and data > limits.max_data_volumes:
