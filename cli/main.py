@@ -276,15 +276,15 @@ def rules(
         catalogue = inventory.select_rules()
         if fmt == "json":
             out.print_json(json.dumps([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
-                                        "since": r.since, "basis": r.basis, "requirement": r.requirement,
-                                        "remediation": r.remediation, "reference": r.reference,
+                                        "any_kind": r.is_for_any_kind, "since": r.since, "basis": r.basis,
+                                        "requirement": r.requirement, "remediation": r.remediation, "reference": r.reference,
                                         "documentation": r.documentation} for r in catalogue]))
             return
         table = Table(title=f"{len(catalogue)} rules")
         for col in ("id", "severity", "hypervisors", "requirement", "reference"):
             table.add_column(col, overflow="fold")
         for r in catalogue:
-            table.add_row(r.id, r.severity, ", ".join(sorted(r.hypervisors)), r.requirement, r.reference)
+            table.add_row(r.id, r.severity, r.hypervisors_shown, r.requirement, r.reference)
         out.print(table)
 
 

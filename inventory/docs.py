@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 from inventory import schema
+from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
@@ -43,11 +44,9 @@ def _toml(value: object) -> str:
 
 
 def rules_table() -> str:
-    from inventory.checks import select_rules
-
     lines = ["| rule | severity | hypervisors | requirement | basis | reference |", "| --- | --- | --- | --- | --- | --- |"]
     for r in select_rules():
-        lines.append(f"| `{r.id}` | {r.severity} | {', '.join(sorted(r.hypervisors))} | {r.requirement} "
+        lines.append(f"| `{r.id}` | {r.severity} | {r.hypervisors_shown} | {r.requirement} "
                      f"| {r.basis} | {r.reference} |")
     return "\n".join(lines)
 

@@ -437,3 +437,125 @@ def test_xen_pool_mid_upgrade(tmp_path: Path) -> None:
     findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, upgrade_one))]))
     (odd,) = findings["cluster-same-hypervisor-version"]
     assert (odd.observed, odd.expected) == ("8.3.1", "8.3.0")
+
+
+def test_the_view_gives_back_the_records_the_scan_wrote(tmp_path: Path) -> None:
+    """Rows become the model's records again: booleans from 0/1 (None stays None), raw_json a dict."""
+    from inventory.model import Cluster, EndpointResult, Host, HostStorage, Inventory, Storage, Vm
+    from inventory.view import Endpoint, InventoryView, Target
+    inv = Inventory()
+    inv.clusters.append(Cluster(key="c1", target="t", name="c1", hypervisor="kvm", ha_enabled=False,
+                                raw_json={"pool": {"nested": [1, 2]}}))
+    inv.hosts += [Host(key=f"h{i}", target="t", cluster_key="c1", name=f"h{i}", address="a", hypervisor="kvm",
+                       hvm=hvm, time_synced=not hvm if hvm is not None else None, memory_bytes=2**40,
+                       raw_json={"i": i} if i else None) for i, hvm in enumerate((True, False, None))]
+    inv.vms.append(Vm(key="v1", target="t", host_key="h0", cluster_key="c1", name="i-2-3-VM", is_template=True))
+    inv.storage.append(Storage(key="s1", target="t", name="nfs", kind="nfs", shared=True, capacity_bytes=10))
+    inv.host_storage.append(HostStorage(host_key="h0", target="t", storage_key="s1", attached=False))
+    result = TargetResult(name="t", hypervisor="kvm", endpoint="h0,h1", status="ok", duration_s=1.5, api_calls=7,
+                          inventory=inv, endpoints=[EndpointResult("t", "h0", "ok", None, 0.5, 3)],
+                          detail={"version": "x"})
+    store = open_store(tmp_path / "view.db")
+    scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), [result])
+    view = InventoryView(store, scan_id, resolve("4.20"))
+    assert view.hosts == tuple(inv.hosts) and view.clusters == tuple(inv.clusters) and view.vms == tuple(inv.vms)
+    assert view.storage == tuple(inv.storage) and view.host_storage == tuple(inv.host_storage)
+    assert [h.hvm for h in view.hosts] == [True, False, None] and view.hosts[0].time_synced is False
+    assert view.targets == (Target("t", "kvm", "h0,h1", "ok", None, 1.5, 7, {"version": "x"}),)
+    assert view.endpoints == (Endpoint("t", "h0", "ok", None, 0.5, 3),)
+    assert view.kinds == {"kvm"} and [len(g.hosts) for g in view.host_groups] == [3]
+    assert view.hosts is view.hosts  # each table is read once per view
+
+
+def test_a_finding_is_made_from_what_it_is_about() -> None:
+    from inventory.model import Cluster, Host, HostNic, Network, Storage, Vm
+    from inventory.rulebook import RULES, Subject
+    from inventory.view import HostGroup, Target
+    r = RULES["host-state"]
+    host = Host(key="h1", target="t", cluster_key="c1", name="h1", address="a", hypervisor="kvm")
+    about = {
+        host: ("host", "h1", "t", "c1"),
+        Vm(key="v1", target="t", host_key="h1", cluster_key=None, name="v"): ("vm", "v1", "t", None),
+        Cluster(key="c1", target="t", name="C", hypervisor="kvm"): ("cluster", "c1", "t", "c1"),
+        HostGroup("kvm", "t", "t", (host,)): ("cluster", "t", "t", "t"),
+        Storage(key="s1", target="t", name="nfs", kind="nfs"): ("storage", "s1", "t", None),
+        Network(key="n1", target="t", name="cloudbr0", kind="bridge"): ("network", "n1", "t", None),
+        Target("t", "kvm", "e", "ok"): ("target", "t", "t", None),
+        HostNic(host_key="h9", target="t", device="eth0"): ("host", "h9", "t", None),
+        Subject("vm", "uuid-1", "t"): ("vm", "uuid-1", "t", None),
+    }
+    for record, (object_type, key, target, cluster) in about.items():
+        f = r.finding(record, "m", observed=3)
+        assert (f.object_type, f.object_key, f.target, f.cluster) == (object_type, key, target, cluster), record
+        assert (f.rule_id, f.severity, f.observed, f.expected, f.remediation) == (r.id, r.severity, "3", None,
+                                                                                 r.remediation)
+    overridden = r.finding(host, "m", severity="error", cluster="group")
+    assert (overridden.severity, overridden.cluster) == ("error", "group")
+
+
+# -- rules for every kind ---------------------------------------------------------------------------
+GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
+           "unmanaged-vms", "host-state", "data-volumes-per-vm", "static-management-address",
+           "traffic-labels-on-every-host"}
+
+
+def toy_pool() -> TargetResult:
+    """A hypervisor kind none of the rules names: two hosts with different CPUs in one cluster, one MAC on two VMs,
+    a shared storage attached on one host only."""
+    from inventory.model import Host, HostStorage, Inventory, Storage, Vm, VmDisk, VmNic
+    inv = Inventory()
+    for i, model in enumerate(("Toy Lake", "Toy Bridge")):
+        inv.hosts.append(Host(key=f"h{i}", target="toys", cluster_key="c1", name=f"toy{i}", address=f"10.0.0.{i}",
+                              hypervisor="toy", cpu_vendor="ToyCo", cpu_model=model, memory_bytes=2**30,
+                              state="connected", hvm=False))
+        inv.vms.append(Vm(key=f"v{i}", target="toys", host_key=f"h{i}", cluster_key="c1", name=f"i-2-{i}-VM",
+                          uuid=f"u{i}", cs_role="user", power_state="running"))
+        inv.vm_nics.append(VmNic(vm_key=f"v{i}", target="toys", device="0", mac="06:00:00:00:00:99"))
+    inv.vm_disks += [VmDisk(vm_key="v0", target="toys", device=f"d{d}", disk_type="disk") for d in range(8)]
+    inv.storage.append(Storage(key="s1", target="toys", name="toy-nfs", kind="nfs", shared=True))
+    inv.host_storage.append(HostStorage(host_key="h0", target="toys", storage_key="s1", attached=True))
+    return TargetResult(name="toys", hypervisor="toy", endpoint="toy", status="ok", inventory=inv)
+
+
+def test_a_kind_no_rule_names_gets_the_generic_rules(tmp_path: Path) -> None:
+    from inventory import registry
+    assert "toy" not in registry.kinds()  # nothing registers it: the scan alone says what kinds there are
+    findings = by_rule(check(tmp_path, [toy_pool()], "4.22"))
+    (odd_cpu,) = findings["cluster-same-cpu"]
+    assert (odd_cpu.object_key, odd_cpu.cluster, odd_cpu.observed, odd_cpu.expected) == ("h1", "c1", "Toy Bridge",
+                                                                                       "Toy Lake")
+    (mac,) = findings["duplicate-mac"]
+    assert (mac.object_key, mac.observed) == ("u0", "u0, u1")
+    (missing,) = findings["shared-storage-on-every-host"]
+    assert (missing.object_key, missing.observed, missing.message) == ("s1", "missing", "toy-nfs is missing on toy1")
+    (volumes,) = findings["data-volumes-per-vm"]  # no hypervisor_capabilities row for it: the default limits
+    assert (volumes.object_key, volumes.observed, volumes.expected) == ("v0", "7", "≤ 6")
+    assert set(findings) <= GENERIC  # 1 GiB hosts, hvm False: host-memory and the like name their kinds
+
+
+def test_generic_rules_are_for_every_registered_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inventory import docs, registry
+    monkeypatch.setattr(registry, "kinds", lambda: ("kvm", "xenserver", "vmware", "toy"))
+    catalogue = {r.id: r for r in select_rules()}
+    assert {r.id for r in catalogue.values() if r.is_for_any_kind} == GENERIC
+    assert catalogue["host-state"].hypervisors == {"kvm", "xenserver", "vmware", "toy"}
+    assert catalogue["host-state"].hypervisors_shown == "any"
+    assert catalogue["host-memory"].hypervisors == {"kvm", "xenserver"}
+    assert catalogue["host-memory"].hypervisors_shown == "kvm, xenserver"
+    assert catalogue["xen-pool-ha"].runs_on({"xenserver"}) and not catalogue["xen-pool-ha"].runs_on({"toy"})
+    assert catalogue["host-state"].runs_on({"toy"}) and not catalogue["host-state"].runs_on(set())
+    assert "| `host-state` | warning | any |" in docs.rules_table()
+
+
+def test_the_rules_command_shows_any_kind() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    result = CliRunner().invoke(app, ["rules", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    listed = {r["id"]: r for r in json.loads(result.output)}
+    assert listed["duplicate-mac"]["any_kind"] is True and not listed["xen-pool-ha"]["any_kind"]
+    assert {"kvm", "xenserver", "vmware"} <= set(listed["duplicate-mac"]["hypervisors"])
+    assert listed["xen-pool-ha"]["hypervisors"] == ["xenserver"]

@@ -1,0 +1,40 @@
+"""Helpers the rules of several subjects share."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+from inventory.model import Cluster, Host, JsonDict, Network, Storage, Vm
+from inventory.rulebook import Finding, Rule
+
+
+def raw_of(record: Host | Vm | Cluster | Storage | Network) -> JsonDict:
+    """The record's source data (``raw_json``), empty when it has none."""
+    return record.raw_json or {}
+
+
+def version_tuple(text: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in (text or "").split(".") if p.isdigit())
+
+
+def odd_ones_out(r: Rule, hosts: Sequence[Host], column: str, cluster: str,
+                 severity: str | None) -> Iterator[Finding]:
+    """Hosts whose ``column`` differs from the value most of their cluster mates have (unknown values aside),
+    reported under ``cluster``."""
+    values = Counter(getattr(h, column) for h in hosts if getattr(h, column) is not None)
+    if len(values) < 2:
+        return
+    common = values.most_common(1)[0][0]
+    for host in hosts:
+        value = getattr(host, column)
+        if value is not None and value != common:
+            shown = value if len(str(value)) < 60 else flag_delta(value, common)
+            yield r.finding(host, f"{host.name}: {column} differs from its cluster mates", observed=shown,
+                            expected=common if len(str(common)) < 60 else "the cluster's common set",
+                            severity=severity, cluster=cluster)
+
+
+def flag_delta(mine: str, common: str) -> str:
+    a, b = set(mine.split()), set(common.split())
+    return f"missing {' '.join(sorted(b - a)) or '-'}; extra {' '.join(sorted(a - b)) or '-'}"

@@ -1,0 +1,243 @@
+"""One stored scan as typed records, indexed the ways rules ask for them.
+
+The store hands rows back as SQLite holds them: booleans as 0/1, ``raw_json`` as a JSON string.
+The view turns each table, once and only when a rule first asks, into the frozen records of
+``inventory.model`` (the store writes exactly their fields after ``scan_id``): booleans are
+``bool`` again (``None`` stays ``None``: not known) and ``raw_json`` is a dict. ``targets`` and
+``endpoints`` rows, which no collector record describes, become ``Target`` and ``Endpoint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from inventory.model import (
+    Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage, Vm, VmDisk, VmNic,
+)
+from inventory.releases import Limits, Release
+from inventory.store import Store
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A configured target as one scan read it (a ``targets`` row)."""
+
+    name: str
+    hypervisor: HypervisorKind
+    endpoint: str
+    status: str
+    error: str | None = None
+    duration_s: float | None = None
+    api_calls: int | None = None
+    detail: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One host or API endpoint a target contacted (an ``endpoints`` row)."""
+
+    target: str
+    endpoint: str
+    status: str
+    error: str | None = None
+    duration_s: float | None = None
+    api_calls: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostGroup:
+    """The hosts of one cluster, as checks compare them: hosts naming no cluster form one group per target
+    (a KVM target without a configured cluster), keyed by the target's name."""
+
+    kind: HypervisorKind
+    target: str
+    key: str
+    hosts: tuple[Host, ...]
+
+    @property
+    def names_no_cluster(self) -> bool:
+        return not any(h.cluster_key for h in self.hosts)
+
+
+def _as_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _as_dict(value: Any) -> JsonDict | None:
+    return dict(json.loads(value)) if value else None
+
+
+def _conversion(hint: Any) -> Callable[[Any], Any] | None:
+    """How a column's value becomes the field's: 0/1 to bool, JSON text to dict, else as it is."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if bool in options:
+        return _as_bool
+    if any(typing.get_origin(o) is dict for o in options):
+        return _as_dict
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordReader(Generic[R]):
+    """How a table's rows become ``R`` records: the columns to select (the record's fields, in order) and
+    the function that turns one such row into a record."""
+
+    columns: tuple[str, ...]
+    make: Callable[[Sequence[Any]], R]
+
+    @classmethod
+    def of(cls, record: type[R]) -> RecordReader[R]:
+        hints = typing.get_type_hints(record)
+        columns = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
+        conversions = [(i, convert) for i, name in enumerate(columns) if (convert := _conversion(hints[name]))]
+
+        def make(row: Sequence[Any]) -> R:
+            values = list(row)
+            for i, convert in conversions:
+                values[i] = convert(values[i])
+            return record(*values)
+        return cls(columns, make)
+
+
+_readers: dict[type, RecordReader[Any]] = {}
+
+
+def reader_of(record: type[R]) -> RecordReader[R]:
+    if record not in _readers:
+        _readers[record] = RecordReader.of(record)
+    return _readers[record]
+
+
+@dataclass
+class InventoryView:
+    """One scan's records, each table read once on first use, with the indexes rules share."""
+
+    store: Store
+    scan_id: int
+    release: Release
+    traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    _limits: dict[tuple[str, str | None], Limits] = field(default_factory=dict, init=False, repr=False)
+
+    def _records(self, table: str, record: type[R]) -> tuple[R, ...]:
+        reader = reader_of(record)
+        rows = self.store.db.execute(f"SELECT {', '.join(reader.columns)} FROM {table} WHERE scan_id = ? "
+                                     "ORDER BY rowid", [self.scan_id])  # tuples: no dict per row on the way
+        return tuple(map(reader.make, rows))
+
+    # -- tables ------------------------------------------------------------------------------
+    @cached_property
+    def targets(self) -> tuple[Target, ...]:
+        return self._records("targets", Target)
+
+    @cached_property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return self._records("endpoints", Endpoint)
+
+    @cached_property
+    def clusters(self) -> tuple[Cluster, ...]:
+        return self._records("clusters", Cluster)
+
+    @cached_property
+    def hosts(self) -> tuple[Host, ...]:
+        return self._records("hosts", Host)
+
+    @cached_property
+    def vms(self) -> tuple[Vm, ...]:
+        return self._records("vms", Vm)
+
+    @cached_property
+    def vm_disks(self) -> tuple[VmDisk, ...]:
+        return self._records("vm_disks", VmDisk)
+
+    @cached_property
+    def vm_nics(self) -> tuple[VmNic, ...]:
+        return self._records("vm_nics", VmNic)
+
+    @cached_property
+    def networks(self) -> tuple[Network, ...]:
+        return self._records("networks", Network)
+
+    @cached_property
+    def host_nics(self) -> tuple[HostNic, ...]:
+        return self._records("host_nics", HostNic)
+
+    @cached_property
+    def storage(self) -> tuple[Storage, ...]:
+        return self._records("storage", Storage)
+
+    @cached_property
+    def host_storage(self) -> tuple[HostStorage, ...]:
+        return self._records("host_storage", HostStorage)
+
+    # -- indexes -----------------------------------------------------------------------------
+    @cached_property
+    def kinds(self) -> frozenset[HypervisorKind]:
+        """The hypervisor kinds of the scan's targets."""
+        return frozenset(t.hypervisor for t in self.targets)
+
+    @cached_property
+    def target_by_name(self) -> dict[str, Target]:
+        return {t.name: t for t in self.targets}
+
+    @cached_property
+    def host_by_key(self) -> dict[tuple[str, str], Host]:
+        return {(h.target, h.key): h for h in self.hosts}
+
+    @cached_property
+    def network_by_key(self) -> dict[tuple[str, str], Network]:
+        return {(n.target, n.key): n for n in self.networks}
+
+    @cached_property
+    def nics_by_host(self) -> dict[tuple[str, str], list[HostNic]]:
+        return _index(self.host_nics, lambda nic: (nic.target, nic.host_key))
+
+    @cached_property
+    def hosts_by_cluster(self) -> dict[tuple[str, str | None], list[Host]]:
+        """Hosts by (target, cluster_key), in scan order."""
+        return _index(self.hosts, lambda host: (host.target, host.cluster_key))
+
+    @cached_property
+    def host_groups(self) -> tuple[HostGroup, ...]:
+        """Every kind's hosts grouped by cluster (see ``HostGroup``), in the order their first host comes."""
+        groups = _index(self.hosts, lambda h: (h.hypervisor, h.target, h.cluster_key or h.target))
+        return tuple(HostGroup(kind, target, key, tuple(hosts)) for (kind, target, key), hosts in groups.items())
+
+    def hosts_of(self, kind: HypervisorKind) -> list[Host]:
+        return [h for h in self.hosts if h.hypervisor == kind]
+
+    def clusters_of(self, kind: HypervisorKind) -> list[Cluster]:
+        return [c for c in self.clusters if c.hypervisor == kind]
+
+    def groups_of(self, kind: HypervisorKind) -> list[HostGroup]:
+        return [g for g in self.host_groups if g.kind == kind]
+
+    def kind_of_target(self, name: str) -> HypervisorKind | None:
+        target = self.target_by_name.get(name)
+        return None if target is None else target.hypervisor
+
+    def limits(self, kind: HypervisorKind, version: str | None) -> Limits:
+        """The release's limits for a kind and version (``Release.limits``), looked up once per pair."""
+        key = (kind, version)
+        if key not in self._limits:
+            self._limits[key] = self.release.limits(kind, version)
+        return self._limits[key]
+
+
+K = TypeVar("K")
+
+
+def _index(records: Iterable[R], key: Callable[[R], K]) -> dict[K, list[R]]:
+    index: dict[K, list[R]] = defaultdict(list)
+    for record in records:
+        index[key(record)].append(record)
+    return dict(index)
