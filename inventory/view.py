@@ -118,6 +118,25 @@ def reader_of(record: type[R]) -> RecordReader[R]:
     return _readers[record]
 
 
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A CloudStack setting a rule compares with, and where its value came from (said in the finding)."""
+
+    name: str
+    value: str
+    source: str  # "CloudStack's default", "[cloudstack] in the config", or the CloudStack API target it was read from
+
+
+# CloudStack's defaults for the global settings rules read (Config.java / ConfigKey declarations).
+SETTING_DEFAULTS = {
+    "pool.storage.capacity.disablethreshold": "0.85",
+    "pool.storage.allocated.capacity.disablethreshold": "0.85",
+    "storage.overprovisioning.factor": "2",
+    "vmware.management.portgroup": "Management Network",
+    "control.cidr": "169.254.0.0/16",
+}
+
+
 @dataclass
 class InventoryView:
     """One scan's records, each table read once on first use, with the indexes rules share."""
@@ -133,6 +152,18 @@ class InventoryView:
         rows = self.store.db.execute(f"SELECT {', '.join(reader.columns)} FROM {table} WHERE scan_id = ? "
                                      "ORDER BY rowid", [self.scan_id])  # tuples: no dict per row on the way
         return tuple(map(reader.make, rows))
+
+    # -- what CloudStack itself is set to ------------------------------------------------------
+    def setting(self, name: str) -> Setting:
+        """A CloudStack global setting for rules: the live value when the scan read one, else CloudStack's default.
+
+        (Reading this CloudStack's own settings through its API is the seam for a CloudStack API target.)
+        """
+        return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default")
+
+    def traffic_labels_for(self, kind: HypervisorKind) -> Mapping[str, str]:
+        """The traffic labels (traffic type → label) CloudStack uses for this hypervisor kind's hosts."""
+        return self.traffic_labels
 
     # -- tables ------------------------------------------------------------------------------
     @cached_property

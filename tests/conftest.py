@@ -6,6 +6,7 @@ tries to skip fails instead.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -53,10 +54,17 @@ def real_dump(name: str) -> Path:
     return path
 
 
+LIBVIRTD_LOCK = Path("/tmp/cs-inventory-tests-libvirtd.lock")
+
+
 @pytest.fixture(scope="session")
-def libvirtd() -> str:
-    ensure_libvirtd()
-    return "qemu:///system"
+def libvirtd() -> Iterator[str]:
+    """The machine's one libvirtd; a test session holds it alone (other checkouts' sessions wait), since
+    sessions define and remove domains in it."""
+    with LIBVIRTD_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_libvirtd()
+        yield "qemu:///system"
 
 
 @pytest.fixture(scope="session")
