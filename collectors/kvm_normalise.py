@@ -37,15 +37,22 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
     The cluster is the configured one, else the host's agent.properties ``cluster``, else the target.
     """
     inventories = []
+    problems = []
     for address in hosts:
         if address not in answers:
             continue
-        inv = normalise_host(answers[address], target, cluster)
+        try:
+            inv = normalise_host(answers[address], target, cluster)
+        except Exception as exc:  # one host's answer that makes no sense leaves that host out, not the target
+            problems.append(f"{address}: answer not understood ({type(exc).__name__}: {str(exc)[:160]}); host left out")
+            continue
         if cluster is None:
             agent_cluster = inv.hosts[0].agent_cluster
             inv = _with_cluster(inv, f"agent-cluster-{agent_cluster}" if agent_cluster else target)
         inventories.append(inv)
-    return merge_hosts(inventories, target)
+    merged = merge_hosts(inventories, target)
+    merged.problems = problems
+    return merged
 
 
 def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) -> Inventory:
@@ -164,13 +171,15 @@ def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster
 
 
 def _block_stats(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    by_dev: dict[str, dict[str, Any]] = {}
-    for index in range(int(stats.get("block.count", 0))):
-        dev = stats.get(f"block.{index}.name")
-        if dev:
-            by_dev[dev] = {k.split(".", 2)[2]: v for k, v in stats.items()
-                           if k.startswith(f"block.{index}.")}
-    return by_dev
+    """``block.<i>.<field>`` stats by device name, from the keys that are there (never from ``block.count``,
+    which a host could state as anything)."""
+    by_index: dict[str, dict[str, Any]] = {}
+    for key, value in stats.items():
+        prefix, _, rest = key.partition(".")
+        index, _, name = rest.partition(".")
+        if prefix == "block" and index.isdigit() and name:
+            by_index.setdefault(index, {})[name] = value
+    return {device: fields for fields in by_index.values() if isinstance(device := fields.get("name"), str) and device}
 
 
 def _disk(disk: ET.Element, vm_key: str, target: str, blocks: dict[str, dict[str, Any]],

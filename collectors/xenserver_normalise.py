@@ -7,6 +7,7 @@ parse becomes NULL and a line in ``problems`` — never a crash.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,14 +43,29 @@ class _Reader:
         return self.rows(cls).get(ref, {})
 
     def int(self, cls: str, record: dict[str, Any], name: str) -> int | None:
-        value = record.get(name)
+        return self.number(cls, record.get(name), f"{record.get('uuid', '?')}: {name}")
+
+    def number(self, cls: str, value: Any, where: str) -> builtins.int | None:
+        """An int64 as XAPI sends it (a string of digits); a float is cut to its whole part."""
         if value is None or value == "":
             return None
         try:
-            return int(float(value)) if isinstance(value, float) else int(str(value))
-        except ValueError:
-            self.problems.append(f"{cls} {record.get('uuid', '?')}: {name} {str(value)[:30]!r} is not an integer")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ValueError
+            return int(value) if isinstance(value, float) else int(str(value))
+        except (ValueError, OverflowError):
+            self.problems.append(f"{cls} {where} {str(value)[:30]!r} is not an integer")
             return None
+
+    def bool(self, cls: str, record: dict[str, Any], name: str) -> builtins.bool | None:
+        """A boolean; ``"true"``/``"false"`` sent as text are read (and listed), anything else is unknown."""
+        value = record.get(name)
+        if value is None or isinstance(value, bool):
+            return value
+        self.problems.append(f"{cls} {record.get('uuid', '?')}: {name} {str(value)[:30]!r} sent as text, "
+                             "not a boolean")
+        text = str(value).strip().lower()
+        return True if text == "true" else False if text == "false" else None
 
     def text(self, record: dict[str, Any], name: str) -> str | None:
         value = record.get(name)
@@ -83,17 +99,19 @@ def normalise_pool(raw: dict[str, dict[str, dict[str, Any]]], target: str) -> Xe
     pool_ref, pool = next(iter(r.rows("pool").items()), ("", {}))
     hosts = {ref: uuid for ref, rec in r.rows("host").items() if (uuid := r.require_uuid("host", ref, rec))}
     master_ref = pool.get("master")
-    cluster_key = str(pool.get("uuid") or pool_ref or target)
+    cluster_key = r.text(pool, "uuid") or pool_ref or target
     master_name = r.text(r.get("host", master_ref), "hostname") or r.text(r.get("host", master_ref), "name_label")
     inv.clusters.append(Cluster(
         key=cluster_key, target=target, name=r.text(pool, "name_label") or f"pool of {master_name or '?'}",
-        hypervisor="xenserver", master_host_key=hosts.get(str(master_ref)), ha_enabled=pool.get("ha_enabled"),
+        hypervisor="xenserver", master_host_key=hosts.get(str(master_ref)), ha_enabled=r.bool("pool", pool, "ha_enabled"),
         host_count=len(hosts),
         raw_json={"ha_host_failures_to_tolerate": pool.get("ha_host_failures_to_tolerate"),
                   "default_SR": r.get("SR", pool.get("default_SR")).get("uuid")}))
     control_domains = {}
-    for vm in r.rows("VM").values():
-        if vm.get("is_control_domain"):
+    kinds = {ref: (r.bool("VM", vm, "is_a_template"), r.bool("VM", vm, "is_a_snapshot"),
+                   r.bool("VM", vm, "is_control_domain")) for ref, vm in r.rows("VM").items()}
+    for ref, vm in r.rows("VM").items():
+        if kinds[ref][2]:
             control_domains[str(vm.get("resident_on"))] = vm
     for ref, host_uuid in hosts.items():
         inv.hosts.append(_host(r, ref, host_uuid, target, cluster_key, ref == master_ref, control_domains.get(ref)))
@@ -101,7 +119,7 @@ def normalise_pool(raw: dict[str, dict[str, dict[str, Any]]], target: str) -> Xe
     _host_nics(r, hosts, networks, target, inv)
     srs = _storage(r, hosts, target, inv)
     for ref, vm in r.rows("VM").items():
-        if vm.get("is_a_template") or vm.get("is_a_snapshot") or vm.get("is_control_domain"):
+        if any(kinds[ref]):  # templates, snapshots and control domains are not VMs
             continue
         uuid = r.require_uuid("VM", ref, vm)
         if uuid:
@@ -119,8 +137,8 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
     metrics = r.get("host_metrics", rec.get("metrics"))
     cpu_count = r.int("host", cpu, "cpu_count") if cpu else len(cpus) or None
     sockets = r.int("host", cpu, "socket_count") if cpu.get("socket_count") else None
-    enabled = rec.get("enabled")
-    live = metrics.get("live")
+    enabled = r.bool("host", rec, "enabled")
+    live = r.bool("host_metrics", metrics, "live")
     state = "disabled" if enabled is False else "disconnected" if live is False else "connected"
     capabilities = [str(c) for c in rec.get("capabilities", []) if c]
     return Host(
@@ -133,7 +151,7 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
         cpu_vendor=cpu.get("vendor") or first_cpu.get("vendor"),
         cpu_model=cpu.get("modelname") or first_cpu.get("modelname"),
         cpu_sockets=sockets, cpu_cores=(cpu_count // sockets) if cpu_count and sockets else None,
-        cpu_mhz=int(float(cpu.get("speed") or first_cpu.get("speed") or 0)) or None,
+        cpu_mhz=r.number("host", _whole(cpu.get("speed") or first_cpu.get("speed")), f"{uuid}: cpu speed") or None,
         hvm=any(c.startswith("hvm") for c in capabilities) if capabilities else None,
         cpu_flags=" ".join(sorted(set(str(cpu.get("flags") or first_cpu.get("flags") or "").split()))) or None,
         memory_bytes=r.int("host_metrics", metrics, "memory_total"), state=state, is_pool_master=is_master,
@@ -176,15 +194,15 @@ def _host_nics(r: _Reader, hosts: dict[str, str], networks: dict[str, str], targ
         bond_of = bonds.get(str(pif.get("bond_slave_of")), {})
         bond_master = r.get("PIF", bond_of.get("master")).get("device") if bond_of else None
         kind = ("vlan" if vlan not in (None, -1) else "bond" if r.refs("PIF", pif, "bond_master_of")
-                else "physical" if pif.get("physical") else "pif")
+                else "physical" if r.bool("PIF", pif, "physical") else "pif")
         inv.host_nics.append(HostNic(
             host_key=host, target=target, device=f"{device}.{vlan}" if kind == "vlan" else device, kind=kind,
             network_key=networks.get(str(pif.get("network"))), mac=r.text(pif, "MAC"), ip=r.text(pif, "IP"),
             netmask=r.text(pif, "netmask"), is_dhcp=pif.get("ip_configuration_mode") == "DHCP"
             if pif.get("ip_configuration_mode") not in (None, "None") else None,
             mtu=r.int("PIF", pif, "MTU"), vlan=vlan if vlan not in (None, -1) else None,
-            is_management=pif.get("management"), bond=str(bond_master) if bond_master else None,
-            link_up=metrics.get("carrier") if metrics else pif.get("currently_attached"),
+            is_management=r.bool("PIF", pif, "management"), bond=str(bond_master) if bond_master else None,
+            link_up=r.bool("PIF_metrics", metrics, "carrier") if metrics else r.bool("PIF", pif, "currently_attached"),
             speed=r.int("PIF_metrics", metrics, "speed") if metrics else None))
 
 
@@ -201,7 +219,7 @@ def _storage(r: _Reader, hosts: dict[str, str], target: str, inv: Inventory) -> 
         sr_type = str(sr.get("type") or "")
         inv.storage.append(Storage(
             key=uuid, target=target, name=r.text(sr, "name_label") or uuid, kind=SR_KINDS.get(sr_type, sr_type),
-            shared=sr.get("shared"), capacity_bytes=size,
+            shared=r.bool("SR", sr, "shared"), capacity_bytes=size,
             free_bytes=size - used if size is not None and used is not None else None,
             source=_sr_source(config), content=r.text(sr, "content_type"),
             raw_json={"type": sr_type, "virtual_allocation": r.int("SR", sr, "virtual_allocation")}))
@@ -209,7 +227,7 @@ def _storage(r: _Reader, hosts: dict[str, str], target: str, inv: Inventory) -> 
             host = hosts.get(str(pbd.get("host")))
             if host:
                 inv.host_storage.append(HostStorage(host_key=host, target=target, storage_key=uuid,
-                                                    attached=pbd.get("currently_attached")))
+                                                    attached=r.bool("PBD", pbd, "currently_attached")))
     return keys
 
 
@@ -262,3 +280,11 @@ def _vm(r: _Reader, ref: str, vm: dict[str, Any], uuid: str, hosts: dict[str, st
             vm_key=uuid, target=target, device=device, mac=(r.text(vif, "MAC") or "").lower() or None,
             network_key=networks.get(str(vif.get("network"))), network_name=r.text(network, "name_label"),
             ip_addresses=",".join(ips) or None))
+
+
+def _whole(value: Any) -> Any:
+    """XAPI's CPU speed is a decimal text ("2394.560"): its whole MHz, or the value as it came when it is not one."""
+    try:
+        return int(float(value)) if isinstance(value, str) and value else value
+    except (ValueError, OverflowError):
+        return value

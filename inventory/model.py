@@ -201,6 +201,10 @@ class Inventory:
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",
         "networks", "host_nics", "storage", "host_storage",
     )
+    # what identifies a record within its target: no two records of one target share it
+    KEYS = {"clusters": ("key",), "hosts": ("key",), "vms": ("key",), "vm_disks": ("vm_key", "device"),
+            "vm_nics": ("vm_key", "device"), "networks": ("key",), "host_nics": ("host_key", "device"),
+            "storage": ("key",), "host_storage": ("host_key", "storage_key")}
 
     def extend(self, other: Inventory) -> None:
         for table in self.TABLES:

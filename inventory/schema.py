@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
+
+from inventory.model import Inventory
 from sqlite_utils.migrations import Migrations
 
 
@@ -86,7 +88,7 @@ TABLES: tuple[Table, ...] = (
         _c("ha_enabled", bool, "HA enabled (vSphere HA, XenServer pool HA)."),
         _c("host_count", int, "Hosts in this cluster in this scan."),
         RAW,
-    ), key=("key",), record="Cluster"),
+    ), key=Inventory.KEYS["clusters"], record="Cluster"),
     Table("hosts", "Hypervisor hosts.", (
         SCAN_ID, TARGET,
         _c("key", str, "Stable id: libvirt host UUID (else the configured address), XAPI UUID, vSphere moid."),
@@ -130,7 +132,7 @@ TABLES: tuple[Table, ...] = (
         _c("agent_guest_device", str, "agent.properties `guest.network.device`."),
         _c("time_synced", bool, "Clock synchronised (NTP/chrony); NULL unknown."),
         RAW,
-    ), key=("key",), record="Host"),
+    ), key=Inventory.KEYS["hosts"], record="Host"),
     Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
         SCAN_ID, TARGET,
         _c("key", str, "Stable id: domain UUID, XAPI UUID, vSphere instance UUID."),
@@ -149,7 +151,7 @@ TABLES: tuple[Table, ...] = (
         _c("tools_state", str, "Guest tools state (VMware Tools, Xen PV drivers)."),
         _c("is_template", bool, "A template rather than a VM."),
         RAW,
-    ), key=("key",), record="Vm"),
+    ), key=Inventory.KEYS["vms"], record="Vm"),
     Table("vm_disks", "Disks of VMs.", (
         SCAN_ID, TARGET,
         _c("vm_key", str, "vms.key."),
@@ -162,7 +164,7 @@ TABLES: tuple[Table, ...] = (
         _c("capacity_bytes", int, "Virtual size in bytes."),
         _c("allocation_bytes", int, "Space used on storage in bytes."),
         _c("thin", bool, "Thin provisioned (VMware)."),
-    ), key=("vm_key", "device"), record="VmDisk"),
+    ), key=Inventory.KEYS["vm_disks"], record="VmDisk"),
     Table("vm_nics", "Network interfaces of VMs.", (
         SCAN_ID, TARGET,
         _c("vm_key", str, "vms.key."),
@@ -172,7 +174,7 @@ TABLES: tuple[Table, ...] = (
         _c("network_name", str, "Bridge, network or port group name."),
         _c("model", str, "NIC model (virtio, e1000, vmxnet3 …)."),
         _c("ip_addresses", str, "Guest IP addresses, comma separated, when reported."),
-    ), key=("vm_key", "device"), record="VmNic"),
+    ), key=Inventory.KEYS["vm_nics"], record="VmNic"),
     Table("networks", "Bridges, OVS bridges, libvirt networks, Xen networks, port groups.", (
         SCAN_ID, TARGET,
         _c("key", str, "Stable id: `bridge:<name>`, `libvirt:<name>`, XAPI UUID, vSphere moid."),
@@ -183,7 +185,7 @@ TABLES: tuple[Table, ...] = (
         _c("mtu", int, "MTU."),
         _c("label", str, "Extra label (e.g. Xen name_description)."),
         RAW,
-    ), key=("key",), record="Network"),
+    ), key=Inventory.KEYS["networks"], record="Network"),
     Table("host_nics", "Host network devices: physical NICs, bridges, bonds, VLANs, VMkernel NICs, PIFs.", (
         SCAN_ID, TARGET,
         _c("host_key", str, "hosts.key."),
@@ -201,7 +203,7 @@ TABLES: tuple[Table, ...] = (
         _c("bond", str, "Bond this device is a member of."),
         _c("link_up", bool, "Link is up."),
         _c("speed", int, "Link speed in Mbit/s."),
-    ), key=("host_key", "device"), record="HostNic"),
+    ), key=Inventory.KEYS["host_nics"], record="HostNic"),
     Table("storage", "Primary storage: libvirt pools, NFS/shared mounts, XenServer SRs, vSphere datastores.", (
         SCAN_ID, TARGET,
         _c("key", str, "Stable id: libvirt pool UUID, `mount:<source>`, SR UUID, datastore moid."),
@@ -213,14 +215,14 @@ TABLES: tuple[Table, ...] = (
         _c("source", str, "server:/path, device or URL."),
         _c("content", str, "What it holds, where the hypervisor says."),
         RAW,
-    ), key=("key",), record="Storage"),
+    ), key=Inventory.KEYS["storage"], record="Storage"),
     Table("host_storage", "Which host has which storage attached or mounted.", (
         SCAN_ID, TARGET,
         _c("host_key", str, "hosts.key."),
         _c("storage_key", str, "storage.key."),
         _c("attached", bool, "Currently attached/active/mounted on that host."),
         _c("mount_path", str, "Where it is mounted on the host."),
-    ), key=("host_key", "storage_key"), record="HostStorage"),
+    ), key=Inventory.KEYS["host_storage"], record="HostStorage"),
     Table("findings", "Results of the CloudStack requirement checks per scan.", (
         SCAN_ID, TARGET,
         _c("cluster", str, "Cluster key of the object, for grouping (NULL when it has none)."),

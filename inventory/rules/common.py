@@ -10,8 +10,19 @@ from inventory.rulebook import Finding, Rule
 
 
 def raw_of(record: Host | Vm | Cluster | Storage | Network) -> JsonDict:
-    """The record's source data (``raw_json``), empty when it has none."""
+    """The record's source data (``raw_json``), empty when it has none. Its values are what a hypervisor sent:
+    read them with ``raw_text`` / ``raw_int``, which give None for anything of another type."""
     return record.raw_json or {}
+
+
+def raw_text(record: Host | Vm | Cluster | Storage | Network, key: str) -> str | None:
+    value = raw_of(record).get(key)
+    return value if isinstance(value, str) else None
+
+
+def raw_int(record: Host | Vm | Cluster | Storage | Network, key: str) -> int | None:
+    value = raw_of(record).get(key)
+    return value if type(value) is int else None
 
 
 def version_tuple(text: str | None) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
-from inventory.rules.common import raw_of
+from inventory.rules.common import raw_int
 
 GiB = 2**30
 
@@ -73,7 +73,7 @@ def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The control domain has about 2940 MB for large VM counts."""
     for host in view.hosts_of("xenserver"):
-        memory = raw_of(host).get("dom0_memory_bytes")
+        memory = raw_int(host, "dom0_memory_bytes")
         if memory and memory < 2940 * 2**20:
             yield r.finding(host, f"{host.name}: dom0 has {memory // 2**20} MB", observed=f"{memory // 2**20} MB",
                             expected="≥ 2940 MB")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from inventory.model import Host
 from inventory.releases import kvm_os_supported, xen_supported
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
-from inventory.rules.common import raw_of, version_tuple
+from inventory.rules.common import raw_text, version_tuple
 
 
 @rule("hypervisor-version-supported", severity="warning", hypervisors={"kvm", "xenserver"}, basis="DOC",
@@ -142,7 +142,7 @@ def vmware_hosts_per_cluster(view: InventoryView, r: Rule) -> Iterator[Finding]:
         hosts = view.hosts_by_cluster.get((cluster.target, cluster.key), [])
         if not hosts:
             continue
-        limits = view.limits("vmware", raw_of(hosts[0]).get("api_version"))
+        limits = view.limits("vmware", raw_text(hosts[0], "api_version"))
         if limits.max_hosts is not None and len(hosts) > limits.max_hosts:
             yield r.finding(cluster, f"cluster {cluster.name} has {len(hosts)} hosts; {limits.row} allows "
                             f"{limits.max_hosts}", observed=len(hosts), expected=f"≤ {limits.max_hosts}")
@@ -155,4 +155,4 @@ def _limits_version(kind: str, host: Host | None) -> str | None:
     """The version hypervisor_capabilities rows are keyed by: vSphere's API version, else the product's."""
     if host is None:
         return None
-    return raw_of(host).get("api_version") if kind == "vmware" else host.hypervisor_version
+    return raw_text(host, "api_version") if kind == "vmware" else host.hypervisor_version

@@ -1,0 +1,209 @@
+"""Values kept within what the store, the exports and the checks can hold.
+
+Whatever a hypervisor, a dump or a recording sent, each record field must be of its declared type:
+integers within SQLite's 64 bits, floats finite, booleans real booleans, text of bounded length,
+``raw_json`` plain JSON of bounded depth and size. A value that is not becomes NULL (``raw_json``: a
+note saying why) and one line in the target's problems — the target is then ``partial`` and the
+scan exits 3 — never an exception that loses the scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+from inventory.model import Inventory
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_TEXT = 65_536          # characters in one text value
+MAX_RAW_BYTES = 1_048_576  # bytes of one record's raw_json
+MAX_DEPTH = 32             # nesting of one record's raw_json
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False).encode
+
+Check = Callable[[Any], str | None]  # None: fine; else why it is not
+
+
+def _int(value: Any) -> str | None:
+    if type(value) is int and INT_MIN <= value <= INT_MAX:
+        return None
+    if type(value) is int:
+        return "is beyond 64 bits"
+    return f"is {type(value).__name__}, not an integer"
+
+
+def _float(value: Any) -> str | None:
+    if type(value) in (float, int) and math.isfinite(value):
+        return None
+    return "is not a finite number" if isinstance(value, (float, int)) else f"is {type(value).__name__}, not a number"
+
+
+def _bool(value: Any) -> str | None:
+    return None if type(value) is bool else f"is {type(value).__name__} {_short(value)}, not true or false"
+
+
+def _text(value: Any) -> str | None:
+    if type(value) is str:
+        return None if len(value) <= MAX_TEXT else f"is {len(value):,} characters long (at most {MAX_TEXT:,})"
+    return f"is {type(value).__name__}, not text"
+
+
+def _raw(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"is {type(value).__name__}, not an object"
+    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
+        return f"nests deeper than {MAX_DEPTH} levels"
+    try:
+        size = len(_encode(value).encode())
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"is not plain JSON ({type(exc).__name__})"
+    return None if size <= MAX_RAW_BYTES else f"is {size:,} bytes (at most {MAX_RAW_BYTES:,})"
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> int:
+    """How deep ``value`` nests, counting no further than one past ``limit``."""
+    if level > limit:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(child, limit, level + 1) for child in children if isinstance(child, (dict, list))),
+               default=level)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+_CHECKS: dict[Any, Check] = {int: _int, float: _float, bool: _bool, str: _text}
+
+
+_FIELDS: dict[type, tuple[tuple[str, Check, bool, Any], ...]] = {}
+
+
+def _fields(record: type) -> tuple[tuple[str, Check, bool, Any], ...]:
+    """(field, check, may be None, type) for every field of a record class."""
+    if record in _FIELDS:
+        return _FIELDS[record]
+    hints = typing.get_type_hints(record)
+    fields = []
+    for field in dataclasses.fields(record):
+        args = typing.get_args(hints[field.name])
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hints[field.name])
+        check = _raw if field.name == "raw_json" else _CHECKS.get(base)
+        if check is not None:
+            fields.append((field.name, check, optional, base))
+    _FIELDS[record] = tuple(fields)
+    return _FIELDS[record]
+
+
+def bound(inventory: Inventory) -> None:
+    """Make every record of ``inventory`` storable; what had to be dropped is appended to its problems.
+
+    Columns are checked whole first (types, ranges and lengths at C speed); only a column with a bad
+    value is walked record by record.
+    """
+    for table in Inventory.TABLES:
+        records = getattr(inventory, table)
+        if not records:
+            continue
+        for name, check, optional, base in _fields(type(records[0])):
+            values = list(map(attrgetter(name), records))
+            if _column_fine(values, base, name, optional):
+                continue
+            for index, value in enumerate(values):
+                if value is None and optional:
+                    continue
+                why = check(value)
+                if why is not None:
+                    record = records[index]
+                    replacement, stored = _replacement(name, value, why, optional, base)
+                    records[index] = dataclasses.replace(record, **{name: replacement})
+                    inventory.problems.append(f"{table} {_short(_who(record))}: {name} {why}; {stored}")
+
+
+_SCALARS = {str, int, float, bool, type(None)}
+
+
+def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> bool:
+    """True when every value of a column is certainly fine (False: look closer, value by value)."""
+    types = set(map(type, values))
+    if name == "raw_json":
+        return types <= {dict, type(None)} and all(map(_flat_and_small, filter(None, values)))
+    allowed = {base, type(None)} if optional else {base}
+    if base is float:
+        allowed.add(int)
+    if not types <= allowed:
+        return False
+    present = [v for v in values if v is not None] if optional else values
+    if not present:
+        return True
+    if base is int:
+        return bool(INT_MIN <= min(present) and max(present) <= INT_MAX)
+    if base is float:
+        return all(map(math.isfinite, present))
+    if base is str:
+        return max(map(len, present)) <= MAX_TEXT
+    return True
+
+
+def _flat_and_small(raw: dict[str, Any]) -> bool:
+    """A raw_json with only scalar values and short text needs no deeper look (most of them)."""
+    values = raw.values()
+    if not set(map(type, values)) <= _SCALARS:
+        return _raw(raw) is None
+    return sum(len(v) for v in values if type(v) is str) <= MAX_RAW_BYTES // 4 and all(
+        INT_MIN <= v <= INT_MAX for v in values if type(v) is int) and all(
+        math.isfinite(v) for v in values if type(v) is float)
+
+
+def unique(inventory: Inventory) -> None:
+    """Keep the first record of each key within the target (``Inventory.KEYS``); a second one is a problem.
+
+    A normaliser makes keys unique where the hypervisor can legitimately repeat them (KVM clones); this is
+    the last line against one that sends two records with one identity (two VBDs of a VM on one userdevice).
+    """
+    for table, key in Inventory.KEYS.items():
+        records = getattr(inventory, table)
+        keys = list(map(attrgetter(*key), records))
+        if len(set(keys)) == len(keys):
+            continue
+        seen: set[Any] = set()
+        kept = []
+        for record, identity in zip(records, keys, strict=True):
+            if identity in seen:
+                inventory.problems.append(f"{table} {_short(identity)}: a second record with the same key; left out")
+                continue
+            seen.add(identity)
+            kept.append(record)
+        setattr(inventory, table, kept)
+
+
+def _replacement(name: str, value: Any, why: str, optional: bool, base: Any) -> tuple[Any, str]:
+    """What is stored instead, and how to say so. Text that is merely long keeps its beginning; a key or name
+    that must be there keeps its text form; anything else optional becomes NULL."""
+    if name == "raw_json":
+        return {"dropped": f"raw_json {why}"}, "its raw_json dropped"
+    if base is str and (type(value) is str or not optional):
+        text = value if type(value) is str else str(value)
+        return (text[:MAX_TEXT - 1] + "…" if len(text) > MAX_TEXT else text), "stored shortened, as text"
+    if optional:
+        return None, "stored as NULL"
+    if base is bool:
+        return str(value).strip().lower() in ("true", "1", "yes"), "stored as a boolean"
+    return 0, "stored as 0"
+
+
+def _who(record: Any) -> str:
+    """The record in words: its key, else its owner and device."""
+    key = getattr(record, "key", None)
+    if isinstance(key, str):
+        return key
+    for owner in ("vm_key", "host_key"):
+        if hasattr(record, owner):
+            return f"{getattr(record, owner)} {getattr(record, 'device', None) or getattr(record, 'storage_key', '')}"
+    return type(record).__name__

@@ -1,0 +1,134 @@
+"""Hostile data and slow servers: a bad value is a listed problem, never a lost scan.
+
+The XAPI fixture serves pools whose records were edited the way a broken or hostile server (or a
+tenant who names things) would send them; the scan must store every target, keep each bad value as
+NULL with a line in the target's problems, and exit 3.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.xenserver import XenServerCollector, XenTarget
+from fixtures.xapi.server import XapiServer, serve_dump
+from fixtures.xapi.synth import generate
+from inventory.bounds import INT_MAX, MAX_TEXT, bound
+from inventory.model import Host, Inventory, Secret, Vm
+from tests.conftest import run_tool
+
+PASSWORD = "hostile-pass"
+
+
+def nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": "x"}
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def make_hostile(records: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Edit a pool's wire records as a broken XAPI might send them."""
+    vms = [v for v in records["VM"].values() if not v["is_control_domain"] and not v["is_a_template"]
+           and not v["is_a_snapshot"]]
+    vms[0]["memory_static_max"] = "9" * 30                      # an int64 field beyond 64 bits
+    vms[1]["VCPUs_at_startup"] = "lots"                         # not a number at all
+    vms[2]["name_label"] = "A" * (MAX_TEXT + 10)                # a name no column should hold whole
+    for vm in records["VM"].values():                           # booleans sent as strings
+        for flag in ("is_a_template", "is_a_snapshot", "is_control_domain"):
+            vm[flag] = "true" if vm[flag] else "false"
+    host = next(iter(records["host"].values()))
+    host["cpu_info"] = {**host["cpu_info"], "speed": "inf"}      # a float that is not finite
+    network = next(iter(records["network"].values()))
+    network["other_config"] = nested(200)                       # nesting no raw_json should keep
+    sr = next(iter(records["SR"].values()))
+    sr["shared"] = {"unexpected": "struct"}                     # a boolean that is a struct
+
+
+@pytest.fixture
+def pools() -> Iterator[tuple[XapiServer, XapiServer]]:
+    dump = Path("/tmp") / "csi-hostile-pool.xml"
+    dump.write_text(generate(2, 8, "xcp-ng-8.3", seed="hostile"))
+    bad, good = serve_dump(dump, password=PASSWORD), serve_dump(dump, password=PASSWORD)
+    make_hostile(bad.api.records)
+    yield bad, good
+    bad.stop()
+    good.stop()
+
+
+def test_a_hostile_pool_is_stored_with_its_problems_listed(pools: tuple[XapiServer, XapiServer],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSI_HOSTILE_PW", PASSWORD)
+    result = XenServerCollector(XenTarget(name="bad", url=pools[0].url, password=Secret("env", "CSI_HOSTILE_PW"))).collect()
+    assert result.status == "partial", result.error
+    inv = result.inventory
+    assert len(inv.vms) == 8  # "false" as a string is not a template: every VM is kept
+    problems = "\n".join(inv.problems)
+    assert "memory_bytes is beyond 64 bits" in problems and "VCPUs_at_startup" in problems
+    assert "is_a_template" in problems and "sent as text" in problems
+    assert "speed" in problems and "shared" in problems and "raw_json" in problems
+    huge = [v for v in inv.vms if v.memory_bytes is None]
+    assert len(huge) == 1 and all(v.memory_bytes is None or v.memory_bytes <= INT_MAX for v in inv.vms)
+    assert max(len(v.name) for v in inv.vms) <= MAX_TEXT
+    assert all(h.cpu_mhz is None or isinstance(h.cpu_mhz, int) for h in inv.hosts)
+    assert all(s.shared in (True, False, None) for s in inv.storage)
+
+
+def test_the_scan_keeps_every_target_and_exits_3(pools: tuple[XapiServer, XapiServer], tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    secret.chmod(0o600)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[cloudstack]\nversion = "4.20"\n'
+                      f'[[xenserver]]\nname = "bad"\nurl = "{pools[0].url}"\npassword_file = "{secret}"\n'
+                      f'[[xenserver]]\nname = "good"\nurl = "{pools[1].url}"\npassword_file = "{secret}"\n')
+    config.chmod(0o600)
+    scanned = run_tool("scan", "--config", str(config))
+    assert scanned.returncode == 3, scanned.stdout + scanned.stderr
+    assert "internal error" not in scanned.stderr
+    targets = json.loads(run_tool("export", "--config", str(config), "--table", "targets", "--format",
+                                  "json").stdout)
+    assert [(t["name"], t["status"]) for t in targets] == [("bad", "partial"), ("good", "ok")]
+    assert "malformed values" in targets[0]["error"]
+    vms = json.loads(run_tool("export", "--config", str(config), "--table", "vms", "--format", "json").stdout)
+    assert len(vms) == 16
+    networks = json.loads(run_tool("export", "--config", str(config), "--table", "networks", "--format",
+                                   "json").stdout)
+    assert any(n["raw_json"] == {"dropped": "raw_json nests deeper than 32 levels"} for n in networks)
+
+
+def test_a_hostile_dump_imports_with_its_problems(tmp_path: Path) -> None:
+    root = ET.fromstring(generate(1, 3, "xcp-ng-8.3", seed="hostile-dump"))
+    vm = next(r for r in root.find("table[@name='VM']").findall("row")  # type: ignore[union-attr]
+              if r.get("is_control_domain") == "false" and r.get("is_a_template") == "false")
+    vm.set("memory__static_max", "9" * 30)
+    vm.set("name__label", "[/] pool [link=http://x]ok[/link]")
+    dump = tmp_path / "dump.xml"
+    dump.write_text(ET.tostring(root, encoding="unicode"))
+    imported = run_tool("import", "xapi-dump", str(dump), "--db", str(tmp_path / "d.db"))
+    assert imported.returncode == 3, imported.stdout + imported.stderr
+    targets = json.loads(run_tool("export", "--db", str(tmp_path / "d.db"), "--table", "targets", "--format",
+                                  "json").stdout)
+    assert "memory_bytes is beyond 64 bits" in targets[0]["error"]
+    shown = run_tool("export", "--db", str(tmp_path / "d.db"), "--table", "vms", "--format", "json")
+    names = [v["name"] for v in json.loads(shown.stdout)]
+    assert "[/] pool [link=http://x]ok[/link]" in names
+
+
+def test_bound_keeps_what_fits_and_lists_the_rest() -> None:
+    inv = Inventory()
+    inv.hosts.append(Host(key="h1", target="t", cluster_key=None, name="h", address="a", hypervisor="x",
+                          memory_bytes=2**70, cpu_mhz="2400", hvm="false", raw_json={"a": float("nan")}))  # type: ignore[arg-type]
+    inv.vms.append(Vm(key="v1", target="t", host_key="h1", cluster_key=None, name="ok", vcpus=2, memory_bytes=1,
+                      raw_json={"tags": ["a", "b"]}))
+    bound(inv)
+    host = inv.hosts[0]
+    assert (host.memory_bytes, host.cpu_mhz, host.hvm) == (None, None, None)
+    assert host.raw_json == {"dropped": "raw_json is not plain JSON (ValueError)"}
+    assert inv.vms[0].vcpus == 2 and inv.vms[0].raw_json == {"tags": ["a", "b"]}
+    assert len(inv.problems) == 4 and all("h1" in p for p in inv.problems)
