@@ -11,11 +11,12 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from inventory.errors import ConfigError
 from inventory.releases import resolve
-from inventory.rulebook import SEVERITIES, Finding, InventoryView, Rule
+from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
 from inventory.rules import RULES
 from inventory.store import Store
 
-__all__ = ["SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules"]
+__all__ = ["BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
+           "run_checks", "select_rules"]
 
 
 def select_rules(only: Sequence[str] | None = None, skip: Sequence[str] | None = None) -> list[Rule]:
@@ -24,6 +25,12 @@ def select_rules(only: Sequence[str] | None = None, skip: Sequence[str] | None =
         if name not in RULES:
             raise ConfigError(f"no rule {name!r}", hint="`cs-inventory rules` lists them")
     return [r for r in RULES.values() if (not only or r.id in only) and r.id not in (skip or ())]
+
+
+def explain_rule(rule_id: str) -> str:
+    """What a rule checks, how sure it is (basis), where that is written down, and the evidence it reads."""
+    (chosen,) = select_rules(only=[rule_id])
+    return chosen.explain()
 
 
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,

@@ -44,10 +44,12 @@ def _toml(value: object) -> str:
 
 
 def rules_table() -> str:
-    lines = ["| rule | severity | hypervisors | requirement | basis | reference |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| rule | basis | severity | hypervisors | requirement | sources |", "| --- | --- | --- | --- | --- | --- |"]
     for r in select_rules():
-        lines.append(f"| `{r.id}` | {r.severity} | {r.hypervisors_shown} | {r.requirement} "
-                     f"| {r.basis} | {r.reference} |")
+        since = f" (from {r.since})" if r.since else ""
+        sources = "<br>".join(str(s).replace("|", "\\|") for s in r.sources)
+        lines.append(f"| `{r.id}` | {r.basis} | {r.severity} | {r.hypervisors_shown} | {r.requirement}{since} "
+                     f"| {sources} |")
     return "\n".join(lines)
 
 

@@ -232,7 +232,9 @@ TABLES: tuple[Table, ...] = (
         _c("observed", str, "The observed value."),
         _c("expected", str, "The expected value."),
         _c("remediation", str, "What to do."),
-        _c("reference", str, "Where the requirement is written down."),
+        _c("reference", str, "Where the requirement is written down: files, lines or methods, release tags."),
+        _c("basis", str, "How sure the rule is: CODE (CloudStack's code enforces it), DOC (documented), BP "
+                         "(recommended) or INF (cs-inventory's inference).", since=3),
     )),
 )
 
@@ -321,6 +323,18 @@ def _latest_views(db: Database) -> None:
         db.execute(f"CREATE VIEW latest_{name} AS SELECT * FROM {name} WHERE scan_id = {_V2_LATEST}")
 
 
+# Step 3: the facts the requirement checks read, and each finding's basis. Literal DDL, like step 1.
+_V3_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("findings", "basis TEXT"),
+)
+
+
+def _requirement_facts(db: Database) -> None:
+    """New columns at the end of their tables (NULL in rows written before: not known)."""
+    for table, column in _V3_COLUMNS:
+        db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -330,6 +344,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("0001_initial", _initial),
     Step("0002_latest_views", _latest_views),
+    Step("0003_requirement_facts", _requirement_facts),
 )
 SCHEMA_VERSION = len(STEPS)
 

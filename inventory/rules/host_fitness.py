@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 from inventory.rules.common import raw_of
 
 GiB = 2**30
+ALL_TAGS = "4.18.0.0–4.22.0.1"
 
 
-@rule("kvm-hardware-virtualisation", severity="error", hypervisors={"kvm"}, basis="CODE",
-      remediation="Enable VT-x/AMD-V in the BIOS and load kvm_intel or kvm_amd so /dev/kvm exists.",
-      reference="apache/cloudstack LibvirtComputingResource.java IsHVMEnabled; LibvirtServerDiscoverer.java find")
+@rule("kvm-hardware-virtualisation", hypervisors={"kvm"}, basis="CODE",
+      sources=[code("plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/resource/"
+                    "LibvirtComputingResource.java", "configure / isHvmEnabled (the agent refuses to start)",
+                    "≤4.11–4.22"),
+               code("server/src/main/java/com/cloud/hypervisor/kvm/discoverer/LibvirtServerDiscoverer.java",
+                    "find (/dev/kvm checked over SSH)", "4.14.0.0–4.22")],
+      evidence=["hosts.libvirt_hvm", "hosts.dev_kvm"],
+      remediation="Enable VT-x/AMD-V in the BIOS and load kvm_intel or kvm_amd so /dev/kvm exists.")
 def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """KVM hosts expose hardware virtualisation: an hvm guest type in libvirt and /dev/kvm."""
     for host in view.hosts_of("kvm"):
@@ -24,20 +30,28 @@ def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
                             expected="hvm guests and /dev/kvm")
 
 
-@rule("xen-hardware-virtualisation", severity="error", hypervisors={"xenserver"}, basis="DOC + CODE (opt-in)",
-      remediation="Enable VT-x/AMD-V in the host's firmware.",
-      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst; XcpServerDiscoverer.java")
+@rule("xen-hardware-virtualisation", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "52", ALL_TAGS + " (50 before 4.22)")],
+      evidence=["hosts.hvm", "hosts.raw_json.capabilities"],
+      remediation="Enable VT-x/AMD-V in the host's firmware.")
 def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """XenServer hosts list an hvm capability."""
+    """XenServer hosts list an hvm capability.
+
+    CloudStack's own check (XcpServerDiscoverer, setting xenserver.check.hvm) is off unless an operator
+    turns it on, so this rests on the documentation.
+    """
     for host in view.hosts_of("xenserver"):
         if host.hvm is False:  # None (unknown) is not a finding
             yield r.finding(host, f"{host.name} lists no hvm capability", observed="no hvm-* capability",
                             expected="hvm-3.0-x86_64")
 
 
-@rule("host-memory", severity="error", hypervisors={"kvm", "xenserver"}, basis="DOC",
-      remediation="Hosts need at least 4 GB of RAM.",
-      reference="cloudstack-documentation installguide/overview/_requirements.rst")
+@rule("host-memory", hypervisors={"kvm", "xenserver"}, basis="DOC",
+      sources=[doc("installguide/overview/_requirements.rst", "61", ALL_TAGS),
+               doc("installguide/hypervisor/kvm.rst", "63", ALL_TAGS + " (65 before 4.22)"),
+               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 before 4.22)")],
+      evidence=["hosts.memory_bytes"],
+      remediation="Hosts need at least 4 GB of RAM.")
 def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every host has at least 4 GB of memory."""
     for host in view.hosts:
@@ -46,9 +60,10 @@ def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="≥ 4 GB")
 
 
-@rule("time-synchronised", severity="warning", hypervisors={"kvm"}, basis="DOC",
-      remediation="Install and run chrony (or ntpd) and let it synchronise.",
-      reference="cloudstack-documentation installguide/hypervisor/kvm.rst")
+@rule("time-synchronised", hypervisors={"kvm"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/kvm.rst", "131-135", ALL_TAGS + " (133-137 before 4.22)")],
+      evidence=["hosts.time_synced"],
+      remediation="Install and run chrony (or ntpd) and let it synchronise.")
 def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Host clocks are synchronised (NTP/chrony)."""
     for host in view.hosts_of("kvm"):
@@ -57,9 +72,10 @@ def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="synchronised")
 
 
-@rule("host-state", severity="warning", hypervisors=ANY_KIND, basis="INF",
-      remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.",
-      reference="CloudStack host states (adminguide/hosts.rst)")
+@rule("host-state", hypervisors=ANY_KIND, basis="INF",
+      sources=[doc("adminguide/hosts.rst", "24-31", ALL_TAGS + " (a host in maintenance takes no new instances)")],
+      evidence=["hosts.state"],
+      remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.")
 def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Hosts are connected, not disabled, disconnected or in maintenance."""
     for host in view.hosts:
@@ -67,9 +83,10 @@ def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
             yield r.finding(host, f"{host.name} is {host.state}", observed=host.state, expected="connected")
 
 
-@rule("xen-dom0-memory", severity="info", hypervisors={"xenserver"}, basis="BP",
-      remediation="Give dom0 2940 MB for hosts that run many VMs.",
-      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst")
+@rule("xen-dom0-memory", hypervisors={"xenserver"}, basis="BP",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "108-110", ALL_TAGS + " (106-108 before 4.22)")],
+      evidence=["hosts.raw_json.dom0_memory_bytes"],
+      remediation="Give dom0 2940 MB for hosts that run many VMs.")
 def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The control domain has about 2940 MB for large VM counts."""
     for host in view.hosts_of("xenserver"):
@@ -79,19 +96,27 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="≥ 2940 MB")
 
 
-@rule("xen-pool-ha", severity="warning", hypervisors={"xenserver"}, basis="DOC",
-      remediation="Enable pool HA (xe pool-ha-enable with a heartbeat SR) so the pool elects a new master.",
-      reference="cloudstack-documentation releasenotes/compat.rst (4.18–4.22 note)")
+@rule("xen-pool-ha", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("releasenotes/compat.rst", "61", ALL_TAGS + " (57 at 4.18.0.0)"),
+               doc("upgrading/upgrade/_xenserver_upg.rst", "21-29", ALL_TAGS)],
+      evidence=["clusters.ha_enabled"],
+      remediation="Enable pool HA (xe pool-ha-enable with a heartbeat SR) so the pool elects a new master.")
 def xen_pool_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """XenServer pools have pool HA enabled."""
+    """XenServer pools have pool HA enabled.
+
+    The release notes call it required: since 4.4 CloudStack no longer promotes a new pool master, XenServer
+    HA does. No code refuses a pool without it, so the finding is a warning, not an error.
+    """
     for cluster in view.clusters_of("xenserver"):
         if cluster.ha_enabled is False:
             yield r.finding(cluster, f"pool {cluster.name}: HA is off", observed="off", expected="on")
 
 
-@rule("vmware-ha-drs", severity="info", hypervisors={"vmware"}, basis="CODE + DOC",
-      remediation="Enable vSphere HA (CloudStack relies on it for VMware, NativeHA) and consider DRS.",
-      reference="apache/cloudstack VmwareServerDiscoverer.java (NativeHA); choosing_deployment_architecture.rst")
+@rule("vmware-ha-drs", hypervisors={"vmware"}, basis="INF",
+      sources=[code("plugins/hypervisors/vmware/src/main/java/com/cloud/hypervisor/vmware/VmwareServerDiscoverer.java",
+                    "find (dasConfig.enabled → cluster detail NativeHA)", "≤4.11–4.22")],
+      evidence=["clusters.ha_enabled", "clusters.drs_enabled"],
+      remediation="Enable vSphere HA (CloudStack relies on it for VMware, NativeHA) and consider DRS.")
 def vmware_ha_drs(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """vSphere HA is on for CloudStack's clusters (CloudStack leaves VMware HA to vSphere); DRS state is reported."""
     for cluster in view.clusters_of("vmware"):

@@ -6,12 +6,14 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from inventory.model import Host, Vm
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, doc, outside, rule
 
 
-@rule("unmanaged-vms", severity="info", hypervisors=ANY_KIND, basis="BP",
-      remediation="Move VMs CloudStack does not manage off its hosts, or import them into CloudStack.",
-      reference="cloudstack-documentation installguide/hypervisor/kvm.rst; choosing_deployment_architecture.rst")
+@rule("unmanaged-vms", hypervisors=ANY_KIND, basis="BP",
+      sources=[doc("installguide/hypervisor/kvm.rst", "84-86", "4.18.0.0–4.22.0.1 (not recommended to run services "
+                   "CloudStack does not control)")],
+      evidence=["vms.cs_role", "vms.name"],
+      remediation="Move VMs CloudStack does not manage off its hosts, or import them into CloudStack.")
 def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """CloudStack hosts run only CloudStack's VMs."""
     for vm in view.vms:
@@ -20,9 +22,10 @@ def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="i-/r-/s-/v- instance names")
 
 
-@rule("duplicate-mac", severity="error", hypervisors=ANY_KIND, basis="INF",
-      remediation="Give each NIC its own MAC address: duplicates break guest networking.",
-      reference="IEEE 802 (MAC addresses are unique on a network); CloudStack allocates MACs per zone")
+@rule("duplicate-mac", hypervisors=ANY_KIND, basis="INF",
+      sources=[outside("IEEE 802: a MAC address is unique on its network (CloudStack allocates guest MACs per zone)")],
+      evidence=["vm_nics.mac", "vms.uuid"],
+      remediation="Give each NIC its own MAC address: duplicates break guest networking.")
 def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """No two VM NICs share a MAC address, across all targets."""
     # A VM counts once per UUID (a stale copy on a second host is the same VM), and the finding names the
@@ -39,10 +42,11 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             observed=", ".join(sorted(v for _, v in vms)), expected="one VM per MAC")
 
 
-@rule("duplicate-uuid", severity="warning", hypervisors=ANY_KIND, basis="INF",
+@rule("duplicate-uuid", hypervisors=ANY_KIND, basis="INF",
+      sources=[outside("CloudStack keys instances by UUID and instance name, KVM hosts by guid (its database schema)")],
+      evidence=["vms.uuid", "hosts.uuid"],
       remediation="A VM defined on two hosts (stale after a migration) or cloned hosts: remove the stale copy, "
-                  "regenerate the cloned host's UUID.",
-      reference="CloudStack identifies VMs by UUID/instance name and KVM hosts by guid")
+                  "regenerate the cloned host's UUID.")
 def duplicate_uuid(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """VM and host UUIDs are unique across all targets."""
     yield from _repeated_uuids(r, "vm", view.vms)

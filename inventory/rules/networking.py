@@ -7,25 +7,58 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Host
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
+
+ALL_TAGS = "4.18.0.0–4.22.0.1"
+KVM_RESOURCE = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/resource/"
+CITRIX_BASE = "plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/xenserver/resource/CitrixResourceBase.java"
 
 
-@rule("static-management-address", severity="warning", hypervisors=ANY_KIND, basis="DOC",
-      remediation="Give the management interface a static address (or a fixed DHCP reservation).",
-      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst, kvm.rst")
+@rule("static-management-address", hypervisors={"xenserver", "vmware"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "78", ALL_TAGS + " (76 before 4.22)"),
+               doc("installguide/hypervisor/xenserver.rst", "375-376", ALL_TAGS),
+               doc("installguide/hypervisor/vsphere.rst", "90", ALL_TAGS)],
+      evidence=["host_nics.is_management", "host_nics.is_dhcp"],
+      remediation="Give the management interface a static address (or a fixed DHCP reservation).")
 def static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """The management address is static."""
+    """The management address of a XenServer or ESXi host is statically allocated."""
+    yield from _dhcp_management(view, r, {"xenserver", "vmware"})
+
+
+@rule("kvm-static-management-address", hypervisors={"kvm"}, basis="INF",
+      sources=[doc("installguide/overview/_requirements.rst", "43",
+                   ALL_TAGS + " (said of the management server; kvm.rst says nothing of it)")],
+      evidence=["host_nics.is_management", "host_nics.is_dhcp"],
+      remediation="Give the management bridge a static address (or a fixed DHCP reservation).")
+def kvm_static_management_address(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The management address of a KVM host is static.
+
+    The KVM page does not ask for it (the XenServer and vSphere pages do); an address that changes
+    under CloudStack's host record is inferred to break it.
+    """
+    yield from _dhcp_management(view, r, {"kvm"})
+
+
+def _dhcp_management(view: InventoryView, r: Rule, kinds: set[str]) -> Iterator[Finding]:
     for nic in view.host_nics:
         if nic.is_management and nic.is_dhcp:
             host = view.host_by_key.get((nic.target, nic.host_key))
-            yield r.finding(host or nic, f"{nic.host_key if host is None else host.name}: management {nic.device} "
-                            f"{nic.ip} is from DHCP", observed="DHCP", expected="static")
+            kind = host.hypervisor if host is not None else view.kind_of_target(nic.target)
+            if kind in kinds:
+                yield r.finding(host or nic, f"{nic.host_key if host is None else host.name}: management "
+                                f"{nic.device} {nic.ip} is from DHCP", observed="DHCP", expected="static")
 
 
-@rule("traffic-labels-on-every-host", severity="error", hypervisors=ANY_KIND, basis="CODE + DOC",
+@rule("traffic-labels-on-every-host", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code(CITRIX_BASE, "getHostInfo (a label with no network stops host start-up)", "≤4.11–4.22"),
+               code(KVM_RESOURCE + "LibvirtComputingResource.java", "configure (no bridge: the agent stops)",
+                    "≤4.11–4.22"),
+               doc("installguide/hypervisor/kvm.rst", "627-652", ALL_TAGS),
+               doc("installguide/hypervisor/xenserver.rst", "385-394", ALL_TAGS),
+               doc("installguide/hypervisor/vsphere.rst", "270-275", ALL_TAGS)],
+      evidence=["host_nics.device", "host_nics.kind", "networks.name"],
       remediation="Create the bridge (KVM) or name the network (XenServer: xe network-param-set name-label=…) on "
-                  "every host of the cluster, identically.",
-      reference="cloudstack-documentation kvm.rst \"Configuring the Networking\"; CitrixResourceBase.java getHostInfo")
+                  "every host of the cluster, identically.")
 def traffic_labels_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every traffic label declared in [cloudstack.traffic_labels] exists on every host of each cluster."""
     if not view.traffic_labels:
@@ -39,9 +72,14 @@ def traffic_labels_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
                                 observed=", ".join(sorted(present)), expected=label)
 
 
-@rule("kvm-agent-devices-exist", severity="error", hypervisors={"kvm"}, basis="CODE",
-      remediation="Create the bridges named in agent.properties (private/public/guest.network.device) or fix them.",
-      reference="apache/cloudstack AgentProperties.java; LibvirtComputingResource.java configure")
+@rule("kvm-agent-devices-exist", hypervisors={"kvm"}, basis="CODE",
+      sources=[code(KVM_RESOURCE + "LibvirtComputingResource.java",
+                    "configure / getPifs (\"Failed to get … nic name\": the agent stops)", "≤4.11–4.22"),
+               code("agent/src/main/java/com/cloud/agent/properties/AgentProperties.java",
+                    "PRIVATE/PUBLIC/GUEST_NETWORK_DEVICE", "4.18–4.22")],
+      evidence=["hosts.agent_private_device", "hosts.agent_public_device", "hosts.agent_guest_device",
+                "host_nics.device"],
+      remediation="Create the bridges named in agent.properties (private/public/guest.network.device) or fix them.")
 def kvm_agent_devices_exist(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The bridges agent.properties names for private, public and guest traffic exist on the host."""
     for host in view.hosts_of("kvm"):
@@ -55,9 +93,13 @@ def kvm_agent_devices_exist(view: InventoryView, r: Rule) -> Iterator[Finding]:
                                 "does not exist", observed="missing", expected=device)
 
 
-@rule("kvm-link-local-free", severity="warning", hypervisors={"kvm"}, basis="CODE + INF",
-      remediation="Keep 169.254.0.0/16 for CloudStack's cloud0 bridge (set NOZEROCONF=yes; no other link-local users).",
-      reference="apache/cloudstack BridgeVifDriver.java createControlNetwork; Config.java control.cidr")
+@rule("kvm-link-local-free", hypervisors={"kvm"}, basis="INF",
+      sources=[code(KVM_RESOURCE + "BridgeVifDriver.java",
+                    "createControlNetwork / deleteExistingLinkLocalRouteTable", "≤4.11–4.22"),
+               code("server/src/main/java/com/cloud/configuration/Config.java", "ControlCidr (169.254.0.0/16)",
+                    "≤4.11–4.22")],
+      evidence=["host_nics.ip_addresses", "host_nics.device"],
+      remediation="Keep 169.254.0.0/16 for CloudStack's cloud0 bridge (set NOZEROCONF=yes; no other link-local users).")
 def kvm_link_local_free(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The system-VM control network (169.254.0.0/16, bridge cloud0) is not used by anything else on the host."""
     for nic in view.host_nics:
@@ -70,9 +112,10 @@ def kvm_link_local_free(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             observed=", ".join(used), expected="only on cloud0")
 
 
-@rule("xen-management-pif", severity="error", hypervisors={"xenserver"}, basis="CODE",
-      remediation="Move the management interface off the VLAN / onto the bond itself.",
-      reference="apache/cloudstack CitrixResourceBase.java getManagementNetwork")
+@rule("xen-management-pif", hypervisors={"xenserver"}, basis="CODE",
+      sources=[code(CITRIX_BASE, "getManagementNetwork (VLAN PIF or bond member: an exception)", "≤4.11–4.22")],
+      evidence=["host_nics.is_management", "host_nics.vlan", "host_nics.bond"],
+      remediation="Move the management interface off the VLAN / onto the bond itself.")
 def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The management PIF is neither a VLAN PIF nor a bond member."""
     for nic in view.host_nics:
@@ -83,11 +126,13 @@ def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="untagged, not a bond member")
 
 
-@rule("vmware-management-portgroup", severity="error", hypervisors={"vmware"}, basis="CODE + DOC",
+@rule("vmware-management-portgroup", hypervisors={"vmware"}, basis="CODE",
+      sources=[code("vmware-base/src/main/java/com/cloud/hypervisor/vmware/mo/HostMO.java",
+                    "getHyperHostNetworkSummary (\"Unable to find management port group\")", "≤4.11–4.22"),
+               doc("installguide/hypervisor/vsphere.rst", "336-345", ALL_TAGS)],
+      evidence=["host_nics.kind", "host_nics.bond"],
       remediation="Give every host a VMkernel NIC on the management port group (vmware.management.portgroup, default "
-                  "\"Management Network\"), named the same on all hosts.",
-      reference="apache/cloudstack VmwareResource.java fillHostNetworkInfo / HostMO.getHyperHostNetworkSummary; "
-                "Config.java vmware.management.portgroup")
+                  "\"Management Network\"), named the same on all hosts.")
 def vmware_management_portgroup(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every ESXi host has a VMkernel NIC on the "Management Network" port group."""
     for host in view.hosts_of("vmware"):

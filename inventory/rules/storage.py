@@ -6,13 +6,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Storage
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 
 
-@rule("shared-storage-on-every-host", severity="error", hypervisors=ANY_KIND, basis="DOC",
-      remediation="Attach (mount, activate) the primary storage on every host of the cluster.",
-      reference="cloudstack-documentation installguide/configuration.rst \"Add Primary Storage\", "
-                "\"KVM Host Additional Requirements\"")
+@rule("shared-storage-on-every-host", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0)")],
+      evidence=["storage.shared", "storage.kind", "host_storage.attached"],
+      remediation="Attach (mount, activate) the primary storage on every host of the cluster.")
 def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Shared primary storage is attached on every host of its cluster."""
     attached: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
@@ -42,11 +42,13 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
     return bool(storage.shared) or (storage.kind in ("vmfs", "nfs", "vsan", "vvol") and len(attached) > 1)
 
 
-@rule("storage-capacity", severity="warning", hypervisors=ANY_KIND, basis="CODE (setting default)",
+@rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code("server/src/main/java/com/cloud/storage/StorageManagerImpl.java", "checkUsagedSpace", "4.18–4.22"),
+               code("engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java",
+                    "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)", "4.18–4.22")],
+      evidence=["storage.capacity_bytes", "storage.free_bytes"],
       remediation="Free or add space: above pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
-                  "allocating volumes on the pool.",
-      reference="apache/cloudstack CapacityManager.java StorageCapacityDisableThreshold "
-                "(pool.storage.capacity.disablethreshold = 0.85)")
+                  "allocating volumes on the pool.")
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Primary storage is below CloudStack's disable threshold (85 % used)."""
     for storage in view.storage:
