@@ -163,10 +163,58 @@ def test_guests_per_host_follow_the_release_limit(tmp_path: Path) -> None:
     crowded.write_text(generate(1, 1252, "xcp-ng-8.3", seed="crowded"))  # every fifth VM is halted: 1,002 run
     findings = by_rule(check(tmp_path, [xen(crowded)], "4.22"))
     (over,) = findings["guests-per-host"]
-    assert over.observed == "1002" and over.expected == "≤ 1000"
+    assert over.observed == "1002" and over.expected == "< 1000"
     fine = tmp_path / "fine.xml"
     fine.write_text(generate(2, 1252, "xcp-ng-8.3", seed="fine"))
     assert "guests-per-host" not in by_rule(check(tmp_path, [xen(fine)], "4.22"))
+
+
+def test_guests_per_host_counts_cloudstacks_vms_and_is_full_at_the_limit(tmp_path: Path) -> None:
+    """CapacityManagerImpl.checkIfHostReachMaxGuestLimit: a host is full at count >= max_guests_limit, counting
+    CloudStack's VMs (VMInstanceDaoImpl.countActiveByHostId), on every hypervisor but KVM."""
+    def all_running(root: ET.Element) -> None:
+        host = rows_of(root, "host")[0].get("ref", "")
+        for vm in rows_of(root, "VM"):
+            if vm.get("is_control_domain") == "false" and vm.get("is_a_template") == "false" and \
+                    vm.get("is_a_snapshot") == "false":
+                vm.set("power_state", "Running")
+                vm.set("resident_on", host)
+    # 1,020 VMs: 20 are named by people (legacy-db-…), 1,000 are CloudStack's; all run
+    full = tmp_path / "full.xml"
+    tree = ET.ElementTree(ET.fromstring(generate(1, 1020, "xcp-ng-8.3", seed="full")))
+    all_running(tree.getroot())
+    tree.write(full)
+    (at_limit,) = by_rule(check(tmp_path, [xen(full)], "4.22"))["guests-per-host"]
+    assert (at_limit.observed, at_limit.expected) == ("1000", "< 1000") and at_limit.severity == "error"
+    one_stopped = ET.parse(full)
+    next(vm for vm in rows_of(one_stopped.getroot(), "VM") if vm.get("name__label", "").startswith("i-")).set(
+        "power_state", "Halted")
+    one_stopped.write(tmp_path / "room.xml")
+    assert "guests-per-host" not in by_rule(check(tmp_path, [xen(tmp_path / "room.xml")], "4.22"))
+
+
+def fake_target(kind: str, hosts: list[tuple[str, str | None, dict[str, Any]]], vms_per_host: int,
+                name: str = "t") -> TargetResult:
+    """Hosts (key, version, raw_json) of a kind with that many running CloudStack VMs each: the corners a real
+    server here cannot show (the vCenter simulator names its VMs itself; KVM has no such limit)."""
+    from inventory.model import Host, Inventory, Vm
+    inv = Inventory()
+    for key, version, raw in hosts:
+        inv.hosts.append(Host(key=key, target=name, cluster_key="c1", name=key, address=key, hypervisor=kind,
+                              hypervisor_version=version, raw_json=raw))
+        inv.vms += [Vm(key=f"{key}-{i}", target=name, host_key=key, cluster_key="c1", name=f"i-2-{i}-VM",
+                       cs_role="user", power_state="running") for i in range(vms_per_host)]
+    return TargetResult(name=name, hypervisor=kind, endpoint=name, status="ok", inventory=inv)
+
+
+def test_guests_per_host_on_vmware_and_not_on_kvm(tmp_path: Path) -> None:
+    # VMware 8.0.2.0 has max_guests_limit 1024 (schema-41910to42000), VMware 5.5 128 (schema-421to430)
+    esx = fake_target("vmware", [("host-8", "8.0.2", {"api_version": "8.0.2.0"}),
+                                 ("host-55", "5.5.0", {"api_version": "5.5"})], 128)
+    (full,) = by_rule(check(tmp_path, [esx], "4.22"))["guests-per-host"]
+    assert (full.object_key, full.observed, full.expected) == ("host-55", "128", "< 128")
+    kvm_hosts = fake_target("kvm", [("kvm-1", "8.2.0", {})], 60)  # KVM's default row says 50; not enforced (4.16+)
+    assert "guests-per-host" not in by_rule(check(tmp_path, [kvm_hosts], "4.22"))
 
 
 def test_xen_traffic_labels(tmp_path: Path) -> None:
@@ -539,7 +587,7 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
 
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
-           "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host"}
+           "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host"}
 
 
 def toy_pool() -> TargetResult:

@@ -100,20 +100,33 @@ def kvm_libvirt_minimum(view: InventoryView, r: Rule) -> Iterator[Finding]:
                                 expected="≥ " + ".".join(map(str, least)))
 
 
-@rule("guests-per-host", hypervisors={"xenserver"}, basis="CODE",
-      sources=[code(CAPACITY_MANAGER, "checkIfHostReachMaxGuestLimit", "4.16.0.0–4.22"),
+@rule("guests-per-host", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code(CAPACITY_MANAGER, "checkIfHostReachMaxGuestLimit (KVM skipped; full at count >= limit)",
+                    "4.16.0.0–4.22 (apache/cloudstack#5417)"),
+               code("engine/schema/src/main/java/com/cloud/vm/dao/VMInstanceDaoImpl.java",
+                    "countActiveByHostId (Running, Starting, Stopping, Migrating)", "4.18–4.22"),
                code(CAPABILITIES_DAO, "getMaxGuestsLimit", "4.18–4.22 (rows: DB upgrade scripts)")],
-      evidence=["vms.power_state", "vms.host_key", "hosts.hypervisor_version"],
-      remediation="Move running VMs off the host or add hosts; the limit is hypervisor_capabilities.max_guests_limit.")
+      evidence=["vms.cs_role", "vms.power_state", "vms.host_key", "hosts.hypervisor_version",
+                "hosts.raw_json.api_version"],
+      remediation="Move VMs off the host or add hosts: CloudStack places no further VM on a host whose count of its "
+                  "VMs has reached hypervisor_capabilities.max_guests_limit.")
 def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Running guests per host stay within the release's max_guests_limit (enforced for XenServer)."""
-    running = Counter((v.target, v.host_key) for v in view.vms if v.power_state == "running")
-    for host in view.hosts_of("xenserver"):
-        limits = view.limits("xenserver", host.hypervisor_version)
-        count = running[(host.target, host.key)]
-        if limits.max_guests is not None and count > limits.max_guests:
-            yield r.finding(host, f"{host.name} runs {count} guests; {limits.row} allows {limits.max_guests}",
-                            observed=count, expected=f"≤ {limits.max_guests}")
+    """A host has room below the release's max_guests_limit (every hypervisor but KVM).
+
+    CloudStack counts its own VMs on the host in Running, Starting, Stopping or Migrating and treats the
+    host as full when that count reaches the limit; KVM is exempt since 4.16. The scan counts the
+    CloudStack-named VMs the hypervisor shows running (or stopping).
+    """
+    active = Counter((v.target, v.host_key) for v in view.vms
+                     if v.cs_role != "unmanaged" and v.power_state in ("running", "stopping"))
+    for host in view.hosts:
+        if host.hypervisor == "kvm":
+            continue
+        limits = view.limits(host.hypervisor, _limits_version(host.hypervisor, host))
+        count = active[(host.target, host.key)]
+        if limits.max_guests is not None and count >= limits.max_guests:
+            yield r.finding(host, f"{host.name} runs {count} CloudStack VMs; {limits.row} allows {limits.max_guests}: "
+                            "full", observed=count, expected=f"< {limits.max_guests}")
 
 
 @rule("data-volumes-per-vm", hypervisors=ANY_KIND, basis="CODE",
