@@ -284,6 +284,13 @@ def test_release_resolution_and_limits() -> None:
     assert resolve("4.22").limits("vmware", "8.0.2.0").max_hosts == 64
     assert resolve("4.18.0.0").limits("vmware", "8.0.2.0").max_hosts == 32  # no parent lookup before 4.18.1.0
     assert resolve("4.22").limits("kvm", "9.0.0").max_data_volumes == 32
+    # VMware: the exact row, else ONE parent (CloudStackVersion.getVMwareParentVersion), else default
+    assert resolve("4.22").limits("vmware", "8.0.4.0").max_hosts == 32  # parent 8.0.4 has no row: default
+    assert resolve("4.22").limits("vmware", "8.0.4.0").row == "VMware 8.0.4.0 → default"
+    assert resolve("4.22").limits("vmware", "8.0.0.4").row == "VMware 8.0.0.4 → 8.0"
+    assert resolve("4.22").limits("vmware", "8.0.1.1").row == "VMware 8.0.1.1 → 8.0.1"
+    assert resolve("4.22").limits("vmware", "6.7.3").row == "VMware 6.7.3 → 6.7.3"
+    assert resolve("4.22").limits("vmware", "6.5").max_hosts == 64 and resolve("4.22").limits("vmware", "6.9").max_hosts == 32
     for bad in ("4.30", "five", None):
         with pytest.raises(ConfigError):
             resolve(bad)
@@ -438,7 +445,7 @@ def test_vmware_esxi_target_and_many_hosts(tmp_path: Path) -> None:
         big.stop()
     findings = by_rule(check(tmp_path, [refused, crowded], "4.20"))
     assert [f.target for f in findings["vmware-target-is-vcenter"]] == ["esx"]
-    (over,) = [f for f in findings["vmware-hosts-per-cluster"] if f.severity == "error"]
+    (over,) = findings["vmware-hosts-per-cluster"]
     assert over.observed == "65" and over.expected == "≤ 64"  # the VMware 6.5 row: 64 hosts (since 4.13.0.0)
 
 
