@@ -139,6 +139,7 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
         memory_bytes=r.int("host_metrics", metrics, "memory_total"), state=state, is_pool_master=is_master,
         raw_json={"xen_version": software.get("xen"), "cpu_count": cpu_count,
                   "platform_version": software.get("platform_version"),
+                  "product_version_text_short": software.get("product_version_text_short"),
                   "network_backend": software.get("network_backend"),
                   "capabilities": capabilities, "tags": rec.get("tags"),
                   "dom0_memory_bytes": r.int("VM", dom0, "memory_static_max") if dom0 else None,

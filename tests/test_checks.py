@@ -522,6 +522,25 @@ def test_kvm_host_fact_rules(tmp_path: Path) -> None:
                        if rule not in ("duplicate-mac", "duplicate-uuid", "unmanaged-vms")}
 
 
+@pytest.mark.parametrize("brand, version, text_short, known", [
+    ("XCP-ng", "8.3.0", "8.3", True), ("Citrix Hypervisor", "8.2.1", "8.2", True), ("XenServer", "8.4.0", "8.4", True),
+    ("XCP-ng", "6.0.50", "6.0", False),   # XCP-ng is mapped only from 6.4 on
+    ("XCP", "1.6.10", "1.6", True), ("XCP", "5.6.100", "", True), ("XCP", "2.1.0", "2.1", False),
+    ("XCP_Kronos", "1.6.0", "", True),
+    ("XenServer", "5.6.100", "5.6 SP2", True), ("XenServer", "5.6.100", "5.6 SP3", False),
+    ("XenServer", "6.2.0", "6.2", True), ("XenServer", "6.3.0", "6.3", False), ("FooHV", "8.2.0", "8.2", False),
+])
+def test_xen_resource_class_follows_brand_and_version(tmp_path: Path, brand: str, version: str, text_short: str,
+                                                      known: bool) -> None:
+    """XcpServerDiscoverer.createServerResource: brand and version together (and 5.6.100's short text)."""
+    def rebrand(root: ET.Element) -> None:
+        for host in rows_of(root, "host"):
+            sv = host.get("software_version", "").replace("'XCP-ng'", f"'{brand}'").replace("'8.3.0'", f"'{version}'")
+            host.set("software_version", sv[:-1] + f" ('product_version_text_short' '{text_short}'))")
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, rebrand, hosts=1, vms=2))], "4.22"))
+    assert ("xen-version-known-to-cloudstack" in findings) is not known, findings.get("xen-version-known-to-cloudstack")
+
+
 def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
     def no_hvm(root: ET.Element) -> None:
         rows_of(root, "host")[1].set("capabilities", "('xen-3.0-x86_64' '')")

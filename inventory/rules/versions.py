@@ -50,20 +50,40 @@ def hypervisor_version_supported(view: InventoryView, r: Rule) -> Iterator[Findi
       evidence=["hosts.product_name", "hosts.hypervisor_version"],
       remediation="Upgrade the pool to a XenServer/XCP-ng release CloudStack has a resource class for.")
 def xen_version_known_to_cloudstack(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """The pool's product and version map to one of CloudStack's XenServer resource classes.
+    """The pool's product brand and version map to one of CloudStack's XenServer resource classes.
 
-    Mapped: XCP 1.x; XenServer 5.6.x, 6.0.0, 6.0.2, 6.1.0, 6.2.0; and any XenServer, XCP-ng or
+    Brand and version go together: XCP only 1.0.0, 1.1.0, 5.6.100, 1.4.x and 1.6.x; XenServer 5.6.0,
+    5.6.100 (as "5.6 SP2" or "5.6 FP1"), 6.0.0, 6.0.2, 6.1.0, 6.2.0; XCP_Kronos; XenServer, XCP-ng or
     Citrix Hypervisor from 6.4 on. Anything else makes adding the host throw.
     """
     for host in view.hosts_of("xenserver"):
-        brand, version = host.product_name or "", host.hypervisor_version or ""
-        numbers = version_tuple(version)
-        known = (brand.startswith("XCP") and (brand != "XCP" or numbers[:1] == (1,))) or \
-            numbers[:2] == (5, 6) or numbers[:3] in ((6, 0, 0), (6, 0, 2), (6, 1, 0), (6, 2, 0)) or numbers >= (6, 4)
-        if not known:
+        brand, version = (host.product_name or "").strip(), (host.hypervisor_version or "").strip()
+        if xen_resource_class(brand, version, raw_of(host).get("product_version_text_short")) is None:
             yield r.finding(host, f"{host.name}: CloudStack has no resource class for {brand} {version}",
                             observed=f"{brand} {version}",
-                            expected="XenServer 5.6, 6.0, 6.0.2, 6.1, 6.2 or ≥ 6.4; XCP-ng; XCP 1.x")
+                            expected="XCP 1.0.0/1.1.0/5.6.100/1.4.x/1.6.x; XenServer 5.6 (GA, FP1, SP2), 6.0, 6.0.2, "
+                                     "6.1.0, 6.2.0; XCP_Kronos; XenServer, XCP-ng or Citrix Hypervisor ≥ 6.4")
+
+
+def xen_resource_class(brand: str, version: str, text_short: str | None) -> str | None:
+    """The resource class XcpServerDiscoverer.createServerResource picks for a host, or None (it throws)."""
+    if brand == "XCP" and (version in ("1.0.0", "1.1.0", "5.6.100") or version.startswith(("1.4", "1.6"))):
+        return "XcpServerResource"
+    if brand == "XenServer":
+        exact = {"5.6.0": "XenServer56Resource", "6.0.0": "XenServer600Resource", "6.0.2": "XenServer600Resource",
+                 "6.1.0": "XenServer610Resource", "6.2.0": "XenServer620Resource"}
+        if version in exact:
+            return exact[version]
+        if version == "5.6.100":  # matched here or nowhere: the branches below are not tried
+            return {"5.6 SP2": "XenServer56SP2Resource", "5.6 FP1": "XenServer56FP1Resource"}.get(
+                (text_short or "").strip())
+    if brand == "XCP_Kronos":
+        return "XcpOssResource"
+    if brand in ("XenServer", "XCP-ng", "Citrix Hypervisor"):
+        numbers = version_tuple(version)
+        if numbers[:1] > (6,) or numbers[:2] >= (6, 4):
+            return "XenServer650Resource"
+    return None
 
 
 @rule("vmware-version-supported", hypervisors={"vmware"}, basis="DOC",
