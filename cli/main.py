@@ -154,7 +154,8 @@ def scan(
         version = cloudstack_version or cfg.cloudstack_version
         if version and result.status != "failed":
             with inventory.open_store(result.db_path) as store:
-                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels)
+                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels,
+                                                settings=cfg.settings, features=cfg.features)
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
@@ -246,8 +247,9 @@ def check(
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")
-            findings = inventory.run_checks(store, resolved, version,
-                                            traffic_labels=cfg.traffic_labels if cfg else {}, only=rule_ids, skip=skip)
+            findings = inventory.run_checks(store, resolved, version, traffic_labels=cfg.traffic_labels if cfg else {},
+                                            settings=cfg.settings if cfg else {}, features=cfg.features if cfg else (),
+                                            only=rule_ids, skip=skip)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
             out.print_json(json.dumps({"format": "cs-inventory.findings/1", "scan": resolved,

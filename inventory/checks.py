@@ -34,11 +34,15 @@ def explain_rule(rule_id: str) -> str:
 
 
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
-               traffic_labels: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
+               traffic_labels: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None,
+               features: Sequence[str] = (), only: Sequence[str] | None = None,
                skip: Sequence[str] | None = None) -> list[Finding]:
-    """Run the selected rules on one scan; store the findings (replacing earlier ones); return them."""
+    """Run the selected rules on one scan; store the findings (replacing earlier ones); return them.
+
+    ``settings`` are CloudStack global settings as the operator states them (else CloudStack's defaults);
+    ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``)."""
     release = resolve(cloudstack_version)
-    view = InventoryView(store, scan_id, release, traffic_labels or {})
+    view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features))
     findings: list[Finding] = []
     for chosen in select_rules(only, skip):
         if chosen.runs_on(view.kinds) and chosen.applies_to(release):

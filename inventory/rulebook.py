@@ -240,7 +240,7 @@ def rule(rule_id: str, *, hypervisors: Iterable[str] | AnyKind, basis: str, sour
          since: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
     """Register the decorated function in ``RULES`` as rule ``rule_id``, for the kinds ``hypervisors`` names
     (or ``ANY_KIND``), resting on ``basis`` (a key of ``BASES``) as ``sources`` write it down, reading the
-    ``evidence`` fields (``table.column``, or ``table.raw_json.key``)."""
+    ``evidence`` fields (``table.column``, ``table.raw_json.key``, or ``setting <name>`` of CloudStack)."""
     if basis not in BASES:
         raise ValueError(f"rule {rule_id}: basis {basis!r} is not one of {', '.join(BASES)}")
     found = tuple(sources)

@@ -138,6 +138,36 @@ def test_xen_shared_sr_detached_on_one_host_and_storage_nearly_full(tmp_path: Pa
     assert [f.observed for f in findings["storage-capacity"]] == ["90.0%"]
 
 
+def test_storage_capacity_is_refused_at_the_setting_s_threshold(tmp_path: Path) -> None:
+    """StorageManagerImpl.checkUsagedSpace: used/total >= pool.storage.capacity.disablethreshold refuses the pool."""
+    def at_85(root: ET.Element) -> None:
+        nfs = next(sr for sr in rows_of(root, "SR") if sr.get("type") == "nfs")
+        nfs.set("physical_utilisation", str(int(nfs.get("physical_size", "0")) * 85 // 100))
+    result = xen(edited_pool(tmp_path, at_85))
+    (full,) = by_rule(check(tmp_path, [result], "4.22"))["storage-capacity"]
+    assert (full.observed, full.severity) == ("85.0%", "error")
+    assert "pool.storage.capacity.disablethreshold 0.85 (CloudStack's default)" in full.message
+    stated = {"pool.storage.capacity.disablethreshold": "0.9"}
+    assert "storage-capacity" not in by_rule(check(tmp_path, [result], "4.22", settings=stated))
+
+
+def test_storage_allocated_capacity_counts_overprovisioning(tmp_path: Path) -> None:
+    """StorageManagerImpl.checkPoolforSpace: allocated / (capacity × storage.overprovisioning.factor for pool types
+    that overprovision) above pool.storage.allocated.capacity.disablethreshold refuses new volumes."""
+    def small_nfs(root: ET.Element) -> None:  # 12 CloudStack VMs × (20 + 50) GiB virtual on a 400 GiB NFS SR
+        nfs = next(sr for sr in rows_of(root, "SR") if sr.get("type") == "nfs")
+        nfs.set("physical_size", str(400 * 2**30))
+        nfs.set("physical_utilisation", str(10 * 2**30))
+    result = xen(edited_pool(tmp_path, small_nfs))
+    findings = by_rule(check(tmp_path, [result], "4.22"))
+    assert "storage-capacity" not in findings
+    (over,) = findings["storage-allocated-capacity"]
+    assert over.observed == "105.0%" and over.expected == "≤ 85%" and over.severity == "error"
+    assert "storage.overprovisioning.factor 2 (CloudStack's default)" in over.message
+    roomy = {"storage.overprovisioning.factor": "3"}  # 840 / 1200 = 70 %
+    assert "storage-allocated-capacity" not in by_rule(check(tmp_path, [result], "4.22", settings=roomy))
+
+
 def test_xen_master_disabled_and_member_configured(tmp_path: Path) -> None:
     def disable_master(root: ET.Element) -> None:
         rows_of(root, "host")[0].set("enabled", "false")
@@ -334,9 +364,9 @@ def test_every_rule_says_how_sure_it_is_and_where_it_is_written() -> None:
         if rule.basis in ("CODE", "DOC", "BP"):
             wanted = {"CODE": CODE_REPO, "DOC": DOCS_REPO, "BP": DOCS_REPO}[rule.basis]
             assert any(s.repo == wanted for s in rule.sources), (rule.id, "its basis needs a source of that kind")
-        for field in rule.evidence:
-            table = field.split(".")[0]
-            assert table in {t.name for t in schema.TABLES}, (rule.id, field)
+        for field in rule.evidence:  # a column (table.column or table.raw_json.key), or a CloudStack setting
+            known = field.startswith("setting ") or field.split(".")[0] in {t.name for t in schema.TABLES}
+            assert known, (rule.id, field)
 
 
 def test_check_explain_prints_requirement_basis_sources_and_evidence() -> None:
@@ -613,7 +643,8 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
 
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
-           "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host"}
+           "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host",
+           "storage-allocated-capacity"}
 
 
 def toy_pool() -> TargetResult:

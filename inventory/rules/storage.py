@@ -42,18 +42,90 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
     return bool(storage.shared) or (storage.kind in ("vmfs", "nfs", "vsan", "vvol") and len(attached) > 1)
 
 
+STORAGE_MANAGER = "server/src/main/java/com/cloud/storage/StorageManagerImpl.java"
+CAPACITY_KEYS = "engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java"
+
+
 @rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
-      sources=[code("server/src/main/java/com/cloud/storage/StorageManagerImpl.java", "checkUsagedSpace", "4.18–4.22"),
-               code("engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java",
-                    "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)", "4.18–4.22")],
-      evidence=["storage.capacity_bytes", "storage.free_bytes"],
-      remediation="Free or add space: above pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
+      sources=[code(STORAGE_MANAGER, "checkUsagedSpace (used/total >= threshold: no new volume)", "4.18–4.22"),
+               code(CAPACITY_KEYS, "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)",
+                    "4.18–4.22 (zone scope to 4.19, pool scope after)")],
+      evidence=["storage.capacity_bytes", "storage.free_bytes", "setting pool.storage.capacity.disablethreshold"],
+      remediation="Free or add space: at pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
                   "allocating volumes on the pool.")
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Primary storage is below CloudStack's disable threshold (85 % used)."""
+    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold)."""
+    setting = view.setting("pool.storage.capacity.disablethreshold")
+    threshold = float(setting.value)
     for storage in view.storage:
         if storage.kind in ("iso", "removable") or not storage.capacity_bytes or storage.free_bytes is None:
             continue
         used = 1 - storage.free_bytes / storage.capacity_bytes
-        if used > 0.85:
-            yield r.finding(storage, f"{storage.name} is {used:.0%} full", observed=f"{used:.1%}", expected="≤ 85%")
+        if used >= threshold - 1e-9:  # CloudStack refuses at >= (float noise aside)
+            yield r.finding(storage, f"{storage.name} is {used:.0%} used, at or above {setting.name} "
+                            f"{setting.value} ({setting.source})", observed=f"{used:.1%}",
+                            expected=f"< {threshold:.0%}")
+
+
+# Pool types whose capacity CloudStack multiplies by storage.overprovisioning.factor (Storage.StoragePoolType's
+# overProvisioning flag), by what the scan sees: NFS, local directories and EXT SRs, RBD, VMFS, PreSetup
+# (vSAN, vVols, XenServer HBA SRs). Pools of other kinds count at their capacity; kinds CloudStack's type of
+# which cannot be told are not checked.
+OVERPROVISIONED = {"nfs", "rbd", "vmfs", "vsan", "vvol"}
+NOT_OVERPROVISIONED = {"iscsi", "lvm", "sharedmountpoint", "gluster", "cifs"}
+XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, "lvmoiscsi": False, "smb": False,
+                       "cifs": False}
+
+
+@rule("storage-allocated-capacity", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code(STORAGE_MANAGER, "checkPoolforSpace ((allocated + asking) / (capacity × factor) > threshold: "
+                    "no new volume)", "4.18–4.22"),
+               code(CAPACITY_KEYS, "StorageAllocatedCapacityDisableThreshold (0.85), StorageOverprovisioningFactor (2)",
+                    "4.18–4.22"),
+               code("api/src/main/java/com/cloud/storage/Storage.java", "StoragePoolType (overProvisioning)",
+                    "4.18–4.22")],
+      evidence=["vm_disks.capacity_bytes", "vm_disks.storage_key", "vms.cs_role", "storage.capacity_bytes",
+                "storage.kind", "storage.raw_json.type", "setting pool.storage.allocated.capacity.disablethreshold",
+                "setting storage.overprovisioning.factor"],
+      remediation="Add primary storage or remove volumes: above pool.storage.allocated.capacity.disablethreshold of "
+                  "the (overprovisioned) capacity CloudStack allocates no new volume on the pool.")
+def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Volumes allocated on primary storage stay below CloudStack's allocated-capacity disable threshold.
+
+    CloudStack sums the sizes of its volumes and templates on the pool; the scan sums the virtual sizes of
+    the disks of CloudStack's VMs it sees on the pool (detached volumes and templates aside), so the
+    allocation it reports is a lower bound.
+    """
+    threshold_setting = view.setting("pool.storage.allocated.capacity.disablethreshold")
+    factor_setting = view.setting("storage.overprovisioning.factor")
+    threshold, factor = float(threshold_setting.value), float(factor_setting.value)
+    managed = {(v.target, v.key) for v in view.vms if v.cs_role != "unmanaged"}
+    allocated: dict[tuple[str, str], int] = defaultdict(int)
+    for disk in view.vm_disks:
+        if disk.storage_key and disk.capacity_bytes and disk.disk_type in ("disk", None) and \
+                (disk.target, disk.vm_key) in managed:
+            allocated[(disk.target, disk.storage_key)] += disk.capacity_bytes
+    for storage in view.storage:
+        used = allocated.get((storage.target, storage.key))
+        overprovisioned = _overprovisioned(storage)
+        if not used or not storage.capacity_bytes or overprovisioned is None:
+            continue
+        ceiling = storage.capacity_bytes * (factor if overprovisioned else 1)
+        if used / ceiling > threshold:
+            shown = f"× {factor_setting.name} {factor_setting.value} ({factor_setting.source})" if overprovisioned \
+                else "(not overprovisioned)"
+            yield r.finding(storage, f"{storage.name}: at least {used / 2**30:.0f} GiB allocated of "
+                            f"{storage.capacity_bytes / 2**30:.0f} GiB {shown}, above {threshold_setting.name} "
+                            f"{threshold_setting.value} ({threshold_setting.source})",
+                            observed=f"{used / ceiling:.1%}", expected=f"≤ {threshold:.0%}")
+
+
+def _overprovisioned(storage: Storage) -> bool | None:
+    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told."""
+    xen_type = (storage.raw_json or {}).get("type")
+    if isinstance(xen_type, str) and xen_type:  # a XenServer SR
+        return XEN_OVERPROVISIONED.get(xen_type)
+    if storage.kind in OVERPROVISIONED or (storage.kind == "local" and (storage.raw_json or {}).get("libvirt_type")
+                                           == "dir"):
+        return True
+    return False if storage.kind in NOT_OVERPROVISIONED else None
