@@ -247,6 +247,17 @@ def test_guests_per_host_on_vmware_and_not_on_kvm(tmp_path: Path) -> None:
     assert "guests-per-host" not in by_rule(check(tmp_path, [kvm_hosts], "4.22"))
 
 
+def test_host_memory_on_every_kind(tmp_path: Path) -> None:
+    """4 GB of memory: _requirements.rst:61 for every host, vsphere.rst:84 for ESXi."""
+    from dataclasses import replace
+    esx = fake_target("vmware", [("esx-small", "8.0.2", {"api_version": "8.0.2.0"}),
+                                 ("esx-big", "8.0.2", {"api_version": "8.0.2.0"})], 0)
+    esx.inventory.hosts = [replace(h, memory_bytes=(2 if h.key == "esx-small" else 64) * 2**30)
+                           for h in esx.inventory.hosts]
+    (small,) = by_rule(check(tmp_path, [esx], "4.22"))["host-memory"]
+    assert (small.object_key, small.observed, small.severity) == ("esx-small", str(2 * 2**30), "warning")
+
+
 def test_xen_traffic_labels(tmp_path: Path) -> None:
     result = xen(edited_pool(tmp_path, lambda root: None))
     labels = {"guest": "Pool-wide network associated with eth1", "public": "public-vlan100"}
@@ -644,7 +655,7 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
            "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host",
-           "storage-allocated-capacity"}
+           "storage-allocated-capacity", "host-memory"}
 
 
 def toy_pool() -> TargetResult:
@@ -678,7 +689,8 @@ def test_a_kind_no_rule_names_gets_the_generic_rules(tmp_path: Path) -> None:
     assert (missing.object_key, missing.observed, missing.message) == ("s1", "missing", "toy-nfs is missing on toy1")
     (volumes,) = findings["data-volumes-per-vm"]  # no hypervisor_capabilities row for it: the default limits
     assert (volumes.object_key, volumes.observed, volumes.expected) == ("v0", "7", "≤ 6")
-    assert set(findings) <= GENERIC  # 1 GiB hosts, hvm False: host-memory and the like name their kinds
+    assert findings["host-memory"][0].observed == str(2**30)  # _requirements.rst asks every host for 4 GB
+    assert set(findings) <= GENERIC  # hvm False: the virtualisation rules name their kinds
 
 
 def test_generic_rules_are_for_every_registered_kind(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -688,8 +700,8 @@ def test_generic_rules_are_for_every_registered_kind(monkeypatch: pytest.MonkeyP
     assert {r.id for r in catalogue.values() if r.is_for_any_kind} == GENERIC
     assert catalogue["host-state"].hypervisors == {"kvm", "xenserver", "vmware", "toy"}
     assert catalogue["host-state"].hypervisors_shown == "any"
-    assert catalogue["host-memory"].hypervisors == {"kvm", "xenserver"}
-    assert catalogue["host-memory"].hypervisors_shown == "kvm, xenserver"
+    assert catalogue["cluster-size"].hypervisors == {"kvm", "xenserver", "vmware"}
+    assert catalogue["cluster-size"].hypervisors_shown == "kvm, vmware, xenserver"
     assert catalogue["xen-pool-ha"].runs_on({"xenserver"}) and not catalogue["xen-pool-ha"].runs_on({"toy"})
     assert catalogue["host-state"].runs_on({"toy"}) and not catalogue["host-state"].runs_on(set())
     assert "| `host-state` | INF | info | any |" in docs.rules_table()

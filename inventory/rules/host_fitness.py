@@ -46,16 +46,17 @@ def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
                             expected="hvm-3.0-x86_64")
 
 
-@rule("host-memory", hypervisors={"kvm", "xenserver"}, basis="DOC",
+@rule("host-memory", hypervisors=ANY_KIND, basis="DOC",
       sources=[doc("installguide/overview/_requirements.rst", "61", ALL_TAGS),
                doc("installguide/hypervisor/kvm.rst", "63", ALL_TAGS + " (65 before 4.22)"),
-               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 before 4.22)")],
+               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 before 4.22)"),
+               doc("installguide/hypervisor/vsphere.rst", "84", ALL_TAGS)],
       evidence=["hosts.memory_bytes"],
       remediation="Hosts need at least 4 GB of RAM.")
 def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every host has at least 4 GB of memory."""
     for host in view.hosts:
-        if host.hypervisor in ("kvm", "xenserver") and host.memory_bytes and host.memory_bytes < 4 * 10**9:
+        if host.memory_bytes and host.memory_bytes < 4 * 10**9:
             yield r.finding(host, f"{host.name} has {host.memory_bytes / GiB:.1f} GiB", observed=host.memory_bytes,
                             expected="≥ 4 GB")
 
