@@ -589,6 +589,18 @@ def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
     assert len(findings["xen-hardware-virtualisation"]) == 1
 
 
+def test_cluster_same_cpu_compares_the_cpu_count(tmp_path: Path) -> None:
+    """"The CPUs must be of the same type, count, and feature flags" (_requirements.rst:72-73): one host of the pool
+    has 24 cores on 2 sockets where its mates have 32."""
+    def fewer_cores(root: ET.Element) -> None:
+        host = rows_of(root, "host")[2]
+        host.set("cpu_info", host.get("cpu_info", "").replace("('cpu_count' '32')", "('cpu_count' '24')"))
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, fewer_cores))]))
+    (odd,) = findings["cluster-same-cpu"]
+    assert (odd.observed, odd.expected) == ("12", "16") and "cpu_cores" in odd.message
+    assert "cluster-same-cpu" not in by_rule(check(tmp_path, [xen(edited_pool(tmp_path, lambda root: None))]))
+
+
 def test_xen_pool_mid_upgrade(tmp_path: Path) -> None:
     def upgrade_one(root: ET.Element) -> None:
         host = rows_of(root, "host")[2]

@@ -20,14 +20,18 @@ LIBVIRT_DISCOVERER = "server/src/main/java/com/cloud/hypervisor/kvm/discoverer/L
                doc("installguide/hypervisor/kvm.rst", "56-57", ALL_TAGS + " (58-59 before 4.22)"),
                doc("installguide/hypervisor/xenserver.rst", "63-64", ALL_TAGS + " (61-62 before 4.22)"),
                doc("installguide/hypervisor/vsphere.rst", "77-78", ALL_TAGS)],
-      evidence=["hosts.cpu_vendor", "hosts.cpu_model", "hosts.cpu_flags"],
+      evidence=["hosts.cpu_vendor", "hosts.cpu_model", "hosts.cpu_sockets", "hosts.cpu_cores", "hosts.cpu_flags"],
       remediation="Keep one CPU type, count and feature set per cluster (live migration needs a common CPU).")
 def cluster_same_cpu(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """All hosts of a cluster have the same CPU type, count and feature flags."""
+    """All hosts of a cluster have the same CPU type, count and feature flags.
+
+    Type is vendor and model; count, which the documentation does not define further, is compared as
+    sockets and cores per socket.
+    """
     for group in view.host_groups:
         if group.kind == "vmware" and group.names_no_cluster:
             continue  # standalone ESXi hosts are no cluster (KVM hosts of a target without one are)
-        for column in ("cpu_vendor", "cpu_model", "cpu_flags"):
+        for column in ("cpu_vendor", "cpu_model", "cpu_sockets", "cpu_cores", "cpu_flags"):
             yield from odd_ones_out(r, group.hosts, column, group.key)
 
 
