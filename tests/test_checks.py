@@ -247,6 +247,30 @@ def test_guests_per_host_on_vmware_and_not_on_kvm(tmp_path: Path) -> None:
     assert "guests-per-host" not in by_rule(check(tmp_path, [kvm_hosts], "4.22"))
 
 
+@pytest.mark.parametrize("release, api, supported", [
+    ("4.20.0.0", "8.0.1.0", False),   # compat.rst @4.18.1.0–4.20.0.0: "8.0 U1 (8.0.1.0) is not supported yet"
+    ("4.19.1.0", "8.0.1.0", False),
+    ("4.20.1.0", "8.0.1.0", True),    # tested from 4.20.1.0
+    ("4.22", "8.0.2.0", True), ("4.22", "8.0.4.0", False), ("4.22", "7.0.3.0", True), ("4.22", "6.7.3", False),
+    ("4.18.0.0", "6.5", True), ("4.18.0.0", "8.0.0.0", False),  # 8.0 only "rudimentary" there, not tested
+])
+def test_vmware_version_follows_the_tested_minor_versions(tmp_path: Path, release: str, api: str,
+                                                         supported: bool) -> None:
+    esx = fake_target("vmware", [("esx-1", ".".join(api.split(".")[:3]), {"api_version": api})], 0)
+    findings = by_rule(check(tmp_path, [esx], release)).get("vmware-version-supported", [])
+    assert (not findings) is supported, [f.message for f in findings]
+    if release in ("4.20.0.0", "4.19.1.0"):
+        assert "8.0 U1" in findings[0].message
+
+
+def test_vcenter_version(tmp_path: Path) -> None:
+    for version, listed in (("8.0.3", True), ("6.7.0", False)):
+        vc = fake_target("vmware", [], 0, name=f"vc-{version}")
+        vc.detail = {"version": version}
+        found = by_rule(check(tmp_path, [vc], "4.22")).get("vcenter-version-supported", [])
+        assert (not found) is listed and all(f.object_type == "target" for f in found)
+
+
 def test_host_memory_on_every_kind(tmp_path: Path) -> None:
     """4 GB of memory: _requirements.rst:61 for every host, vsphere.rst:84 for ESXi."""
     from dataclasses import replace
@@ -454,6 +478,9 @@ def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
     assert {f.severity for f in findings["vmware-version-supported"]} == {"warning"}
     assert all("no longer supported" in f.message for f in findings["vmware-version-supported"])
     assert "vmware-version-supported" not in by_rule(check(tmp_path, [result], "4.18.0.0"))  # 6.5 listed there
+    (vcenter,) = findings["vcenter-version-supported"]  # vCenter 6.5 likewise
+    assert vcenter.observed == "6.5.0" and "vcenter-version-supported" not in by_rule(
+        check(tmp_path, [result], "4.18.0.0"))
     # 9 hosts per cluster: under the 6.5 row's 64 (CODE), over the 8 configuration.rst asks for (DOC)
     assert "vmware-hosts-per-cluster" not in findings
     assert {(f.cluster, f.severity, f.observed) for f in findings["cluster-size"]} == {

@@ -87,21 +87,61 @@ def xen_resource_class(brand: str, version: str, text_short: str | None) -> str 
 
 
 @rule("vmware-version-supported", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list")],
-      evidence=["hosts.hypervisor_version"],
-      remediation="Upgrade ESXi/vCenter to a vSphere release the CloudStack release supports.")
+      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0)"),
+               doc(COMPAT, "67", "each tag 4.18.0.0–4.22.0.1: the minor versions supported and tested"),
+               doc(COMPAT, "68", "4.18.1.0–4.20.0.0 (line 68 at 4.20.0.0): 8.0 U1 not supported yet")],
+      evidence=["hosts.hypervisor_version", "hosts.raw_json.api_version"],
+      remediation="Run an ESXi version and update the CloudStack release lists as supported and tested.")
 def vmware_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """ESXi hosts run a vSphere version in the release's support matrix."""
+    """ESXi hosts run a vSphere version, and a minor version, the release supports and tested.
+
+    The release notes list the vSphere versions (7.0, 8.0.0 …) and, in a note, the minor versions
+    "supported and tested" (7.0.3.0, 8.0.1.0 …); from 4.18.1.0 to 4.20.0.0 they add that 8.0 U1 is
+    not supported yet. A host's API version must be one of the minor versions listed.
+    """
     support = view.release.support
     listed = [".".join(p for p in v.split()[0].split(".")[:2]) for v in support["vmware_vsphere"]]
     dropped = " ".join(x for x in support.get("listed_as_no_longer_supported", []) if x.startswith("vSphere"))
+    tested = {_four(v.split()[0]): v for v in support.get("vmware_tested_builds", [])}
+    u1_not_yet = any("8.0 U1" in note and "not" in note for note in support.get("notes", []))
     for host in view.hosts_of("vmware"):
         short = ".".join((host.hypervisor_version or "").split(".")[:2])
+        api = raw_of(host).get("api_version") or host.hypervisor_version
         if short and short not in listed:
             gone = bool(re.search(rf"(?<![\d.]){re.escape(short)}(?![\d])", dropped))
             yield r.finding(host, f"{host.name}: ESXi {host.hypervisor_version} is "
                             f"{'no longer supported' if gone else 'not listed'} for CloudStack {view.release.asked}",
                             observed=host.hypervisor_version, expected=", ".join(support["vmware_vsphere"]))
+        elif api and _four(api) not in tested:
+            why = " (the release notes: 8.0 U1 is not supported yet)" if u1_not_yet and \
+                _four(api)[:3] == (8, 0, 1) else ""
+            yield r.finding(host, f"{host.name}: ESXi {api} is not among the minor versions CloudStack "
+                            f"{view.release.asked} lists as supported and tested{why}", observed=api,
+                            expected=", ".join(tested.values()))
+
+
+@rule("vcenter-version-supported", hypervisors={"vmware"}, basis="DOC",
+      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0)")],
+      evidence=["targets.detail.version"],
+      remediation="Upgrade vCenter to a vSphere version the CloudStack release supports.")
+def vcenter_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The vCenter runs a vSphere version in the release's support matrix.
+
+    The matrix names "VMware versions" for vSphere as a whole, vCenter and ESXi alike.
+    """
+    support = view.release.support
+    listed = [".".join(p for p in v.split()[0].split(".")[:2]) for v in support["vmware_vsphere"]]
+    for target in view.targets:
+        version = (target.detail or {}).get("version") if target.hypervisor == "vmware" else None
+        if version and ".".join(str(version).split(".")[:2]) not in listed:
+            yield r.finding(target, f"vCenter {target.endpoint} runs {version}, not a vSphere version CloudStack "
+                            f"{view.release.asked} lists", observed=version, expected=", ".join(support["vmware_vsphere"]))
+
+
+def _four(version: str) -> tuple[int, ...]:
+    """A VMware version as four numbers: 8.0 → (8, 0, 0, 0), 6.7.1 → (6, 7, 1, 0)."""
+    numbers = version_tuple(version)[:4]
+    return numbers + (0,) * (4 - len(numbers))
 
 
 @rule("kvm-libvirt-minimum", hypervisors={"kvm"}, basis="DOC",
