@@ -75,6 +75,8 @@ class Host:
     agent_guest_device: str | None = None
     time_synced: bool | None = None
     raw_json: JsonDict | None = None
+    product_line: str | None = None
+    local_disk_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

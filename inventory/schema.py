@@ -130,6 +130,8 @@ TABLES: tuple[Table, ...] = (
         _c("agent_guest_device", str, "agent.properties `guest.network.device`."),
         _c("time_synced", bool, "Clock synchronised (NTP/chrony); NULL unknown."),
         RAW,
+        _c("product_line", str, "ESXi's product line (`embeddedEsx` for ESXi, `esx` for classic ESX).", since=3),
+        _c("local_disk_bytes", int, "Local disk capacity in bytes (ESXi: local SCSI disks).", since=3),
     ), key=("key",), record="Host"),
     Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
         SCAN_ID, TARGET,
@@ -326,6 +328,8 @@ def _latest_views(db: Database) -> None:
 # Step 3: the facts the requirement checks read, and each finding's basis. Literal DDL, like step 1.
 _V3_COLUMNS: tuple[tuple[str, str], ...] = (
     ("findings", "basis TEXT"),
+    ("hosts", "product_line TEXT"),
+    ("hosts", "local_disk_bytes INTEGER"),
 )
 
 

@@ -491,6 +491,8 @@ def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
     assert (c0, "DRS is off") in ha_drs and (c0, "vSphere HA is off") not in ha_drs and (c1, "vSphere HA is off") in ha_drs
     assert [f.object_key for f in findings["host-state"]] == [parked]
     assert "vmware-management-portgroup" not in findings  # every simulated host has vmk0 on Management Network
+    renamed = by_rule(check(tmp_path, [result], "4.20", settings={"vmware.management.portgroup": "Mgmt"}))
+    assert len(renamed["vmware-management-portgroup"]) == len(result.inventory.hosts)
     # vSwitch0 and the dvPortgroup exist everywhere; vSwitch9 nowhere
     assert {f.expected for f in findings["traffic-labels-on-every-host"]} == {"vSwitch9"}
     assert len(findings["traffic-labels-on-every-host"]) == len(result.inventory.hosts)
@@ -517,16 +519,44 @@ def test_vmware_esxi_target_and_many_hosts(tmp_path: Path) -> None:
     assert over.observed == "65" and over.expected == "≤ 64"  # the VMware 6.5 row: 64 hosts (since 4.13.0.0)
 
 
-def test_vmware_management_vmk_missing_is_an_error(tmp_path: Path) -> None:
-    """A corner the simulator cannot make (its hosts always have vmk0 on Management Network): a small fake."""
-    from inventory.model import Host, HostNic, Inventory
-    inv = Inventory()
-    inv.hosts.append(Host(key="host-1", target="vc", cluster_key="c1", name="esx01", address="esx01",
-                          hypervisor="vmware", hypervisor_version="8.0.2", raw_json={"api_version": "8.0.2.0"}))
-    inv.host_nics.append(HostNic(host_key="host-1", target="vc", device="vmk0", kind="vmk", bond="Storage"))
-    result = TargetResult(name="vc", hypervisor="vmware", endpoint="vc", status="ok", inventory=inv)
-    (missing,) = by_rule(check(tmp_path, [result], "4.22"))["vmware-management-portgroup"]
-    assert missing.observed == "vmk0 on Storage"
+def esx_hosts(*hosts: dict[str, Any]) -> TargetResult:
+    """vCenter's answer for a few hosts (as the collector slims it), through the real normaliser: the corners the
+    simulator cannot make. Each host: name, vnics {device: portgroup or ("dv", key)}, services {nicType: [devices]}."""
+    from collectors.vmware_normalise import normalise_vcenter
+    rows = []
+    for h in hosts:
+        vnics = [{"device": d, "key": f"key-vim.host.VirtualNic-{d}", "portgroup": None if isinstance(pg, tuple) else pg,
+                  "dvPortgroupKey": pg[1] if isinstance(pg, tuple) else None} for d, pg in h["vnics"].items()]
+        rows.append({
+            "_moid": h["name"], "_type": "HostSystem", "name": h["name"], "parent": "domain-c1",
+            "config.product": {"version": "8.0.2", "apiVersion": "8.0.2.0", "productLineId": h.get("line", "embeddedEsx")},
+            "summary.hardware": {"memorySize": 64 * 2**30},
+            "config.network.vnic": [{"device": d, "portgroup": v["portgroup"] or "",
+                                     "spec": {"ip": {"ipAddress": "10.0.0.1", "dhcp": False}}}
+                                    for d, v in zip(h["vnics"], vnics, strict=True)],
+            "config.virtualNicManagerInfo.netConfig": [
+                {"nicType": kind, "candidateVnic": [{**v, "key": f"{kind}.{v['key']}"} for v in vnics],
+                 "selectedVnic": [f"{kind}.key-vim.host.VirtualNic-{d}" for d in devices]}
+                for kind, devices in h["services"].items()]})
+    raw = {"hosts": rows, "clusters": [{"_moid": "domain-c1", "name": "C1", "host": [h["name"] for h in hosts]}],
+           "dvportgroups": [{"_moid": "dvportgroup-9", "key": "dvportgroup-9", "name": "dv-mgmt"}]}
+    return TargetResult(name="vc", hypervisor="vmware", endpoint="vc", status="ok",
+                        inventory=normalise_vcenter(raw, "vc"))
+
+
+def test_vmware_management_portgroup_as_hostmo_finds_it(tmp_path: Path) -> None:
+    """HostMO.getHyperHostNetworkSummary: a management-capable VMkernel NIC whose port group — or dvPortgroup —
+    equals vmware.management.portgroup, ignoring case."""
+    result = esx_hosts(
+        {"name": "esx-lower", "vnics": {"vmk0": "management network"}, "services": {"management": ["vmk0"]}},
+        {"name": "esx-dvs", "vnics": {"vmk0": ("dv", "dvportgroup-9")}, "services": {"management": ["vmk0"]}},
+        {"name": "esx-storage", "vnics": {"vmk1": "Storage"}, "services": {"management": ["vmk1"]}})
+    default = {f.object_key: f for f in by_rule(check(tmp_path, [result], "4.22"))["vmware-management-portgroup"]}
+    assert set(default) == {"esx-dvs", "esx-storage"} and default["esx-storage"].observed == "vmk1 on Storage"
+    assert "'Management Network' (vmware.management.portgroup, CloudStack's default)" in default["esx-dvs"].message
+    on_dvs = by_rule(check(tmp_path, [result], "4.22", settings={"vmware.management.portgroup": "DV-Mgmt"}))
+    assert {f.object_key for f in on_dvs["vmware-management-portgroup"]} == {"esx-lower", "esx-storage"}
+    assert "[cloudstack.settings] in the config" in on_dvs["vmware-management-portgroup"][0].message
 
 
 # -- KVM rules whose failing case needs host facts one machine cannot show at once ---------------

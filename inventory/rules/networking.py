@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from inventory.model import Host
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
+from inventory.rules.common import raw_of
 
 ALL_TAGS = "4.18.0.0–4.22.0.1"
 KVM_RESOURCE = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/resource/"
@@ -129,18 +130,32 @@ def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("vmware-management-portgroup", hypervisors={"vmware"}, basis="CODE",
       sources=[code("vmware-base/src/main/java/com/cloud/hypervisor/vmware/mo/HostMO.java",
                     "getHyperHostNetworkSummary (\"Unable to find management port group\")", "≤4.11–4.22"),
+               code("server/src/main/java/com/cloud/configuration/Config.java",
+                    "VmwareManagementPortGroup (vmware.management.portgroup, \"Management Network\")", "≤4.11–4.22"),
                doc("installguide/hypervisor/vsphere.rst", "336-345", ALL_TAGS)],
-      evidence=["host_nics.kind", "host_nics.bond"],
-      remediation="Give every host a VMkernel NIC on the management port group (vmware.management.portgroup, default "
-                  "\"Management Network\"), named the same on all hosts.")
+      evidence=["hosts.raw_json.management_vnics", "host_nics.kind", "host_nics.bond",
+                "setting vmware.management.portgroup"],
+      remediation="Give every host a management VMkernel NIC on the port group vmware.management.portgroup names "
+                  "(default \"Management Network\"), labelled the same on all hosts, or set the setting to the "
+                  "label the hosts use.")
 def vmware_management_portgroup(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Every ESXi host has a VMkernel NIC on the "Management Network" port group."""
+    """Every ESXi host has a management-capable VMkernel NIC on the port group vmware.management.portgroup names.
+
+    As CloudStack looks for it: among the VMkernel NICs the host offers for management, one whose port
+    group — or, on a distributed switch, dvPortgroup — has that name, compared ignoring case.
+    """
+    setting = view.setting("vmware.management.portgroup")
+    wanted = setting.value.lower()
     for host in view.hosts_of("vmware"):
-        vmks = [n for n in view.nics_by_host.get((host.target, host.key), []) if n.kind == "vmk"]
-        if not any(n.bond == "Management Network" for n in vmks):
-            yield r.finding(host, f"{host.name}: no VMkernel NIC on \"Management Network\"",
-                            observed=", ".join(f"{n.device} on {n.bond}" for n in vmks) or "no VMkernel NIC",
-                            expected="a vmk on Management Network")
+        candidates = raw_of(host).get("management_vnics")
+        if candidates is None:  # a scan from before the services were read: its VMkernel NICs
+            candidates = [{"device": n.device, "portgroup": n.bond}
+                          for n in view.nics_by_host.get((host.target, host.key), []) if n.kind == "vmk"]
+        if not any((c.get("portgroup") or "").lower() == wanted for c in candidates):
+            yield r.finding(host, f"{host.name}: no management VMkernel NIC on {setting.value!r} ({setting.name}, "
+                            f"{setting.source})",
+                            observed=", ".join(f"{c.get('device')} on {c.get('portgroup')}" for c in candidates)
+                            or "no VMkernel NIC", expected=f"a vmk on {setting.value}")
 
 
 def _distributed_networks(view: InventoryView) -> dict[str, set[str]]:
