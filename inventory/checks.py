@@ -19,8 +19,14 @@ __all__ = ["BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "e
            "run_checks", "select_rules"]
 
 
+# Rules renamed when what they check changed; the old ids still select them (--rule, --skip-rule, --explain).
+RENAMED = {"vmware-ha-drs": "vmware-cluster-ha"}
+
+
 def select_rules(only: Sequence[str] | None = None, skip: Sequence[str] | None = None) -> list[Rule]:
     """The catalogue's rules, in catalogue order, narrowed to ``only`` and without ``skip`` (ids)."""
+    only = [RENAMED.get(name, name) for name in only] if only else only
+    skip = [RENAMED.get(name, name) for name in skip] if skip else skip
     for name in [*(only or ()), *(skip or ())]:
         if name not in RULES:
             raise ConfigError(f"no rule {name!r}", hint="`cs-inventory rules` lists them")

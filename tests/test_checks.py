@@ -271,6 +271,20 @@ def test_vcenter_version(tmp_path: Path) -> None:
         assert (not found) is listed and all(f.object_type == "target" for f in found)
 
 
+def test_vmware_cluster_ha_without_drs(tmp_path: Path) -> None:
+    """vSphere HA is what CloudStack records as NativeHA (VmwareServerDiscoverer); nothing in CloudStack asks for
+    DRS, so a cluster with DRS off gives no finding. The old id still selects the rule."""
+    from inventory.model import Cluster
+    vc = fake_target("vmware", [], 0)
+    vc.inventory.clusters += [Cluster(key="c-ha", target="t", name="ha", hypervisor="vmware", ha_enabled=True,
+                                      drs_enabled=False),
+                              Cluster(key="c-none", target="t", name="none", hypervisor="vmware", ha_enabled=False,
+                                      drs_enabled=True)]
+    (off,) = by_rule(check(tmp_path, [vc], "4.22"))["vmware-cluster-ha"]
+    assert (off.object_key, off.basis, off.severity) == ("c-none", "INF", "info")
+    assert {f.rule_id for f in check(tmp_path, [vc], "4.22", only=["vmware-ha-drs"])} == {"vmware-cluster-ha"}
+
+
 def test_host_memory_on_every_kind(tmp_path: Path) -> None:
     """4 GB of memory: _requirements.rst:61 for every host, vsphere.rst:84 for ESXi."""
     from dataclasses import replace
@@ -485,10 +499,8 @@ def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
     assert "vmware-hosts-per-cluster" not in findings
     assert {(f.cluster, f.severity, f.observed) for f in findings["cluster-size"]} == {
         (c.key, "warning", "9") for c in result.inventory.clusters}
-    ha_drs = {(f.cluster, f.message.split(": ")[1]) for f in findings["vmware-ha-drs"]}
-    c0 = next(c.key for c in result.inventory.clusters if c.name == "DC0_C0")
     c1 = next(c.key for c in result.inventory.clusters if c.name == "DC0_C1")
-    assert (c0, "DRS is off") in ha_drs and (c0, "vSphere HA is off") not in ha_drs and (c1, "vSphere HA is off") in ha_drs
+    assert [f.cluster for f in findings["vmware-cluster-ha"]] == [c1]  # DC0_C0 has HA on (DRS off is no finding)
     assert [f.object_key for f in findings["host-state"]] == [parked]
     assert "vmware-management-portgroup" not in findings  # every simulated host has vmk0 on Management Network
     renamed = by_rule(check(tmp_path, [result], "4.20", settings={"vmware.management.portgroup": "Mgmt"}))
