@@ -75,8 +75,12 @@ def test_real_dumps_give_the_findings_a_reviewer_expects(dump: Path, tmp_path: P
     # No pool in these dumps has HA enabled (pool ha_enabled="false"); compat.rst asks for pool HA.
     assert [a["ha_enabled"] for a in attrs(dump, "pool")] == ["false"]
     assert len(findings["xen-pool-ha"]) == 1
-    # Their VMs are named by people ("16shared", "CentOS 5 (32-bit) (2)"), not CloudStack instances.
-    assert {f.severity for f in findings["unmanaged-vms"]} == {"info"}
+    # Their VMs are named by people ("16shared", "CentOS 5 (32-bit) (2)"), not CloudStack instances: the running
+    # ones break "the hypervisor host must not have any VMs already running" (_requirements.rst:69-70).
+    running = [v for v in attrs(dump, "VM") if v.get("power_state") == "Running" and v.get("is_control_domain") ==
+               "false" and v.get("is_a_template") == "false" and v.get("is_a_snapshot") == "false"]
+    assert len(findings.get("unmanaged-vms", [])) == len(running)
+    assert {f.severity for f in findings.get("unmanaged-vms", [])} <= {"warning"}
     # dom0 got the installer's ~750 MB; the docs recommend 2940 MB for many VMs (info only).
     assert len(findings["xen-dom0-memory"]) == len(hosts)
     # Management PIFs configured by DHCP are flagged; static ones are not.
@@ -280,9 +284,22 @@ def test_vmware_cluster_ha_without_drs(tmp_path: Path) -> None:
                                       drs_enabled=False),
                               Cluster(key="c-none", target="t", name="none", hypervisor="vmware", ha_enabled=False,
                                       drs_enabled=True)]
+    assert "vmware-dedicated-cluster" not in by_rule(check(tmp_path, [vc], "4.22"))  # no VMs but CloudStack's
     (off,) = by_rule(check(tmp_path, [vc], "4.22"))["vmware-cluster-ha"]
     assert (off.object_key, off.basis, off.severity) == ("c-none", "INF", "info")
     assert {f.rule_id for f in check(tmp_path, [vc], "4.22", only=["vmware-ha-drs"])} == {"vmware-cluster-ha"}
+
+
+def test_unmanaged_vms_running_on_cloudstack_hosts(tmp_path: Path) -> None:
+    """"the hypervisor host must not have any VMs already running" (_requirements.rst:69-70): a running VM that is not
+    CloudStack's is reported; a stopped one is not (the pool's legacy-db VMs are halted)."""
+    def one_running_stranger(root: ET.Element) -> None:
+        vm = next(v for v in rows_of(root, "VM") if v.get("name__label") == "i-5-1003-VM")
+        vm.set("name__label", "backup-server")
+    findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, one_running_stranger, vms=60))], "4.22"))
+    (stranger,) = findings["unmanaged-vms"]
+    assert (stranger.observed, stranger.severity) == ("backup-server", "warning")
+    assert "unmanaged-vms" not in by_rule(check(tmp_path, [xen(edited_pool(tmp_path, lambda root: None, vms=60))]))
 
 
 def test_host_memory_on_every_kind(tmp_path: Path) -> None:
@@ -446,7 +463,8 @@ def test_kvm_rules_on_the_real_libvirtd(real_domains: Any, sshd: Any, tmp_path: 
     assert [f.observed for f in findings["kvm-agent-running"]] == ["not-installed"]
     assert [f.expected for f in findings["traffic-labels-on-every-host"]] == ["cloudbr7"]
     assert [f.expected for f in findings["kvm-agent-devices-exist"]] == ["cloudbr7"]
-    assert {f.object_key for f in findings["unmanaged-vms"]} >= {
+    # unmanaged-901 is defined but stopped: not "already running", so not reported
+    assert not {f.object_key for f in findings.get("unmanaged-vms", [])} & {
         v.key for v in result.inventory.vms if v.name == "unmanaged-901"}
     host = result.inventory.hosts[0]
     if host.dev_kvm and host.libvirt_hvm:
@@ -503,6 +521,8 @@ def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
     assert [f.cluster for f in findings["vmware-cluster-ha"]] == [c1]  # DC0_C0 has HA on (DRS off is no finding)
     assert [f.object_key for f in findings["host-state"]] == [parked]
     assert "vmware-management-portgroup" not in findings  # every simulated host has vmk0 on Management Network
+    # the simulator's VMs (DC0_C0_RP0_VM0 …) are no CloudStack instances: every cluster holds others' VMs
+    assert {f.object_key for f in findings["vmware-dedicated-cluster"]} == {c.key for c in result.inventory.clusters}
     renamed = by_rule(check(tmp_path, [result], "4.20", settings={"vmware.management.portgroup": "Mgmt"}))
     assert len(renamed["vmware-management-portgroup"]) == len(result.inventory.hosts)
     # vSwitch0 and the dvPortgroup exist everywhere; vSwitch9 nowhere
