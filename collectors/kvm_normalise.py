@@ -7,6 +7,7 @@ returns, so every rule is tested offline.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from typing import Any
@@ -19,11 +20,13 @@ from inventory.normalise import (
     version_from_int,
 )
 
+AGENT_CERTIFICATES = ("cloud.jks", "cloud.crt", "cloud.ca.crt", "cloud.key")  # as ssh_facts tests them
 # agent.properties keys worth keeping; anything else (keystore passphrases …) is never stored or recorded.
 AGENT_KEYS = ("zone", "pod", "cluster", "guid", "host", "port", "resource", "hypervisor.type",
               "private.network.device", "public.network.device", "guest.network.device",
               "local.storage.uuid", "local.storage.path", "network.bridge.type", "host.cpu.manual.speed.mhz",
-              "guest.cpu.mode", "guest.cpu.model", "host.reserved.mem.mb")
+              "guest.cpu.mode", "guest.cpu.model", "guest.cpu.features", "host.reserved.mem.mb", "control.cidr",
+              "private.bridge.name")
 SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
 POOL_KINDS = {"netfs": "nfs", "logical": "lvm", "iscsi": "iscsi", "iscsi-direct": "iscsi", "rbd": "rbd",
               "gluster": "gluster", "disk": "disk", "fs": "local", "scsi": "fc", "mpath": "fc", "zfs": "zfs"}
@@ -124,8 +127,44 @@ def _host(raw: dict[str, Any], caps: ET.Element, facts: dict[str, Any], key: str
         time_synced=facts.get("time_synced"),
         raw_json={"uri": raw.get("uri"), "agent_properties": agent or None,
                   "guest_os_types": sorted(t for t in guest_types if t),
-                  "facts_error": raw.get("facts_error"), "unknown_facts": facts.get("unknown", [])},
+                  "facts_error": raw.get("facts_error"), "unknown_facts": facts.get("unknown", []),
+                  **{k: facts[k] for k in RAW_FACTS if k in facts},
+                  "uefi_loaders": uefi_loaders(raw.get("domain_capabilities"))},
+        host_os=cloudstack_host_os(facts), fqdn=facts.get("fqdn"), java_version=facts.get("java_version"),
+        selinux_mode=facts.get("selinux_mode"), apparmor_libvirt=facts.get("apparmor_libvirt"),
+        firewall=facts.get("firewall"), ovs_version=facts.get("ovs_version"),
+        agent_certificates=facts.get("agent_certificates"), libvirt_tls=facts.get("libvirt_tls"),
+        agent_connected=facts.get("agent_connected"),
+        uefi_firmware=None if raw.get("domain_capabilities") is None
+        else bool(uefi_loaders(raw.get("domain_capabilities"))),
     )
+
+
+# facts kept as they are in the host's raw_json (what rules read beyond the columns)
+RAW_FACTS = ("libvirtd", "firewall_settings", "bridge_module", "aria2", "uefi_properties", "listening_ports",
+             "agent_peers", "routes", "selinux_config", "apparmor_profiles", "distro_release", "missing_commands")
+
+
+def uefi_loaders(domain_capabilities: str | None) -> list[str]:
+    """The UEFI firmware files libvirt offers (domain capabilities, os/loader), when it supports a loader."""
+    if not domain_capabilities:
+        return []
+    loader = ET.fromstring(domain_capabilities).find("os/loader")
+    if loader is None or loader.get("supported") != "yes":
+        return []
+    return [v.text or "" for v in loader.findall("value") if v.text]
+
+
+def cloudstack_host_os(facts: dict[str, Any]) -> str | None:
+    """Host.OS as CloudStack's agent reports it: /etc/redhat-release up to " release", else lsb-release's
+    DISTRIB_ID, else os-release's NAME."""
+    release = facts.get("distro_release") or {}
+    if release.get("redhat-release"):
+        return str(release["redhat-release"]).split(" release", 1)[0].strip() or None
+    if release.get("DISTRIB_ID"):
+        return str(release["DISTRIB_ID"]).strip().strip('"') or None
+    name = (facts.get("os") or {}).get("NAME")
+    return str(name) if name else None
 
 
 def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster_key: str | None,
@@ -376,6 +415,8 @@ def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
         result = outputs.get(name)
         if result is None or result["rc"] != 0:
             facts["unknown"].append(name)
+            if result is not None and result["rc"] == 127:  # the host lacks the command: that too is a fact
+                facts.setdefault("missing_commands", []).append(name)
             return None
         return str(result["out"])
 
@@ -413,7 +454,92 @@ def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
                            for f in (line.split() for line in text.splitlines()) if len(f) >= 3]
     if (text := ok("timesync")) is not None:
         facts["time_synced"] = _time_synced(text)
+    _security_facts(facts, ok)
+    _libvirt_facts(facts, ok)
+    _network_facts(facts, ok)
     return facts
+
+
+def _pairs(text: str, sep: str = "=") -> dict[str, str]:
+    return {k.strip(): v.strip().strip('"') for k, _, v in (line.partition(sep) for line in text.splitlines()) if _}
+
+
+def _security_facts(facts: dict[str, Any], ok: Any) -> None:
+    """FQDN, distribution release, Java, SELinux, AppArmor, the agent's certificates."""
+    if (text := ok("fqdn")) is not None and text.strip():
+        facts["fqdn"] = text.strip()
+    if (text := ok("distro_release")) is not None:
+        facts["distro_release"] = _pairs(text)
+    if (text := ok("java")) is not None and (found := re.search(r'version "([^"]+)"', text)):
+        facts["java_version"] = found.group(1)
+    if (text := ok("selinux")) is not None:
+        values = _pairs(text)
+        facts["selinux_config"] = values.get("SELINUX")
+        mode = values.get("mode") or values.get("SELINUX")
+        facts["selinux_mode"] = mode.lower() if mode else None
+    if (text := ok("apparmor")) is not None:
+        lines = text.split("\n")
+        if lines and lines[0].strip() == "enabled":
+            profiles = {m.group(1): m.group(2) for line in lines[1:]
+                        if (m := re.match(r"(\S+) \((\w+)\)", line.strip()))}
+            facts["apparmor_profiles"] = profiles
+            modes = sorted(set(profiles.values()))
+            facts["apparmor_libvirt"] = ",".join(modes) if modes else "unloaded"
+    if (text := ok("agent_certificates")) is not None:
+        present = set(text.split())
+        facts["agent_certificates"] = all(name in present for name in AGENT_CERTIFICATES)
+        facts["uefi_properties"] = "uefi.properties" in present
+
+
+def _libvirt_facts(facts: dict[str, Any], ok: Any) -> None:
+    """libvirtd's listening settings, its socket units and its command line; Open vSwitch; aria2."""
+    libvirtd: dict[str, Any] = {}
+    if (text := ok("libvirtd_conf")) is not None:
+        conf: dict[str, str] = {}
+        defaults: dict[str, str] = {}
+        for line in text.splitlines():
+            where, _, rest = line.partition(":") if line.startswith(("/", "libvirt.conf:")) else ("", "", line)
+            key, _, value = rest.partition("=")
+            if not _:
+                continue
+            target = defaults if where.startswith("/") else conf
+            target[key.strip() if not where.startswith("libvirt.conf") else "remote_mode"] = value.strip().strip('"')
+        libvirtd.update(conf=conf, startup=defaults)
+    if (text := ok("libvirtd_sockets")) is not None:
+        values = _pairs(text)
+        libvirtd["args"] = values.pop("libvirtd.args", None)
+        libvirtd["sockets"] = values
+    if libvirtd:
+        facts["libvirtd"] = libvirtd
+    if (text := ok("ovs_version")) is not None and (found := re.search(r"(\d+\.\d+(\.\d+)?)", text)):
+        facts["ovs_version"] = found.group(1)
+    if (text := ok("bridge_module")) is not None:
+        facts["bridge_module"] = text.strip()
+    if (text := ok("aria2")) is not None:
+        facts["aria2"] = text.strip()
+
+
+def _network_facts(facts: dict[str, Any], ok: Any) -> None:
+    """What listens, the agent's connections to port 8250, the firewall, the IPv4 routes."""
+    if (text := ok("listening")) is not None:
+        ports = sorted({int(p) for a in text.split() if (p := a.rsplit(":", 1)[-1]).isdigit()})
+        facts["listening_ports"] = ports
+        facts["libvirt_tls"] = 16514 in ports
+    if (text := ok("agent_connections")) is not None:
+        facts["agent_peers"] = text.split()
+        facts["agent_connected"] = any(a.rsplit(":", 1)[-1] == "8250" for a in text.split())
+    if (text := ok("firewall")) is not None:
+        settings = {k.rsplit(":", 1)[-1]: v for k, v in _pairs(text).items()}
+        facts["firewall_settings"] = settings
+        if settings.get("firewalld") == "active":
+            facts["firewall"] = "firewalld"
+        elif settings.get("ENABLED", "").lower() == "yes":
+            facts["firewall"] = "ufw"
+        elif settings.get("firewalld") or "ENABLED" in settings:
+            facts["firewall"] = "none"
+    if (text := ok("routes")) is not None:
+        facts["routes"] = [{"dst": r.get("dst"), "dev": r.get("dev")} for r in json.loads(text or "[]")]
+
 
 
 def _time_synced(text: str) -> bool | None:

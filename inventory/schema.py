@@ -132,6 +132,22 @@ TABLES: tuple[Table, ...] = (
         RAW,
         _c("product_line", str, "ESXi's product line (`embeddedEsx` for ESXi, `esx` for classic ESX).", since=3),
         _c("local_disk_bytes", int, "Local disk capacity in bytes (ESXi: local SCSI disks).", since=3),
+        _c("host_os", str, "The OS name CloudStack's KVM agent reports (Host.OS): /etc/redhat-release before "
+                           "\"release\", else lsb-release DISTRIB_ID, else os-release NAME.", since=3),
+        _c("fqdn", str, "`hostname --fqdn` (KVM).", since=3),
+        _c("java_version", str, "Version of the host's default `java` (KVM; the agent runs on it).", since=3),
+        _c("selinux_mode", str, "SELinux mode: enforcing, permissive or disabled; NULL when there is no SELinux.",
+           since=3),
+        _c("apparmor_libvirt", str, "AppArmor mode of the libvirtd/virt-aa-helper profiles (enforce, complain), "
+                                    "`unloaded`, or NULL when there is no AppArmor.", since=3),
+        _c("firewall", str, "The host firewall in charge: firewalld, ufw, or none.", since=3),
+        _c("ovs_version", str, "Open vSwitch version (`ovs-vsctl --version`); NULL when not installed.", since=3),
+        _c("agent_certificates", bool, "The agent's keystore and certificates exist (cloud.jks, cloud.crt, "
+                                       "cloud.ca.crt, cloud.key; tested, never read).", since=3),
+        _c("libvirt_tls", bool, "libvirtd listens on TCP 16514 (TLS).", since=3),
+        _c("agent_connected", bool, "The host has an established TCP connection to port 8250 (a management server).",
+           since=3),
+        _c("uefi_firmware", bool, "libvirt offers a UEFI loader (domain capabilities: OVMF/edk2 installed).", since=3),
     ), key=("key",), record="Host"),
     Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
         SCAN_ID, TARGET,
@@ -330,6 +346,17 @@ _V3_COLUMNS: tuple[tuple[str, str], ...] = (
     ("findings", "basis TEXT"),
     ("hosts", "product_line TEXT"),
     ("hosts", "local_disk_bytes INTEGER"),
+    ("hosts", "host_os TEXT"),
+    ("hosts", "fqdn TEXT"),
+    ("hosts", "java_version TEXT"),
+    ("hosts", "selinux_mode TEXT"),
+    ("hosts", "apparmor_libvirt TEXT"),
+    ("hosts", "firewall TEXT"),
+    ("hosts", "ovs_version TEXT"),
+    ("hosts", "agent_certificates INTEGER"),
+    ("hosts", "libvirt_tls INTEGER"),
+    ("hosts", "agent_connected INTEGER"),
+    ("hosts", "uefi_firmware INTEGER"),
 )
 
 
