@@ -192,7 +192,8 @@ def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster
                   "os_type": os_type.text if os_type is not None else None,
                   "machine": os_type.get("machine") if os_type is not None else None,
                   "arch": os_type.get("arch") if os_type is not None else None,
-                  "cpu_mode": cpu.get("mode") if cpu is not None else None},
+                  "cpu_mode": cpu.get("mode") if cpu is not None else None,
+                  "uefi": root.find("os/loader") is not None or root.find("os[@firmware='efi']") is not None},
     ))
     vm_key = inv.vms[-1].key
     blocks = _block_stats(stats)

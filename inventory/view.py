@@ -134,6 +134,9 @@ SETTING_DEFAULTS = {
     "storage.overprovisioning.factor": "2",
     "vmware.management.portgroup": "Management Network",
     "control.cidr": "169.254.0.0/16",
+    "ca.plugin.root.auth.strictness": "true",  # a fresh installation's (hosts.rst: upgraded ones keep false)
+    "vmware.additional.vnc.portrange.start": "50000",
+    "vmware.additional.vnc.portrange.size": "1000",
 }
 
 

@@ -431,7 +431,7 @@ def test_every_rule_says_how_sure_it_is_and_where_it_is_written() -> None:
             wanted = {"CODE": CODE_REPO, "DOC": DOCS_REPO, "BP": DOCS_REPO}[rule.basis]
             assert any(s.repo == wanted for s in rule.sources), (rule.id, "its basis needs a source of that kind")
         for field in rule.evidence:  # a column (table.column or table.raw_json.key), or a CloudStack setting
-            known = field.startswith("setting ") or field.split(".")[0] in {t.name for t in schema.TABLES}
+            known = field.startswith(("setting ", "[cloudstack]")) or field.split(".")[0] in {t.name for t in schema.TABLES}
             assert known, (rule.id, field)
 
 
@@ -625,7 +625,8 @@ def test_kvm_host_fact_rules(tmp_path: Path) -> None:
     from tests.test_kvm_normalise import AGENT, ok
     variants = [
         {},                                                                   # the reference host: passes all
-        {"facts": {"os_release": ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n')}},   # another distribution
+        {"facts": {"os_release": ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'),   # another distribution
+                   "distro_release": ok("DISTRIB_ID=Ubuntu\n")}},
         {"facts": {"agent_properties": ok(AGENT.replace("cluster=3", "cluster=4"))}},      # agent in another cluster
         {"facts": {"cpu_virt": ok("")}, "raw": {"capabilities": "<capabilities><host><cpu><arch>x86_64</arch>"
                    "<model>Cascadelake-Server</model><vendor>Intel</vendor></cpu></host>"
@@ -669,6 +670,73 @@ def test_xen_resource_class_follows_brand_and_version(tmp_path: Path, brand: str
             host.set("software_version", sv[:-1] + f" ('product_version_text_short' '{text_short}'))")
     findings = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, rebrand, hosts=1, vms=2))], "4.22"))
     assert ("xen-version-known-to-cloudstack" in findings) is not known, findings.get("xen-version-known-to-cloudstack")
+
+
+def test_kvm_host_setup_rules(tmp_path: Path) -> None:
+    """Recorded host output (tests/test_kvm_normalise.py FACTS: Rocky 9.4 set up as the guide says) through the real
+    normaliser, one deviation per host."""
+    from tests.test_kvm_normalise import FACTS, ok
+    libvirtd_bad = ok('listen_tcp = 1\nmdns_adv = 0\n')
+    sockets_live = ok(FACTS["libvirtd_sockets"]["out"].replace("libvirtd.socket=masked", "libvirtd.socket=enabled")
+                      .replace("--listen", ""))
+    ubuntu = ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n')
+    variants = [
+        {},                                                                     # 0: passes all
+        {"facts": {"fqdn": ok("kvm22\n")}},                                      # 1: no domain
+        {"facts": {"java": ok('openjdk version "11.0.22" 2024-01-16\n')}},        # 2: Java 11
+        {"facts": {"selinux": ok("mode=Enforcing\nSELINUX=enforcing\n")}},       # 3: SELinux enforcing
+        {"facts": {"libvirtd_conf": libvirtd_bad, "libvirtd_sockets": sockets_live}},  # 4: TCP, no --listen …
+        {"facts": {"agent_certificates": ok("uefi.properties\n")}},               # 5: no certificates
+        {"facts": {"firewall": ok("firewalld=active\n")}},                        # 6: firewalld on
+        {"facts": {"os_release": ubuntu, "distro_release": ok("DISTRIB_ID=Ubuntu\n"),  # 7: UFW dropping forwards
+                   "firewall": ok('/etc/default/ufw:DEFAULT_FORWARD_POLICY="DROP"\n/etc/ufw/ufw.conf:ENABLED=yes\n')}},
+        {"facts": {"aria2": {"rc": 127, "out": ""}}},                              # 8: no aria2
+    ]
+    result = kvm_from_recorded(tmp_path, variants)
+    index_of = {h.key: str(int(h.address.rsplit(".", 1)[1]) - 21) for h in result.inventory.hosts}
+
+    def hosts_in(findings: dict[str, list[Any]], rule: str) -> list[str]:
+        return sorted(index_of[f.object_key] for f in findings.get(rule, []))
+    at_420 = by_rule(check(tmp_path, [result], "4.20"))
+    assert hosts_in(at_420, "kvm-fqdn") == ["1"]
+    assert hosts_in(at_420, "kvm-java-version") == ["2"]
+    assert hosts_in(at_420, "kvm-security-policies") == ["3"]
+    problems = {f.message.split(": ", 1)[1] for f in at_420["kvm-libvirtd-config"]}
+    assert hosts_in(at_420, "kvm-libvirtd-config") == ["4"] * 4 and problems == {
+        "libvirtd.conf listen_tcp = 1", "libvirtd runs without --listen", "libvirtd socket units not masked: "
+        "libvirtd.socket", "libvirt.conf has no remote_mode=\"legacy\""}
+    assert hosts_in(at_420, "kvm-agent-tls") == ["5"] and at_420["kvm-agent-tls"][0].severity == "warning"
+    assert hosts_in(at_420, "kvm-firewalld-off") == ["6"] and at_420["kvm-firewalld-off"][0].severity == "info"
+    assert "kvm-ufw-forward-policy" not in at_420  # the guide says it from 4.21.0.0 on
+    assert "kvm-aria2" not in at_420               # only where direct download is in use
+    at_419 = by_rule(check(tmp_path, [result], "4.19"))
+    assert sorted(set(hosts_in(at_419, "kvm-java-version"))) == [str(i) for i in range(9) if i != 2]  # Java 11 there
+    # 4.19's guide has no remote_mode step
+    assert not any("remote_mode" in f.message for f in at_419.get("kvm-libvirtd-config", []))
+    at_422 = by_rule(check(tmp_path, [result], "4.22", features=["direct-download"],
+                           settings={"ca.plugin.root.auth.strictness": "false"}))
+    assert hosts_in(at_422, "kvm-ufw-forward-policy") == ["7"] and hosts_in(at_422, "kvm-aria2") == ["8"]
+    assert "kvm-agent-tls" not in at_422  # strictness off: an agent without certificates may still connect
+
+
+def test_kvm_cluster_same_os_compares_host_os_as_cloudstack_does(tmp_path: Path) -> None:
+    """LibvirtServerDiscoverer compares Host.OS — /etc/redhat-release's name, not os-release's ID — ignoring case;
+    from 4.19.1.0 Rocky, Red Hat, Oracle and Alma count as one (apparent merge of apache/cloudstack#8641)."""
+    from tests.test_kvm_normalise import ok
+    rhel_named = {"facts": {"os_release": ok('NAME="Oracle Linux Server"\nID="ol"\nVERSION_ID="9.4"\n'),
+                            "distro_release": ok("redhat-release=Red Hat Enterprise Linux release 9.4 (Plow)\n")}}
+    rhel = {"facts": {"os_release": ok('NAME="Red Hat Enterprise Linux"\nID="rhel"\nVERSION_ID="9.4"\n'),
+                      "distro_release": ok("redhat-release=Red Hat Enterprise Linux release 9.4 (Plow)\n")}}
+    same_name = kvm_from_recorded(tmp_path, [rhel, rhel_named])  # IDs rhel and ol, one Host.OS
+    assert "kvm-cluster-same-os" not in by_rule(check(tmp_path, [same_name], "4.18.0.0"))
+    rocky_and_rhel = kvm_from_recorded(tmp_path, [{}, {}, rhel])  # Rocky Linux ×2, Red Hat Enterprise Linux
+    (odd,) = by_rule(check(tmp_path, [rocky_and_rhel], "4.19.0.0"))["kvm-cluster-same-os"]
+    assert (odd.observed, odd.expected, odd.severity) == ("Red Hat Enterprise Linux", "Rocky Linux", "error")
+    assert "kvm-cluster-same-os" not in by_rule(check(tmp_path, [rocky_and_rhel], "4.19.1.0"))
+    ubuntu = {"facts": {"os_release": ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'),
+                        "distro_release": ok("DISTRIB_ID=Ubuntu\n")}}
+    mixed = kvm_from_recorded(tmp_path, [{}, {}, ubuntu])
+    assert [f.observed for f in by_rule(check(tmp_path, [mixed], "4.22"))["kvm-cluster-same-os"]] == ["Ubuntu"]
 
 
 def test_xen_hardware_virtualisation(tmp_path: Path) -> None:

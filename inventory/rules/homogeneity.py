@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from inventory.model import Host
+from inventory.releases import Release
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 from inventory.rules.common import odd_ones_out
 
-EL_FAMILY = {"rocky", "rhel", "ol", "almalinux"}
 ALL_TAGS = "4.18.0.0–4.22.0.1"
 LIBVIRT_DISCOVERER = "server/src/main/java/com/cloud/hypervisor/kvm/discoverer/LibvirtServerDiscoverer.java"
 
@@ -36,25 +35,46 @@ def cluster_same_cpu(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-cluster-same-os", hypervisors={"kvm"}, basis="CODE",
-      sources=[code(LIBVIRT_DISCOVERER, "createHostVOForConnectedAgent (Host.OS of the new host vs the cluster's)",
-                    "≤4.11–4.22; Rocky/RHEL/Oracle/Alma compatible from 4.19.1.0 (apache/cloudstack#8641)")],
-      evidence=["hosts.os_id", "hosts.os_name"],
+      sources=[code(LIBVIRT_DISCOVERER, "createHostVOForConnectedAgent (Host.OS of the new host vs the cluster's, "
+                    "ignoring case)", "≤4.11–4.22"),
+               code(LIBVIRT_DISCOVERER, "isHostOsCompatibleWithOtherHost (first word alone accepted: "
+                    "apache/cloudstack#7620; Rocky/Red Hat/Oracle/Alma as one: apache/cloudstack#8641)",
+                    "first word 4.18.1.0–4.22; EL family 4.19.1.0–4.22 (release inferred from the PR dates)")],
+      evidence=["hosts.host_os", "hosts.os_name"],
       remediation="Run one distribution on every host of a KVM cluster.")
 def kvm_cluster_same_os(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Hosts of one KVM cluster run the same distribution (EL rebuilds count as one since 4.19.1.0)."""
-    el_compatible = view.release.at_least("4.19.1.0")
+    """Hosts of one KVM cluster report the same Host.OS, as CloudStack compares it.
 
-    def family(host: Host) -> str | None:
-        return "el" if el_compatible and host.os_id in EL_FAMILY else host.os_id
+    Host.OS is what the agent reports: /etc/redhat-release's name (up to "release"), else lsb-release's
+    DISTRIB_ID, else os-release's NAME — so an Oracle Linux whose redhat-release names Red Hat Enterprise
+    Linux counts as RHEL. Compared ignoring case; from 4.18.1.0 a name that is only the first word of the
+    other's is accepted, and from 4.19.1.0 Rocky Linux, Red Hat Enterprise Linux, Oracle Linux and AlmaLinux
+    are compatible. Versions are not compared by code (see kvm-cluster-same-os-version).
+    """
     for group in view.groups_of("kvm"):
-        known = [h for h in group.hosts if h.os_id]
-        families = Counter(family(h) for h in known)
-        if len(families) > 1:
-            common = families.most_common(1)[0][0]
-            for h in known:
-                if family(h) != common:
-                    yield r.finding(h, f"{h.name} runs {h.os_name}, its cluster mates {common}", observed=h.os_name,
-                                    expected=common, cluster=group.key)
+        named = [(h, h.host_os or h.os_name) for h in group.hosts if h.host_os or h.os_name]
+        names = Counter(str(name) for _, name in named)
+        if len(names) < 2:
+            continue
+        common = names.most_common(1)[0][0]
+        for host, name in named:
+            if not host_os_compatible(common, str(name), view.release):
+                yield r.finding(host, f"{host.name} reports Host.OS {name!r}, its cluster {common!r}", observed=name,
+                                expected=common, cluster=group.key)
+
+
+EL_FIRST_WORDS = {"rocky", "red", "oracle", "almalinux"}
+
+
+def host_os_compatible(in_cluster: str, new: str, release: Release) -> bool:
+    """Whether CloudStack adds a host reporting ``new`` to a cluster whose hosts report ``in_cluster``."""
+    a, b = in_cluster.strip().lower(), new.strip().lower()
+    if a == b:
+        return True
+    first_a, first_b = (a.split() or [""])[0], (b.split() or [""])[0]
+    if release.at_least("4.18.1.0") and (a == first_b or b == first_a):
+        return True
+    return release.at_least("4.19.1.0") and first_a in EL_FIRST_WORDS and first_b in EL_FIRST_WORDS
 
 
 @rule("kvm-cluster-same-os-version", hypervisors={"kvm"}, basis="DOC",
