@@ -739,6 +739,22 @@ def test_kvm_cluster_same_os_compares_host_os_as_cloudstack_does(tmp_path: Path)
     assert [f.observed for f in by_rule(check(tmp_path, [mixed], "4.22"))["kvm-cluster-same-os"]] == ["Ubuntu"]
 
 
+def test_kvm_link_local_follows_control_cidr_and_routes(tmp_path: Path) -> None:
+    """BridgeVifDriver takes control.cidr (agent.properties, else the global setting) for cloud0 and deletes that
+    CIDR's routes on other devices: an address or a route for it elsewhere is in the way."""
+    from tests.test_kvm_normalise import FACTS, ok
+    routes = FACTS["routes"]["out"][:-1] + ',{"dst":"169.254.0.0/16","dev":"eno1"}]'
+    eth9 = {"ifname": "eth9", "link_type": "ether", "flags": ["UP", "LOWER_UP"],
+            "addr_info": [{"family": "inet", "local": "100.64.3.3", "prefixlen": 16, "scope": "global"}]}
+    result = kvm_from_recorded(tmp_path, [{}, {"facts": {"routes": ok(routes)}}, {"extra_links": [eth9]}])
+    index_of = {h.key: str(int(h.address.rsplit(".", 1)[1]) - 21) for h in result.inventory.hosts}
+    default = by_rule(check(tmp_path, [result], "4.22"))["kvm-link-local-free"]
+    assert [(index_of[f.object_key], f.observed) for f in default] == [("1", "route 169.254.0.0/16 on eno1")]
+    assert "169.254.0.0/16 (control.cidr, CloudStack's default)" in default[0].message
+    moved = by_rule(check(tmp_path, [result], "4.22", settings={"control.cidr": "100.64.0.0/16"}))
+    assert [(index_of[f.object_key], f.observed) for f in moved["kvm-link-local-free"]] == [("2", "eth9 100.64.3.3/16")]
+
+
 def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
     def no_hvm(root: ET.Element) -> None:
         rows_of(root, "host")[1].set("capabilities", "('xen-3.0-x86_64' '')")

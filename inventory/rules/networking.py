@@ -3,6 +3,7 @@ control network."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -96,21 +97,52 @@ def kvm_agent_devices_exist(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 @rule("kvm-link-local-free", hypervisors={"kvm"}, basis="INF",
       sources=[code(KVM_RESOURCE + "BridgeVifDriver.java",
-                    "createControlNetwork / deleteExistingLinkLocalRouteTable", "≤4.11–4.22"),
+                    "configure (control.cidr) / createControlNetwork / deleteExistingLinkLocalRouteTable", "≤4.11–4.22"),
                code("server/src/main/java/com/cloud/configuration/Config.java", "ControlCidr (169.254.0.0/16)",
                     "≤4.11–4.22")],
-      evidence=["host_nics.ip_addresses", "host_nics.device"],
-      remediation="Keep 169.254.0.0/16 for CloudStack's cloud0 bridge (set NOZEROCONF=yes; no other link-local users).")
+      evidence=["host_nics.ip_addresses", "host_nics.device", "hosts.raw_json.routes",
+                "hosts.raw_json.agent_properties.control.cidr", "setting control.cidr"],
+      remediation="Keep the control network's CIDR (169.254.0.0/16 by default) for CloudStack's cloud0 bridge: no "
+                  "other addresses or routes in it (set NOZEROCONF=yes where zeroconf adds them).")
 def kvm_link_local_free(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """The system-VM control network (169.254.0.0/16, bridge cloud0) is not used by anything else on the host."""
-    for nic in view.host_nics:
-        host = view.host_by_key.get((nic.target, nic.host_key))
-        if host is None or host.hypervisor != "kvm" or nic.device == "cloud0":
+    """The system-VM control network (control.cidr, bridge cloud0) is used by nothing else on the host.
+
+    The agent gives cloud0 the CIDR from agent.properties (control.cidr), else CloudStack's setting, and
+    deletes that CIDR's routes on every other device: an address or route of it elsewhere is inferred to
+    break — or be broken by — the system VMs' control traffic.
+    """
+    default = view.setting("control.cidr")
+    for host in view.hosts_of("kvm"):
+        props = raw_of(host).get("agent_properties") or {}
+        cidr_text, source = (props["control.cidr"], "agent.properties") if props.get("control.cidr") else (
+            default.value, f"{default.name}, {default.source}")
+        try:
+            cidr = ipaddress.ip_network(cidr_text, strict=False)
+        except ValueError:
             continue
-        used = [a for a in (nic.ip_addresses or "").split(",") if a.startswith("169.254.")]
+        bridge = props.get("private.bridge.name") or "cloud0"
+        used = [f"{nic.device} {a}" for nic in view.nics_by_host.get((host.target, host.key), [])
+                if nic.device != bridge for a in (nic.ip_addresses or "").split(",") if _in(a, cidr)]
+        used += [f"route {route['dst']} on {route['dev']}" for route in raw_of(host).get("routes") or []
+                 if route.get("dev") != bridge and route.get("dst") not in (None, "default")
+                 and _overlaps(route["dst"], cidr)]
         if used:
-            yield r.finding(host, f"{host.name}: {nic.device} holds link-local {', '.join(used)}",
-                            observed=", ".join(used), expected="only on cloud0")
+            yield r.finding(host, f"{host.name}: {cidr} ({source}) is in use outside {bridge}: {', '.join(used)}",
+                            observed=", ".join(used), expected=f"only on {bridge}")
+
+
+def _in(address: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_interface(address.strip()).ip in cidr
+    except ValueError:
+        return False
+
+
+def _overlaps(destination: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_network(destination, strict=False).overlaps(cidr)
+    except ValueError:
+        return False
 
 
 @rule("xen-management-pif", hypervisors={"xenserver"}, basis="CODE",
