@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -469,6 +470,20 @@ def test_kvm_rules_on_the_real_libvirtd(real_domains: Any, sshd: Any, tmp_path: 
     host = result.inventory.hosts[0]
     if host.dev_kvm and host.libvirt_hvm:
         assert "kvm-hardware-virtualisation" not in findings
+    # The requirement facts, as this machine has them. The lab's libvirtd runs as `libvirtd -d`: no --listen.
+    assert host.raw_json and "--listen" not in (host.raw_json["libvirtd"]["args"] or "")
+    assert "libvirtd runs without --listen" in {f.message.split(": ", 1)[1] for f in findings["kvm-libvirtd-config"]}
+    # agent.properties has a guid (CloudStack set it up) but no keystore beside it
+    assert host.agent_certificates is False and [f.observed for f in findings["kvm-agent-tls"]] == ["missing"]
+    # cloudbr0 holds only the guests' taps: no port the agent takes for a NIC
+    assert [f.observed for f in findings["kvm-bridge-port-names"]] == ["no ports"]
+    assert host.fqdn == subprocess.run(["hostname", "--fqdn"], capture_output=True, text=True).stdout.strip()
+    assert ("kvm-fqdn" in findings) is ("." not in host.fqdn)
+    if host.java_version:  # whatever Java this machine has: judged for 4.20 (17) and 4.19 (11)
+        from inventory.rules.host_setup import java_major
+        major = java_major(host.java_version)
+        assert ("kvm-java-version" in findings) is (major != 17)
+        assert ("kvm-java-version" in by_rule(check(tmp_path, [result], "4.19"))) is (major != 11)
 
 
 # -- VMware rules on the vCenter simulator --------------------------------------------------------
@@ -755,6 +770,45 @@ def test_kvm_link_local_follows_control_cidr_and_routes(tmp_path: Path) -> None:
     assert [(index_of[f.object_key], f.observed) for f in moved["kvm-link-local-free"]] == [("2", "eth9 100.64.3.3/16")]
 
 
+def test_kvm_network_and_cluster_rules_on_recorded_hosts(tmp_path: Path) -> None:
+    import json as _json
+
+    from tests.test_kvm_normalise import AGENT, DOMAIN, DOMCAPS, LINKS, ok
+    renamed = _json.dumps([dict(link, ifname="uplink0") if link["ifname"] == "bond0" else
+                           dict(link, master="uplink0") if link.get("master") == "bond0" else link for link in LINKS])
+    ovs_agent = ok(AGENT + "network.bridge.type=openvswitch\n")
+    uefi_domain = DOMAIN.replace("<os><type arch='x86_64' machine='pc'>hvm</type></os>",
+                                 "<os><type arch='x86_64' machine='q35'>hvm</type><loader readonly='yes' type='pflash'>"
+                                 "/usr/share/edk2/ovmf/OVMF_CODE.fd</loader></os>").replace("AAAAAAAA", "BBBBBBBB")
+    variants = [
+        {"raw": {"domains": [{"xml": uefi_domain, "stats": {"state.state": 1}}]}},  # 0: runs a UEFI instance
+        {"facts": {"links": ok(renamed)}},                                           # 1: cloudbr0's port is uplink0
+        {"facts": {"agent_properties": ovs_agent, "ovs_version": ok("ovs-vsctl (Open vSwitch) 1.6.0\n")}},  # 2
+        {"facts": {"agent_properties": ovs_agent, "ovs_version": {"rc": 127, "out": ""}}},                  # 3
+        {"facts": {"agent_connections": ok("")}},                                    # 4: agent up, not connected
+        {"facts": {"agent_properties": ok(AGENT + "guest.cpu.mode=host-passthrough\n")}},  # 5
+        {"raw": {"capabilities": "<capabilities><host><uuid>4c4c4544-0000-1111-2222-333333333336</uuid><cpu>"
+                                 "<arch>aarch64</arch></cpu></host><guest><os_type>hvm</os_type></guest></capabilities>"}},
+        {"raw": {"domain_capabilities": DOMCAPS.replace("supported='yes'><value>/usr", "supported='no'><value>/usr")}},
+    ]
+    result = kvm_from_recorded(tmp_path, variants)
+    index_of = {h.key: str(int(h.address.rsplit(".", 1)[1]) - 21) for h in result.inventory.hosts}
+
+    def hosts_in(findings: dict[str, list[Any]], rule: str) -> list[str]:
+        return sorted(index_of[f.object_key] for f in findings.get(rule, []))
+    at_422 = by_rule(check(tmp_path, [result], "4.22"))
+    assert hosts_in(at_422, "kvm-bridge-port-names") == ["1"] and at_422["kvm-bridge-port-names"][0].observed == "uplink0"
+    assert hosts_in(at_422, "kvm-openvswitch") == ["2", "2", "3", "3"]  # old or absent OVS; bridge module loaded
+    assert hosts_in(at_422, "kvm-agent-connected") == ["4"]
+    assert hosts_in(at_422, "kvm-guest-cpu-consistent") == ["5"] and at_422["kvm-guest-cpu-consistent"][0].basis == "BP"
+    assert hosts_in(at_422, "cluster-same-arch") == ["6"] and at_422["cluster-same-arch"][0].severity == "error"
+    assert hosts_in(at_422, "kvm-uefi-firmware") == ["7"]  # host 0 runs a UEFI instance: its mates need firmware
+    at_419 = by_rule(check(tmp_path, [result], "4.19.0.0"))
+    assert "cluster-same-arch" not in at_419 and "kvm-uefi-firmware" not in at_419  # from 4.20.0.0 / 4.19.1.0
+    no_uefi = kvm_from_recorded(tmp_path, variants[1:])
+    assert "kvm-uefi-firmware" not in by_rule(check(tmp_path, [no_uefi], "4.22"))
+
+
 def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
     def no_hvm(root: ET.Element) -> None:
         rows_of(root, "host")[1].set("capabilities", "('xen-3.0-x86_64' '')")
@@ -840,7 +894,7 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
            "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host",
-           "storage-allocated-capacity", "host-memory"}
+           "storage-allocated-capacity", "host-memory", "cluster-same-arch"}
 
 
 def toy_pool() -> TargetResult:

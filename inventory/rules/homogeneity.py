@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from inventory.model import Host
 from inventory.releases import Release
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 from inventory.rules.common import odd_ones_out
@@ -75,6 +76,49 @@ def host_os_compatible(in_cluster: str, new: str, release: Release) -> bool:
     if release.at_least("4.18.1.0") and (a == first_b or b == first_a):
         return True
     return release.at_least("4.19.1.0") and first_a in EL_FIRST_WORDS and first_b in EL_FIRST_WORDS
+
+
+@rule("cluster-same-arch", hypervisors=ANY_KIND, basis="CODE", since="4.20.0.0",
+      sources=[code("engine/orchestration/src/main/java/com/cloud/agent/manager/AgentManagerImpl.java",
+                    "checkHostArchOnCluster", "4.20.0.0–4.22"),
+               doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1"),
+               doc("installguide/configuration.rst", "1045-1046", "4.20.0.0–4.22.0.1")],
+      evidence=["hosts.cpu_arch"],
+      remediation="Keep one CPU architecture per cluster (x86_64 or aarch64); put other hosts in a cluster of theirs.")
+def cluster_same_arch(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """All hosts of a cluster have the cluster's CPU architecture (from 4.20, CloudStack refuses others)."""
+    for group in view.host_groups:
+        if group.kind == "vmware" and group.names_no_cluster:
+            continue
+        yield from odd_ones_out(r, group.hosts, "cpu_arch", group.key)
+
+
+@rule("kvm-guest-cpu-consistent", hypervisors={"kvm"}, basis="BP",
+      sources=[doc("installguide/hypervisor/kvm.rst", "349-436", "4.18.0.0–4.22.0.1 (215-302 at 4.18.0.0)")],
+      evidence=["hosts.raw_json.agent_properties.guest.cpu.mode", "hosts.raw_json.agent_properties.guest.cpu.model",
+                "hosts.raw_json.agent_properties.guest.cpu.features"],
+      remediation="Set the same guest.cpu.mode (host-model, or custom with one guest.cpu.model) and guest.cpu.features "
+                  "in agent.properties on every host of the cluster, and restart the agents.")
+def kvm_guest_cpu_consistent(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Hosts of a KVM cluster give guests the same CPU (guest.cpu.mode, .model, .features in agent.properties).
+
+    The guide's reason to set a CPU model is "a consistent default CPU across all machines"; a guest
+    started on one CPU model may not live-migrate to a host that offers another.
+    """
+    def guest_cpu(host: Host) -> str:
+        props = (host.raw_json or {}).get("agent_properties") or {}
+        return " ".join(f"{k}={props.get(k) or '-'}" for k in ("guest.cpu.mode", "guest.cpu.model",
+                                                                 "guest.cpu.features"))
+    for group in view.groups_of("kvm"):
+        known = [h for h in group.hosts if (h.raw_json or {}).get("agent_properties")]
+        values = Counter(guest_cpu(h) for h in known)
+        if len(values) < 2:
+            continue
+        common = values.most_common(1)[0][0]
+        for host in known:
+            if guest_cpu(host) != common:
+                yield r.finding(host, f"{host.name}: guest CPU settings differ from its cluster mates",
+                                observed=guest_cpu(host), expected=common, cluster=group.key)
 
 
 @rule("kvm-cluster-same-os-version", hypervisors={"kvm"}, basis="DOC",

@@ -4,12 +4,13 @@ control network."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Host
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
-from inventory.rules.common import raw_of
+from inventory.rules.common import raw_of, version_tuple
 
 ALL_TAGS = "4.18.0.0–4.22.0.1"
 KVM_RESOURCE = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/resource/"
@@ -143,6 +144,76 @@ def _overlaps(destination: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Netw
         return ipaddress.ip_network(destination, strict=False).overlaps(cidr)
     except ValueError:
         return False
+
+
+IF_NAME_PATTERNS = re.compile(r"(eth|bond|vlan|vx|em|ens|eno|enp|team|enx|dummy|lo|p\d+p\d+)")
+
+
+@rule("kvm-bridge-port-names", hypervisors={"kvm"}, basis="CODE",
+      sources=[code(KVM_RESOURCE + "LibvirtComputingResource.java",
+                    "getPif / matchPifFileInDirectory / isInterface (ifNamePatterns)", "≤4.11–4.22 (dummy, lo added later)"),
+               doc("installguide/hypervisor/kvm.rst", "645-649", "4.18.0.0–4.22.0.1 (482-483 at 4.18.0.0)")],
+      evidence=["hosts.agent_private_device", "hosts.agent_public_device", "hosts.agent_guest_device",
+                "host_nics.network_key", "host_nics.kind"],
+      remediation="Put a physical interface (or bond, team, VLAN device) named eth*, bond*, team*, vlan*, em*, ens*, "
+                  "eno*, enp*, enx*, p<N>p<N>* … into each bridge the agent uses.")
+def kvm_bridge_port_names(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Each Linux bridge the agent uses has a port whose name CloudStack's agent recognises as a physical NIC.
+
+    The agent finds a bridge's physical interface among its ports by name (eth, bond, vlan, vx, em, ens,
+    eno, enp, team, enx, p<N>p<N>; dummy and lo in newer releases) and builds guest VLANs on it; a bridge
+    with no such port leaves it without a NIC for that traffic. Open vSwitch bridges are not looked at
+    this way.
+    """
+    for host in view.hosts_of("kvm"):
+        nics = view.nics_by_host.get((host.target, host.key), [])
+        bridges = {n.device for n in nics if n.kind == "bridge"}
+        used = {getattr(host, c) for c in ("agent_private_device", "agent_public_device", "agent_guest_device")}
+        for bridge in sorted(b for b in used if b in bridges):
+            ports = [n.device for n in nics if n.network_key == f"bridge:{bridge}" and n.device != bridge
+                     and n.kind not in ("bridge", "ovs")]
+            if not any(IF_NAME_PATTERNS.match(port) for port in ports):
+                yield r.finding(host, f"{host.name}: bridge {bridge} has no port the agent takes for a physical NIC "
+                                f"({', '.join(ports) or 'no ports'})", observed=", ".join(ports) or "no ports",
+                                expected="eth*, bond*, team*, vlan*, em*, ens*, eno*, enp*, enx*, p<N>p<N>* …")
+
+
+@rule("kvm-openvswitch", hypervisors={"kvm"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/kvm.rst", "41-47", "4.18.0.0–4.22.0.1 (43-49 before 4.22)"),
+               doc("installguide/hypervisor/kvm.rst", "1252-1256", "4.18.0.0–4.22.0.1 (1042-1046 at 4.18.0.0)"),
+               doc("installguide/configuration.rst", "1092-1094", "4.18.0.0–4.22.0.1")],
+      evidence=["hosts.raw_json.agent_properties.network.bridge.type", "hosts.ovs_version",
+                "hosts.raw_json.bridge_module", "hosts.raw_json.missing_commands"],
+      remediation="Install Open vSwitch 1.7.1 or later, add the bridge module to the modprobe denylist and unload it.")
+def kvm_openvswitch(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Hosts whose agent uses Open vSwitch have openvswitch 1.7.1 or later and no bridge module loaded."""
+    for host in view.hosts_of("kvm"):
+        raw = raw_of(host)
+        if (raw.get("agent_properties") or {}).get("network.bridge.type") != "openvswitch":
+            continue
+        if "ovs_version" in (raw.get("missing_commands") or []):
+            yield r.finding(host, f"{host.name}: network.bridge.type=openvswitch but Open vSwitch is not installed",
+                            observed="not installed", expected="openvswitch ≥ 1.7.1")
+        elif host.ovs_version and version_tuple(host.ovs_version) < (1, 7, 1):
+            yield r.finding(host, f"{host.name}: Open vSwitch {host.ovs_version}", observed=host.ovs_version,
+                            expected="≥ 1.7.1")
+        if raw.get("bridge_module") == "loaded":
+            yield r.finding(host, f"{host.name}: the kernel bridge module is loaded next to Open vSwitch",
+                            observed="bridge loaded", expected="bridge module denylisted and unloaded")
+
+
+@rule("kvm-agent-connected", hypervisors={"kvm"}, basis="DOC",
+      sources=[doc("conceptsandterminology/network_setup.rst", "854", "4.18.0.0–4.22.0.1 (port 8250)"),
+               doc("adminguide/hosts.rst", "812-818", "4.18.0.0–4.22.0.1 (723-729 at 4.18.0.0)")],
+      evidence=["hosts.agent_state", "hosts.agent_connected", "hosts.agent_host", "hosts.raw_json.agent_peers"],
+      remediation="Let the host reach the management servers named in agent.properties host= on TCP 8250 (routes, "
+                  "firewalls, the load balancer), then restart cloudstack-agent.")
+def kvm_agent_connected(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """A running agent is connected to a management server on TCP 8250."""
+    for host in view.hosts_of("kvm"):
+        if host.agent_state == "active" and host.agent_connected is False:
+            yield r.finding(host, f"{host.name}: cloudstack-agent runs but has no connection to port 8250 "
+                            f"(host={host.agent_host})", observed="no connection", expected=f"{host.agent_host}:8250")
 
 
 @rule("xen-management-pif", hypervisors={"xenserver"}, basis="CODE",
