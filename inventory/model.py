@@ -88,6 +88,7 @@ class Host:
     libvirt_tls: bool | None = None
     agent_connected: bool | None = None
     uefi_firmware: bool | None = None
+    applied_updates: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,8 @@ TABLES: tuple[Table, ...] = (
         _c("agent_connected", bool, "The host has an established TCP connection to port 8250 (a management server).",
            since=3),
         _c("uefi_firmware", bool, "libvirt offers a UEFI loader (domain capabilities: OVMF/edk2 installed).", since=3),
+        _c("applied_updates", str, "XenServer: the updates and hotfixes applied, sorted, comma separated (XAPI "
+                                   "pool_update and host_patch).", since=3),
     ), key=("key",), record="Host"),
     Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
         SCAN_ID, TARGET,
@@ -357,6 +359,7 @@ _V3_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hosts", "libvirt_tls INTEGER"),
     ("hosts", "agent_connected INTEGER"),
     ("hosts", "uefi_firmware INTEGER"),
+    ("hosts", "applied_updates TEXT"),
 )
 
 

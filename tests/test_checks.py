@@ -809,6 +809,75 @@ def test_kvm_network_and_cluster_rules_on_recorded_hosts(tmp_path: Path) -> None
     assert "kvm-uefi-firmware" not in by_rule(check(tmp_path, [no_uefi], "4.22"))
 
 
+def add_row(root: ET.Element, table: str, **fields: str) -> None:
+    found = root.find(f"table[@name='{table}']")
+    assert found is not None
+    ET.SubElement(found, "row", {"ref": fields["ref"], "_ref": fields["ref"], **fields})
+
+
+def bond_hosts(root: ET.Element, members: dict[int, tuple[str, str]]) -> None:
+    """Bond two NICs on each host named in ``members`` for a network "cloud-guest", as XAPI records a bond."""
+    add_row(root, "network", ref="OpaqueRef:net-bond", uuid="net-bond-uuid", name__label="cloud-guest",
+            bridge="xapi9", MTU="1500", PIFs="()", VIFs="()", other_config="()")
+    hosts = rows_of(root, "host")
+    for h, (a, b) in members.items():
+        href, bond, master = hosts[h].get("ref", ""), f"OpaqueRef:bond-{h}", f"OpaqueRef:bond-pif-{h}"
+        for device in (a, b):
+            add_row(root, "PIF", ref=f"OpaqueRef:pif-{h}-{device}", uuid=f"pif-{h}-{device}", device=device, host=href,
+                    network="OpaqueRef:NULL", physical="true", VLAN="-1", management="false", bond_slave_of=bond,
+                    bond_master_of="()", MAC="", MTU="1500", IP="", netmask="", ip_configuration_mode="None",
+                    currently_attached="true", metrics="OpaqueRef:NULL")
+        add_row(root, "PIF", ref=master, uuid=f"bondpif-{h}", device="bond0", host=href, network="OpaqueRef:net-bond",
+                physical="false", VLAN="-1", management="false", bond_slave_of="OpaqueRef:NULL",
+                bond_master_of=f"('{bond}')", MAC="", MTU="1500", IP="", netmask="", ip_configuration_mode="None",
+                currently_attached="true", metrics="OpaqueRef:NULL")
+        add_row(root, "Bond", ref=bond, uuid=f"bond-{h}", master=master, mode="active-backup",
+                slaves=f"('OpaqueRef:pif-{h}-{a}' 'OpaqueRef:pif-{h}-{b}')", other_config="()")
+
+
+def test_xen_pool_rules_on_edited_pools(tmp_path: Path) -> None:
+    """Bonds cabled alike, updates equal, no VM-level HA, the Tools SR on 8.2, the bridge backend for security groups:
+    XAPI records of an edited pool, served by the fixture server."""
+    def edit(root: ET.Element) -> None:
+        bond_hosts(root, {0: ("eth2", "eth3"), 1: ("eth2", "eth3"), 2: ("eth2", "eth4")})   # host 2 cabled otherwise
+        for n, name in enumerate(("XS84E001", "XS84E002")):
+            add_row(root, "pool_update", ref=f"OpaqueRef:upd-{n}", uuid=f"upd-{n}", name__label=name, version="1.0",
+                    hosts="()", other_config="()")
+        for h, host in enumerate(rows_of(root, "host")):
+            host.set("updates", "('OpaqueRef:upd-0' 'OpaqueRef:upd-1')" if h < 2 else "('OpaqueRef:upd-0')")
+        next(v for v in rows_of(root, "VM") if v.get("name__label") == "i-5-1003-VM").set("ha_restart_priority",
+                                                                                           "restart")
+    result = xen(edited_pool(tmp_path, edit))
+    findings = by_rule(check(tmp_path, [result], "4.22"))
+    hosts = {h.key: h.name for h in result.inventory.hosts}
+    (bond,) = findings["xen-bonds-alike"]
+    assert (hosts[bond.object_key], bond.observed) == ("xcp03", "cloud-guest: eth2+eth4 (active-backup)")
+    (behind,) = findings["xen-pool-same-updates"]
+    assert (hosts[behind.object_key], behind.observed, behind.expected) == ("xcp03", "XS84E001", "XS84E001, XS84E002")
+    (ha,) = findings["xen-vm-ha-off"]
+    assert (ha.observed, ha.severity) == ("restart", "warning")
+    assert "xen-sg-bridge-backend" not in findings and "xen-tools-sr" not in findings  # no SG zone; XCP-ng
+    with_sg = by_rule(check(tmp_path, [result], "4.22", features=["security-groups"]))
+    assert {f.observed for f in with_sg["xen-sg-bridge-backend"]} == {"openvswitch"}
+    assert len(with_sg["xen-sg-bridge-backend"]) == 3 and with_sg["xen-sg-bridge-backend"][0].severity == "error"
+    clean = xen(edited_pool(tmp_path, lambda root: bond_hosts(root, {0: ("eth2", "eth3"), 1: ("eth2", "eth3"),
+                                                                     2: ("eth2", "eth3")})))
+    assert not {"xen-bonds-alike", "xen-pool-same-updates", "xen-vm-ha-off"} & set(by_rule(check(tmp_path, [clean])))
+
+    def citrix_82(root: ET.Element, tools: bool, backend: str) -> None:
+        for host in rows_of(root, "host"):
+            host.set("software_version", host.get("software_version", "").replace("'XCP-ng'", "'Citrix Hypervisor'")
+                     .replace("'8.3.0'", "'8.2.1'").replace("'openvswitch'", f"'{backend}'"))
+        if not tools:
+            next(sr for sr in rows_of(root, "SR") if sr.get("name__label") == "XenServer Tools").set(
+                "name__label", "ISO library")
+    without = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, lambda root: citrix_82(root, False, "bridge")))],
+                            "4.22", features=["security-groups"]))
+    assert [f.severity for f in without["xen-tools-sr"]] == ["info"] and "xen-sg-bridge-backend" not in without
+    with_tools = by_rule(check(tmp_path, [xen(edited_pool(tmp_path, lambda root: citrix_82(root, True, "bridge")))]))
+    assert "xen-tools-sr" not in with_tools
+
+
 def test_xen_hardware_virtualisation(tmp_path: Path) -> None:
     def no_hvm(root: ET.Element) -> None:
         rows_of(root, "host")[1].set("capabilities", "('xen-3.0-x86_64' '')")

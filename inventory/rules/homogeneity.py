@@ -143,6 +143,32 @@ def cluster_same_hypervisor_version(view: InventoryView, r: Rule) -> Iterator[Fi
             yield from odd_ones_out(r, group.hosts, column, group.key)
 
 
+@rule("xen-pool-same-updates", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "54-61", ALL_TAGS + " (52-59 before 4.22)"),
+               doc("installguide/overview/_requirements.rst", "67", ALL_TAGS)],
+      evidence=["hosts.applied_updates", "hosts.raw_json.software"],
+      remediation="Apply the same updates and hotfixes to every host of the pool (the vendor's latest).")
+def xen_pool_same_updates(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Every host of a XenServer pool has the same updates and hotfixes applied.
+
+    The documentation asks for the vendor's latest hotfixes on every host; which are the latest is not
+    knowable offline, but a pool whose hosts differ — in applied updates, or in the Xen, XAPI or dom0
+    kernel versions XCP-ng's package updates change — has one host behind.
+    """
+    for group in view.groups_of("xenserver"):
+        yield from odd_ones_out(r, group.hosts, "applied_updates", group.key)
+        for component in ("xen", "xapi", "linux"):
+            values = Counter(v for h in group.hosts if (v := ((h.raw_json or {}).get("software") or {}).get(component)))
+            if len(values) < 2:
+                continue
+            common = values.most_common(1)[0][0]
+            for host in group.hosts:
+                value = ((host.raw_json or {}).get("software") or {}).get(component)
+                if value and value != common:
+                    yield r.finding(host, f"{host.name}: {component} {value}, its pool mates {common}", observed=value,
+                                    expected=common, cluster=group.key)
+
+
 @rule("vmware-cluster-same-version", hypervisors={"vmware"}, basis="INF",
       sources=[doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (identical hypervisor type only)")],
       evidence=["hosts.product_name", "hosts.hypervisor_version", "hosts.build"],

@@ -113,6 +113,20 @@ def xen_pool_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
             yield r.finding(cluster, f"pool {cluster.name}: HA is off", observed="off", expected="on")
 
 
+@rule("xen-vm-ha-off", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("upgrading/upgrade/_xenserver_upg.rst", "21-26", ALL_TAGS)],
+      evidence=["vms.raw_json.ha_restart_priority"],
+      remediation="Clear XenServer HA on the VMs (xe vm-param-set uuid=… ha-restart-priority=): CloudStack restarts "
+                  "the instances of HA offerings itself.")
+def xen_vm_ha_off(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """XenServer HA protects the pool master only, not VMs (CloudStack honours HA for its instances)."""
+    for vm in view.vms:
+        priority = (vm.raw_json or {}).get("ha_restart_priority")
+        if priority and view.kind_of_target(vm.target) == "xenserver":
+            yield r.finding(vm, f"{vm.name} has XenServer HA restart priority {priority!r}", observed=priority,
+                            expected="none")
+
+
 @rule("vmware-cluster-ha", hypervisors={"vmware"}, basis="INF",
       sources=[code("plugins/hypervisors/vmware/src/main/java/com/cloud/hypervisor/vmware/VmwareServerDiscoverer.java",
                     "find (dasConfig.enabled → cluster detail NativeHA)", "≤4.11–4.22")],

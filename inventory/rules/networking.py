@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Host
@@ -228,6 +228,56 @@ def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
             what = f"VLAN {nic.vlan}" if nic.vlan else f"a member of {nic.bond}"
             yield r.finding(host, f"{host.name}: management PIF {nic.device} is {what}", observed=what,
                             expected="untagged, not a bond member")
+
+
+@rule("xen-bonds-alike", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "370-373", ALL_TAGS + " (368-371 before 4.22)"),
+               doc("installguide/configuration.rst", "1051-1052", ALL_TAGS + " (1015-1016 at 4.18.0.0)")],
+      evidence=["hosts.raw_json.bonds"],
+      remediation="Cable and bond every host of the pool alike (the same NICs in the same bond for each network), "
+                  "then run cloud-setup-bonding.sh on the master.")
+def xen_bonds_alike(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Every host of a XenServer pool bonds the same NICs for the same networks."""
+    for group in view.groups_of("xenserver"):
+        layouts = {h.key: _bond_layout(h) for h in group.hosts if (h.raw_json or {}).get("bonds") is not None}
+        if not any(layouts.values()):
+            continue
+        counts = Counter(layouts.values())
+        common = counts.most_common(1)[0][0]
+        for host in group.hosts:
+            layout = layouts.get(host.key)
+            if layout is not None and layout != common:
+                yield r.finding(host, f"{host.name}: bonds differ from its pool mates", observed=layout or "no bonds",
+                                expected=common or "no bonds", cluster=group.key)
+
+
+def _bond_layout(host: Host) -> str:
+    bonds = (host.raw_json or {}).get("bonds") or {}
+    return "; ".join(f"{network}: {'+'.join(b.get('members') or [])} ({b.get('mode')})"
+                     for network, b in sorted(bonds.items()))
+
+
+@rule("xen-sg-bridge-backend", hypervisors={"xenserver"}, basis="CODE",
+      sources=[code("plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/xenserver/resource/wrapper/"
+                    "xenbase/CitrixSetupCommandWrapper.java", "execute (canBridgeFirewall false: \"Failed to "
+                    "configure bridge firewall\")", "≤4.11–4.22"),
+               doc("installguide/hypervisor/xenserver.rst", "169-192", ALL_TAGS + " (167-190 before 4.22)")],
+      evidence=["hosts.raw_json.network_backend", "[cloudstack] features"],
+      remediation="Switch the hosts to the Linux bridge backend (xe-switch-network-backend bridge, reboot) and set "
+                  "net.bridge.bridge-nf-call-iptables and -arptables to 1.")
+def xen_sg_bridge_backend(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """With security groups, XenServer hosts use the Linux bridge network backend.
+
+    Checked when the config says the zone uses security groups ([cloudstack] features =
+    ["security-groups"]). The backend is in XAPI's software_version; the bridge-nf sysctls CloudStack
+    also needs live in dom0's files, which XAPI does not show.
+    """
+    if not view.uses("security-groups"):
+        return
+    for host in view.hosts_of("xenserver"):
+        backend = raw_of(host).get("network_backend")
+        if backend and backend != "bridge":
+            yield r.finding(host, f"{host.name}: network backend is {backend}", observed=backend, expected="bridge")
 
 
 @rule("vmware-management-portgroup", hypervisors={"vmware"}, basis="CODE",

@@ -129,3 +129,18 @@ def _overprovisioned(storage: Storage) -> bool | None:
                                            == "dir"):
         return True
     return False if storage.kind in NOT_OVERPROVISIONED else None
+
+
+@rule("xen-tools-sr", hypervisors={"xenserver"}, basis="BP",
+      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0)")],
+      evidence=["hosts.product_name", "hosts.hypervisor_version", "storage.name"],
+      remediation="Create a storage repository named \"XenServer Tools\" holding systemvm.iso on the pool.")
+def xen_tools_sr(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """XenServer / Citrix Hypervisor 8.2 pools have a "XenServer Tools" SR (the release notes say it may be needed)."""
+    named = {(s.target, s.name) for s in view.storage}
+    for group in view.groups_of("xenserver"):
+        hosts = [h for h in group.hosts if h.product_name in ("XenServer", "Citrix Hypervisor")
+                 and (h.hypervisor_version or "").startswith("8.2")]
+        if hosts and (group.target, "XenServer Tools") not in named:
+            yield r.finding(group, f"pool {group.key}: {hosts[0].product_name} {hosts[0].hypervisor_version} and no "
+                            "\"XenServer Tools\" SR", observed="no such SR", expected="an SR named XenServer Tools")
