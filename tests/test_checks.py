@@ -276,6 +276,22 @@ def test_vcenter_version(tmp_path: Path) -> None:
         assert (not found) is listed and all(f.object_type == "target" for f in found)
 
 
+def test_vmware_corners_the_simulator_cannot_make(tmp_path: Path) -> None:
+    """Classic ESX, management on a distributed port group, a vSphere traffic label with VLAN and switch type."""
+    result = esx_hosts(
+        {"name": "esx-classic", "line": "esx", "vnics": {"vmk0": "Management Network"},
+         "services": {"management": ["vmk0"], "vmotion": ["vmk0"]}},
+        {"name": "esx-dvs", "vnics": {"vmk0": ("dv", "dvportgroup-9")},
+         "services": {"management": ["vmk0"], "vmotion": ["vmk0"]}})
+    findings = by_rule(check(tmp_path, [result], "4.22", settings={"vmware.management.portgroup": "dv-mgmt"}))
+    assert [(f.object_key, f.observed) for f in findings["vmware-esxi-not-esx"]] == [("esx-classic", "esx")]
+    assert [f.object_key for f in findings["vmware-management-standard-vswitch"]] == ["esx-dvs"]
+    assert [f.object_key for f in findings["vmware-management-portgroup"]] == ["esx-classic"]
+    assert "vmware-management-vmk-services" not in findings
+    labels = {"guest": "dv-mgmt,200,vmwaredvs"}  # switch[,VLAN[,type]]: the port group must exist, not the string
+    assert "traffic-labels-on-every-host" not in by_rule(check(tmp_path, [result], "4.22", traffic_labels=labels))
+
+
 def test_vmware_cluster_ha_without_drs(tmp_path: Path) -> None:
     """vSphere HA is what CloudStack records as NativeHA (VmwareServerDiscoverer); nothing in CloudStack asks for
     DRS, so a cluster with DRS off gives no finding. The old id still selects the rule."""
@@ -540,9 +556,36 @@ def test_vmware_rules_on_the_simulator(tmp_path: Path) -> None:
     assert {f.object_key for f in findings["vmware-dedicated-cluster"]} == {c.key for c in result.inventory.clusters}
     renamed = by_rule(check(tmp_path, [result], "4.20", settings={"vmware.management.portgroup": "Mgmt"}))
     assert len(renamed["vmware-management-portgroup"]) == len(result.inventory.hosts)
+    # The simulator's ESXi: vmk0 carries management only (no vMotion), its one local disk is 32 GiB (< 36 GB);
+    # its firewall's gdbserver ruleset (which CloudStack enables) opens 50000-50999, the default VNC range.
+    n = len(result.inventory.hosts)
+    assert {f.observed for f in findings["vmware-management-vmk-services"]} == {"management"}
+    assert len(findings["vmware-management-vmk-services"]) == n
+    assert {f.observed for f in findings["host-local-disk"]} == {str(32 * 2**30)} and len(findings["host-local-disk"]) == n
+    assert "vmware-vnc-firewall" not in findings and "vmware-esxi-not-esx" not in findings
+    assert "vmware-management-standard-vswitch" not in findings
+    wider = by_rule(check(tmp_path, [result], "4.20", settings={"vmware.additional.vnc.portrange.size": "10000"}))
+    assert {f.observed for f in wider["vmware-vnc-firewall"]} == {"closed: 51000-59999"}
     # vSwitch0 and the dvPortgroup exist everywhere; vSwitch9 nowhere
     assert {f.expected for f in findings["traffic-labels-on-every-host"]} == {"vSwitch9"}
     assert len(findings["traffic-labels-on-every-host"]) == len(result.inventory.hosts)
+
+
+@pytest.mark.heavy
+def test_vmware_hosts_set_up_as_the_guide_says(tmp_path: Path) -> None:
+    """The simulator with vmk0 selected for vMotion too and 40 GB local disks passes what it failed above."""
+    from fixtures.vcsim import start_vcsim
+    from fixtures.xapi.tls import self_signed
+    tls = self_signed(tmp_path / "tls", name="vcenter")
+    sim = start_vcsim(clusters=1, cluster_hosts=2, standalone_hosts=0, vms=1, username="u", password="pw", tls=tls,
+                      vmotion_on_vmk0=True, local_disk_gb=40)
+    try:
+        result = vmware(sim, tls)
+    finally:
+        sim.stop()
+    findings = by_rule(check(tmp_path, [result], "4.20"))
+    assert not {"vmware-management-vmk-services", "host-local-disk", "vmware-management-portgroup"} & set(findings)
+    assert {h.local_disk_bytes for h in result.inventory.hosts} == {40 * 10**9 // 512 * 512}
 
 
 @pytest.mark.heavy
@@ -963,7 +1006,7 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
            "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host",
-           "storage-allocated-capacity", "host-memory", "cluster-same-arch"}
+           "storage-allocated-capacity", "host-memory", "cluster-same-arch", "host-local-disk"}
 
 
 def toy_pool() -> TargetResult:

@@ -61,6 +61,24 @@ def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="≥ 4 GB")
 
 
+@rule("host-local-disk", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/overview/_requirements.rst", "63", ALL_TAGS),
+               doc("installguide/hypervisor/vsphere.rst", "86", ALL_TAGS),
+               doc("installguide/hypervisor/xenserver.rst", "74", ALL_TAGS + " (72 before 4.22)")],
+      evidence=["hosts.local_disk_bytes"],
+      remediation="Give the host at least 36 GB of local disk.")
+def host_local_disk(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Hosts have at least 36 GB of local disk.
+
+    Known where the hypervisor reports its local disks (ESXi: local SCSI disks); XAPI shows only the SRs on a
+    XenServer host's disk and KVM hosts are not asked, so those are not judged.
+    """
+    for host in view.hosts:
+        if host.local_disk_bytes is not None and host.local_disk_bytes < 36 * 10**9:
+            yield r.finding(host, f"{host.name} has {host.local_disk_bytes / 10**9:.1f} GB of local disk",
+                            observed=host.local_disk_bytes, expected="≥ 36 GB")
+
+
 @rule("time-synchronised", hypervisors={"kvm"}, basis="DOC",
       sources=[doc("installguide/hypervisor/kvm.rst", "131-135", ALL_TAGS + " (133-137 before 4.22)")],
       evidence=["hosts.time_synced"],

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from inventory.model import Host
-from inventory.rulebook import Finding, InventoryView, Rule, doc, rule
+from inventory.rulebook import Finding, InventoryView, Rule, code, doc, rule
 from inventory.rules.common import raw_of, version_tuple
 
 KVM = "installguide/hypervisor/kvm.rst"
@@ -229,3 +229,54 @@ def kvm_aria2(view: InventoryView, r: Rule) -> Iterator[Finding]:
     for host in view.hosts_of("kvm"):
         if "aria2" in (raw_of(host).get("missing_commands") or []):
             yield r.finding(host, f"{host.name}: aria2c is not installed", observed="missing", expected="aria2c")
+
+
+# the rulesets CloudStack enables itself (HostMO.enableVncOnHostFirewall): their ports count though disabled now
+VNC_RULESETS_CLOUDSTACK_ENABLES = {"vncserver", "gdbserver"}
+
+
+@rule("vmware-vnc-firewall", hypervisors={"vmware"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/vsphere.rst", "348-358", "4.18.0.0–4.22.0.1 (350-360 before 4.22)"),
+               code("vmware-base/src/main/java/com/cloud/hypervisor/vmware/mo/HostMO.java",
+                    "enableVncOnHostFirewall (enables vncServer and gdbserver)", "≤4.11–4.22")],
+      evidence=["hosts.raw_json.firewall", "setting vmware.additional.vnc.portrange.start",
+                "setting vmware.additional.vnc.portrange.size"],
+      remediation="Open the console proxy's port range in every ESXi firewall: a custom ruleset (written from "
+                  "/etc/rc.local.d/local.sh so it survives reboots) for the ports the default rulesets do not cover.")
+def vmware_vnc_firewall(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The ESXi firewall admits the console proxy's additional VNC port range.
+
+    The range is vmware.additional.vnc.portrange.start and .size (50000, 1000: what ESXi's gdbserver
+    ruleset opens, and CloudStack enables gdbserver and vncServer itself); a larger range needs a
+    ruleset of the operator's, enabled.
+    """
+    start = view.setting("vmware.additional.vnc.portrange.start")
+    size = view.setting("vmware.additional.vnc.portrange.size")
+    first, last = int(start.value), int(start.value) + int(size.value) - 1
+    for host in view.hosts_of("vmware"):
+        rulesets = raw_of(host).get("firewall")
+        if rulesets is None:
+            continue
+        open_ranges = [(a, b) for rs in rulesets if rs.get("enabled") or str(rs.get("key")).lower()
+                       in VNC_RULESETS_CLOUDSTACK_ENABLES for a, b in rs.get("ports") or []]
+        gaps = _uncovered(first, last, open_ranges)
+        if gaps:
+            shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in gaps[:3])
+            yield r.finding(host, f"{host.name}: the firewall does not admit VNC ports {shown} "
+                            f"({start.name} {start.value}, {size.name} {size.value}, {size.source})",
+                            observed=f"closed: {shown}", expected=f"{first}-{last} open")
+
+
+def _uncovered(first: int, last: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    gaps, at = [], first
+    for a, b in sorted(ranges):
+        if b < at:
+            continue
+        if a > at:
+            gaps.append((at, min(a - 1, last)))
+        at = max(at, b + 1)
+        if at > last:
+            break
+    if at <= last:
+        gaps.append((at, last))
+    return [g for g in gaps if g[0] <= last]

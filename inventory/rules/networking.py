@@ -69,8 +69,10 @@ def traffic_labels_on_every_host(view: InventoryView, r: Rule) -> Iterator[Findi
     distributed = _distributed_networks(view)
     for host in view.hosts:
         present = _host_labels(view, host, distributed)
-        for traffic, label in view.traffic_labels.items():
-            if label not in present:
+        for traffic, full in view.traffic_labels_for(host.hypervisor).items():
+            # a vSphere label is switch[,VLAN[,switch type]] (vsphere.rst:829-830): the switch is what must exist
+            label = full.split(",")[0] if host.hypervisor == "vmware" else full
+            if label and label not in present:
                 yield r.finding(host, f"{host.name}: {traffic} label {label!r} not found",
                                 observed=", ".join(sorted(present)), expected=label)
 
@@ -309,6 +311,51 @@ def vmware_management_portgroup(view: InventoryView, r: Rule) -> Iterator[Findin
                             f"{setting.source})",
                             observed=", ".join(f"{c.get('device')} on {c.get('portgroup')}" for c in candidates)
                             or "no VMkernel NIC", expected=f"a vmk on {setting.value}")
+
+
+def _management_vnic(view: InventoryView, host: Host) -> dict[str, object] | None:
+    """The host's management-capable VMkernel NIC on vmware.management.portgroup, as CloudStack picks it."""
+    wanted = view.setting("vmware.management.portgroup").value.lower()
+    for vnic in raw_of(host).get("management_vnics") or []:
+        if (vnic.get("portgroup") or "").lower() == wanted:
+            return dict(vnic)
+    return None
+
+
+@rule("vmware-management-vmk-services", hypervisors={"vmware"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/vsphere.rst", "317-334", "4.18.0.0–4.22.0.1 (319-336 before 4.22)")],
+      evidence=["hosts.raw_json.management_vnics", "hosts.raw_json.vnic_services", "setting vmware.management.portgroup"],
+      remediation="Enable Management and vMotion traffic on the management VMkernel NIC of every host.")
+def vmware_management_vmk_services(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The management VMkernel NIC carries both Management and vMotion traffic."""
+    for host in view.hosts_of("vmware"):
+        vnic, services = _management_vnic(view, host), raw_of(host).get("vnic_services")
+        if vnic is None or services is None:
+            continue  # no such NIC is vmware-management-portgroup's finding; None: not read
+        enabled = set(services.get(str(vnic.get("device")), []))
+        missing = [s for s in ("management", "vmotion") if s not in enabled]
+        if missing:
+            yield r.finding(host, f"{host.name}: {vnic.get('device')} on {vnic.get('portgroup')} lacks "
+                            f"{' and '.join(missing)}", observed=", ".join(sorted(enabled)) or "nothing",
+                            expected="management, vmotion")
+
+
+@rule("vmware-management-standard-vswitch", hypervisors={"vmware"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/vsphere.rst", "785-797", "4.18.0.0–4.22.0.1 (787-799 before 4.22)")],
+      evidence=["hosts.raw_json.management_vnics", "setting vmware.management.portgroup"],
+      remediation="Keep the management (and storage) VMkernel NICs on a standard vSwitch; use distributed switches "
+                  "for public and guest traffic only.")
+def vmware_management_standard_vswitch(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """The management network is on a standard vSwitch, not a distributed one (VDS is for public and guest traffic).
+
+    CloudStack's code would find a management port group on a distributed switch; the documentation says
+    management and storage traffic do not support it.
+    """
+    for host in view.hosts_of("vmware"):
+        vnic = _management_vnic(view, host)
+        if vnic is not None and vnic.get("distributed"):
+            yield r.finding(host, f"{host.name}: management {vnic.get('device')} is on the distributed port group "
+                            f"{vnic.get('portgroup')}", observed="distributed switch", expected="standard vSwitch")
 
 
 def _distributed_networks(view: InventoryView) -> dict[str, set[str]]:

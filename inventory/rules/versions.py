@@ -144,6 +144,18 @@ def _four(version: str) -> tuple[int, ...]:
     return numbers + (0,) * (4 - len(numbers))
 
 
+@rule("vmware-esxi-not-esx", hypervisors={"vmware"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/vsphere.rst", "140", ALL_TAGS)],
+      evidence=["hosts.product_line"],
+      remediation="Replace classic ESX with ESXi.")
+def vmware_esxi_not_esx(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """vSphere hosts run ESXi, not classic ESX (product line embeddedEsx)."""
+    for host in view.hosts_of("vmware"):
+        if host.product_line and host.product_line != "embeddedEsx":
+            yield r.finding(host, f"{host.name}: product line {host.product_line}", observed=host.product_line,
+                            expected="embeddedEsx (ESXi)")
+
+
 @rule("kvm-libvirt-minimum", hypervisors={"kvm"}, basis="DOC",
       sources=[doc("installguide/hypervisor/kvm.rst", "37-39", ALL_TAGS + " (lines 39-41 before 4.22)")],
       evidence=["hosts.libvirt_version", "hosts.hypervisor_version", "hosts.product_name"],
