@@ -11,12 +11,13 @@ import sys
 import typing
 from pathlib import Path
 
-from inventory import schema
+from inventory import ledger, schema
 from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md"}  # section → page in docs/
+SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md",
+            "ledger": "checks.md"}  # section → page in docs/
 
 
 def config_reference() -> str:
@@ -54,7 +55,8 @@ def rules_table() -> str:
 
 
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table}[section]().strip()
+    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table,
+            "ledger": ledger.markdown}[section]().strip()
 
 
 def update(text: str, section: str) -> str:
