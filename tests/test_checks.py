@@ -287,7 +287,13 @@ def test_vmware_corners_the_simulator_cannot_make(tmp_path: Path) -> None:
     assert [(f.object_key, f.observed) for f in findings["vmware-esxi-not-esx"]] == [("esx-classic", "esx")]
     assert [f.object_key for f in findings["vmware-management-standard-vswitch"]] == ["esx-dvs"]
     assert [f.object_key for f in findings["vmware-management-portgroup"]] == ["esx-classic"]
-    assert "vmware-management-vmk-services" not in findings
+    assert "vmware-management-vmk-services" not in findings and "vmware-cluster-same-version" not in findings
+    upgrading = esx_hosts(*({"name": f"esx-{i}", "vnics": {"vmk0": "Management Network"}, "services": {}}
+                            for i in range(3)), {"name": "esx-new", "version": "8.0.3", "build": "24022510",
+                                                 "vnics": {"vmk0": "Management Network"}, "services": {}})
+    mixed = by_rule(check(tmp_path, [upgrading], "4.22"))["vmware-cluster-same-version"]
+    assert {(f.object_key, f.observed, f.basis) for f in mixed} == {("esx-new", "8.0.3", "INF"),
+                                                                     ("esx-new", "24022510", "INF")}
     labels = {"guest": "dv-mgmt,200,vmwaredvs"}  # switch[,VLAN[,type]]: the port group must exist, not the string
     assert "traffic-labels-on-every-host" not in by_rule(check(tmp_path, [result], "4.22", traffic_labels=labels))
 
@@ -633,7 +639,8 @@ def esx_hosts(*hosts: dict[str, Any]) -> TargetResult:
                   "dvPortgroupKey": pg[1] if isinstance(pg, tuple) else None} for d, pg in h["vnics"].items()]
         rows.append({
             "_moid": h["name"], "_type": "HostSystem", "name": h["name"], "parent": "domain-c1",
-            "config.product": {"version": "8.0.2", "apiVersion": "8.0.2.0", "productLineId": h.get("line", "embeddedEsx")},
+            "config.product": {"version": h.get("version", "8.0.2"), "apiVersion": "8.0.2.0",
+                               "build": h.get("build", "22380479"), "productLineId": h.get("line", "embeddedEsx")},
             "summary.hardware": {"memorySize": 64 * 2**30},
             "config.network.vnic": [{"device": d, "portgroup": v["portgroup"] or "",
                                      "spec": {"ip": {"ipAddress": "10.0.0.1", "dhcp": False}}}
@@ -675,7 +682,9 @@ def kvm_from_recorded(tmp_path: Path, variants: list[dict[str, Any]]) -> TargetR
         facts = dict(FACTS)
         links = [dict(link) for link in LINKS]
         for link in links:
-            link["addr_info"] = [dict(a, local=a["local"].replace("10.1.1.21", f"10.1.1.{21 + index}"))
+            link["addr_info"] = [dict(a, local=a["local"].replace("10.1.1.21", f"10.1.1.{21 + index}"),
+                                      **({"dynamic": True} if edit.get("dhcp_management") and
+                                         a["local"] == "10.1.1.21" else {}))
                                  for a in link.get("addr_info", [])]
         links += edit.get("extra_links", [])
         facts["links"] = ok(_json.dumps(links))
@@ -706,6 +715,7 @@ def test_kvm_host_fact_rules(tmp_path: Path) -> None:
         {"facts": {"timesync": ok("no\n")}, "raw": {"lib_version": 1001000}},  # clock unsynchronised, libvirt 1.1
         {"extra_links": [{"ifname": "eth9", "link_type": "ether", "flags": ["UP", "LOWER_UP"],
                           "addr_info": [{"family": "inet", "local": "169.254.3.3", "prefixlen": 16, "scope": "global"}]}]},
+        {"dhcp_management": True},                                             # management address from DHCP
     ]
     result = kvm_from_recorded(tmp_path, variants)
     index_of = {h.key: str(int(h.address.rsplit(".", 1)[1]) - 21) for h in result.inventory.hosts}
@@ -714,6 +724,8 @@ def test_kvm_host_fact_rules(tmp_path: Path) -> None:
     def hosts_in(rule: str) -> list[str]:
         return sorted(index_of[f.object_key] for f in findings.get(rule, []))
     assert set(hosts_in("kvm-cluster-same-os")) == {"1"}            # Ubuntu 22.04 among Rocky Linux 9.4 hosts
+    assert hosts_in("kvm-cluster-same-os-version") == ["1"]         # 22.04 where its mates run 9.4
+    assert hosts_in("kvm-static-management-address") == ["6"]
     assert hosts_in("kvm-agent-settings-agree") == ["2"]            # cluster=4 while its mates say 3
     assert hosts_in("kvm-hardware-virtualisation") == ["3"]
     assert hosts_in("time-synchronised") == ["4"]
