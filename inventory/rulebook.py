@@ -10,6 +10,7 @@ Rules read an ``InventoryView`` of one scan and yield ``Finding``s. The rules li
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -203,7 +204,7 @@ class Rule:
 
     @property
     def documentation(self) -> str:
-        return (self.fn.__doc__ or "").strip()
+        return inspect.cleandoc(self.fn.__doc__ or "")
 
     def applies_to(self, release: Release) -> bool:
         return self.since is None or release.at_least(self.since)

@@ -79,7 +79,7 @@ def kvm_security_policies(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-libvirtd-config", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc(KVM, "449-531", "4.20.1.0–4.22.0.1 (each tag's own steps; 301-372 at 4.18.0.0)"),
+      sources=[doc(KVM, "449-531", "4.18.0.0–4.22.0.1 (each tag's own steps; 301-372 at 4.18.0.0)"),
                doc(KVM, "496", "4.20.1.0–4.22.0.1: mask the sockets on RHEL 8 / CentOS 8 / SUSE / Ubuntu / Debian "
                    "(SUSE and EL 8 only to 4.20.0.0)"),
                doc(KVM, "521-525", "4.20.0.0–4.22.0.1: remote_mode=\"legacy\" (EL9, SUSE 15 SP7, Ubuntu 24.04)")],
