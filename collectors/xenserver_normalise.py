@@ -157,8 +157,9 @@ def _applied_updates(r: _Reader, ref: str, rec: dict[str, Any]) -> str | None:
     if not r.rows("pool_update") and not r.rows("host_patch"):
         return None
     names = {r.text(r.get("pool_update", u), "name_label") or str(u) for u in r.refs("host", rec, "updates")}
-    names |= {r.text(p, "name_label") or "?" for p in r.rows("host_patch").values()
-              if p.get("host") == ref and p.get("applied") is not False}
+    names |= {r.text(p, "name_label") or r.text(r.get("pool_patch", p.get("pool_patch")), "name_label")
+              or str(p.get("uuid", "?")) for p in r.rows("host_patch").values()
+              if p.get("host") == ref and p.get("applied") is not False}  # a hotfix is named by its pool_patch
     return ", ".join(sorted(names))
 
 

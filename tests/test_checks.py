@@ -88,6 +88,11 @@ def test_real_dumps_give_the_findings_a_reviewer_expects(dump: Path, tmp_path: P
     dhcp = [p for p in attrs(dump, "PIF") if p.get("management") == "true" and p.get("ip_configuration_mode") == "DHCP"]
     assert len(findings.get("static-management-address", [])) == len(dhcp)
     if dump.name == "updatesState.xml":
+        # Its host has hotfixes applied (host_patch rows, applied): named by their pool_patch, as XenCenter shows them.
+        patches = {p["ref"]: p["name__label"] for p in attrs(dump, "pool_patch")}
+        applied = sorted(patches[p["pool_patch"]] for p in attrs(dump, "host_patch") if p["applied"] == "true")
+        (host,) = {h.applied_updates for h in xen(dump).inventory.hosts}
+        assert applied and host == ", ".join(applied)
         # krakout has 3,210,838,016 bytes of RAM (host_metrics.memory_total): under the documented 4 GB.
         assert [f.observed for f in findings["host-memory"]] == ["3210838016"]
         # SRs "hgf" and "test" are 97.8 % and 100 % used (physical_utilisation / physical_size), above the
