@@ -808,6 +808,20 @@ def test_kvm_host_setup_rules(tmp_path: Path) -> None:
     assert "kvm-agent-tls" not in at_422  # strictness off: an agent without certificates may still connect
 
 
+def test_kvm_libvirtd_sockets_on_ubuntu_from_4_20_1(tmp_path: Path) -> None:
+    """kvm.rst asks to mask libvirtd's socket units on EL 8 and SUSE at every tag, on Ubuntu and Debian from 4.20.1.0."""
+    from tests.test_kvm_normalise import FACTS, ok
+    live = ok(FACTS["libvirtd_sockets"]["out"].replace("libvirtd.socket=masked", "libvirtd.socket=enabled"))
+    ubuntu = {"facts": {"os_release": ok('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'),
+                        "distro_release": ok("DISTRIB_ID=Ubuntu\n"), "libvirtd_sockets": live}}
+    result = kvm_from_recorded(tmp_path, [ubuntu])
+    assert "kvm-libvirtd-config" not in by_rule(check(tmp_path, [result], "4.20.0.0"))
+    (masked,) = by_rule(check(tmp_path, [result], "4.20.1.0"))["kvm-libvirtd-config"]
+    assert masked.observed == "libvirtd.socket"
+    el = kvm_from_recorded(tmp_path, [{"facts": {"libvirtd_sockets": live}}])  # Rocky 9: every release
+    assert "kvm-libvirtd-config" in by_rule(check(tmp_path, [el], "4.18.0.0"))
+
+
 def test_kvm_cluster_same_os_compares_host_os_as_cloudstack_does(tmp_path: Path) -> None:
     """LibvirtServerDiscoverer compares Host.OS — /etc/redhat-release's name, not os-release's ID — ignoring case;
     from 4.19.1.0 Rocky, Red Hat, Oracle and Alma count as one (apparent merge of apache/cloudstack#8641)."""
