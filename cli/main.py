@@ -154,7 +154,8 @@ def scan(
         version = cloudstack_version or cfg.cloudstack_version
         if version and result.status != "failed":
             with inventory.open_store(result.db_path) as store:
-                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels)
+                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels,
+                                                settings=cfg.settings, features=cfg.features)
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
@@ -225,20 +226,30 @@ def check(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="Exit 1 when a finding is at least this severe: error, warning, info or never.")] = "error",
+    explain: Annotated[Optional[str], typer.Option(
+        "--explain", metavar="RULE", help="Print what RULE checks, its basis, sources and evidence fields; "
+                                          "no scan is read.")] = None,
 ) -> NoReturn:
     """Check a stored scan (latest by default) against CloudStack's requirements for a release.
 
     Findings are stored with the scan (replacing earlier ones) and printed grouped by target and cluster.
-    Exit code 1 when a finding reaches --fail-on (default: error).
+    Exit code 1 when a finding reaches --fail-on (default: error). Severity follows each rule's basis:
+    CODE (CloudStack's code enforces it) error, DOC (documented) warning, BP (recommended) and INF
+    (cs-inventory's inference) info.
     """
+    if explain is not None:
+        with error_boundary():
+            out.print(inventory.explain_rule(explain), markup=False)
+        raise typer.Exit(EXIT_OK)
     with error_boundary():
         cfg = _config(config, required=False)
         with inventory.open_store(_existing(_db_path(config, db))) as store:  # findings are stored with the scan
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")
-            findings = inventory.run_checks(store, resolved, version,
-                                            traffic_labels=cfg.traffic_labels if cfg else {}, only=rule_ids, skip=skip)
+            findings = inventory.run_checks(store, resolved, version, traffic_labels=cfg.traffic_labels if cfg else {},
+                                            settings=cfg.settings if cfg else {}, features=cfg.features if cfg else (),
+                                            only=rule_ids, skip=skip)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
             out.print_json(json.dumps({"format": "cs-inventory.findings/1", "scan": resolved,
@@ -260,10 +271,11 @@ def _render_findings(findings: list[Any], brief: bool = False) -> None:
         return
     for target, cluster, items in inventory.by_target_and_cluster(findings):
         table = Table(title=f"{target}" + (f" / cluster {cluster}" if cluster else ""), title_justify="left")
-        for col in ("severity", "rule", "object", "finding", "observed", "expected"):
+        for col in ("severity", "basis", "rule", "object", "finding", "observed", "expected"):
             table.add_column(col, overflow="fold")
         for f in items:
-            table.add_row(f.severity, f.rule_id, f.object_key, f.message, f.observed or "", f.expected or "")
+            table.add_row(f.severity, f.basis or "", f.rule_id, f.object_key, f.message, f.observed or "",
+                          f.expected or "")
         out.print(table)
 
 
@@ -271,20 +283,31 @@ def _render_findings(findings: list[Any], brief: bool = False) -> None:
 def rules(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
 ) -> None:
-    """List the rule catalogue: id, severity, hypervisors, requirement, remediation and reference."""
+    """List the rule catalogue: id, severity, basis, hypervisors, requirement and sources.
+
+    Basis: CODE (CloudStack's code enforces it: error), DOC (documented requirement: warning), BP
+    (documented recommendation: info), INF (cs-inventory's inference: info). `check --explain RULE` shows
+    one rule in full.
+    """
     with error_boundary():
         catalogue = inventory.select_rules()
         if fmt == "json":
             out.print_json(json.dumps([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
                                         "any_kind": r.is_for_any_kind, "since": r.since, "basis": r.basis,
-                                        "requirement": r.requirement, "remediation": r.remediation, "reference": r.reference,
-                                        "documentation": r.documentation} for r in catalogue]))
+                                        "basis_meaning": inventory.BASES[r.basis].meaning,
+                                        "requirement": r.requirement, "remediation": r.remediation,
+                                        "reference": r.reference, "sources": [str(s) for s in r.sources],
+                                        "evidence": list(r.evidence), "documentation": r.documentation}
+                                       for r in catalogue]))
             return
+        if fmt != "table":
+            raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
         table = Table(title=f"{len(catalogue)} rules")
-        for col in ("id", "severity", "hypervisors", "requirement", "reference"):
+        for col in ("id", "severity", "basis", "hypervisors", "requirement", "sources"):
             table.add_column(col, overflow="fold")
         for r in catalogue:
-            table.add_row(r.id, r.severity, r.hypervisors_shown, r.requirement, r.reference)
+            table.add_row(r.id, r.severity, r.basis, r.hypervisors_shown, r.requirement,
+                          "\n".join(str(s) for s in r.sources))
         out.print(table)
 
 

@@ -1,8 +1,8 @@
 """KVM hosts through libvirt (read-only connections) plus host facts over SSH.
 
-Reads, per host and in parallel: capabilities and node info, every domain (active and
-inactive) with one bulk stats call and one XML description each, libvirt networks, storage
-pools and interfaces; then host facts over SSH (see ``ssh_facts``). Needs an SSH login that
+Reads, per host and in parallel: capabilities, domain capabilities and node info, every domain
+(active and inactive) with one bulk stats call and one XML description each, libvirt networks,
+storage pools and interfaces; then host facts over SSH (see ``ssh_facts``). Needs an SSH login that
 may open libvirt's read-only socket (root, or a member of the libvirt group) and run the
 read-only fact commands. Blind spots: CloudStack's own database (zones, pods, traffic labels
 as configured there) is not read — agent.properties on each host tells what the agent was given.
@@ -175,6 +175,8 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls) -> JsonDict:
         "lib_version": call(conn.getLibVersion), "hv_version": call(conn.getVersion),
         "hv_type": call(conn.getType), "hostname": call(conn.getHostname),
         "sysinfo": _optional(call, conn.getSysinfo, 0),
+        # libvirt's default emulator, machine and virt type: whether it offers UEFI loaders (OVMF/edk2)
+        "domain_capabilities": _optional(call, conn.getDomainCapabilities, None, None, None, None, 0),
     }
     raw["domains"] = _domains(conn, call)
     raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}

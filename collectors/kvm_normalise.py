@@ -6,24 +6,18 @@ returns, so every rule is tested offline.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from typing import Any
 
+from collectors.kvm_facts import AGENT_CERTIFICATES, AGENT_KEYS, cloudstack_host_os, parse_facts
 from inventory.model import (
     Cluster, Host, HostNic, HostStorage, Inventory, JsonDict, Network, Storage, Vm, VmDisk, VmNic,
 )
 from inventory.normalise import (
-    parse_instance_name, parse_properties, power_state_from_libvirt, prefix_to_netmask, to_bytes,
-    version_from_int,
+    parse_instance_name, power_state_from_libvirt, prefix_to_netmask, to_bytes, version_from_int,
 )
 
-# agent.properties keys worth keeping; anything else (keystore passphrases …) is never stored or recorded.
-AGENT_KEYS = ("zone", "pod", "cluster", "guid", "host", "port", "resource", "hypervisor.type",
-              "private.network.device", "public.network.device", "guest.network.device",
-              "local.storage.uuid", "local.storage.path", "network.bridge.type", "host.cpu.manual.speed.mhz",
-              "guest.cpu.mode", "guest.cpu.model", "host.reserved.mem.mb")
 SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
 POOL_KINDS = {"netfs": "nfs", "logical": "lvm", "iscsi": "iscsi", "iscsi-direct": "iscsi", "rbd": "rbd",
               "gluster": "gluster", "disk": "disk", "fs": "local", "scsi": "fc", "mpath": "fc", "zfs": "zfs"}
@@ -131,8 +125,32 @@ def _host(raw: dict[str, Any], caps: ET.Element, facts: dict[str, Any], key: str
         time_synced=facts.get("time_synced"),
         raw_json={"uri": raw.get("uri"), "agent_properties": agent or None,
                   "guest_os_types": sorted(t for t in guest_types if t),
-                  "facts_error": raw.get("facts_error"), "unknown_facts": facts.get("unknown", [])},
+                  "facts_error": raw.get("facts_error"), "unknown_facts": facts.get("unknown", []),
+                  **{k: facts[k] for k in RAW_FACTS if k in facts},
+                  "uefi_loaders": uefi_loaders(raw.get("domain_capabilities"))},
+        host_os=cloudstack_host_os(facts), fqdn=facts.get("fqdn"), java_version=facts.get("java_version"),
+        selinux_mode=facts.get("selinux_mode"), apparmor_libvirt=facts.get("apparmor_libvirt"),
+        firewall=facts.get("firewall"), ovs_version=facts.get("ovs_version"),
+        agent_certificates=facts.get("agent_certificates"), libvirt_tls=facts.get("libvirt_tls"),
+        agent_connected=facts.get("agent_connected"),
+        uefi_firmware=None if raw.get("domain_capabilities") is None
+        else bool(uefi_loaders(raw.get("domain_capabilities"))),
     )
+
+
+# facts kept as they are in the host's raw_json (what rules read beyond the columns)
+RAW_FACTS = ("libvirtd", "firewall_settings", "bridge_module", "aria2", "uefi_properties", "listening_ports",
+             "agent_peers", "routes", "selinux_config", "apparmor_profiles", "distro_release", "missing_commands")
+
+
+def uefi_loaders(domain_capabilities: str | None) -> list[str]:
+    """The UEFI firmware files libvirt offers (domain capabilities, os/loader), when it supports a loader."""
+    if not domain_capabilities:
+        return []
+    loader = ET.fromstring(domain_capabilities).find("os/loader")
+    if loader is None or loader.get("supported") != "yes":
+        return []
+    return [v.text or "" for v in loader.findall("value") if v.text]
 
 
 def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster_key: str | None,
@@ -160,7 +178,8 @@ def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster
                   "os_type": os_type.text if os_type is not None else None,
                   "machine": os_type.get("machine") if os_type is not None else None,
                   "arch": os_type.get("arch") if os_type is not None else None,
-                  "cpu_mode": cpu.get("mode") if cpu is not None else None},
+                  "cpu_mode": cpu.get("mode") if cpu is not None else None,
+                  "uefi": root.find("os/loader") is not None or root.find("os[@firmware='efi']") is not None},
     ))
     vm_key = inv.vms[-1].key
     blocks = _block_stats(stats)
@@ -370,75 +389,6 @@ def _link_kind(link: dict[str, Any]) -> str:
     return "physical" if link.get("link_type") == "ether" else str(link.get("link_type", "unknown"))
 
 
-# -- SSH facts ------------------------------------------------------------------------------------
-def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
-    """Turn raw command outputs ({name: {"rc": int, "out": str}}) into facts.
-
-    A command that is missing on the host (exit 127) or failed leaves its fact out: unknown,
-    not false. ``unknown`` lists those facts.
-    """
-    if not outputs:
-        return {}
-    facts: dict[str, Any] = {"unknown": []}
-
-    def ok(name: str) -> str | None:
-        result = outputs.get(name)
-        if result is None or result["rc"] != 0:
-            facts["unknown"].append(name)
-            return None
-        return str(result["out"])
-
-    if (text := ok("os_release")) is not None:
-        facts["os"] = {k: v.strip('"\'') for k, v in
-                       (line.split("=", 1) for line in text.splitlines() if "=" in line)}
-    if (text := ok("uname")) is not None and len(parts := text.split()) >= 3:
-        facts["kernel"], facts["machine"] = parts[1], parts[2]
-    if (text := ok("cpu_virt")) is not None:
-        words = text.split()
-        facts["cpu_virt"] = "vmx" in words or "svm" in words
-        facts["dev_kvm"] = "dev_kvm" in words
-    if (text := ok("agent_package")) is not None:
-        status, _, version = text.strip().partition("|")
-        if status.endswith(" installed") and version:
-            facts["agent_version"] = version
-        else:
-            facts["agent_state"] = "not-installed"
-    if "agent_state" not in facts and (text := ok("agent_service")) is not None and text.strip():
-        facts["agent_state"] = text.split()[0]
-    result = outputs.get("agent_properties")
-    if result is not None and result["rc"] == 0:
-        props = parse_properties(result["out"])
-        facts["agent_properties"] = {k: props[k] for k in AGENT_KEYS if k in props}
-    if (text := ok("links")) is not None:
-        facts["links"] = json.loads(text or "[]")
-    if (text := ok("default_route")) is not None:
-        routes = json.loads(text or "[]")
-        facts["default_route_dev"] = routes[0].get("dev") if routes else None
-    if (text := ok("ovs")) is not None:
-        facts["ovs"] = {line.split(":", 1)[0]: line.split(":", 1)[1].split()
-                        for line in text.splitlines() if ":" in line}
-    if (text := ok("mounts")) is not None:
-        facts["mounts"] = [{"source": f[0], "mount_path": _unescape_mount(f[1]), "fstype": f[2]}
-                           for f in (line.split() for line in text.splitlines()) if len(f) >= 3]
-    if (text := ok("timesync")) is not None:
-        facts["time_synced"] = _time_synced(text)
-    return facts
-
-
-def _time_synced(text: str) -> bool | None:
-    value = text.strip().lower()
-    if value in ("yes", "no"):
-        return value == "yes"
-    for line in text.splitlines():
-        if line.lower().startswith("leap status"):
-            return "normal" in line.lower()
-    return None
-
-
-def _unescape_mount(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
@@ -502,4 +452,5 @@ def _unique_vms(inv: Inventory, seen: set[str]) -> Inventory:
     return inv
 
 
-__all__ = ["host_key", "merge_hosts", "normalise_host", "normalise_target", "parse_facts"]
+__all__ = ["AGENT_CERTIFICATES", "AGENT_KEYS", "host_key", "merge_hosts", "normalise_host", "normalise_target",
+           "parse_facts"]

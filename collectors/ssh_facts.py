@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from collectors.base import Calls, Sdk
-from collectors.kvm_normalise import AGENT_KEYS
+from collectors.kvm_normalise import AGENT_CERTIFICATES, AGENT_KEYS
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
 from inventory.normalise import one_line, parse_properties
 
@@ -34,8 +34,18 @@ _NEED = "command -v {0} >/dev/null 2>&1 || exit 127; "
 _BEGIN, _END = "@@cs-inventory-begin", "@@cs-inventory-end"
 
 
+LIBVIRT_SOCKETS = ("libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket", "libvirtd-tls.socket",
+                   "libvirtd-tcp.socket", "virtqemud.socket")
+LIBVIRTD_KEYS = ("listen_tls", "listen_tcp", "tls_port", "tcp_port", "auth_tcp", "mdns_adv")
+
+
 def fact_commands(agent_properties: str) -> dict[str, str]:
-    """The read-only commands run on every KVM host, by fact name."""
+    """The read-only commands run on every KVM host, by fact name.
+
+    Certificates and keys are only tested for existence (``test -e``), never read; configuration files are
+    grepped for a fixed list of keys.
+    """
+    agent_dir = shlex.quote(agent_properties.rsplit("/", 1)[0] or "/")
     return {
         "os_release": "cat /etc/os-release",
         "uname": "uname -srm",
@@ -57,6 +67,35 @@ def fact_commands(agent_properties: str) -> dict[str, str]:
         "timesync": (
             "if command -v timedatectl >/dev/null 2>&1 && timedatectl show -p NTPSynchronized --value "
             "2>/dev/null; then exit 0; fi; " + _NEED.format("chronyc") + "chronyc -n tracking"),
+        "fqdn": "hostname --fqdn",
+        "distro_release": (
+            "if [ -f /etc/redhat-release ]; then printf 'redhat-release='; head -n 1 /etc/redhat-release; "
+            "elif [ -f /etc/lsb-release ]; then grep '^DISTRIB_ID=' /etc/lsb-release; fi; exit 0"),
+        "java": _NEED.format("java") + "java -version 2>&1 | head -n 1",
+        "selinux": ("if command -v getenforce >/dev/null 2>&1; then echo \"mode=$(getenforce)\"; fi; "
+                    "grep -s -E '^SELINUX=' /etc/selinux/config; exit 0"),
+        "apparmor": ("if [ -d /sys/kernel/security/apparmor ]; then echo enabled; "
+                     "grep -s -E 'libvirtd|virt-aa-helper' /sys/kernel/security/apparmor/profiles; fi; exit 0"),
+        "libvirtd_conf": (
+            f"grep -s -E '^[[:space:]]*({'|'.join(LIBVIRTD_KEYS)})[[:space:]]*=' /etc/libvirt/libvirtd.conf; "
+            "for f in /etc/sysconfig/libvirtd /etc/default/libvirtd; do [ -f \"$f\" ] && "
+            "grep -E '^[[:space:]]*(LIBVIRTD_ARGS|libvirtd_opts)=' \"$f\" | sed \"s|^|$f:|\"; done; "
+            "grep -s -E '^[[:space:]]*remote_mode' /etc/libvirt/libvirt.conf | sed 's|^|libvirt.conf:|'; exit 0"),
+        "libvirtd_sockets": _NEED.format("systemctl") + (
+            f"for u in {' '.join(LIBVIRT_SOCKETS)}; do s=$(systemctl is-enabled \"$u\" 2>/dev/null); "
+            "echo \"$u=${s:-not-found}\"; done; a=$(ps -o args= -C libvirtd 2>/dev/null | head -n 1); "
+            "echo \"libvirtd.args=$a\""),
+        "agent_certificates": (f"for f in {' '.join(AGENT_CERTIFICATES)} uefi.properties; do "
+                               f"test -e {agent_dir}/\"$f\" && echo \"$f\"; done; exit 0"),
+        "listening": _NEED.format("ss") + "ss -Hltn | awk '{print $4}'",
+        "agent_connections": _NEED.format("ss") + "ss -Htn state established '( dport = :8250 )' | awk '{print $4}'",
+        "firewall": ("if command -v systemctl >/dev/null 2>&1; then echo \"firewalld=$(systemctl is-active firewalld "
+                     "2>/dev/null)\"; fi; grep -s -E '^(DEFAULT_FORWARD_POLICY|ENABLED)=' /etc/default/ufw "
+                     "/etc/ufw/ufw.conf; exit 0"),
+        "ovs_version": _NEED.format("ovs-vsctl") + "ovs-vsctl --version | head -n 1",
+        "bridge_module": "test -d /sys/module/bridge && echo loaded || echo absent",
+        "aria2": _NEED.format("aria2c") + "command -v aria2c",
+        "routes": _NEED.format("ip") + "ip -j -4 route show",
     }
 
 

@@ -4,8 +4,8 @@ CloudStack talks only to vCenter, never to an ESXi host, and so does cs-inventor
 endpoint (``about.apiType == "HostAgent"``) is refused. Each managed-object type is gathered
 through a ``ContainerView`` and ``PropertyCollector.RetrievePropertiesEx`` (following
 ``ContinueRetrievePropertiesEx`` pages), asking only for the properties stored. Needs a vCenter
-account with the read-only role. Blind spots: host firewall rules, DRS rules and licensing per
-host are not read.
+account with the read-only role. Hosts' VMkernel NIC services, firewall rulesets, SCSI LUNs and proxy
+switches come in the same host request. Blind spots: DRS rules and licensing per host are not read.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ PROPERTIES: dict[str, tuple[str, list[str]]] = {
     "clusters": ("ClusterComputeResource", ["name", "parent", "host", "configurationEx"]),
     "hosts": ("HostSystem", ["name", "parent", "summary.hardware", "config.product", "runtime.connectionState",
                                "runtime.inMaintenanceMode", "config.network.vswitch", "config.network.portgroup",
-                               "config.network.vnic", "datastore", "hardware.cpuPkg"]),
+                               "config.network.vnic", "config.network.proxySwitch", "datastore", "hardware.cpuPkg",
+                               "config.virtualNicManagerInfo.netConfig", "config.firewall",
+                               "config.storageDevice.scsiLun"]),
     "vms": ("VirtualMachine", ["name", "config.instanceUuid", "config.uuid", "config.template",
                                  "config.guestFullName", "runtime.powerState", "runtime.host", "config.hardware.numCPU",
                                  "config.hardware.memoryMB", "guest.toolsRunningStatus", "config.hardware.device"]),
@@ -248,11 +250,56 @@ def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[
         try:
             objects, used = retrieve_fast(si, content, kind, paths, context=tls_context(target),
                                           timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
-            return objects, used, None
+            return [slim_host(o) for o in objects] if name == "hosts" else objects, used, None
         except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
             fallback = f"pyvmomi (fast path: {one_line(exc, 200)})"
     objects, used = retrieve(content, kind, paths)
-    return objects, used, fallback
+    return [slim_host(o) for o in objects] if name == "hosts" else objects, used, fallback
+
+
+# -- host values reduced to what the normaliser reads -----------------------------------------------
+# The fast parser and pyvmomi spell nested values differently (element names for types, text for numbers and
+# booleans, one-element arrays as the element); these few are reduced to the same plain shape on both paths,
+# and to what is used (a host's SCSI LUN list or firewall can be long).
+def slim_host(record: dict[str, Any]) -> dict[str, Any]:
+    """A host record with its VMkernel NIC services, firewall rulesets, SCSI LUNs and proxy switches slimmed."""
+    if (configs := record.get("config.virtualNicManagerInfo.netConfig")) is not None:
+        record["config.virtualNicManagerInfo.netConfig"] = [
+            {"nicType": c.get("nicType"), "selectedVnic": [str(v) for v in _items(c.get("selectedVnic"))],
+             "candidateVnic": [_slim_vnic(v) for v in _items(c.get("candidateVnic"))]} for c in _items(configs)]
+    if (firewall := record.get("config.firewall")) is not None:
+        record["config.firewall"] = {"ruleset": [
+            {"key": r.get("key"), "enabled": _truth(r.get("enabled")),
+             "rule": [{"port": _number(x.get("port")), "endPort": _number(x.get("endPort")),
+                       "direction": x.get("direction"), "protocol": x.get("protocol")} for x in _items(r.get("rule"))]}
+            for r in _items((firewall or {}).get("ruleset"))]}
+    if (luns := record.get("config.storageDevice.scsiLun")) is not None:
+        record["config.storageDevice.scsiLun"] = [
+            {"canonicalName": x.get("canonicalName"), "lunType": x.get("lunType"), "localDisk": _truth(x.get("localDisk")),
+             "block": _number((x.get("capacity") or {}).get("block")),
+             "blockSize": _number((x.get("capacity") or {}).get("blockSize"))} for x in _items(luns)]
+    if (switches := record.get("config.network.proxySwitch")) is not None:
+        record["config.network.proxySwitch"] = [{"dvsName": x.get("dvsName"), "dvsUuid": x.get("dvsUuid")}
+                                                for x in _items(switches)]
+    return record
+
+
+def _slim_vnic(vnic: dict[str, Any]) -> dict[str, Any]:
+    spec = vnic.get("spec") or {}
+    return {"device": vnic.get("device"), "key": vnic.get("key"), "portgroup": vnic.get("portgroup") or None,
+            "dvPortgroupKey": (spec.get("distributedVirtualPort") or {}).get("portgroupKey")}
+
+
+def _items(value: Any) -> list[Any]:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _truth(value: Any) -> bool | None:
+    return value if isinstance(value, bool) or value is None else str(value).lower() == "true"
+
+
+def _number(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)
 
 
 def retrieve(content: Any, vim_type: Any, paths: list[str]) -> tuple[list[dict[str, Any]], int]:

@@ -124,7 +124,8 @@ def parse_objects(text: str, nested: bool = False) -> list[dict[str, Any]]:
             record["config.hardware.device"] = _devices(chunk[value_at:end])
             chunk = chunk[:start] + chunk[end + len("</val></propSet>"):]
         for name, attrs, value in _PROP.findall(chunk):
-            record[name] = _tree_value(attrs, value) if nested and "<" in value else _value(name, attrs, value)
+            structured = "<" in value or _xsi_type(attrs).startswith("ArrayOf")  # an empty array has no elements
+            record[name] = _tree_value(attrs, value) if nested and structured else _value(name, attrs, value)
         records.append(record)
     return records
 

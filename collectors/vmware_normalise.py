@@ -43,10 +43,14 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
                                                                           if h in wanted_hosts])))
     network_names = {n["_moid"]: n.get("name") for n in raw.get("networks", [])}
     name_to_network = {name: moid for moid, name in network_names.items()}
+    # a dvPortgroup is known by its key in a VMkernel NIC's port connection, which is also its moid
+    dv_names = {**{p["_moid"]: p.get("name") for p in raw.get("dvportgroups", [])},
+                **{p.get("key"): p.get("name") for p in raw.get("dvportgroups", []) if p.get("key")}}
     for row in raw.get("hosts", []):
         if row["_moid"] in wanted_hosts:
-            inv.hosts.append(_host(row, target, host_cluster.get(row["_moid"])))
-            inv.host_nics.extend(_host_nics(row, target, name_to_network))
+            services = vnic_services(row)
+            inv.hosts.append(_host(row, target, host_cluster.get(row["_moid"]), services, dv_names))
+            inv.host_nics.extend(_host_nics(row, target, name_to_network, services))
     _networks(raw, target, inv)
     _datastores(raw, target, wanted_hosts, inv)
     for row in raw.get("vms", []):
@@ -67,7 +71,57 @@ def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], hos
                              "admission_control": das.get("admissionControlEnabled")})
 
 
-def _host(row: dict[str, Any], target: str, cluster: str | None) -> Host:
+def vnic_services(row: dict[str, Any]) -> dict[str, list[str]] | None:
+    """VMkernel NIC → the services selected on it (management, vmotion …); None when the host did not say."""
+    configs = row.get("config.virtualNicManagerInfo.netConfig")
+    if configs is None:
+        return None
+    services: dict[str, list[str]] = {}
+    for config in configs:
+        devices = {v.get("key"): v.get("device") for v in config.get("candidateVnic") or []}
+        for key in config.get("selectedVnic") or []:
+            device = devices.get(key) or str(key).rsplit("-", 1)[-1]
+            services.setdefault(device, []).append(str(config.get("nicType")))
+    return services
+
+
+def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any]) -> list[dict[str, Any]] | None:
+    """The VMkernel NICs that may carry management (HostMO.getHyperHostNetworkSummary's candidates), with their
+    port group: the standard one, else the dvPortgroup's name."""
+    configs = row.get("config.virtualNicManagerInfo.netConfig")
+    if configs is None:
+        return None
+    found = []
+    for config in configs:
+        if config.get("nicType") == "management":
+            for vnic in config.get("candidateVnic") or []:
+                key = vnic.get("dvPortgroupKey")
+                found.append({"device": vnic.get("device"), "portgroup": vnic.get("portgroup") or dv_names.get(key),
+                              "distributed": not vnic.get("portgroup") and key is not None})
+    return found
+
+
+def _firewall(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Firewall rulesets with their inbound TCP port ranges."""
+    firewall = row.get("config.firewall")
+    if firewall is None:
+        return None
+    return [{"key": r.get("key"), "enabled": r.get("enabled"),
+             "ports": [[x["port"], x.get("endPort") or x["port"]] for x in r.get("rule") or []
+                       if x.get("port") and x.get("direction") == "inbound" and x.get("protocol") == "tcp"]}
+            for r in firewall.get("ruleset") or []]
+
+
+def _local_disk_bytes(row: dict[str, Any]) -> int | None:
+    luns = row.get("config.storageDevice.scsiLun")
+    if luns is None:
+        return None
+    return sum((x.get("block") or 0) * (x.get("blockSize") or 0) for x in luns
+               if x.get("lunType") == "disk" and x.get("localDisk"))
+
+
+def _host(row: dict[str, Any], target: str, cluster: str | None, services: dict[str, list[str]] | None,
+          dv_names: dict[Any, Any]) -> Host:
     hardware = row.get("summary.hardware") or {}
     product = row.get("config.product") or {}
     packages = row.get("hardware.cpuPkg") or []
@@ -87,11 +141,17 @@ def _host(row: dict[str, Any], target: str, cluster: str | None) -> Host:
         cpu_threads=threads // cores if threads and cores else None, cpu_mhz=hardware.get("cpuMhz"),
         memory_bytes=hardware.get("memorySize"), state=state,
         raw_json={"api_version": product.get("apiVersion"), "full_name": product.get("fullName"),
-                  "standalone": cluster is None, "datastores": row.get("datastore", [])},
+                  "standalone": cluster is None, "datastores": row.get("datastore", []),
+                  "vnic_services": services, "management_vnics": _management_vnics(row, dv_names),
+                  "firewall": _firewall(row),
+                  "proxy_switches": None if row.get("config.network.proxySwitch") is None
+                  else [x.get("dvsName") for x in row["config.network.proxySwitch"]]},
+        product_line=product.get("productLineId"), local_disk_bytes=_local_disk_bytes(row),
     )
 
 
-def _host_nics(row: dict[str, Any], target: str, name_to_network: dict[Any, str]) -> list[HostNic]:
+def _host_nics(row: dict[str, Any], target: str, name_to_network: dict[Any, str],
+               services: dict[str, list[str]] | None) -> list[HostNic]:
     nics = []
     vswitch_names = {v.get("key"): v.get("name") for v in row.get("config.network.vswitch") or []}
     for vswitch in row.get("config.network.vswitch") or []:
@@ -113,7 +173,9 @@ def _host_nics(row: dict[str, Any], target: str, name_to_network: dict[Any, str]
             network_key=name_to_network.get(group) if group else (spec.get("distributedVirtualPort") or {}).get(
                 "portgroupKey"),
             mac=spec.get("mac"), ip=ip.get("ipAddress"), netmask=ip.get("subnetMask"),
-            is_dhcp=ip.get("dhcp"), mtu=spec.get("mtu"), is_management=group == "Management Network" or None,
+            is_dhcp=ip.get("dhcp"), mtu=spec.get("mtu"),
+            is_management=(group == "Management Network" or None) if services is None
+            else "management" in services.get(vnic.get("device", ""), []),
             bond=group))
     return nics
 

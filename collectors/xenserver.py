@@ -3,7 +3,9 @@
 Logs in on the configured address; a pool member answers HOST_IS_SLAVE with the master's
 address, which is followed once (and recorded: CloudStack must be pointed at the master).
 Reads each class with one ``get_all_records`` call — pool, host, host_cpu, host_metrics, VM,
-VM_metrics, VM_guest_metrics, VBD, VDI, SR, PBD, VIF, network, PIF, PIF_metrics, Bond, VLAN —
+VM_metrics, VM_guest_metrics, VBD, VDI, SR, PBD, VIF, network, PIF, PIF_metrics, Bond, VLAN,
+pool_update, host_patch, pool_patch (applied updates and hotfixes; a XAPI without one of them answers
+none) —
 so the number of calls does not grow with the pool; logs out at the end, also on failure.
 Needs a pool account that may read (the read-only RBAC role is enough). Blind spots: dom0's
 own files (network.conf, NTP) are not read — XAPI does not expose them. A pool database dump
@@ -41,7 +43,8 @@ def _xenapi() -> ModuleType:
 
 
 CLASSES = ("pool", "host", "host_cpu", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI",
-           "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics", "Bond", "VLAN")
+           "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics", "Bond", "VLAN", "pool_update", "host_patch",
+           "pool_patch")
 ORIGINATOR = "cs-inventory"
 DUMP_URL = "https://pool-database-dump.invalid"  # a dump has no URL; .invalid never resolves (RFC 2606)
 

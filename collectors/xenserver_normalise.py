@@ -157,12 +157,41 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
         memory_bytes=r.int("host_metrics", metrics, "memory_total"), state=state, is_pool_master=is_master,
         raw_json={"xen_version": software.get("xen"), "cpu_count": cpu_count,
                   "platform_version": software.get("platform_version"),
+                  "product_version_text_short": software.get("product_version_text_short"),
                   "network_backend": software.get("network_backend"),
                   "capabilities": capabilities, "tags": rec.get("tags"),
                   "dom0_memory_bytes": r.int("VM", dom0, "memory_static_max") if dom0 else None,
                   "dom0_vcpus": r.int("VM", dom0, "VCPUs_at_startup") if dom0 else None,
-                  "multipathing": r.map("host", rec, "other_config").get("multipathing")},
+                  "multipathing": r.map("host", rec, "other_config").get("multipathing"),
+                  "software": {k: software.get(k) for k in ("xapi", "xen", "linux", "product_version_text")
+                               if software.get(k)},
+                  "bonds": _bonds(r, ref)},
+        applied_updates=_applied_updates(r, ref, rec),
     )
+
+
+def _applied_updates(r: _Reader, ref: str, rec: dict[str, Any]) -> str | None:
+    """The updates (pool_update) and hotfixes (host_patch) applied to a host; None when XAPI told neither."""
+    if not r.rows("pool_update") and not r.rows("host_patch"):
+        return None
+    names = {r.text(r.get("pool_update", u), "name_label") or str(u) for u in r.refs("host", rec, "updates")}
+    names |= {r.text(p, "name_label") or r.text(r.get("pool_patch", p.get("pool_patch")), "name_label")
+              or str(p.get("uuid", "?")) for p in r.rows("host_patch").values()
+              if p.get("host") == ref and p.get("applied") is not False}  # a hotfix is named by its pool_patch
+    return ", ".join(sorted(names))
+
+
+def _bonds(r: _Reader, host_ref: str) -> dict[str, Any]:
+    """The host's bonds by the network they carry: mode and member devices (how the host is cabled)."""
+    bonds = {}
+    for bond in r.rows("Bond").values():
+        master = r.get("PIF", bond.get("master"))
+        if master.get("host") != host_ref:
+            continue
+        network = r.text(r.get("network", master.get("network")), "name_label") or r.text(master, "device") or "?"
+        members = sorted(r.text(r.get("PIF", s), "device") or "?" for s in r.refs("Bond", bond, "slaves"))
+        bonds[network] = {"mode": r.text(bond, "mode"), "members": members}
+    return bonds
 
 
 def _networks(r: _Reader, target: str, inv: Inventory) -> dict[str, str]:

@@ -3,7 +3,9 @@
 The CLI uses only what is listed in ``__all__``.
 """
 
-from inventory.checks import SEVERITIES, Finding, Rule, by_target_and_cluster, exit_code_for, run_checks, select_rules
+from inventory.checks import (
+    BASES, SEVERITIES, Finding, Rule, by_target_and_cluster, exit_code_for, explain_rule, run_checks, select_rules,
+)
 from inventory.config import DEFAULT_CONFIG, Config
 from inventory.model import Secret
 from inventory.errors import (
@@ -34,7 +36,8 @@ __all__ = [
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
-    "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules",
+    "BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule", "run_checks",
+    "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
     "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",

@@ -11,27 +11,44 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from inventory.errors import ConfigError
 from inventory.releases import resolve
-from inventory.rulebook import SEVERITIES, Finding, InventoryView, Rule
+from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
 from inventory.rules import RULES
 from inventory.store import Store
 
-__all__ = ["SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "run_checks", "select_rules"]
+__all__ = ["BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
+           "run_checks", "select_rules"]
+
+
+# Rules renamed when what they check changed; the old ids still select them (--rule, --skip-rule, --explain).
+RENAMED = {"vmware-ha-drs": "vmware-cluster-ha"}
 
 
 def select_rules(only: Sequence[str] | None = None, skip: Sequence[str] | None = None) -> list[Rule]:
     """The catalogue's rules, in catalogue order, narrowed to ``only`` and without ``skip`` (ids)."""
+    only = [RENAMED.get(name, name) for name in only] if only else only
+    skip = [RENAMED.get(name, name) for name in skip] if skip else skip
     for name in [*(only or ()), *(skip or ())]:
         if name not in RULES:
             raise ConfigError(f"no rule {name!r}", hint="`cs-inventory rules` lists them")
     return [r for r in RULES.values() if (not only or r.id in only) and r.id not in (skip or ())]
 
 
+def explain_rule(rule_id: str) -> str:
+    """What a rule checks, how sure it is (basis), where that is written down, and the evidence it reads."""
+    (chosen,) = select_rules(only=[rule_id])
+    return chosen.explain()
+
+
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
-               traffic_labels: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
+               traffic_labels: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None,
+               features: Sequence[str] = (), only: Sequence[str] | None = None,
                skip: Sequence[str] | None = None) -> list[Finding]:
-    """Run the selected rules on one scan; store the findings (replacing earlier ones); return them."""
+    """Run the selected rules on one scan; store the findings (replacing earlier ones); return them.
+
+    ``settings`` are CloudStack global settings as the operator states them (else CloudStack's defaults);
+    ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``)."""
     release = resolve(cloudstack_version)
-    view = InventoryView(store, scan_id, release, traffic_labels or {})
+    view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features))
     findings: list[Finding] = []
     for chosen in select_rules(only, skip):
         if chosen.runs_on(view.kinds) and chosen.applies_to(release):

@@ -23,6 +23,8 @@ from inventory.model import Secret, TargetConfig
 
 DEFAULT_CONFIG = "cs-inventory.toml"
 DEFAULT_DATABASE = "cs-inventory.db"
+# Optional CloudStack features whose requirements hold only where they are used; a host scan cannot tell.
+FEATURES = ("security-groups", "direct-download")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Config:
     database_path: Path
     cloudstack_version: str | None = None
     traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)  # CloudStack global settings, as the operator states them
+    features: tuple[str, ...] = ()  # optional CloudStack features in use (their conditional requirements are checked)
     targets: tuple[TargetConfig, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -77,13 +81,20 @@ def parse_config(data: Mapping[str, Any], path: Path,
     database = _table(data, "database", path)
     _check_keys(database, {"path"}, path, "[database]")
     cloudstack = _table(data, "cloudstack", path)
-    _check_keys(cloudstack, {"version", "traffic_labels"}, path, "[cloudstack]")
+    _check_keys(cloudstack, {"version", "traffic_labels", "settings", "features"}, path, "[cloudstack]")
     version = cloudstack.get("version")
     if version is not None and not isinstance(version, str):
         raise ConfigError(f"{path}: [cloudstack] version must be a string like \"4.20\"")
     labels = cloudstack.get("traffic_labels", {})
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ConfigError(f"{path}: [cloudstack.traffic_labels] must map traffic types to label strings")
+    settings = cloudstack.get("settings", {})
+    if not isinstance(settings, dict) or not all(isinstance(v, (str, int, float, bool)) for v in settings.values()):
+        raise ConfigError(f"{path}: [cloudstack.settings] must map CloudStack setting names to values",
+                          hint='e.g. "pool.storage.capacity.disablethreshold" = 0.9')
+    features = cloudstack.get("features", [])
+    if not isinstance(features, list) or not all(f in FEATURES for f in features):
+        raise ConfigError(f"{path}: [cloudstack] features must list some of: {', '.join(FEATURES)}")
     db_path = database.get("path", DEFAULT_DATABASE)
     if not isinstance(db_path, str):
         raise ConfigError(f"{path}: [database] path must be a string")
@@ -102,7 +113,13 @@ def parse_config(data: Mapping[str, Any], path: Path,
             names.add(target.name)
             targets.append(target)
     return Config(path=path, database_path=resolve_path(db_path, base), cloudstack_version=version,
-                  traffic_labels=dict(labels), targets=tuple(targets))
+                  traffic_labels=dict(labels), settings={k: _setting_text(v) for k, v in settings.items()},
+                  features=tuple(features), targets=tuple(targets))
+
+
+def _setting_text(value: str | int | float | bool) -> str:
+    """CloudStack keeps settings as text; booleans as true/false."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, base: Path, *,

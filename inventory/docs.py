@@ -11,12 +11,13 @@ import sys
 import typing
 from pathlib import Path
 
-from inventory import schema
+from inventory import ledger, schema
 from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md"}  # section → page in docs/
+SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md",
+            "ledger": "checks.md"}  # section → page in docs/
 
 
 def config_reference() -> str:
@@ -44,15 +45,18 @@ def _toml(value: object) -> str:
 
 
 def rules_table() -> str:
-    lines = ["| rule | severity | hypervisors | requirement | basis | reference |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| rule | basis | severity | hypervisors | requirement | sources |", "| --- | --- | --- | --- | --- | --- |"]
     for r in select_rules():
-        lines.append(f"| `{r.id}` | {r.severity} | {r.hypervisors_shown} | {r.requirement} "
-                     f"| {r.basis} | {r.reference} |")
+        since = f" (from {r.since})" if r.since else ""
+        sources = "<br>".join(str(s).replace("|", "\\|") for s in r.sources)
+        lines.append(f"| `{r.id}` | {r.basis} | {r.severity} | {r.hypervisors_shown} | {r.requirement}{since} "
+                     f"| {sources} |")
     return "\n".join(lines)
 
 
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table}[section]().strip()
+    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table,
+            "ledger": ledger.markdown}[section]().strip()
 
 
 def update(text: str, section: str) -> str:

@@ -75,6 +75,20 @@ class Host:
     agent_guest_device: str | None = None
     time_synced: bool | None = None
     raw_json: JsonDict | None = None
+    product_line: str | None = None
+    local_disk_bytes: int | None = None
+    host_os: str | None = None
+    fqdn: str | None = None
+    java_version: str | None = None
+    selinux_mode: str | None = None
+    apparmor_libvirt: str | None = None
+    firewall: str | None = None
+    ovs_version: str | None = None
+    agent_certificates: bool | None = None
+    libvirt_tls: bool | None = None
+    agent_connected: bool | None = None
+    uefi_firmware: bool | None = None
+    applied_updates: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

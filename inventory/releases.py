@@ -2,8 +2,9 @@
 
 Data: ``data/cloudstack_facts.json`` (copied, with its sources, from the project's reference:
 compat.rst at each release tag, and the hypervisor_capabilities rows of CloudStack's DB scripts).
-Limits are resolved as CloudStack does: the exact (hypervisor, version) row, else — VMware only,
-since 4.18.1.0 — the parent version, else the hypervisor's ``default`` row.
+Limits are resolved as CloudStack does (HypervisorCapabilitiesDaoImpl.findByHypervisorTypeAndVersion): the
+exact (hypervisor, version) row, else — VMware only, since 4.18.1.0 — the one parent version, else the
+hypervisor's ``default`` row.
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ class Release:
                 if r["hypervisor_type"] == cs_name and self._has(r["since_release"])}
         candidates = [version] if version and hypervisor != "kvm" else []
         if hypervisor == "vmware" and version and self.at_least("4.18.1.0"):
-            parts = version.split(".")
-            candidates += [".".join(parts[:3]) if len(parts) > 3 and parts[3] == "0" else "", ".".join(parts[:2])]
+            candidates.append(vmware_parent_version(version) or "")
         for candidate in candidates + ["default"]:
             if candidate and candidate in rows:
                 row = rows[candidate]
@@ -78,6 +78,15 @@ class Release:
     def _has(self, since: str) -> bool:
         numbers = _version(since)
         return not numbers or numbers <= _version(self.asked) + (99,) * 4 or since.startswith("base")
+
+
+def vmware_parent_version(version: str) -> str | None:
+    """CloudStackVersion.getVMwareParentVersion: the one parent CloudStack tries after the exact row —
+    ``8.0.1.0`` → ``8.0.1``, ``8.0.0.2`` → ``8.0``, ``6.7.3`` → itself; none for ``8.0`` or ``6.5``."""
+    parts = version.split(".")
+    if len(parts) < 3:
+        return None
+    return ".".join(parts[:2]) if parts[2] == "0" else ".".join(parts[:3])
 
 
 def resolve(version: str | None) -> Release:

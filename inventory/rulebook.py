@@ -10,6 +10,7 @@ Rules read an ``InventoryView`` of one scan and yield ``Finding``s. The rules li
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -20,10 +21,65 @@ from inventory.model import Cluster, Host, HostNic, Network, Storage, Vm
 from inventory.releases import Release
 from inventory.view import HostGroup, InventoryView, Target
 
-__all__ = ["ANY_KIND", "RULES", "SEVERITIES", "About", "AnyKind", "Finding", "InventoryView", "Rule", "Subject", "rule",
-           "subject_of"]
+__all__ = ["ANY_KIND", "BASES", "CODE_REPO", "DOCS_REPO", "RULES", "SEVERITIES", "About", "AnyKind", "Basis", "Finding",
+           "InventoryView", "Rule", "Source", "Subject", "code", "doc", "outside", "rule", "subject_of"]
 
 SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """How sure a rule is: what its requirement rests on, and so the severity of its findings."""
+
+    code: str
+    severity: str
+    meaning: str
+
+
+# The four bases, in the order reports list them. A rule has exactly one: where a requirement has parts of
+# different standing, each part is its own rule.
+BASES: Final = {b.code: b for b in (
+    Basis("CODE", "error", "enforced by CloudStack's code: it refuses the host, or fails at run time"),
+    Basis("DOC", "warning", "a requirement written in CloudStack's documentation, not enforced by its code"),
+    Basis("BP", "info", "a recommendation in CloudStack's documentation"),
+    Basis("INF", "info", "cs-inventory's inference: no CloudStack text states it"),
+)}
+
+DOCS_REPO: Final = "apache/cloudstack-documentation"
+CODE_REPO: Final = "apache/cloudstack"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a requirement is written down: a file of CloudStack's documentation (``at`` = its lines at the newest
+    tag named) or of its code (``at`` = the class and method), and the release tags it holds for."""
+
+    repo: str
+    path: str
+    at: str
+    tags: str
+
+    def __str__(self) -> str:
+        if not self.repo:
+            return self.path
+        where = f"{self.path}:{self.at}" if self.repo == DOCS_REPO else f"{self.path} {self.at}"
+        return f"{self.repo.split('/')[1]} {where} [{self.tags}]"
+
+
+def doc(path: str, lines: str, tags: str) -> Source:
+    """A passage of apache/cloudstack-documentation: ``path`` under ``source/``, its ``lines`` at the newest of
+    ``tags``."""
+    return Source(DOCS_REPO, f"source/{path}", lines, tags)
+
+
+def code(path: str, where: str, tags: str) -> Source:
+    """A place in apache/cloudstack's code: the file, the class/method, and the releases whose code does it."""
+    return Source(CODE_REPO, path, where, tags)
+
+
+def outside(what: str) -> Source:
+    """What an inference (basis INF) rests on when no CloudStack text says it: a standard, a vendor's fact."""
+    return Source("", what, "", "")
 
 
 class AnyKind(Enum):
@@ -55,6 +111,7 @@ class Finding:
     remediation: str | None = None
     reference: str | None = None
     cluster: str | None = None
+    basis: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,17 +161,28 @@ def subject_of(about: About) -> Subject:
 
 @dataclass(frozen=True)
 class Rule:
-    """A catalogue entry: the requirement, for which kinds and since which release, and the function checking it."""
+    """A catalogue entry: the requirement, for which kinds and since which release, how sure it is (its basis and
+    sources), the evidence it reads, and the function checking it."""
 
     id: str
-    severity: str
     kinds: frozenset[str] | AnyKind
     requirement: str
     remediation: str
-    reference: str
     basis: str
+    sources: tuple[Source, ...]
+    evidence: tuple[str, ...]
     since: str | None
     fn: Callable[[InventoryView, Rule], Iterable[Finding]]
+
+    @property
+    def severity(self) -> str:
+        """The basis decides it: CODE error, DOC warning, BP and INF info."""
+        return BASES[self.basis].severity
+
+    @property
+    def reference(self) -> str:
+        """The sources, as one line (what a finding's ``reference`` holds)."""
+        return "; ".join(map(str, self.sources))
 
     @property
     def is_for_any_kind(self) -> bool:
@@ -136,32 +204,53 @@ class Rule:
 
     @property
     def documentation(self) -> str:
-        return (self.fn.__doc__ or "").strip()
+        return inspect.cleandoc(self.fn.__doc__ or "")
 
     def applies_to(self, release: Release) -> bool:
         return self.since is None or release.at_least(self.since)
 
     def finding(self, about: About, message: str, *, observed: Any = None, expected: Any = None,
-                severity: str | None = None, cluster: str | None = None) -> Finding:
-        """A finding of this rule about a record (see ``subject_of``), at the rule's severity unless
-        ``severity`` says otherwise; ``cluster`` replaces the record's own (a host compared within a
-        group of hosts is reported under the group)."""
+                cluster: str | None = None) -> Finding:
+        """A finding of this rule about a record (see ``subject_of``), at the severity its basis gives;
+        ``cluster`` replaces the record's own (a host compared within a group of hosts is reported under
+        the group)."""
         subject = subject_of(about)
-        return Finding(self.id, severity or self.severity, subject.object_type, subject.key, subject.target, message,
+        return Finding(self.id, self.severity, subject.object_type, subject.key, subject.target, message,
                        None if observed is None else str(observed), None if expected is None else str(expected),
-                       self.remediation, self.reference, subject.cluster if cluster is None else cluster)
+                       self.remediation, self.reference, subject.cluster if cluster is None else cluster, self.basis)
+
+    def explain(self) -> str:
+        """Everything the catalogue knows of the rule, as text: requirement, basis, sources, evidence, remedy."""
+        basis = BASES[self.basis]
+        lines = [f"{self.id}: {self.requirement}", "",
+                 f"basis:       {basis.code} — {basis.meaning} (findings are {basis.severity})",
+                 f"hypervisors: {self.hypervisors_shown}",
+                 f"releases:    {'from ' + self.since if self.since else 'every release cs-inventory knows'}",
+                 "sources:", *(f"  - {s}" for s in self.sources),
+                 "evidence:", *(f"  - {e}" for e in self.evidence),
+                 f"remediation: {self.remediation}"]
+        details = self.documentation.split("\n", 1)[1].strip() if "\n" in self.documentation else ""
+        return "\n".join(lines + (["", details] if details else []))
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, *, severity: str, hypervisors: Iterable[str] | AnyKind, remediation: str, reference: str,
-         basis: str, since: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
+def rule(rule_id: str, *, hypervisors: Iterable[str] | AnyKind, basis: str, sources: Iterable[Source],
+         evidence: Iterable[str], remediation: str,
+         since: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
     """Register the decorated function in ``RULES`` as rule ``rule_id``, for the kinds ``hypervisors`` names
-    (or ``ANY_KIND``)."""
+    (or ``ANY_KIND``), resting on ``basis`` (a key of ``BASES``) as ``sources`` write it down, reading the
+    ``evidence`` fields (``table.column``, ``table.raw_json.key``, or ``setting <name>`` of CloudStack)."""
+    if basis not in BASES:
+        raise ValueError(f"rule {rule_id}: basis {basis!r} is not one of {', '.join(BASES)}")
+    found = tuple(sources)
+    if not found:
+        raise ValueError(f"rule {rule_id}: a rule names where its requirement comes from")
+
     def register(fn: Callable[..., Iterable[Finding]]) -> Callable[..., Iterable[Finding]]:
         requirement = (fn.__doc__ or "").strip().splitlines()[0]
         kinds = hypervisors if isinstance(hypervisors, AnyKind) else frozenset(hypervisors)
-        RULES[rule_id] = Rule(rule_id, severity, kinds, requirement, remediation, reference, basis, since, fn)
+        RULES[rule_id] = Rule(rule_id, kinds, requirement, remediation, basis, found, tuple(evidence), since, fn)
         return fn
     return register

@@ -132,6 +132,26 @@ TABLES: tuple[Table, ...] = (
         _c("agent_guest_device", str, "agent.properties `guest.network.device`."),
         _c("time_synced", bool, "Clock synchronised (NTP/chrony); NULL unknown."),
         RAW,
+        _c("product_line", str, "ESXi's product line (`embeddedEsx` for ESXi, `esx` for classic ESX).", since=3),
+        _c("local_disk_bytes", int, "Local disk capacity in bytes (ESXi: local SCSI disks).", since=3),
+        _c("host_os", str, "The OS name CloudStack's KVM agent reports (Host.OS): /etc/redhat-release before "
+                           "\"release\", else lsb-release DISTRIB_ID, else os-release NAME.", since=3),
+        _c("fqdn", str, "`hostname --fqdn` (KVM).", since=3),
+        _c("java_version", str, "Version of the host's default `java` (KVM; the agent runs on it).", since=3),
+        _c("selinux_mode", str, "SELinux mode: enforcing, permissive or disabled; NULL when there is no SELinux.",
+           since=3),
+        _c("apparmor_libvirt", str, "AppArmor mode of the libvirtd/virt-aa-helper profiles (enforce, complain), "
+                                    "`unloaded`, or NULL when there is no AppArmor.", since=3),
+        _c("firewall", str, "The host firewall in charge: firewalld, ufw, or none.", since=3),
+        _c("ovs_version", str, "Open vSwitch version (`ovs-vsctl --version`); NULL when not installed.", since=3),
+        _c("agent_certificates", bool, "The agent's keystore and certificates exist (cloud.jks, cloud.crt, "
+                                       "cloud.ca.crt, cloud.key; tested, never read).", since=3),
+        _c("libvirt_tls", bool, "libvirtd listens on TCP 16514 (TLS).", since=3),
+        _c("agent_connected", bool, "The host has an established TCP connection to port 8250 (a management server).",
+           since=3),
+        _c("uefi_firmware", bool, "libvirt offers a UEFI loader (domain capabilities: OVMF/edk2 installed).", since=3),
+        _c("applied_updates", str, "XenServer: the updates and hotfixes applied, sorted, comma separated (XAPI "
+                                   "pool_update and host_patch).", since=3),
     ), key=Inventory.KEYS["hosts"], record="Host"),
     Table("vms", "Guest VMs (templates excluded on XenServer; flagged on VMware).", (
         SCAN_ID, TARGET,
@@ -234,7 +254,9 @@ TABLES: tuple[Table, ...] = (
         _c("observed", str, "The observed value."),
         _c("expected", str, "The expected value."),
         _c("remediation", str, "What to do."),
-        _c("reference", str, "Where the requirement is written down."),
+        _c("reference", str, "Where the requirement is written down: files, lines or methods, release tags."),
+        _c("basis", str, "How sure the rule is: CODE (CloudStack's code enforces it), DOC (documented), BP "
+                         "(recommended) or INF (cs-inventory's inference).", since=3),
     )),
 )
 
@@ -323,6 +345,32 @@ def _latest_views(db: Database) -> None:
         db.execute(f"CREATE VIEW latest_{name} AS SELECT * FROM {name} WHERE scan_id = {_V2_LATEST}")
 
 
+# Step 3: the facts the requirement checks read, and each finding's basis. Literal DDL, like step 1.
+_V3_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("findings", "basis TEXT"),
+    ("hosts", "product_line TEXT"),
+    ("hosts", "local_disk_bytes INTEGER"),
+    ("hosts", "host_os TEXT"),
+    ("hosts", "fqdn TEXT"),
+    ("hosts", "java_version TEXT"),
+    ("hosts", "selinux_mode TEXT"),
+    ("hosts", "apparmor_libvirt TEXT"),
+    ("hosts", "firewall TEXT"),
+    ("hosts", "ovs_version TEXT"),
+    ("hosts", "agent_certificates INTEGER"),
+    ("hosts", "libvirt_tls INTEGER"),
+    ("hosts", "agent_connected INTEGER"),
+    ("hosts", "uefi_firmware INTEGER"),
+    ("hosts", "applied_updates TEXT"),
+)
+
+
+def _requirement_facts(db: Database) -> None:
+    """New columns at the end of their tables (NULL in rows written before: not known)."""
+    for table, column in _V3_COLUMNS:
+        db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -332,6 +380,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("0001_initial", _initial),
     Step("0002_latest_views", _latest_views),
+    Step("0003_requirement_facts", _requirement_facts),
 )
 SCHEMA_VERSION = len(STEPS)
 

@@ -134,6 +134,9 @@ SETTING_DEFAULTS = {
     "storage.overprovisioning.factor": "2",
     "vmware.management.portgroup": "Management Network",
     "control.cidr": "169.254.0.0/16",
+    "ca.plugin.root.auth.strictness": "true",  # a fresh installation's (hosts.rst: upgraded ones keep false)
+    "vmware.additional.vnc.portrange.start": "50000",
+    "vmware.additional.vnc.portrange.size": "1000",
 }
 
 
@@ -145,6 +148,8 @@ class InventoryView:
     scan_id: int
     release: Release
     traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)  # stated by the operator ([cloudstack.settings])
+    features: frozenset[str] = frozenset()  # optional CloudStack features in use ([cloudstack] features)
     _limits: dict[tuple[str, str | None], Limits] = field(default_factory=dict, init=False, repr=False)
 
     def _records(self, table: str, record: type[R]) -> tuple[R, ...]:
@@ -158,8 +163,15 @@ class InventoryView:
         """A CloudStack global setting for rules: the live value when the scan read one, else CloudStack's default.
 
         (Reading this CloudStack's own settings through its API is the seam for a CloudStack API target.)
+        A value the config states (``[cloudstack.settings]``) wins over the default.
         """
+        if name in self.settings:
+            return Setting(name, self.settings[name], "[cloudstack.settings] in the config")
         return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default")
+
+    def uses(self, feature: str) -> bool:
+        """Whether the estate uses an optional CloudStack feature (``[cloudstack] features``)."""
+        return feature in self.features
 
     def traffic_labels_for(self, kind: HypervisorKind) -> Mapping[str, str]:
         """The traffic labels (traffic type → label) CloudStack uses for this hypervisor kind's hosts."""

@@ -82,3 +82,14 @@ def test_secrets_are_references_and_never_shown(monkeypatch: pytest.MonkeyPatch,
     secret_file = tmp_path / "pw"
     secret_file.write_text("s3cr3t\n")
     assert Secret("file", str(secret_file)).reveal() == "s3cr3t"
+
+
+def test_cloudstack_settings_and_features_as_the_operator_states_them(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[cloudstack]\nversion = "4.22"\nfeatures = ["security-groups"]\n'
+                                         '[cloudstack.settings]\n"pool.storage.capacity.disablethreshold" = 0.9\n'
+                                         '"ca.plugin.root.auth.strictness" = false\n'))
+    assert config.settings == {"pool.storage.capacity.disablethreshold": "0.9", "ca.plugin.root.auth.strictness": "false"}
+    assert config.features == ("security-groups",)
+    for bad in ('features = ["teleport"]', 'settings = "x"'):
+        with pytest.raises(ConfigError):
+            load_config(write(tmp_path, f'[cloudstack]\n{bad}\n'))

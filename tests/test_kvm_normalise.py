@@ -57,11 +57,36 @@ FACTS = {
     "mounts": ok("nfs.example:/export/primary /mnt/pool-a nfs4 rw 0 0\nnfs2:/sec /mnt/secondary\\040store nfs rw 0 0\n"
                  "/dev/sdb1 /srv/gfs2 gfs2 rw 0 0\n"),
     "timesync": {"rc": 127, "out": ""},
+    "fqdn": ok("kvm21.example.org\n"),
+    "distro_release": ok("redhat-release=Rocky Linux release 9.4 (Blue Onyx)\n"),
+    "java": ok('openjdk version "17.0.11" 2024-04-16 LTS\n'),
+    "selinux": ok("mode=Permissive\nSELINUX=permissive\n"),
+    "apparmor": ok(""),
+    "libvirtd_conf": ok('listen_tls = 1\nlisten_tcp = 0\ntls_port = "16514"\ntcp_port = "16509"\nauth_tcp = "none"\n'
+                        'mdns_adv = 0\n/etc/sysconfig/libvirtd:LIBVIRTD_ARGS="--listen"\n'
+                        'libvirt.conf:remote_mode="legacy"\n'),
+    "libvirtd_sockets": ok("libvirtd.socket=masked\nlibvirtd-ro.socket=masked\nlibvirtd-admin.socket=masked\n"
+                           "libvirtd-tls.socket=masked\nlibvirtd-tcp.socket=masked\nvirtqemud.socket=disabled\n"
+                           "libvirtd.args=/usr/sbin/libvirtd --listen\n"),
+    "agent_certificates": ok("cloud.jks\ncloud.crt\ncloud.ca.crt\ncloud.key\nuefi.properties\n"),
+    "listening": ok("0.0.0.0:22\n0.0.0.0:16514\n[::]:16514\n"),
+    "agent_connections": ok("10.1.1.5:8250\n"),
+    "firewall": ok("firewalld=inactive\n"),
+    "ovs_version": ok("ovs-vsctl (Open vSwitch) 2.17.9\n"),
+    "bridge_module": ok("loaded\n"),
+    "aria2": ok("/usr/bin/aria2c\n"),
+    "routes": ok('[{"dst":"default","gateway":"10.1.1.1","dev":"cloudbr0"},{"dst":"10.1.1.0/24","dev":"cloudbr0"},'
+                 '{"dst":"169.254.0.0/16","dev":"cloud0"}]'),
 }
+DOMCAPS = """<domainCapabilities><path>/usr/libexec/qemu-kvm</path><domain>kvm</domain><arch>x86_64</arch><os supported='yes'>
+<enum name='firmware'><value>efi</value></enum><loader supported='yes'><value>/usr/share/edk2/ovmf/OVMF_CODE.fd</value>
+<value>/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd</value><enum name='type'><value>rom</value><value>pflash</value></enum>
+</loader></os></domainCapabilities>"""
 
 
 def raw(facts: dict[str, object] | None = FACTS) -> dict[str, object]:
-    return {"address": "10.1.1.21", "capabilities": CAPS, "node_info": ["x86_64", 385000, 64, 2900, 2, 2, 16, 2],
+    return {"address": "10.1.1.21", "capabilities": CAPS, "domain_capabilities": DOMCAPS,
+            "node_info": ["x86_64", 385000, 64, 2900, 2, 2, 16, 2],
             "lib_version": 9000000, "hv_version": 8002000, "hv_type": "QEMU", "hostname": "kvm21.example",
             "domains": [{"xml": DOMAIN, "stats": {"state.state": 1, "block.count": 1, "block.0.name": "vda",
                                                   "block.0.capacity": 10737418240, "block.0.allocation": 123}}],
@@ -88,6 +113,32 @@ def test_host_from_capabilities_and_facts() -> None:
     assert host.agent_private_device == "cloudbr0" and host.time_synced is None
     assert "TOPSECRET" not in json.dumps(host.raw_json)
     assert host.raw_json and host.raw_json["unknown_facts"] == ["timesync"]
+
+
+def test_requirement_facts_from_the_fact_script() -> None:
+    (host,) = normalise_host(raw(), "zone1", "cluster1").hosts
+    assert (host.host_os, host.fqdn, host.java_version) == ("Rocky Linux", "kvm21.example.org", "17.0.11")
+    assert (host.selinux_mode, host.apparmor_libvirt, host.firewall) == ("permissive", None, "none")
+    assert (host.ovs_version, host.agent_certificates, host.libvirt_tls, host.agent_connected) == (
+        "2.17.9", True, True, True)
+    assert host.uefi_firmware is True and host.raw_json
+    assert host.raw_json["uefi_loaders"][0] == "/usr/share/edk2/ovmf/OVMF_CODE.fd"
+    libvirtd = host.raw_json["libvirtd"]
+    assert libvirtd["conf"]["listen_tls"] == "1" and libvirtd["conf"]["tls_port"] == "16514"
+    assert libvirtd["startup"] == {"LIBVIRTD_ARGS": "--listen"} and libvirtd["conf"]["remote_mode"] == "legacy"
+    assert libvirtd["sockets"]["libvirtd.socket"] == "masked" and "--listen" in libvirtd["args"]
+    assert host.raw_json["routes"][2] == {"dst": "169.254.0.0/16", "dev": "cloud0"}
+    assert host.raw_json["aria2"] == "/usr/bin/aria2c" and host.raw_json["uefi_properties"] is True
+    # an Ubuntu host: lsb-release names it; AppArmor's libvirt profiles enforced; UFW on
+    facts = dict(FACTS, distro_release=ok("DISTRIB_ID=Ubuntu\n"),
+                 apparmor=ok("enabled\nlibvirtd (enforce)\nvirt-aa-helper (enforce)\n"),
+                 firewall=ok("firewalld=\n/etc/default/ufw:DEFAULT_FORWARD_POLICY=\"DROP\"\n/etc/ufw/ufw.conf:ENABLED=yes\n"),
+                 java={"rc": 127, "out": ""}, aria2={"rc": 127, "out": ""})
+    (ubuntu,) = normalise_host(raw(facts), "zone1", "cluster1").hosts
+    assert (ubuntu.host_os, ubuntu.apparmor_libvirt, ubuntu.firewall, ubuntu.java_version) == (
+        "Ubuntu", "enforce", "ufw", None)
+    assert ubuntu.raw_json and ubuntu.raw_json["firewall_settings"]["DEFAULT_FORWARD_POLICY"] == "DROP"
+    assert ubuntu.raw_json["missing_commands"] == ["timesync", "java", "aria2"] and "aria2" not in ubuntu.raw_json
 
 
 def test_domain_disks_and_nics() -> None:

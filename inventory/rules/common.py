@@ -29,8 +29,7 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
     return tuple(int(p) for p in (text or "").split(".") if p.isdigit())
 
 
-def odd_ones_out(r: Rule, hosts: Sequence[Host], column: str, cluster: str,
-                 severity: str | None) -> Iterator[Finding]:
+def odd_ones_out(r: Rule, hosts: Sequence[Host], column: str, cluster: str) -> Iterator[Finding]:
     """Hosts whose ``column`` differs from the value most of their cluster mates have (unknown values aside),
     reported under ``cluster``."""
     values = Counter(getattr(h, column) for h in hosts if getattr(h, column) is not None)
@@ -43,7 +42,7 @@ def odd_ones_out(r: Rule, hosts: Sequence[Host], column: str, cluster: str,
             shown = value if len(str(value)) < 60 else flag_delta(value, common)
             yield r.finding(host, f"{host.name}: {column} differs from its cluster mates", observed=shown,
                             expected=common if len(str(common)) < 60 else "the cluster's common set",
-                            severity=severity, cluster=cluster)
+                            cluster=cluster)
 
 
 def flag_delta(mine: str, common: str) -> str:

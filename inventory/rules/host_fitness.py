@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 from inventory.rules.common import raw_int
 
 GiB = 2**30
+ALL_TAGS = "4.18.0.0–4.22.0.1"
 
 
-@rule("kvm-hardware-virtualisation", severity="error", hypervisors={"kvm"}, basis="CODE",
-      remediation="Enable VT-x/AMD-V in the BIOS and load kvm_intel or kvm_amd so /dev/kvm exists.",
-      reference="apache/cloudstack LibvirtComputingResource.java IsHVMEnabled; LibvirtServerDiscoverer.java find")
+@rule("kvm-hardware-virtualisation", hypervisors={"kvm"}, basis="CODE",
+      sources=[code("plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/resource/"
+                    "LibvirtComputingResource.java", "configure / isHvmEnabled (the agent refuses to start)",
+                    "≤4.11–4.22"),
+               code("server/src/main/java/com/cloud/hypervisor/kvm/discoverer/LibvirtServerDiscoverer.java",
+                    "find (/dev/kvm checked over SSH)", "4.14.0.0–4.22")],
+      evidence=["hosts.libvirt_hvm", "hosts.dev_kvm"],
+      remediation="Enable VT-x/AMD-V in the BIOS and load kvm_intel or kvm_amd so /dev/kvm exists.")
 def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """KVM hosts expose hardware virtualisation: an hvm guest type in libvirt and /dev/kvm."""
     for host in view.hosts_of("kvm"):
@@ -24,31 +30,59 @@ def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
                             expected="hvm guests and /dev/kvm")
 
 
-@rule("xen-hardware-virtualisation", severity="error", hypervisors={"xenserver"}, basis="DOC + CODE (opt-in)",
-      remediation="Enable VT-x/AMD-V in the host's firmware.",
-      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst; XcpServerDiscoverer.java")
+@rule("xen-hardware-virtualisation", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "52", ALL_TAGS + " (50 before 4.22)")],
+      evidence=["hosts.hvm", "hosts.raw_json.capabilities"],
+      remediation="Enable VT-x/AMD-V in the host's firmware.")
 def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """XenServer hosts list an hvm capability."""
+    """XenServer hosts list an hvm capability.
+
+    CloudStack's own check (XcpServerDiscoverer, setting xenserver.check.hvm) is off unless an operator
+    turns it on, so this rests on the documentation.
+    """
     for host in view.hosts_of("xenserver"):
         if host.hvm is False:  # None (unknown) is not a finding
             yield r.finding(host, f"{host.name} lists no hvm capability", observed="no hvm-* capability",
                             expected="hvm-3.0-x86_64")
 
 
-@rule("host-memory", severity="error", hypervisors={"kvm", "xenserver"}, basis="DOC",
-      remediation="Hosts need at least 4 GB of RAM.",
-      reference="cloudstack-documentation installguide/overview/_requirements.rst")
+@rule("host-memory", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/overview/_requirements.rst", "61", ALL_TAGS),
+               doc("installguide/hypervisor/kvm.rst", "63", ALL_TAGS + " (65 before 4.22)"),
+               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 before 4.22)"),
+               doc("installguide/hypervisor/vsphere.rst", "84", ALL_TAGS)],
+      evidence=["hosts.memory_bytes"],
+      remediation="Hosts need at least 4 GB of RAM.")
 def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every host has at least 4 GB of memory."""
     for host in view.hosts:
-        if host.hypervisor in ("kvm", "xenserver") and host.memory_bytes and host.memory_bytes < 4 * 10**9:
+        if host.memory_bytes and host.memory_bytes < 4 * 10**9:
             yield r.finding(host, f"{host.name} has {host.memory_bytes / GiB:.1f} GiB", observed=host.memory_bytes,
                             expected="≥ 4 GB")
 
 
-@rule("time-synchronised", severity="warning", hypervisors={"kvm"}, basis="DOC",
-      remediation="Install and run chrony (or ntpd) and let it synchronise.",
-      reference="cloudstack-documentation installguide/hypervisor/kvm.rst")
+@rule("host-local-disk", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/overview/_requirements.rst", "63", ALL_TAGS),
+               doc("installguide/hypervisor/vsphere.rst", "86", ALL_TAGS),
+               doc("installguide/hypervisor/xenserver.rst", "74", ALL_TAGS + " (72 before 4.22)")],
+      evidence=["hosts.local_disk_bytes"],
+      remediation="Give the host at least 36 GB of local disk.")
+def host_local_disk(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Hosts have at least 36 GB of local disk.
+
+    Known where the hypervisor reports its local disks (ESXi: local SCSI disks); XAPI shows only the SRs on a
+    XenServer host's disk and KVM hosts are not asked, so those are not judged.
+    """
+    for host in view.hosts:
+        if host.local_disk_bytes is not None and host.local_disk_bytes < 36 * 10**9:
+            yield r.finding(host, f"{host.name} has {host.local_disk_bytes / 10**9:.1f} GB of local disk",
+                            observed=host.local_disk_bytes, expected="≥ 36 GB")
+
+
+@rule("time-synchronised", hypervisors={"kvm"}, basis="DOC",
+      sources=[doc("installguide/hypervisor/kvm.rst", "131-135", ALL_TAGS + " (133-137 before 4.22)")],
+      evidence=["hosts.time_synced"],
+      remediation="Install and run chrony (or ntpd) and let it synchronise.")
 def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Host clocks are synchronised (NTP/chrony)."""
     for host in view.hosts_of("kvm"):
@@ -57,9 +91,10 @@ def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="synchronised")
 
 
-@rule("host-state", severity="warning", hypervisors=ANY_KIND, basis="INF",
-      remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.",
-      reference="CloudStack host states (adminguide/hosts.rst)")
+@rule("host-state", hypervisors=ANY_KIND, basis="INF",
+      sources=[doc("adminguide/hosts.rst", "24-31", ALL_TAGS + " (a host in maintenance takes no new instances)")],
+      evidence=["hosts.state"],
+      remediation="Bring the host back (or out of maintenance) before relying on the cluster's capacity.")
 def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Hosts are connected, not disabled, disconnected or in maintenance."""
     for host in view.hosts:
@@ -67,9 +102,10 @@ def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
             yield r.finding(host, f"{host.name} is {host.state}", observed=host.state, expected="connected")
 
 
-@rule("xen-dom0-memory", severity="info", hypervisors={"xenserver"}, basis="BP",
-      remediation="Give dom0 2940 MB for hosts that run many VMs.",
-      reference="cloudstack-documentation installguide/hypervisor/xenserver.rst")
+@rule("xen-dom0-memory", hypervisors={"xenserver"}, basis="BP",
+      sources=[doc("installguide/hypervisor/xenserver.rst", "108-110", ALL_TAGS + " (106-108 before 4.22)")],
+      evidence=["hosts.raw_json.dom0_memory_bytes"],
+      remediation="Give dom0 2940 MB for hosts that run many VMs.")
 def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """The control domain has about 2940 MB for large VM counts."""
     for host in view.hosts_of("xenserver"):
@@ -79,22 +115,49 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             expected="≥ 2940 MB")
 
 
-@rule("xen-pool-ha", severity="warning", hypervisors={"xenserver"}, basis="DOC",
-      remediation="Enable pool HA (xe pool-ha-enable with a heartbeat SR) so the pool elects a new master.",
-      reference="cloudstack-documentation releasenotes/compat.rst (4.18–4.22 note)")
+@rule("xen-pool-ha", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("releasenotes/compat.rst", "61", ALL_TAGS + " (57 at 4.18.0.0)"),
+               doc("upgrading/upgrade/_xenserver_upg.rst", "21-29", ALL_TAGS)],
+      evidence=["clusters.ha_enabled"],
+      remediation="Enable pool HA (xe pool-ha-enable with a heartbeat SR) so the pool elects a new master.")
 def xen_pool_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """XenServer pools have pool HA enabled."""
+    """XenServer pools have pool HA enabled.
+
+    The release notes call it required: since 4.4 CloudStack no longer promotes a new pool master, XenServer
+    HA does. No code refuses a pool without it, so the finding is a warning, not an error.
+    """
     for cluster in view.clusters_of("xenserver"):
         if cluster.ha_enabled is False:
             yield r.finding(cluster, f"pool {cluster.name}: HA is off", observed="off", expected="on")
 
 
-@rule("vmware-ha-drs", severity="info", hypervisors={"vmware"}, basis="CODE + DOC",
-      remediation="Enable vSphere HA (CloudStack relies on it for VMware, NativeHA) and consider DRS.",
-      reference="apache/cloudstack VmwareServerDiscoverer.java (NativeHA); choosing_deployment_architecture.rst")
-def vmware_ha_drs(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """vSphere HA is on for CloudStack's clusters (CloudStack leaves VMware HA to vSphere); DRS state is reported."""
+@rule("xen-vm-ha-off", hypervisors={"xenserver"}, basis="DOC",
+      sources=[doc("upgrading/upgrade/_xenserver_upg.rst", "21-26", ALL_TAGS)],
+      evidence=["vms.raw_json.ha_restart_priority"],
+      remediation="Clear XenServer HA on the VMs (xe vm-param-set uuid=… ha-restart-priority=): CloudStack restarts "
+                  "the instances of HA offerings itself.")
+def xen_vm_ha_off(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """XenServer HA protects the pool master only, not VMs (CloudStack honours HA for its instances)."""
+    for vm in view.vms:
+        priority = (vm.raw_json or {}).get("ha_restart_priority")
+        if priority and view.kind_of_target(vm.target) == "xenserver":
+            yield r.finding(vm, f"{vm.name} has XenServer HA restart priority {priority!r}", observed=priority,
+                            expected="none")
+
+
+@rule("vmware-cluster-ha", hypervisors={"vmware"}, basis="INF",
+      sources=[code("plugins/hypervisors/vmware/src/main/java/com/cloud/hypervisor/vmware/VmwareServerDiscoverer.java",
+                    "find (dasConfig.enabled → cluster detail NativeHA)", "≤4.11–4.22")],
+      evidence=["clusters.ha_enabled"],
+      remediation="Enable vSphere HA on the cluster: CloudStack records it as NativeHA and leaves VM restarts on VMware "
+                  "to vSphere.")
+def vmware_cluster_ha(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """vSphere HA is on for CloudStack's vSphere clusters.
+
+    CloudStack reads the cluster's HA flag when adding it (NativeHA); that VMs of HA offerings on a
+    cluster without it are not restarted is inferred. (DRS, once reported here, is asked for by no
+    CloudStack text; this rule was vmware-ha-drs.)
+    """
     for cluster in view.clusters_of("vmware"):
-        for what, value in (("vSphere HA", cluster.ha_enabled), ("DRS", cluster.drs_enabled)):
-            if not value:
-                yield r.finding(cluster, f"cluster {cluster.name}: {what} is off", observed="off", expected="on")
+        if cluster.ha_enabled is not True:  # unset counts as off, as CloudStack reads dasConfig.enabled
+            yield r.finding(cluster, f"cluster {cluster.name}: vSphere HA is off", observed="off", expected="on")

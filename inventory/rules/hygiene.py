@@ -6,23 +6,53 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from inventory.model import Host, Vm
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, doc, outside, rule
 
 
-@rule("unmanaged-vms", severity="info", hypervisors=ANY_KIND, basis="BP",
-      remediation="Move VMs CloudStack does not manage off its hosts, or import them into CloudStack.",
-      reference="cloudstack-documentation installguide/hypervisor/kvm.rst; choosing_deployment_architecture.rst")
+@rule("unmanaged-vms", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/overview/_requirements.rst", "69-70", "4.18.0.0–4.22.0.1"),
+               doc("installguide/hypervisor/kvm.rst", "67-68", "4.19.0.0–4.22.0.1 (\"These will be destroy by "
+                   "CloudStack\"; 69-70 before 4.22)"),
+               doc("installguide/hypervisor/xenserver.rst", "80-81", "4.18.0.0–4.22.0.1 (78-79 before 4.22)"),
+               doc("installguide/configuration.rst", "942", "4.19.0.0–4.22.0.1 (vSphere cluster)")],
+      evidence=["vms.cs_role", "vms.power_state", "vms.name"],
+      remediation="Move running VMs CloudStack does not manage off its hosts (on KVM CloudStack destroys them), or "
+                  "import them into CloudStack.")
 def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """CloudStack hosts run only CloudStack's VMs."""
+    """Hosts given to CloudStack run no VMs that are not CloudStack's.
+
+    What is CloudStack's is read from the instance name (i-, r-, s-, v- …-VM): CloudStack's own naming,
+    so a VM renamed by hand is counted as not CloudStack's.
+    """
     for vm in view.vms:
-        if vm.cs_role == "unmanaged" and not vm.is_template:
-            yield r.finding(vm, f"{vm.name} is not a CloudStack instance", observed=vm.name,
-                            expected="i-/r-/s-/v- instance names")
+        if vm.cs_role == "unmanaged" and not vm.is_template and vm.power_state == "running":
+            yield r.finding(vm, f"{vm.name} is running and is not a CloudStack instance", observed=vm.name,
+                            expected="only i-/r-/s-/v- instances running")
 
 
-@rule("duplicate-mac", severity="error", hypervisors=ANY_KIND, basis="INF",
-      remediation="Give each NIC its own MAC address: duplicates break guest networking.",
-      reference="IEEE 802 (MAC addresses are unique on a network); CloudStack allocates MACs per zone")
+@rule("vmware-dedicated-cluster", hypervisors={"vmware"}, basis="BP",
+      sources=[doc("installguide/hypervisor/vsphere.rst", "148-155", "4.18.0.0–4.22.0.1")],
+      evidence=["vms.cs_role", "vms.cluster_key", "vms.is_template"],
+      remediation="Keep CloudStack's vSphere clusters for CloudStack: move other VMs (and vCenter, the management "
+                  "server) to a cluster of their own.")
+def vmware_dedicated_cluster(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """vSphere clusters CloudStack uses hold no VMs but CloudStack's, running or not."""
+    others: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for vm in view.vms:
+        if vm.cs_role == "unmanaged" and not vm.is_template and vm.cluster_key:
+            others[(vm.target, vm.cluster_key)].append(vm.name)
+    for cluster in view.clusters_of("vmware"):
+        names = others.get((cluster.target, cluster.key))
+        if names:
+            shown = ", ".join(sorted(names)[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            yield r.finding(cluster, f"cluster {cluster.name} holds {len(names)} VMs that are not CloudStack's: "
+                            f"{shown}", observed=len(names), expected=0)
+
+
+@rule("duplicate-mac", hypervisors=ANY_KIND, basis="INF",
+      sources=[outside("IEEE 802: a MAC address is unique on its network (CloudStack allocates guest MACs per zone)")],
+      evidence=["vm_nics.mac", "vms.uuid"],
+      remediation="Give each NIC its own MAC address: duplicates break guest networking.")
 def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """No two VM NICs share a MAC address, across all targets."""
     # A VM counts once per UUID (a stale copy on a second host is the same VM), and the finding names the
@@ -39,10 +69,11 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             observed=", ".join(sorted(v for _, v in vms)), expected="one VM per MAC")
 
 
-@rule("duplicate-uuid", severity="warning", hypervisors=ANY_KIND, basis="INF",
+@rule("duplicate-uuid", hypervisors=ANY_KIND, basis="INF",
+      sources=[outside("CloudStack keys instances by UUID and instance name, KVM hosts by guid (its database schema)")],
+      evidence=["vms.uuid", "hosts.uuid"],
       remediation="A VM defined on two hosts (stale after a migration) or cloned hosts: remove the stale copy, "
-                  "regenerate the cloned host's UUID.",
-      reference="CloudStack identifies VMs by UUID/instance name and KVM hosts by guid")
+                  "regenerate the cloned host's UUID.")
 def duplicate_uuid(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """VM and host UUIDs are unique across all targets."""
     yield from _repeated_uuids(r, "vm", view.vms)

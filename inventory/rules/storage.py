@@ -6,13 +6,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.model import Storage
-from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, rule
+from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
 
 
-@rule("shared-storage-on-every-host", severity="error", hypervisors=ANY_KIND, basis="DOC",
-      remediation="Attach (mount, activate) the primary storage on every host of the cluster.",
-      reference="cloudstack-documentation installguide/configuration.rst \"Add Primary Storage\", "
-                "\"KVM Host Additional Requirements\"")
+@rule("shared-storage-on-every-host", hypervisors=ANY_KIND, basis="DOC",
+      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0)")],
+      evidence=["storage.shared", "storage.kind", "host_storage.attached"],
+      remediation="Attach (mount, activate) the primary storage on every host of the cluster.")
 def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Shared primary storage is attached on every host of its cluster."""
     attached: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
@@ -42,16 +42,105 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
     return bool(storage.shared) or (storage.kind in ("vmfs", "nfs", "vsan", "vvol") and len(attached) > 1)
 
 
-@rule("storage-capacity", severity="warning", hypervisors=ANY_KIND, basis="CODE (setting default)",
-      remediation="Free or add space: above pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
-                  "allocating volumes on the pool.",
-      reference="apache/cloudstack CapacityManager.java StorageCapacityDisableThreshold "
-                "(pool.storage.capacity.disablethreshold = 0.85)")
+STORAGE_MANAGER = "server/src/main/java/com/cloud/storage/StorageManagerImpl.java"
+CAPACITY_KEYS = "engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java"
+
+
+@rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code(STORAGE_MANAGER, "checkUsagedSpace (used/total >= threshold: no new volume)", "4.18–4.22"),
+               code(CAPACITY_KEYS, "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)",
+                    "4.18–4.22 (zone scope to 4.19, pool scope after)")],
+      evidence=["storage.capacity_bytes", "storage.free_bytes", "setting pool.storage.capacity.disablethreshold"],
+      remediation="Free or add space: at pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
+                  "allocating volumes on the pool.")
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Primary storage is below CloudStack's disable threshold (85 % used)."""
+    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold)."""
+    setting = view.setting("pool.storage.capacity.disablethreshold")
+    threshold = float(setting.value)
     for storage in view.storage:
         if storage.kind in ("iso", "removable") or not storage.capacity_bytes or storage.free_bytes is None:
             continue
         used = 1 - storage.free_bytes / storage.capacity_bytes
-        if used > 0.85:
-            yield r.finding(storage, f"{storage.name} is {used:.0%} full", observed=f"{used:.1%}", expected="≤ 85%")
+        if used >= threshold - 1e-9:  # CloudStack refuses at >= (float noise aside)
+            yield r.finding(storage, f"{storage.name} is {used:.0%} used, at or above {setting.name} "
+                            f"{setting.value} ({setting.source})", observed=f"{used:.1%}",
+                            expected=f"< {threshold:.0%}")
+
+
+# Pool types whose capacity CloudStack multiplies by storage.overprovisioning.factor (Storage.StoragePoolType's
+# overProvisioning flag), by what the scan sees: NFS, local directories and EXT SRs, RBD, VMFS, PreSetup
+# (vSAN, vVols, XenServer HBA SRs). Pools of other kinds count at their capacity; kinds CloudStack's type of
+# which cannot be told are not checked.
+OVERPROVISIONED = {"nfs", "rbd", "vmfs", "vsan", "vvol"}
+NOT_OVERPROVISIONED = {"iscsi", "lvm", "sharedmountpoint", "gluster", "cifs"}
+XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, "lvmoiscsi": False, "smb": False,
+                       "cifs": False}
+
+
+@rule("storage-allocated-capacity", hypervisors=ANY_KIND, basis="CODE",
+      sources=[code(STORAGE_MANAGER, "checkPoolforSpace ((allocated + asking) / (capacity × factor) > threshold: "
+                    "no new volume)", "4.18–4.22"),
+               code(CAPACITY_KEYS, "StorageAllocatedCapacityDisableThreshold (0.85), StorageOverprovisioningFactor (2)",
+                    "4.18–4.22"),
+               code("api/src/main/java/com/cloud/storage/Storage.java", "StoragePoolType (overProvisioning)",
+                    "4.18–4.22")],
+      evidence=["vm_disks.capacity_bytes", "vm_disks.storage_key", "vms.cs_role", "storage.capacity_bytes",
+                "storage.kind", "storage.raw_json.type", "setting pool.storage.allocated.capacity.disablethreshold",
+                "setting storage.overprovisioning.factor"],
+      remediation="Add primary storage or remove volumes: above pool.storage.allocated.capacity.disablethreshold of "
+                  "the (overprovisioned) capacity CloudStack allocates no new volume on the pool.")
+def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """Volumes allocated on primary storage stay below CloudStack's allocated-capacity disable threshold.
+
+    CloudStack sums the sizes of its volumes and templates on the pool; the scan sums the virtual sizes of
+    the disks of CloudStack's VMs it sees on the pool (detached volumes and templates aside), so the
+    allocation it reports is a lower bound.
+    """
+    threshold_setting = view.setting("pool.storage.allocated.capacity.disablethreshold")
+    factor_setting = view.setting("storage.overprovisioning.factor")
+    threshold, factor = float(threshold_setting.value), float(factor_setting.value)
+    managed = {(v.target, v.key) for v in view.vms if v.cs_role != "unmanaged"}
+    allocated: dict[tuple[str, str], int] = defaultdict(int)
+    for disk in view.vm_disks:
+        if disk.storage_key and disk.capacity_bytes and disk.disk_type in ("disk", None) and \
+                (disk.target, disk.vm_key) in managed:
+            allocated[(disk.target, disk.storage_key)] += disk.capacity_bytes
+    for storage in view.storage:
+        used = allocated.get((storage.target, storage.key))
+        overprovisioned = _overprovisioned(storage)
+        if not used or not storage.capacity_bytes or overprovisioned is None:
+            continue
+        ceiling = storage.capacity_bytes * (factor if overprovisioned else 1)
+        if used / ceiling > threshold:
+            shown = f"× {factor_setting.name} {factor_setting.value} ({factor_setting.source})" if overprovisioned \
+                else "(not overprovisioned)"
+            yield r.finding(storage, f"{storage.name}: at least {used / 2**30:.0f} GiB allocated of "
+                            f"{storage.capacity_bytes / 2**30:.0f} GiB {shown}, above {threshold_setting.name} "
+                            f"{threshold_setting.value} ({threshold_setting.source})",
+                            observed=f"{used / ceiling:.1%}", expected=f"≤ {threshold:.0%}")
+
+
+def _overprovisioned(storage: Storage) -> bool | None:
+    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told."""
+    xen_type = (storage.raw_json or {}).get("type")
+    if isinstance(xen_type, str) and xen_type:  # a XenServer SR
+        return XEN_OVERPROVISIONED.get(xen_type)
+    if storage.kind in OVERPROVISIONED or (storage.kind == "local" and (storage.raw_json or {}).get("libvirt_type")
+                                           == "dir"):
+        return True
+    return False if storage.kind in NOT_OVERPROVISIONED else None
+
+
+@rule("xen-tools-sr", hypervisors={"xenserver"}, basis="BP",
+      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0)")],
+      evidence=["hosts.product_name", "hosts.hypervisor_version", "storage.name"],
+      remediation="Create a storage repository named \"XenServer Tools\" holding systemvm.iso on the pool.")
+def xen_tools_sr(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """XenServer / Citrix Hypervisor 8.2 pools have a "XenServer Tools" SR (the release notes say it may be needed)."""
+    named = {(s.target, s.name) for s in view.storage}
+    for group in view.groups_of("xenserver"):
+        hosts = [h for h in group.hosts if h.product_name in ("XenServer", "Citrix Hypervisor")
+                 and (h.hypervisor_version or "").startswith("8.2")]
+        if hosts and (group.target, "XenServer Tools") not in named:
+            yield r.finding(group, f"pool {group.key}: {hosts[0].product_name} {hosts[0].hypervisor_version} and no "
+                            "\"XenServer Tools\" SR", observed="no such SR", expected="an SR named XenServer Tools")
