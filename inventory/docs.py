@@ -1,4 +1,5 @@
-"""The documentation's generated sections: the configuration reference, the database schema, the rules.
+"""The documentation's generated sections: the configuration reference, the database schema and its example
+SQL, the rules.
 
 ``python -m inventory.docs`` rewrites them in place in ``docs/``; the docs test fails when they
 are stale, so the documentation never drifts from the code.
@@ -11,12 +12,13 @@ import sys
 import typing
 from pathlib import Path
 
-from inventory import schema
+from inventory import queries, schema
 from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md"}  # section → page in docs/
+# section → page in docs/
+SECTIONS = {"config": "configuration.md", "schema": "database.md", "queries": "database.md", "rules": "checks.md"}
 
 
 def config_reference() -> str:
@@ -52,7 +54,8 @@ def rules_table() -> str:
 
 
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table}[section]().strip()
+    return {"config": config_reference, "schema": schema.markdown, "queries": queries.markdown,
+            "rules": rules_table}[section]().strip()
 
 
 def update(text: str, section: str) -> str:
