@@ -202,11 +202,12 @@ def _rank(severity: str) -> int:
 
 def _host_vms(store: Store, scan_id: int) -> list[dict[str, Any]]:
     return store.query(
-        "SELECT h.target, h.name, COALESCE(c.name, h.cluster_key, '') AS cluster, "
-        " COUNT(v.key) AS vms, COALESCE(SUM(v.power_state = 'running'), 0) AS running "
-        "FROM hosts h LEFT JOIN vms v ON v.scan_id = h.scan_id AND v.target = h.target AND v.host_key = h.key "
+        "SELECT h.target, h.name, COALESCE(c.name, h.cluster_key, '') AS cluster, COALESCE(v.n, 0) AS vms, "
+        " COALESCE(v.running, 0) AS running FROM hosts h "
+        "LEFT JOIN (SELECT target, host_key, COUNT(*) AS n, SUM(power_state = 'running') AS running FROM vms "
+        "           WHERE scan_id = ? GROUP BY target, host_key) v ON v.target = h.target AND v.host_key = h.key "
         "LEFT JOIN clusters c ON c.scan_id = h.scan_id AND c.target = h.target AND c.key = h.cluster_key "
-        "WHERE h.scan_id = ? GROUP BY h.target, h.key ORDER BY h.rowid", [scan_id])
+        "WHERE h.scan_id = ? ORDER BY h.rowid", [scan_id, scan_id])
 
 
 def primary_storage(store: Store, scan_id: int) -> list[dict[str, Any]]:
