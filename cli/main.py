@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ app = typer.Typer(
     name="cs-inventory", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help=("What is really running on your hypervisors, and is it fit for Apache CloudStack?\n\n"
           "Reads KVM hosts (libvirt + SSH), XenServer pools (XenAPI) and vCenter (pyvmomi) read-only, "
-          "stores every scan in SQLite, and exports CSV/JSON.\n\n"
+          "stores every scan in SQLite, and reports: an HTML audit, Prometheus metrics, xlsx, CSV/JSON.\n\n"
           "Exit codes: 0 clean; 1 error-severity findings; 2 usage or config error; 3 some targets "
           "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
           "database (lock wait timed out)."),
@@ -348,41 +349,145 @@ def _render_summary(summary: dict[str, Any]) -> None:
                   markup=False)
 
 
+EXPORT_FORMATS = ("csv", "json", "ndjson", "xlsx", "prometheus", "datasette-metadata")
+
+
 @app.command()
 def export(
     config: ConfigOpt = None,
     db: DbOpt = None,
-    table: Annotated[str, typer.Option("--table", "-t", help="Table to export (vms, hosts, vm_disks, …).")] = "vms",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or ndjson.")] = "csv",
+    tables: Annotated[Optional[list[str]], typer.Option(
+        "--table", "-t", help="Table to export (vms, hosts, vm_disks, …; default vms). xlsx: a sheet per table, "
+                              "repeatable, default every table.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="csv, json, ndjson, xlsx, prometheus or datasette-metadata.")] = "csv",
     scan_id: ScanOpt = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
     where: Annotated[Optional[str], typer.Option(
         "--where", help="SQL condition on the table's columns, e.g. \"power_state = 'running'\".")] = None,
     columns: Annotated[Optional[str], typer.Option(
         "--columns", help="Comma-separated columns to export, in that order.")] = None,
 ) -> None:
-    """Export one table of a scan as CSV, JSON (array of objects) or NDJSON; keys are column names.
+    """Export a scan: one table as CSV, JSON (array of objects) or NDJSON, keys being column names; a workbook
+    (xlsx, a sheet per table); Prometheus metrics (node_exporter's textfile format); or Datasette's metadata.json.
 
-    Findings are the `findings` table. CSV cells a spreadsheet would evaluate are made inert.
+    Findings are the `findings` table. Cells a spreadsheet would evaluate are made inert (CSV and xlsx).
     """
     with error_boundary():
-        chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-        with _reader(config, db) as store, _output(output) as handle:
-            count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen)
-        if output is not None:
-            err.print(f"wrote {count} {table} rows to {output}", markup=False)
+        if fmt not in EXPORT_FORMATS:
+            raise inventory.ConfigError(f"unknown export format {fmt!r}", hint=f"use one of {', '.join(EXPORT_FORMATS)}")
+        if fmt in ("xlsx", "prometheus", "datasette-metadata") and (where or columns):
+            raise inventory.ConfigError(f"--where and --columns apply to one table: csv, json or ndjson, not {fmt}")
+        if fmt in ("prometheus", "datasette-metadata") and tables:
+            raise inventory.ConfigError(f"--table does not apply to --format {fmt}: it covers the whole database")
+        if fmt == "datasette-metadata":
+            _export_metadata(_db_path(config, db), output)
+        elif fmt == "xlsx":
+            _export_workbook(config, db, tables, scan_id, output)
+        elif fmt == "prometheus":
+            _export_metrics(config, db, scan_id, output)
+        else:
+            if tables and len(tables) > 1:
+                raise inventory.ConfigError(f"--format {fmt} writes one table", hint="use --format xlsx for several")
+            table = tables[0] if tables else "vms"
+            chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+            with _reader(config, db) as store, _output(output) as handle:
+                count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen)
+            _wrote(output, f"{count} {table} rows")
+
+
+def _export_metadata(db_path: Path, output: Path | None) -> None:
+    """Datasette's metadata describes the schema: the database itself is not read (Datasette names it by file)."""
+    with _output(output) as handle:
+        handle.write(json.dumps(inventory.datasette_metadata(db_path), indent=1, ensure_ascii=False) + "\n")
+    _wrote(output, "Datasette metadata")
+
+
+def _export_workbook(config: Path | None, db: Path | None, tables: list[str] | None, scan_id: int | None,
+                     output: Path | None) -> None:
+    if output is None:
+        raise inventory.ConfigError("an xlsx workbook is a binary file", hint="give --output FILE.xlsx")
+    with _reader(config, db) as store, _output(output, binary=True) as handle:
+        counts = inventory.write_workbook(store, scan_id, tables, handle)
+    _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)")
+
+
+def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, output: Path | None) -> None:
+    """node_exporter reads the file as its own user: it is made readable by all (counts and names of targets,
+    clusters, pools and rules; no host or VM names)."""
+    with _reader(config, db) as store:
+        text = inventory.metrics_text(store, scan_id)
+    with _output(output, mode=0o644) as handle:
+        handle.write(text)
+    _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
+
+
+def _wrote(output: Path | None, what: str) -> None:
+    if output is not None:
+        err.print(f"wrote {what} to {output}", markup=False)
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    scan_id: ScanOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html (the only format so far).")] = "html",
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
+) -> None:
+    """Write the audit report of a scan (latest by default) as one self-contained HTML page, for a mail.
+
+    Coverage (targets and hosts read or failed, with reasons), the estate per zone, target and cluster,
+    findings by severity with evidence and remediation, CloudStack differences when the scan has them, drift
+    since the previous completed scan, VMs per host and storage use against CloudStack's threshold.
+    """
+    with error_boundary():
+        if fmt != "html":
+            raise inventory.ConfigError(f"unknown report format {fmt!r}", hint="use html")
+        path = _db_path(config, db)
+        with inventory.open_store_readonly(path) as store:
+            page = inventory.render_html_report(inventory.audit(store, store.resolve_scan(scan_id)), database=path.name)
+        with _output(output) as handle:
+            handle.write(page)
+        _wrote(output, "the audit report")
 
 
 @contextmanager
-def _output(path: Path | None) -> Iterator[Any]:
-    """stdout, or a file created owner-only (exports hold the estate's layout)."""
+def _output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Iterator[Any]:
+    """stdout, or a file created owner-only (exports hold the estate's layout) and replaced atomically.
+
+    The content goes to a temporary file beside the destination, renamed over it when complete: a reader
+    (node_exporter, a mail job) sees the old file or the new one, never half of one, and a failed export
+    leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stdout) is
+    written in place.
+    """
     if path is None:
-        yield sys.stdout
+        yield sys.stdout.buffer if binary else sys.stdout
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", newline="") as handle:
-        yield handle
+    target = Path(os.path.realpath(path))
+    how: str = "wb" if binary else "w"
+    newline = None if binary else ""  # CSV writes its own line ends
+    if target.exists() and not target.is_file():
+        with open(target, how, newline=newline) as handle:
+            yield handle
+        return
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise inventory.ConfigError(f"--output {path}: cannot write beside it in {target.parent} ({exc.strerror})",
+                                    hint="give a file in an existing folder you may write to") from None
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, how, newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 @app.command()

@@ -20,7 +20,12 @@ from inventory.releases import resolve as resolve_release
 from inventory.lock import DatabaseBusy, writer_lock
 from inventory.logs import configure as configure_logging
 from inventory.logs import event as log_event
-from inventory.report import ROLES, scan_summary
+from inventory.report import ROLES, Audit, audit, scan_summary
+from inventory.html_report import render_html_report
+from inventory.metrics import metrics_text
+from inventory.workbook import write_workbook
+from inventory.datasette import datasette_metadata
+from inventory.queries import QUERIES
 from inventory.scan import (
     ScanResult, endpoint_count, import_formats, import_path, import_xapi_dump, load_config, scan, select_targets,
     target_kinds,
@@ -41,4 +46,5 @@ __all__ = [
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
     "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",
+    "QUERIES", "Audit", "audit", "datasette_metadata", "metrics_text", "render_html_report", "write_workbook",
 ]

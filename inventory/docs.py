@@ -1,4 +1,5 @@
-"""The documentation's generated sections: the configuration reference, the database schema, the rules.
+"""The documentation's generated sections: the configuration reference, the database schema and its example
+SQL, the rules.
 
 ``python -m inventory.docs`` rewrites them in place in ``docs/``; the docs test fails when they
 are stale, so the documentation never drifts from the code.
@@ -11,12 +12,12 @@ import sys
 import typing
 from pathlib import Path
 
-from inventory import ledger, schema
+from inventory import ledger, queries, schema
 from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = {"config": "configuration.md", "schema": "database.md", "rules": "checks.md",
+SECTIONS = {"config": "configuration.md", "schema": "database.md", "queries": "database.md", "rules": "checks.md",
             "ledger": "checks.md"}  # section → page in docs/
 
 
@@ -55,8 +56,8 @@ def rules_table() -> str:
 
 
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown, "rules": rules_table,
-            "ledger": ledger.markdown}[section]().strip()
+    return {"config": config_reference, "schema": schema.markdown, "queries": queries.markdown,
+            "rules": rules_table, "ledger": ledger.markdown}[section]().strip()
 
 
 def update(text: str, section: str) -> str:

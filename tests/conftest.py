@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from fixtures import estate
 from fixtures.libvirtd import LabDomain, define_domains, ensure_libvirtd, remove_domains
 from fixtures.sshd import SshServer, start_sshd
 
@@ -81,6 +82,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     server = start_sshd(tmp_path_factory.mktemp("sshd"), addresses=("127.0.0.1",))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab-like database of fixtures/estate.py (two scans, findings, CloudStack differences): read, never
+    written, by the tests that share it."""
+    return estate.build(tmp_path_factory.mktemp("estate") / "lab-like.db")
 
 
 def run_tool(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -64,11 +64,16 @@ def test_reading_commands_work_with_no_sdk_at_all(tmp_path: Path) -> None:
     commands = [["export", "--db", db, "--table", "vms", "--format", "csv"], ["show", "--db", db],
                 ["history", "--db", db], ["diff", "--db", db], ["rules"],
                 ["check", "--db", db, "--cloudstack-version", "4.20", "--fail-on", "never"],
+                ["report", "--db", db, "--format", "html", "--output", str(tmp_path / "audit.html")],
+                ["export", "--db", db, "--format", "prometheus", "--output", str(tmp_path / "cs.prom")],
+                ["export", "--db", db, "--format", "xlsx", "--output", str(tmp_path / "inventory.xlsx")],
+                ["export", "--db", db, "--format", "datasette-metadata", "--output", str(tmp_path / "metadata.json")],
                 ["prune", "--db", db, "--keep", "1"]]
     for command in commands:
         done = run(env, *command)
         assert done.returncode == 0 and "error" not in done.stderr, (command, done.stderr)
     assert "i-" in run(env, "export", "--db", db, "--table", "vms", "--format", "csv").stdout
+    assert "cs_inventory_vms{" in (tmp_path / "cs.prom").read_text() and "Drift" in (tmp_path / "audit.html").read_text()
 
 
 def test_a_target_whose_sdk_is_missing_fails_alone(tmp_path: Path, pool: XapiServer) -> None:

@@ -1,0 +1,42 @@
+"""Example SQL over the newest scan, declared once: docs/database.md shows it and Datasette offers it.
+
+Each query is a Datasette canned query (``name`` is its address, ``/<database>/<name>``) and a
+commented statement in the database page's generated SQL block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    title: str
+    sql: str
+
+
+QUERIES: tuple[Query, ...] = (
+    Query("vms-per-host", "VMs per host in the newest scan",
+          "SELECT h.name, COUNT(v.key) AS vms FROM latest_hosts h LEFT JOIN latest_vms v ON v.host_key = h.key\n"
+          "GROUP BY h.key ORDER BY vms DESC"),
+    Query("unmanaged-vms", "VMs on CloudStack hosts that CloudStack does not manage",
+          "SELECT target, host_key, name, power_state FROM latest_vms WHERE cs_role = 'unmanaged'"),
+    Query("agent-not-running", "hosts whose agent is not running",
+          "SELECT name, agent_state, agent_version FROM latest_hosts WHERE agent_state IS NOT 'active'"),
+    Query("storage-above-85-percent", "primary storage more than 85 % full",
+          "SELECT target, name, kind, ROUND(100.0 * (capacity_bytes - free_bytes) / capacity_bytes, 1) AS used_pct\n"
+          "FROM latest_storage WHERE capacity_bytes > 0 AND free_bytes < 0.15 * capacity_bytes ORDER BY used_pct DESC"),
+    Query("vms-per-scan", "how many VMs each scan saw, over time",
+          "SELECT s.id, s.started_at, s.status, COUNT(v.key) AS vms FROM scans s LEFT JOIN vms v ON v.scan_id = s.id\n"
+          "GROUP BY s.id ORDER BY s.id"),
+    Query("findings-by-rule", "findings of the newest scan by rule and severity",
+          "SELECT rule_id, severity, COUNT(*) AS findings FROM latest_findings GROUP BY rule_id, severity\n"
+          "ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, findings DESC"),
+)
+
+
+def markdown() -> str:
+    """The database page's SQL block (docs/database.md), from ``QUERIES``."""
+    body = "\n".join(f"-- {q.title} (Datasette: {q.name})\n{q.sql};" for q in QUERIES)
+    return f"```sql\n{body}\n```"
