@@ -29,9 +29,9 @@ SEVERITIES = ("error", "warning", "info")
 class AnyKind(Enum):
     """``hypervisors=ANY_KIND``: the rule is for every hypervisor kind, resolved when asked, not when written.
 
-    Listed, it is for every kind ``inventory.registry.kinds()`` knows (built-ins and plug-ins); run, it
-    checks every kind the scan holds — also one whose plug-in is no longer installed, whose rows are
-    still there to check.
+    Listed, it is for every hypervisor kind ``inventory.registry.hypervisor_kinds()`` knows (built-ins and
+    plug-ins; not CloudStack's own API); run, it checks every hypervisor kind the scan holds — also one whose
+    plug-in is no longer installed, whose rows are still there to check.
     """
 
     ANY = "any"
@@ -123,7 +123,7 @@ class Rule:
     @property
     def hypervisors(self) -> frozenset[str]:
         """The kinds the rule is for: those it names, or every registered kind."""
-        return frozenset(registry.kinds()) if isinstance(self.kinds, AnyKind) else self.kinds
+        return frozenset(registry.hypervisor_kinds()) if isinstance(self.kinds, AnyKind) else self.kinds
 
     @property
     def hypervisors_shown(self) -> str:
@@ -132,7 +132,9 @@ class Rule:
 
     def runs_on(self, kinds: Collection[str]) -> bool:
         """Whether the rule has anything to check in a scan holding these kinds."""
-        return bool(kinds) if isinstance(self.kinds, AnyKind) else not self.kinds.isdisjoint(kinds)
+        if isinstance(self.kinds, AnyKind):
+            return any(registry.is_hypervisor_kind(kind) for kind in kinds)
+        return not self.kinds.isdisjoint(kinds)
 
     @property
     def documentation(self) -> str:

@@ -7,6 +7,7 @@ package registers every rule in ``RULES``, in the order of the modules below.
 """
 
 from inventory.rulebook import RULES
-from inventory.rules import connection, versions, homogeneity, host_fitness, networking, storage, hygiene
+from inventory.rules import connection, versions, homogeneity, host_fitness, networking, storage, hygiene, reconciliation
 
-__all__ = ["RULES", "connection", "homogeneity", "host_fitness", "hygiene", "networking", "storage", "versions"]
+__all__ = ["RULES", "connection", "homogeneity", "host_fitness", "hygiene", "networking", "reconciliation", "storage",
+           "versions"]
