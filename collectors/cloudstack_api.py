@@ -179,7 +179,8 @@ class CloudStackApiCollector(Collector[CloudStackApiTarget, CloudStackSession]):
         http = _http_session(target)
         verify: bool | str = str(target.ca_file) if target.ca_file else target.verify_tls and not target.fingerprint
         client = cs.CloudStack(endpoint=endpoint, key=target.api_key, secret=target.secret_key.reveal(),
-                               timeout=max(1, round(target.timeout)), verify=verify, session=http, retry=0)
+                               timeout=max(1, round(target.timeout)), verify=verify, session=http, retry=0,
+                               dangerous_no_tls_verify=verify is False)  # cs reads verify=False as "default"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # verify_tls = false was chosen: no warning per request
