@@ -538,7 +538,9 @@ def test_a_kind_no_rule_names_gets_the_generic_rules(tmp_path: Path) -> None:
 
 def test_generic_rules_are_for_every_registered_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     from inventory import docs, registry
-    monkeypatch.setattr(registry, "kinds", lambda: ("kvm", "xenserver", "vmware", "toy"))
+    assert "cloudstack_api" in registry.kinds() and "cloudstack_api" not in registry.hypervisor_kinds()
+    assert not select_rules(["host-state"])[0].runs_on({"cloudstack_api"})  # CloudStack's API is no hypervisor
+    monkeypatch.setattr(registry, "hypervisor_kinds", lambda: ("kvm", "xenserver", "vmware", "toy"))
     catalogue = {r.id: r for r in select_rules()}
     assert {r.id for r in catalogue.values() if r.is_for_any_kind} == GENERIC
     assert catalogue["host-state"].hypervisors == {"kvm", "xenserver", "vmware", "toy"}
