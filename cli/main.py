@@ -152,7 +152,7 @@ def scan(
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
                                     lock_timeout=lock_timeout, record=record)
         findings = None
-        version = cloudstack_version or cfg.cloudstack_version
+        version = cloudstack_version or cfg.cloudstack_version or _known(result.cloudstack_version)
         if version and result.status != "failed":
             with inventory.open_store(result.db_path) as store:
                 findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels,
@@ -162,10 +162,24 @@ def scan(
             _render_scan(result)
             if findings is not None:
                 _render_findings(findings, brief=True)
+            elif result.cloudstack_version:
+                out.print(f"checks skipped: CloudStack {result.cloudstack_version} (read from its API) is not in "
+                          "cs-inventory's tables; set [cloudstack] version", markup=False)
             elif not version:
                 out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
                           markup=False)
     raise typer.Exit(code)
+
+
+def _known(version: str | None) -> str | None:
+    """A version a CloudStack API target reported, if cs-inventory knows that release."""
+    if not version:
+        return None
+    try:
+        inventory.resolve_release(version)
+    except inventory.ConfigError:
+        return None
+    return version
 
 
 def _warn(cfg: inventory.Config, quiet: bool) -> None:
@@ -277,6 +291,54 @@ def _render_findings(findings: list[Any], brief: bool = False) -> None:
         for f in items:
             table.add_row(f.severity, f.basis or "", f.rule_id, f.object_key, f.message, f.observed or "",
                           f.expected or "")
+        out.print(table)
+
+
+@app.command()
+def reconcile(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    scan_id: ScanOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+) -> NoReturn:
+    """Every difference between what CloudStack believes (a [[cloudstack_api]] target) and what the hypervisors run.
+
+    Grouped by kind of difference and by zone / cluster, with both sides' evidence; what could not be
+    compared is listed, never reported as missing. Reads the database only. Exit code 1 when a difference
+    is an error (like check).
+    """
+    with error_boundary():
+        if fmt not in ("table", "json", "csv"):
+            raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table, json or csv")
+        with _reader(config, db) as store:
+            result = inventory.reconcile(store, scan_id)
+        if fmt == "table":
+            _render_reconciliation(result)
+        else:
+            with _output(output) as handle:
+                if fmt == "json":
+                    handle.write(json.dumps(result.to_dict(), indent=1) + "\n")
+                else:
+                    inventory.write_rows(iter(result.differences), list(inventory.RECONCILE_COLUMNS), "csv", handle)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_reconciliation(result: Any) -> None:
+    sources = ", ".join(f"{t['name']} ({t['status']}, CloudStack {t['cloudstack_version'] or '?'})"
+                        for t in result.cloudstack_targets)
+    errors = sum(1 for d in result.differences if d["severity"] == "error")
+    out.print(f"scan {result.scan_id} reconciled with {sources}: {len(result.differences)} differences, "
+              f"{errors} errors", markup=False)
+    for line in result.not_compared:
+        out.print(f"not compared: {line}", markup=False)
+    for kind, where, items in result.groups():
+        table = Table(title=f"{kind}" + (f" — {where}" if where else ""), title_justify="left")
+        for col in ("severity", "object", "difference", "hypervisor side", "CloudStack side"):
+            table.add_column(col, overflow="fold")
+        for d in items:
+            table.add_row(d["severity"], d["object_key"], d["message"], d["hypervisor_side"] or "",
+                          d["cloudstack_side"] or "")
         out.print(table)
 
 

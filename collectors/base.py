@@ -97,6 +97,7 @@ class Collector(Generic[TargetT, SessionT]):
     cloudstack_name: ClassVar[str] = ""
     Target: ClassVar[type[TargetConfig]] = TargetConfig
     has_hosts: ClassVar[bool] = False  # endpoints are hosts: read in parallel, errors name the host
+    is_hypervisor: ClassVar[bool] = True  # False: not a hypervisor (CloudStack's own API); ANY_KIND rules skip it
     timeout_hint: ClassVar[str] = "is it up and answering? raise the timeout"
     importers: ClassVar[dict[str, Callable[[Any, str], TargetRead]]] = {}  # `import FORMAT PATH`
 

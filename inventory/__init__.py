@@ -20,6 +20,8 @@ from inventory.releases import resolve as resolve_release
 from inventory.lock import DatabaseBusy, writer_lock
 from inventory.logs import configure as configure_logging
 from inventory.logs import event as log_event
+from inventory.reconcile import COLUMNS as RECONCILE_COLUMNS
+from inventory.reconcile import Reconciliation, reconcile
 from inventory.report import ROLES, Audit, audit, scan_summary
 from inventory.html_report import render_html_report
 from inventory.metrics import metrics_text
@@ -40,7 +42,7 @@ __all__ = [
     "ApiError", "AuthFailed", "CollectorError", "Config", "ConfigError", "ConnectFailed", "HostKeyRejected",
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
-    "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff",
+    "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff", "RECONCILE_COLUMNS", "Reconciliation", "reconcile",
     "BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule", "run_checks",
     "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",

@@ -107,7 +107,7 @@ def bound(inventory: Inventory) -> None:
     Columns are checked whole first (types, ranges and lengths at C speed); only a column with a bad
     value is walked record by record.
     """
-    for table in Inventory.TABLES:
+    for table in Inventory.ALL_TABLES:
         records = getattr(inventory, table)
         if not records:
             continue

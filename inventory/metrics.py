@@ -158,7 +158,8 @@ def _findings(store: Store, scan_id: int) -> list[Family]:
     findings = Family("findings", "Findings of the CloudStack requirement checks per rule and severity (0 for each "
                                   "rule at its severity when it found nothing).")
     for r in select_rules():
-        findings.add(0, rule=r.id, severity=r.severity)
+        if r.basis != "DIFF":  # reconciliation differences are their own family, below
+            findings.add(0, rule=r.id, severity=r.severity)
     differences = Family("reconciliation_differences", "Differences between CloudStack's view and the hypervisors' "
                                                        "per kind (reconcile-* findings); none when not compared.")
     kinds: dict[str, int] = defaultdict(int)

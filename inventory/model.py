@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from inventory.errors import ConfigError
 
@@ -195,6 +195,131 @@ class HostStorage:
     mount_path: str | None = None
 
 
+# -- CloudStack's own view, read from its API by a cloudstack_api target -------------------------
+# Keys are CloudStack's UUIDs; CloudStack's names for states and types are kept as it sends them
+# (``Running``, ``Routing``, ``KVM``), so a row can be compared with the API's documentation.
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackZone:
+    key: str
+    target: str
+    name: str
+    network_type: str | None = None
+    allocation_state: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackCluster:
+    key: str
+    target: str
+    name: str
+    zone_key: str | None = None
+    zone_name: str | None = None
+    pod_key: str | None = None
+    pod_name: str | None = None
+    hypervisor: str | None = None
+    cluster_type: str | None = None
+    allocation_state: str | None = None
+    managed_state: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackHost:
+    key: str
+    target: str
+    name: str
+    cluster_key: str | None = None
+    zone_key: str | None = None
+    pod_key: str | None = None
+    address: str | None = None
+    hypervisor: str | None = None
+    hypervisor_version: str | None = None
+    state: str | None = None
+    resource_state: str | None = None
+    agent_version: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackVm:
+    key: str
+    target: str
+    name: str
+    role: str  # user | router | ssvm | cpvm | internal_lb
+    instance_name: str | None = None
+    display_name: str | None = None
+    state: str | None = None
+    host_key: str | None = None
+    host_name: str | None = None
+    zone_key: str | None = None
+    hypervisor: str | None = None
+    account: str | None = None
+    project: str | None = None
+    vcpus: int | None = None
+    memory_bytes: int | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackVolume:
+    key: str
+    target: str
+    name: str
+    volume_type: str | None = None
+    state: str | None = None
+    path: str | None = None
+    pool_key: str | None = None
+    pool_name: str | None = None
+    vm_key: str | None = None
+    vm_name: str | None = None
+    zone_key: str | None = None
+    size_bytes: int | None = None
+    hypervisor: str | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackStoragePool:
+    key: str
+    target: str
+    name: str
+    pool_type: str | None = None
+    scope: str | None = None
+    address: str | None = None
+    path: str | None = None
+    cluster_key: str | None = None
+    zone_key: str | None = None
+    state: str | None = None
+    hypervisor: str | None = None
+    capacity_bytes: int | None = None
+    used_bytes: int | None = None
+    allocated_bytes: int | None = None
+    raw_json: JsonDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackSetting:
+    name: str
+    target: str
+    value: str | None = None
+    category: str | None = None
+    is_default: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudStackTrafficLabel:
+    physical_network_key: str
+    target: str
+    traffic_type: str
+    hypervisor: str  # cs-inventory's kind: kvm, xenserver, vmware, …
+    label: str | None = None
+    physical_network: str | None = None
+    zone_key: str | None = None
+
+
 @dataclass(slots=True)
 class Inventory:
     """Everything one target (or one host of it) yielded, ready for the store."""
@@ -208,24 +333,45 @@ class Inventory:
     host_nics: list[HostNic] = field(default_factory=list)
     storage: list[Storage] = field(default_factory=list)
     host_storage: list[HostStorage] = field(default_factory=list)
+    cloudstack_zones: list[CloudStackZone] = field(default_factory=list)
+    cloudstack_clusters: list[CloudStackCluster] = field(default_factory=list)
+    cloudstack_hosts: list[CloudStackHost] = field(default_factory=list)
+    cloudstack_vms: list[CloudStackVm] = field(default_factory=list)
+    cloudstack_volumes: list[CloudStackVolume] = field(default_factory=list)
+    cloudstack_storage_pools: list[CloudStackStoragePool] = field(default_factory=list)
+    cloudstack_settings: list[CloudStackSetting] = field(default_factory=list)
+    cloudstack_traffic_labels: list[CloudStackTrafficLabel] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
 
-    TABLES = (
+    TABLES = (  # what the hypervisors run
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",
         "networks", "host_nics", "storage", "host_storage",
     )
+    CLOUDSTACK_TABLES = (  # what CloudStack believes (a cloudstack_api target)
+        "cloudstack_zones", "cloudstack_clusters", "cloudstack_hosts", "cloudstack_vms", "cloudstack_volumes",
+        "cloudstack_storage_pools", "cloudstack_settings", "cloudstack_traffic_labels",
+    )
+    ALL_TABLES = TABLES + CLOUDSTACK_TABLES
     # what identifies a record within its target: no two records of one target share it
-    KEYS = {"clusters": ("key",), "hosts": ("key",), "vms": ("key",), "vm_disks": ("vm_key", "device"),
-            "vm_nics": ("vm_key", "device"), "networks": ("key",), "host_nics": ("host_key", "device"),
-            "storage": ("key",), "host_storage": ("host_key", "storage_key")}
+    KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "clusters": ("key",), "hosts": ("key",), "vms": ("key",), "vm_disks": ("vm_key", "device"),
+        "vm_nics": ("vm_key", "device"), "networks": ("key",), "host_nics": ("host_key", "device"),
+        "storage": ("key",), "host_storage": ("host_key", "storage_key"),
+        "cloudstack_zones": ("key",), "cloudstack_clusters": ("key",), "cloudstack_hosts": ("key",),
+        "cloudstack_vms": ("key",), "cloudstack_volumes": ("key",), "cloudstack_storage_pools": ("key",),
+        "cloudstack_settings": ("name",),
+        "cloudstack_traffic_labels": ("physical_network_key", "traffic_type", "hypervisor")}
 
     def extend(self, other: Inventory) -> None:
-        for table in self.TABLES:
+        for table in self.ALL_TABLES:
             getattr(self, table).extend(getattr(other, table))
 
     def counts(self) -> dict[str, int]:
-        return {table: len(getattr(self, table)) for table in self.TABLES}
+        """Rows per table: every hypervisor table, and the CloudStack tables that hold any."""
+        counts = {table: len(getattr(self, table)) for table in self.TABLES}
+        counts.update({table: len(getattr(self, table)) for table in self.CLOUDSTACK_TABLES if getattr(self, table)})
+        return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from inventory.model import EndpointResult, JsonDict, Secret, TargetConfig, Targ
 from inventory.version import TOOL_VERSION
 
 FORMAT = "cs-inventory.recording/1"
-SECRET_KEYS = re.compile(r"pass(word|wd|phrase)?$|secret|token|cookie|chap|private.?key|credential|session.?id",
+SECRET_KEYS = re.compile(r"pass(word|wd|phrase)?$|secret|token|cookie|chap|private.?key|credential|session.?id|"
+                         r"api.?key|signature",
                          re.IGNORECASE)
 BLANK = "(removed)"
 
@@ -45,6 +46,9 @@ def target_settings(target: TargetConfig) -> JsonDict:
     for field in dataclasses.fields(target):
         value = getattr(target, field.name)
         if value is None or isinstance(value, Secret) or Secret in typing.get_args(hints[field.name]):
+            continue
+        if field.metadata.get("private"):  # an identifier kept in the config only (an API key)
+            settings[field.name] = BLANK
             continue
         settings[field.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(
             value, tuple) else value

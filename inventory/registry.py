@@ -71,6 +71,17 @@ def cloudstack_name(kind: str) -> str:
     return cls.cloudstack_name if cls is not None and cls.cloudstack_name else kind
 
 
+def hypervisor_kinds() -> tuple[str, ...]:
+    """The kinds whose targets are hypervisors (not CloudStack's own view, a ``cloudstack_api`` target)."""
+    return tuple(kind for kind, cls in collector_classes().items() if cls.is_hypervisor)
+
+
+def is_hypervisor_kind(kind: str) -> bool:
+    """A kind the registry does not know (its plug-in was removed) is taken for a hypervisor: its rows remain."""
+    cls = collector_classes().get(kind)
+    return cls is None or cls.is_hypervisor
+
+
 def target_types() -> dict[str, type[TargetConfig]]:
     """The ``Target`` dataclass of every kind: what a ``[[kind]]`` config table may hold."""
     return {kind: cls.Target for kind, cls in collector_classes().items()}

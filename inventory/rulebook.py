@@ -43,6 +43,8 @@ BASES: Final = {b.code: b for b in (
     Basis("DOC", "warning", "a requirement written in CloudStack's documentation, not enforced by its code"),
     Basis("BP", "info", "a recommendation in CloudStack's documentation"),
     Basis("INF", "info", "cs-inventory's inference: no CloudStack text states it"),
+    Basis("DIFF", "per rule", "CloudStack's own record and what the hypervisor runs disagree, both read in this scan; "
+                              "the severity is what the difference risks"),
 )}
 
 DOCS_REPO: Final = "apache/cloudstack-documentation"
@@ -85,9 +87,9 @@ def outside(what: str) -> Source:
 class AnyKind(Enum):
     """``hypervisors=ANY_KIND``: the rule is for every hypervisor kind, resolved when asked, not when written.
 
-    Listed, it is for every kind ``inventory.registry.kinds()`` knows (built-ins and plug-ins); run, it
-    checks every kind the scan holds — also one whose plug-in is no longer installed, whose rows are
-    still there to check.
+    Listed, it is for every hypervisor kind ``inventory.registry.hypervisor_kinds()`` knows (built-ins and
+    plug-ins; not CloudStack's own API); run, it checks every hypervisor kind the scan holds — also one whose
+    plug-in is no longer installed, whose rows are still there to check.
     """
 
     ANY = "any"
@@ -173,11 +175,12 @@ class Rule:
     evidence: tuple[str, ...]
     since: str | None
     fn: Callable[[InventoryView, Rule], Iterable[Finding]]
+    declared_severity: str | None = None  # DIFF rules only: what the difference risks
 
     @property
     def severity(self) -> str:
-        """The basis decides it: CODE error, DOC warning, BP and INF info."""
-        return BASES[self.basis].severity
+        """The basis decides it: CODE error, DOC warning, BP and INF info; a DIFF rule declares its own."""
+        return self.declared_severity or BASES[self.basis].severity
 
     @property
     def reference(self) -> str:
@@ -191,7 +194,7 @@ class Rule:
     @property
     def hypervisors(self) -> frozenset[str]:
         """The kinds the rule is for: those it names, or every registered kind."""
-        return frozenset(registry.kinds()) if isinstance(self.kinds, AnyKind) else self.kinds
+        return frozenset(registry.hypervisor_kinds()) if isinstance(self.kinds, AnyKind) else self.kinds
 
     @property
     def hypervisors_shown(self) -> str:
@@ -200,7 +203,9 @@ class Rule:
 
     def runs_on(self, kinds: Collection[str]) -> bool:
         """Whether the rule has anything to check in a scan holding these kinds."""
-        return bool(kinds) if isinstance(self.kinds, AnyKind) else not self.kinds.isdisjoint(kinds)
+        if isinstance(self.kinds, AnyKind):
+            return any(registry.is_hypervisor_kind(kind) for kind in kinds)
+        return not self.kinds.isdisjoint(kinds)
 
     @property
     def documentation(self) -> str:
@@ -210,12 +215,15 @@ class Rule:
         return self.since is None or release.at_least(self.since)
 
     def finding(self, about: About, message: str, *, observed: Any = None, expected: Any = None,
-                cluster: str | None = None) -> Finding:
+                cluster: str | None = None, severity: str | None = None) -> Finding:
         """A finding of this rule about a record (see ``subject_of``), at the severity its basis gives;
         ``cluster`` replaces the record's own (a host compared within a group of hosts is reported under
-        the group)."""
+        the group). Only a DIFF rule may say a finding's ``severity`` (a difference risks more on one object
+        than on another: a leftover CloudStack instance more than a stranger's VM)."""
+        if severity is not None and self.basis != "DIFF":
+            raise ValueError(f"rule {self.id}: the basis {self.basis} decides the severity")
         subject = subject_of(about)
-        return Finding(self.id, self.severity, subject.object_type, subject.key, subject.target, message,
+        return Finding(self.id, severity or self.severity, subject.object_type, subject.key, subject.target, message,
                        None if observed is None else str(observed), None if expected is None else str(expected),
                        self.remediation, self.reference, subject.cluster if cluster is None else cluster, self.basis)
 
@@ -237,13 +245,15 @@ RULES: dict[str, Rule] = {}
 
 
 def rule(rule_id: str, *, hypervisors: Iterable[str] | AnyKind, basis: str, sources: Iterable[Source],
-         evidence: Iterable[str], remediation: str,
-         since: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
+         evidence: Iterable[str], remediation: str, since: str | None = None,
+         severity: str | None = None) -> Callable[[Callable[..., Iterable[Finding]]], Callable[..., Any]]:
     """Register the decorated function in ``RULES`` as rule ``rule_id``, for the kinds ``hypervisors`` names
     (or ``ANY_KIND``), resting on ``basis`` (a key of ``BASES``) as ``sources`` write it down, reading the
     ``evidence`` fields (``table.column``, ``table.raw_json.key``, or ``setting <name>`` of CloudStack)."""
     if basis not in BASES:
         raise ValueError(f"rule {rule_id}: basis {basis!r} is not one of {', '.join(BASES)}")
+    if (basis == "DIFF") != (severity in SEVERITIES):
+        raise ValueError(f"rule {rule_id}: a DIFF rule declares its severity, any other rule takes its basis's")
     found = tuple(sources)
     if not found:
         raise ValueError(f"rule {rule_id}: a rule names where its requirement comes from")
@@ -251,6 +261,7 @@ def rule(rule_id: str, *, hypervisors: Iterable[str] | AnyKind, basis: str, sour
     def register(fn: Callable[..., Iterable[Finding]]) -> Callable[..., Iterable[Finding]]:
         requirement = (fn.__doc__ or "").strip().splitlines()[0]
         kinds = hypervisors if isinstance(hypervisors, AnyKind) else frozenset(hypervisors)
-        RULES[rule_id] = Rule(rule_id, kinds, requirement, remediation, basis, found, tuple(evidence), since, fn)
+        RULES[rule_id] = Rule(rule_id, kinds, requirement, remediation, basis, found, tuple(evidence), since, fn,
+                              severity)
         return fn
     return register

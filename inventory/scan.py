@@ -41,6 +41,7 @@ class ScanResult:
     db_path: Path
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: str | None = None
+    cloudstack_version: str | None = None  # the config's, else what a cloudstack_api target reported
 
     @property
     def exit_code(self) -> int:
@@ -137,14 +138,15 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         termination.defer()  # a signal during the write lets the write finish first
         results = [finished.get(t.name) or _failed(t, interrupted or "not collected", 0.0) for t in targets]
         status = _status(results, interrupted)
+        version = config.cloudstack_version or reported_version(results)
         row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=interrupted,
-                      cloudstack_version=config.cloudstack_version, tool_version=TOOL_VERSION,
+                      cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
         scan_id = store.write_scan(row, results)
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)
-    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted)
+    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version)
     event("scan stored", scan_id=scan_id, status=status, error=interrupted,
           duration_s=round(outcome.duration_s, 3), **counts)
     if interrupted:
@@ -194,6 +196,15 @@ def import_xapi_dump(path: Path, db_path: Path, *, name: str | None = None, clou
     """Store a XenServer pool database dump as a scan (an audit without credentials)."""
     return import_path("xapi-dump", path, db_path, name=name, cloudstack_version=cloudstack_version,
                        lock_timeout=lock_timeout)
+
+
+def reported_version(results: Sequence[TargetResult]) -> str | None:
+    """The CloudStack version a ``cloudstack_api`` target read (listCapabilities), as ``4.20.1.0``."""
+    for result in results:
+        version = (result.detail or {}).get("cloudstack_version") if result.status == "ok" else None
+        if version:
+            return str(version)
+    return None
 
 
 def _counts(results: Sequence[TargetResult]) -> dict[str, int]:

@@ -44,6 +44,8 @@ def _c(name: str, type_: type, description: str, since: int = 1) -> Column:
 
 SCAN_ID = _c("scan_id", int, "The scan this row belongs to (scans.id).")
 TARGET = _c("target", str, "The configured target name this row came from.")
+SCAN_ID_4 = _c("scan_id", int, SCAN_ID.description, 4)  # the cloudstack_* tables came with step 4
+TARGET_4 = _c("target", str, "The configured `cloudstack_api` target this row came from.", 4)
 RAW = _c("raw_json", str, "The source record as JSON, for what the columns do not carry (no secrets).")
 
 TABLES: tuple[Table, ...] = (
@@ -243,6 +245,113 @@ TABLES: tuple[Table, ...] = (
         _c("attached", bool, "Currently attached/active/mounted on that host."),
         _c("mount_path", str, "Where it is mounted on the host."),
     ), key=Inventory.KEYS["host_storage"], record="HostStorage"),
+    Table("cloudstack_zones", "CloudStack's zones, as its API lists them (a `cloudstack_api` target).", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's zone UUID.", 4),
+        _c("name", str, "Zone name.", 4),
+        _c("network_type", str, "`Basic` or `Advanced`.", 4),
+        _c("allocation_state", str, "`Enabled` or `Disabled`.", 4),
+        _c("raw_json", str, "The API's record, for what the columns do not carry.", 4),
+    ), key=("key",), record="CloudStackZone"),
+    Table("cloudstack_clusters", "CloudStack's clusters (listClusters), with their pod and zone.", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's cluster UUID.", 4),
+        _c("name", str, "Cluster name in CloudStack.", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+        _c("zone_name", str, "Zone name.", 4),
+        _c("pod_key", str, "CloudStack's pod UUID.", 4),
+        _c("pod_name", str, "Pod name.", 4),
+        _c("hypervisor", str, "CloudStack's hypervisor type (`KVM`, `XenServer`, `VMware` …).", 4),
+        _c("cluster_type", str, "`CloudManaged` or `ExternalManaged`.", 4),
+        _c("allocation_state", str, "`Enabled` or `Disabled`.", 4),
+        _c("managed_state", str, "`Managed`, `Unmanaged` …", 4),
+        _c("raw_json", str, "The API's record.", 4),
+    ), key=("key",), record="CloudStackCluster"),
+    Table("cloudstack_hosts", "CloudStack's hypervisor hosts (listHosts type=Routing).", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's host UUID.", 4),
+        _c("name", str, "Host name in CloudStack.", 4),
+        _c("cluster_key", str, "cloudstack_clusters.key.", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+        _c("pod_key", str, "CloudStack's pod UUID.", 4),
+        _c("address", str, "The management address CloudStack reaches it on (`ipaddress`).", 4),
+        _c("hypervisor", str, "CloudStack's hypervisor type.", 4),
+        _c("hypervisor_version", str, "The hypervisor version CloudStack records.", 4),
+        _c("state", str, "`Up`, `Down`, `Disconnected`, `Alert` …", 4),
+        _c("resource_state", str, "`Enabled`, `Disabled`, `Maintenance` …", 4),
+        _c("agent_version", str, "CloudStack's version on the host (`version`).", 4),
+        _c("raw_json", str, "The API's record.", 4),
+    ), key=("key",), record="CloudStackHost"),
+    Table("cloudstack_vms", "CloudStack's instances: user VMs (both passes: listall and projectid=-1), system VMs, "
+                            "virtual routers and internal load-balancer VMs.", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's VM UUID.", 4),
+        _c("name", str, "Name in CloudStack.", 4),
+        _c("role", str, "`user`, `router`, `ssvm`, `cpvm` or `internal_lb`.", 4),
+        _c("instance_name", str, "The name on the hypervisor (`i-2-10-VM`, `r-4-VM` …); admin keys only.", 4),
+        _c("display_name", str, "Display name.", 4),
+        _c("state", str, "CloudStack's state: `Running`, `Stopped`, `Starting`, `Migrating`, `Destroyed` …", 4),
+        _c("host_key", str, "cloudstack_hosts.key of the host CloudStack records it on.", 4),
+        _c("host_name", str, "That host's name.", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+        _c("hypervisor", str, "CloudStack's hypervisor type.", 4),
+        _c("account", str, "Owning account (project VMs: NULL).", 4),
+        _c("project", str, "Owning project, for project VMs.", 4),
+        _c("vcpus", int, "Virtual CPUs.", 4),
+        _c("memory_bytes", int, "Memory in bytes.", 4),
+        _c("raw_json", str, "The API's record (NICs, role, redundant state …).", 4),
+    ), key=("key",), record="CloudStackVm"),
+    Table("cloudstack_volumes", "CloudStack's volumes (both passes, with listsystemvms=true).", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's volume UUID.", 4),
+        _c("name", str, "Volume name.", 4),
+        _c("volume_type", str, "`ROOT` or `DATADISK`.", 4),
+        _c("state", str, "`Ready`, `Allocated`, `Expunged` …", 4),
+        _c("path", str, "Its file or VDI on primary storage (a KVM file name, a VDI UUID, a VMDK name).", 4),
+        _c("pool_key", str, "cloudstack_storage_pools.key.", 4),
+        _c("pool_name", str, "The pool's name.", 4),
+        _c("vm_key", str, "cloudstack_vms.key it is attached to.", 4),
+        _c("vm_name", str, "That VM's name.", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+        _c("size_bytes", int, "Virtual size in bytes.", 4),
+        _c("hypervisor", str, "CloudStack's hypervisor type.", 4),
+        _c("raw_json", str, "The API's record.", 4),
+    ), key=("key",), record="CloudStackVolume"),
+    Table("cloudstack_storage_pools", "CloudStack's primary storage pools (listStoragePools).", (
+        SCAN_ID_4, TARGET_4,
+        _c("key", str, "CloudStack's pool UUID (also the name it gives the pool on KVM and XenServer).", 4),
+        _c("name", str, "Pool name in CloudStack.", 4),
+        _c("pool_type", str, "`NetworkFilesystem`, `Filesystem`, `RBD`, `VMFS`, `PreSetup` …", 4),
+        _c("scope", str, "`CLUSTER`, `ZONE` or `HOST`.", 4),
+        _c("address", str, "Server address (`ipaddress`).", 4),
+        _c("path", str, "Export or path on the server.", 4),
+        _c("cluster_key", str, "cloudstack_clusters.key (cluster-wide pools).", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+        _c("state", str, "`Up`, `Maintenance`, `Disabled` …", 4),
+        _c("hypervisor", str, "CloudStack's hypervisor type (zone-wide pools).", 4),
+        _c("capacity_bytes", int, "Total size in bytes (`disksizetotal`).", 4),
+        _c("used_bytes", int, "Used bytes (`disksizeused`).", 4),
+        _c("allocated_bytes", int, "Allocated bytes (`disksizeallocated`).", 4),
+        _c("raw_json", str, "The API's record.", 4),
+    ), key=("key",), record="CloudStackStoragePool"),
+    Table("cloudstack_settings", "The global settings the checks read, as this CloudStack has them "
+                                 "(listConfigurations).", (
+        SCAN_ID_4, TARGET_4,
+        _c("name", str, "Setting name (`storage.overprovisioning.factor` …).", 4),
+        _c("value", str, "Its value in this CloudStack.", 4),
+        _c("category", str, "CloudStack's category for it.", 4),
+        _c("is_default", bool, "The value is CloudStack's default; NULL when the API does not say.", 4),
+    ), key=("name",), record="CloudStackSetting"),
+    Table("cloudstack_traffic_labels", "Traffic labels per physical network, traffic type and hypervisor "
+                                       "(listTrafficTypes): the bridge, network or port group CloudStack expects.", (
+        SCAN_ID_4, TARGET_4,
+        _c("physical_network_key", str, "CloudStack's physical network UUID.", 4),
+        _c("traffic_type", str, "`Management`, `Guest`, `Public`, `Storage`.", 4),
+        _c("hypervisor", str, "cs-inventory's kind the label is for (`kvm`, `xenserver`, `vmware` …).", 4),
+        _c("label", str, "The label; NULL when none is set (the hypervisor's default applies).", 4),
+        _c("physical_network", str, "The physical network's name.", 4),
+        _c("zone_key", str, "cloudstack_zones.key.", 4),
+    ), key=("physical_network_key", "traffic_type", "hypervisor"), record="CloudStackTrafficLabel"),
     Table("findings", "Results of the CloudStack requirement checks per scan.", (
         SCAN_ID, TARGET,
         _c("cluster", str, "Cluster key of the object, for grouping (NULL when it has none)."),
@@ -371,6 +480,53 @@ def _requirement_facts(db: Database) -> None:
         db.execute(f'ALTER TABLE "{table}" ADD COLUMN {column}')
 
 
+# Step 4: CloudStack's own view (cloudstack_api targets): its tables, their indexes, their latest views.
+_V4_TABLES: tuple[tuple[str, str], ...] = (
+    ("cloudstack_zones", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, network_type TEXT, allocation_state TEXT, "
+                         "raw_json TEXT"),
+    ("cloudstack_clusters", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, zone_key TEXT, zone_name TEXT, "
+                            "pod_key TEXT, pod_name TEXT, hypervisor TEXT, cluster_type TEXT, allocation_state TEXT, "
+                            "managed_state TEXT, raw_json TEXT"),
+    ("cloudstack_hosts", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, cluster_key TEXT, zone_key TEXT, "
+                         "pod_key TEXT, address TEXT, hypervisor TEXT, hypervisor_version TEXT, state TEXT, "
+                         "resource_state TEXT, agent_version TEXT, raw_json TEXT"),
+    ("cloudstack_vms", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, role TEXT, instance_name TEXT, "
+                       "display_name TEXT, state TEXT, host_key TEXT, host_name TEXT, zone_key TEXT, hypervisor TEXT, "
+                       "account TEXT, project TEXT, vcpus INTEGER, memory_bytes INTEGER, raw_json TEXT"),
+    ("cloudstack_volumes", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, volume_type TEXT, state TEXT, path TEXT, "
+                           "pool_key TEXT, pool_name TEXT, vm_key TEXT, vm_name TEXT, zone_key TEXT, size_bytes INTEGER, "
+                           "hypervisor TEXT, raw_json TEXT"),
+    ("cloudstack_storage_pools", "scan_id INTEGER, target TEXT, key TEXT, name TEXT, pool_type TEXT, scope TEXT, "
+                                 "address TEXT, path TEXT, cluster_key TEXT, zone_key TEXT, state TEXT, hypervisor TEXT, "
+                                 "capacity_bytes INTEGER, used_bytes INTEGER, allocated_bytes INTEGER, raw_json TEXT"),
+    ("cloudstack_settings", "scan_id INTEGER, target TEXT, name TEXT, value TEXT, category TEXT, is_default INTEGER"),
+    ("cloudstack_traffic_labels", "scan_id INTEGER, target TEXT, physical_network_key TEXT, traffic_type TEXT, "
+                                  "hypervisor TEXT, label TEXT, physical_network TEXT, zone_key TEXT"),
+)
+_V4_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (  # all unique
+    ("cloudstack_zones", ("scan_id", "key", "target")),
+    ("cloudstack_clusters", ("scan_id", "key", "target")),
+    ("cloudstack_hosts", ("scan_id", "key", "target")),
+    ("cloudstack_vms", ("scan_id", "key", "target")),
+    ("cloudstack_volumes", ("scan_id", "key", "target")),
+    ("cloudstack_storage_pools", ("scan_id", "key", "target")),
+    ("cloudstack_settings", ("scan_id", "name", "target")),
+    ("cloudstack_traffic_labels", ("scan_id", "physical_network_key", "traffic_type", "hypervisor", "target")),
+)
+
+
+def _cloudstack_api(db: Database) -> None:
+    """The cloudstack_* tables, one unique index each (scan_id first), and their latest_ views."""
+    for name, columns in _V4_TABLES:
+        body = ",\n".join('   "{}" {}'.format(*column.split(" ", 1)) for column in columns.split(", "))
+        db.execute(f'CREATE TABLE "{name}" (\n{body}\n)')
+    for table, key in _V4_INDEXES:
+        quoted = ", ".join(f'"{c}"' for c in key)
+        db.execute(f'CREATE UNIQUE INDEX "idx_{table}_{"_".join(key)}"\n    ON "{table}" ({quoted})')
+    for name, _ in _V4_TABLES:
+        db.execute(f"CREATE VIEW latest_{name} AS SELECT * FROM {name} WHERE scan_id = {_V2_LATEST}")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -381,6 +537,7 @@ STEPS: tuple[Step, ...] = (
     Step("0001_initial", _initial),
     Step("0002_latest_views", _latest_views),
     Step("0003_requirement_facts", _requirement_facts),
+    Step("0004_cloudstack_api", _cloudstack_api),
 )
 SCHEMA_VERSION = len(STEPS)
 

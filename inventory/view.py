@@ -20,7 +20,9 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from inventory.model import (
-    Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage, Vm, VmDisk, VmNic,
+    CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
+    CloudStackVolume, CloudStackZone, Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage,
+    Vm, VmDisk, VmNic,
 )
 from inventory.releases import Limits, Release
 from inventory.store import Store
@@ -151,6 +153,7 @@ class InventoryView:
     settings: Mapping[str, str] = field(default_factory=dict)  # stated by the operator ([cloudstack.settings])
     features: frozenset[str] = frozenset()  # optional CloudStack features in use ([cloudstack] features)
     _limits: dict[tuple[str, str | None], Limits] = field(default_factory=dict, init=False, repr=False)
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # built once by rules that share it
 
     def _records(self, table: str, record: type[R]) -> tuple[R, ...]:
         reader = reader_of(record)
@@ -160,11 +163,12 @@ class InventoryView:
 
     # -- what CloudStack itself is set to ------------------------------------------------------
     def setting(self, name: str) -> Setting:
-        """A CloudStack global setting for rules: the live value when the scan read one, else CloudStack's default.
-
-        (Reading this CloudStack's own settings through its API is the seam for a CloudStack API target.)
-        A value the config states (``[cloudstack.settings]``) wins over the default.
-        """
+        """A CloudStack global setting for rules, and where it came from: the live value when the scan read one
+        from a ``cloudstack_api`` target (the first that answered, in config order), else the value the config
+        states (``[cloudstack.settings]``), else CloudStack's default."""
+        for row in self.cloudstack_settings:
+            if row.name == name and row.value is not None:
+                return Setting(name, row.value, f"CloudStack API target {row.target}")
         if name in self.settings:
             return Setting(name, self.settings[name], "[cloudstack.settings] in the config")
         return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default")
@@ -174,8 +178,37 @@ class InventoryView:
         return feature in self.features
 
     def traffic_labels_for(self, kind: HypervisorKind) -> Mapping[str, str]:
-        """The traffic labels (traffic type → label) CloudStack uses for this hypervisor kind's hosts."""
-        return self.traffic_labels
+        """The traffic labels (traffic type → label) CloudStack uses for this hypervisor kind's hosts: the live
+        ones when the scan read a ``cloudstack_api`` target, else the config's ``[cloudstack.traffic_labels]``.
+
+        Traffic types are lower case (``management``, ``guest`` …); a type whose label differs between physical
+        networks appears once per network, as ``guest (physical network name)``.
+        """
+        rows = [r for r in self.cloudstack_traffic_labels if r.hypervisor == kind and r.label]
+        if not self.cloudstack_traffic_labels:
+            return self.traffic_labels
+        labels: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            labels[row.traffic_type.lower()].add(row.label or "")
+        found: dict[str, str] = {}
+        for row in rows:
+            traffic = row.traffic_type.lower()
+            key = traffic if len(labels[traffic]) == 1 else f"{traffic} ({row.physical_network or row.physical_network_key})"
+            found.setdefault(key, row.label or "")
+        return found
+
+    def traffic_labels_source(self) -> str:
+        """Where ``traffic_labels_for`` takes its labels from, for a finding to say."""
+        targets = sorted({r.target for r in self.cloudstack_traffic_labels})
+        return f"CloudStack API target {', '.join(targets)}" if targets else "[cloudstack.traffic_labels] in the config"
+
+    @cached_property
+    def cloudstack_version(self) -> str | None:
+        """The version a ``cloudstack_api`` target of this scan reported (listCapabilities), if any."""
+        for target in self.targets:
+            if target.detail and target.detail.get("cloudstack_version"):
+                return str(target.detail["cloudstack_version"])
+        return None
 
     # -- tables ------------------------------------------------------------------------------
     @cached_property
@@ -221,6 +254,49 @@ class InventoryView:
     @cached_property
     def host_storage(self) -> tuple[HostStorage, ...]:
         return self._records("host_storage", HostStorage)
+
+    # -- CloudStack's own view (cloudstack_api targets) -----------------------------------------
+    @cached_property
+    def cloudstack_zones(self) -> tuple[CloudStackZone, ...]:
+        return self._records("cloudstack_zones", CloudStackZone)
+
+    @cached_property
+    def cloudstack_clusters(self) -> tuple[CloudStackCluster, ...]:
+        return self._records("cloudstack_clusters", CloudStackCluster)
+
+    @cached_property
+    def cloudstack_hosts(self) -> tuple[CloudStackHost, ...]:
+        return self._records("cloudstack_hosts", CloudStackHost)
+
+    @cached_property
+    def cloudstack_vms(self) -> tuple[CloudStackVm, ...]:
+        return self._records("cloudstack_vms", CloudStackVm)
+
+    @cached_property
+    def cloudstack_volumes(self) -> tuple[CloudStackVolume, ...]:
+        return self._records("cloudstack_volumes", CloudStackVolume)
+
+    @cached_property
+    def cloudstack_storage_pools(self) -> tuple[CloudStackStoragePool, ...]:
+        return self._records("cloudstack_storage_pools", CloudStackStoragePool)
+
+    @cached_property
+    def cloudstack_settings(self) -> tuple[CloudStackSetting, ...]:
+        return self._records("cloudstack_settings", CloudStackSetting)
+
+    @cached_property
+    def cloudstack_traffic_labels(self) -> tuple[CloudStackTrafficLabel, ...]:
+        return self._records("cloudstack_traffic_labels", CloudStackTrafficLabel)
+
+    @cached_property
+    def cloudstack_targets(self) -> tuple[Target, ...]:
+        """The scan's ``cloudstack_api`` targets (whatever their status)."""
+        return tuple(t for t in self.targets if t.hypervisor == "cloudstack_api")
+
+    @cached_property
+    def has_cloudstack_view(self) -> bool:
+        """A ``cloudstack_api`` target of this scan was read: CloudStack's lists are here to compare with."""
+        return any(t.status == "ok" for t in self.cloudstack_targets)
 
     # -- indexes -----------------------------------------------------------------------------
     @cached_property

@@ -132,3 +132,9 @@ def test_bound_keeps_what_fits_and_lists_the_rest() -> None:
     assert host.raw_json == {"dropped": "raw_json is not plain JSON (ValueError)"}
     assert inv.vms[0].vcpus == 2 and inv.vms[0].raw_json == {"tags": ["a", "b"]}
     assert len(inv.problems) == 4 and all("h1" in p for p in inv.problems)
+
+
+def test_every_record_table_declares_the_key_the_store_keeps_unique() -> None:
+    from inventory.schema import TABLES
+    assert {t.name: t.key for t in TABLES if t.record} == Inventory.KEYS
+    assert set(Inventory.KEYS) == set(Inventory.ALL_TABLES)

@@ -8,8 +8,9 @@ package registers every rule in ``RULES``, in the order of the modules below.
 
 from inventory.rulebook import RULES
 from inventory.rules import (
-    connection, versions, homogeneity, host_fitness, host_setup, networking, storage, hygiene,
+    connection, versions, homogeneity, host_fitness, host_setup, networking, storage, hygiene, reconciliation,
 )
 
-__all__ = ["RULES", "connection", "homogeneity", "host_fitness", "host_setup", "hygiene", "networking", "storage",
+__all__ = ["RULES", "connection", "homogeneity", "host_fitness", "host_setup", "hygiene", "networking", "reconciliation",
+           "storage",
            "versions"]

@@ -22,8 +22,11 @@ def unmanaged_vms(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Hosts given to CloudStack run no VMs that are not CloudStack's.
 
     What is CloudStack's is read from the instance name (i-, r-, s-, v- …-VM): CloudStack's own naming,
-    so a VM renamed by hand is counted as not CloudStack's.
+    so a VM renamed by hand is counted as not CloudStack's. With CloudStack's own list in the scan,
+    ``reconcile-vm-unknown-to-cloudstack`` is certain and this rule stands down.
     """
+    if view.has_cloudstack_view:
+        return
     for vm in view.vms:
         if vm.cs_role == "unmanaged" and not vm.is_template and vm.power_state == "running":
             yield r.finding(vm, f"{vm.name} is running and is not a CloudStack instance", observed=vm.name,

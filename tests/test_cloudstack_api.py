@@ -1,0 +1,337 @@
+"""The cloudstack_api target with the real `cs` client against the faithful CloudStack API server, and the
+reconciliation over scenarios mirrored from the hypervisor fixtures (XAPI pools, libvirt test-driver hosts)
+with each difference planted once and a clean control."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.cloudstack_api import CloudStackApiCollector, CloudStackApiTarget, ReadOnlyRefused
+from collectors.kvm import KvmTarget
+from collectors.xenserver import XenTarget
+from fixtures.cloudstack.scenarios import ADMIN_KEY, ADMIN_SECRET, USER_KEY, USER_SECRET, mirror, plant
+from fixtures.cloudstack.server import ApiKey, CloudStackApi, RunningServer, Scenario, serve, sign
+from fixtures.testdriver import write_cluster
+from fixtures.xapi.server import serve_dump
+from fixtures.xapi.synth import generate
+from fixtures.xapi.tls import self_signed, sha256_fingerprint
+from inventory import open_store, open_store_readonly, reconcile, run_checks, scan
+from inventory.config import Config
+from inventory.model import Inventory, Secret
+from inventory.registry import collector_class
+from inventory.view import InventoryView
+from inventory.releases import resolve
+from tests.conftest import run_tool
+
+KEYS = [ApiKey(ADMIN_KEY, ADMIN_SECRET), ApiKey(USER_KEY, USER_SECRET, "user", "bob")]
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CS_SECRET", ADMIN_SECRET)
+    monkeypatch.setenv("CS_USER_SECRET", USER_SECRET)
+    monkeypatch.setenv("XEN_PASSWORD", "xen-pw")
+
+
+def target(url: str, **extra: Any) -> CloudStackApiTarget:
+    settings: dict[str, Any] = {"name": "mgmt1", "url": url, "api_key": ADMIN_KEY, "secret_key": Secret("env", "CS_SECRET")}
+    return CloudStackApiTarget(**{**settings, **extra})
+
+
+def vms(count: int, *, projects_every: int = 0, account: str = "admin") -> list[dict[str, Any]]:
+    return [{"id": f"vm-{i}", "name": f"vm{i}", "instancename": f"i-2-{i}-VM", "state": "Running", "hostid": "h1",
+             "account": account, **({"projectid": "p1", "project": "proj", "account": None}
+                                    if projects_every and i % projects_every == 0 else {})} for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def server() -> Iterator[Any]:
+    started: list[RunningServer] = []
+
+    def start(data: dict[str, Any], **options: Any) -> RunningServer:
+        running = serve(Scenario.from_json(data), KEYS, **options)
+        started.append(running)
+        return running
+    yield start
+    for running in started:
+        running.stop()
+
+
+# -- the protocol -------------------------------------------------------------------------------------
+def test_the_cs_projects_signature_vector() -> None:
+    params = {"command": "listVirtualMachines", "listall": "true", "response": "json", "apiKey": "foo"}
+    assert sign(params, "bar") == "B0d6hBsZTcFVCiioSxzwKA9Pke8="
+    from cs import CloudStack
+    signed = dict(params)
+    CloudStack("http://127.0.0.1/client/api", "foo", "bar")._sign(signed)
+    assert signed["signature"] == "B0d6hBsZTcFVCiioSxzwKA9Pke8="
+
+
+def test_the_server_checks_like_verify_request() -> None:
+    api = CloudStackApi(Scenario.from_json({"zones": [{"id": "z", "name": "zone1"}]}), KEYS)
+
+    def ask(**params: str) -> tuple[int, dict[str, Any]]:
+        params = {"apiKey": ADMIN_KEY, "response": "json", **params}
+        params["signature"] = sign(params, ADMIN_SECRET)
+        return api.handle(params)
+    assert ask(command="listZones") == (200, {"listzonesresponse": {"count": 1, "zone": [{"id": "z", "name": "zone1"}]}})
+    assert ask(command="listzones")[1]["errorresponse"]["errorcode"] == 401  # the API map is case-sensitive
+    status, answer = ask(command="listZones", expires="2001-01-01T00:00:00+0000", signatureVersion="3")
+    assert status == 401 and "cserrorcode" not in answer["listzonesresponse"]
+    assert ask(command="listZones", page="1")[1]["listzonesresponse"]["errortext"].startswith('"pagesize" parameter')
+    assert ask(command="listZones", page="2", pagesize="1") == (200, {"listzonesresponse": {"count": 1}})
+    assert ask(command="listHosts") == (200, {"listhostsresponse": {}})  # empty: {}
+    bad = {"command": "listZones", "apiKey": ADMIN_KEY, "response": "json", "signature": sign({"command": "listZones"}, "x")}
+    assert api.handle(bad)[0] == 401
+
+
+def test_paging_follows_a_small_default_page_size_where_the_cs_client_alone_fails(server: Any) -> None:
+    running = server({"vms": vms(23), "settings": {"default.page.size": "5"}})
+    from cs import CloudStack, CloudStackApiException
+    with pytest.raises(CloudStackApiException) as refused:  # cs pages at a fixed 500: CloudStack answers 431
+        CloudStack(running.url, ADMIN_KEY, ADMIN_SECRET).listVirtualMachines(listall=True, fetch_list=True)
+    assert refused.value.error["errorcode"] == 431
+    result = CloudStackApiCollector(target(running.url)).collect()
+    assert result.status == "ok", result.error
+    assert len(result.inventory.cloudstack_vms) == 23 and result.detail and result.detail["page_size"] == 5
+    assert running.calls["listVirtualMachines"] == 1 + 5 + 5  # cs's refused call, then two passes of 5 pages
+
+
+def test_the_page_size_is_learnt_from_the_431_when_the_setting_is_not_read(server: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("collectors.cloudstack_api.SETTINGS", frozenset({"control.cidr"}))
+    running = server({"vms": vms(7), "settings": {"default.page.size": "3"}})
+    result = CloudStackApiCollector(target(running.url, page_size=1000)).collect()
+    assert result.status == "ok" and len(result.inventory.cloudstack_vms) == 7 and result.detail
+    assert result.detail["page_size"] == 3
+
+
+def test_two_passes_find_project_vms_on_old_and_new_releases(server: Any) -> None:
+    for old in (False, True):
+        running = server({"vms": vms(10, projects_every=3), "release_lists_projects_only": old})
+        result = CloudStackApiCollector(target(running.url)).collect()
+        assert sorted(v.key for v in result.inventory.cloudstack_vms) == sorted(f"vm-{i}" for i in range(1, 11))
+
+
+def test_only_list_calls_are_ever_sent(server: Any) -> None:
+    running = server({"vms": vms(2)})
+    collector = CloudStackApiCollector(target(running.url))
+    from collectors.base import Calls
+    with collector.connect(running.url, Calls()) as session:
+        for command in ("destroyVirtualMachine", "deployVirtualMachine", "updateConfiguration", "listUsers"):
+            with pytest.raises(ReadOnlyRefused):
+                session.call(command, id="vm-1")
+    assert not running.calls and not running.api.writes  # refused before a byte was sent
+    collector.collect()
+    assert set(running.calls) <= {"listCapabilities", "listConfigurations", "listZones", "listPods", "listClusters",
+                                  "listHosts", "listVirtualMachines", "listSystemVms", "listRouters",
+                                  "listInternalLoadBalancerVMs", "listVolumes", "listStoragePools",
+                                  "listPhysicalNetworks", "listTrafficTypes"}
+
+
+# -- bad input: one line each ---------------------------------------------------------------------------
+def test_failures_are_one_line_reasons_that_never_hold_the_key(server: Any, tmp_path: Path) -> None:
+    running = server({"vms": vms(3, account="bob"), "settings": {"default.page.size": "500"}})
+    cases = {
+        "user key": (target(running.url, api_key=USER_KEY, secret_key=Secret("env", "CS_USER_SECRET")),
+                     "not a root admin's"),
+        "wrong secret": (target(running.url, secret_key=Secret("env", "CS_USER_SECRET")), "signature refused (401)"),
+        "the UI's URL": (target(running.url.replace("/client/api", "/client/")),
+                         "not CloudStack's API (HTTP 200, text/html"),
+        "nothing there": (target("http://127.0.0.1:9/client/api"), "connection refused"),
+    }
+    for case, (configured, words) in cases.items():
+        result = CloudStackApiCollector(configured).collect()
+        assert result.status == "failed" and words in (result.error or ""), (case, result.error)
+        assert "\n" not in (result.error or "") and ADMIN_KEY not in (result.error or "")
+        assert USER_KEY not in (result.error or "") and "signature=" not in (result.error or "")
+
+
+@pytest.mark.parametrize("code, text", [(430, "Malformed request"), (431, "Unable to execute API command listhosts "
+                                                                          "due to missing parameter type"),
+                                        (530, "Internal error executing command")])
+def test_error_answers_say_their_errortext(code: int, text: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = server({})
+    original = running.api.handle
+
+    def failing(params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params.get("command") == "listHosts":
+            return code, {"listhostsresponse": {"uuidList": [], "errorcode": code, "cserrorcode": 9999,
+                                                "errortext": text}}
+        return original(params)
+    monkeypatch.setattr(running.api, "handle", failing)
+    result = CloudStackApiCollector(target(running.url)).collect()
+    assert result.status == "failed" and f"(listHosts): CloudStack answered {code}: {text}" in (result.error or "")
+
+
+def test_https_with_a_ca_file_or_a_pinned_fingerprint(server: Any, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path / "tls", name="cloudstack")
+    running = server({"vms": vms(1)}, tls=(cert, key))
+    assert CloudStackApiCollector(target(running.url, ca_file=cert)).collect().status == "ok"
+    assert CloudStackApiCollector(target(running.url, fingerprint=sha256_fingerprint(cert))).collect().status == "ok"
+    untrusted = CloudStackApiCollector(target(running.url)).collect()
+    assert untrusted.status == "failed" and "certificate not trusted" in (untrusted.error or "")
+    pinned = CloudStackApiCollector(target(running.url, fingerprint="ab" * 32)).collect()
+    assert pinned.status == "failed" and "not the pinned one" in (pinned.error or "")
+
+
+def test_a_slow_server_is_reported_within_the_timeout(server: Any) -> None:
+    running = server({"vms": vms(1)}, latency_s=2.0)
+    result = CloudStackApiCollector(target(running.url, timeout=0.5)).collect()
+    assert result.status == "failed" and "no answer in time" in (result.error or "")
+
+
+# -- reconciliation end to end ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[Any, ...], Inventory]]:
+    """A libvirt test-driver KVM cluster and an XCP-ng pool served by the XAPI fixture, read once."""
+    folder = tmp_path_factory.mktemp("estate")
+    os.environ["XEN_PASSWORD"] = "xen-pw"
+    dump = folder / "pool.xml"
+    dump.write_text(generate(3, 12, "xcp-ng-8.3", seed="reconcile"))
+    xen = serve_dump(dump, password="xen-pw")
+    hosts = write_cluster(folder / "td", hosts=3, domains_per_host=25)
+    targets = (KvmTarget(name="kvm-td", hosts=tuple(h.name for h in hosts), uri=f"test://{folder / 'td'}/{{host}}.xml",
+                         ssh_facts=False, cluster="cluster-1"),
+               XenTarget(name="xcp-pool", url=xen.url, password=Secret("env", "XEN_PASSWORD")))
+    inventory = Inventory()
+    for one in targets:
+        inventory.extend(collector_class("kvm" if isinstance(one, KvmTarget) else "xenserver")(one).collect().inventory)
+    yield targets, inventory
+    xen.stop()
+
+
+def scan_with(estate: tuple[tuple[Any, ...], Inventory], scenario: dict[str, Any], db: Path, **server: Any) -> Any:
+    targets, _ = estate
+    running = serve(Scenario.from_json(scenario), KEYS, **server)
+    try:
+        config = Config(path=None, database_path=db, targets=(*targets, target(running.url)))
+        return scan(config, db_path=db)
+    finally:
+        running.stop()
+
+
+def test_the_clean_control_has_no_difference(estate: Any, tmp_path: Path) -> None:
+    result = scan_with(estate, mirror(estate[1]), tmp_path / "clean.db")
+    assert result.status == "ok" and result.cloudstack_version == "4.20.1.0"
+    with open_store_readonly(tmp_path / "clean.db") as store:
+        reconciled = reconcile(store)
+    assert reconciled.differences == [] and reconciled.not_compared == [] and reconciled.exit_code == 0
+
+
+def test_each_planted_difference_is_found_once_with_both_sides(estate: Any, tmp_path: Path) -> None:
+    planted_scenario, planted = plant(mirror(estate[1]), estate[1])
+    scan_with(estate, planted_scenario, tmp_path / "planted.db")
+    with open_store_readonly(tmp_path / "planted.db") as store:
+        reconciled = reconcile(store)
+    found: dict[str, set[str]] = {}
+    for difference in reconciled.differences:
+        found.setdefault(difference["difference"], set()).add(difference["object_key"])
+        assert difference["zone_cluster"].startswith("zone1 / ") or difference["difference"] == \
+            "reconcile-vm-unknown-to-cloudstack", difference
+    assert set(found) == set(planted)
+    for rule_id, key in planted.items():
+        assert key in found[rule_id], (rule_id, found[rule_id])
+    for rule_id in set(planted) - {"reconcile-vm-unknown-to-cloudstack", "reconcile-storage-leak",
+                                   "reconcile-pool-not-attached"}:
+        assert found[rule_id] == {planted[rule_id]}, rule_id  # once: nothing else shows the same difference
+    assert reconciled.exit_code == 1
+
+
+def test_a_failed_cloudstack_target_is_not_compared_and_stops_nothing(estate: Any, tmp_path: Path) -> None:
+    db = tmp_path / "failed.db"
+    targets, _ = estate
+    config = Config(path=None, database_path=db, targets=(*targets, target("http://127.0.0.1:9/client/api")))
+    result = scan(config, db_path=db)
+    assert [t.status for t in result.targets] == ["ok", "ok", "failed"] and result.status == "partial"
+    with open_store(db) as store:
+        reconciled = reconcile(store, result.scan_id)
+        assert reconciled.differences == [] and "CloudStack target mgmt1 failed" in reconciled.not_compared[0]
+        findings = run_checks(store, result.scan_id, "4.20")
+    assert any(f.rule_id == "unmanaged-vms" for f in findings)  # the fallback, when CloudStack's list is missing
+
+
+def test_live_settings_and_labels_reach_the_rules(estate: Any, tmp_path: Path) -> None:
+    scenario = mirror(estate[1], settings={"storage.overprovisioning.factor": "3.5"})
+    scan_with(estate, scenario, tmp_path / "live.db")
+    with open_store(tmp_path / "live.db") as store:
+        view = InventoryView(store, store.resolve_scan(None), resolve("4.20"), {"guest": "from-config"})
+        assert view.setting("storage.overprovisioning.factor").value == "3.5"
+        assert view.setting("storage.overprovisioning.factor").source == "CloudStack API target mgmt1"
+        assert view.setting("control.cidr").value == "169.254.0.0/16"
+        assert view.traffic_labels_for("xenserver") == {"management": "xenbr0", "guest": "xenbr0"}
+        assert view.traffic_labels_for("kvm")["guest"] == "cloudbr0"
+        assert view.traffic_labels_source() == "CloudStack API target mgmt1"
+        findings = run_checks(store, view.scan_id, "4.20")
+    assert not any(f.rule_id == "unmanaged-vms" for f in findings)
+
+
+def test_reconcile_from_the_command_line_and_no_key_anywhere(estate: Any, tmp_path: Path) -> None:
+    planted_scenario, _ = plant(mirror(estate[1]), estate[1])
+    targets, _ = estate
+    running = serve(Scenario.from_json(planted_scenario), KEYS)
+    config = tmp_path / "cs-inventory.toml"
+    secret = tmp_path / "cs.secret"
+    secret.write_text(ADMIN_SECRET + "\n")
+    secret.chmod(0o600)
+    kvm, xen = targets
+    config.write_text(f'''[database]
+path = "{tmp_path / 'inv.db'}"
+
+[[kvm]]
+name = "kvm-td"
+cluster = "cluster-1"
+hosts = [{", ".join(f'"{h}"' for h in kvm.hosts)}]
+uri = "{kvm.uri}"
+ssh_facts = false
+
+[[xenserver]]
+name = "xcp-pool"
+url = "{xen.url}"
+password_env = "XEN_PASSWORD"
+
+[[cloudstack_api]]
+name = "mgmt1"
+url = "{running.url}"
+api_key = "{ADMIN_KEY}"
+secret_key_file = "{secret}"
+page_size = 7
+''')
+    config.chmod(0o600)
+    log = tmp_path / "scan.log"
+    try:
+        scanned = run_tool("--log-file", str(log), "--debug", "scan", "--config", str(config), "--record",
+                           str(tmp_path / "rec"))
+    finally:
+        running.stop()
+    assert scanned.returncode == 1, scanned.stderr  # CloudStack 4.20.1.0 from the API: checks ran, errors found
+    assert "checks skipped" not in scanned.stdout
+    table = run_tool("reconcile", "--config", str(config))
+    assert table.returncode == 1 and "reconcile-vm-not-running — zone1 / " in table.stdout, table.stderr
+    as_json = json.loads(run_tool("reconcile", "--config", str(config), "--format", "json").stdout)
+    assert as_json["cloudstack"][0]["cloudstack_version"] == "4.20.1.0" and len(as_json["differences"]) >= 10
+    csv_text = run_tool("reconcile", "--config", str(config), "--format", "csv").stdout
+    assert csv_text.splitlines()[0] == ("difference,severity,zone_cluster,object_type,object_key,target,message,"
+                                        "hypervisor_side,cloudstack_side")
+    everything = [scanned.stdout, scanned.stderr, table.stdout, log.read_text(), (tmp_path / "inv.db").read_bytes().decode(
+        "latin-1"), *(p.read_text() for p in (tmp_path / "rec").glob("*.json"))]
+    for text in everything:
+        assert ADMIN_KEY not in text and ADMIN_SECRET not in text and "signature=" not in text
+    recorded = json.loads(next((tmp_path / "rec").glob("*mgmt1.json")).read_text())
+    assert recorded["target"]["api_key"] == "(removed)"
+    replayed = run_tool("import", "recorded", str(tmp_path / "rec"), "--db", str(tmp_path / "replayed.db"))
+    assert replayed.returncode == 0, replayed.stderr
+
+
+def test_reconcile_without_a_cloudstack_target_says_how_to_add_one(tmp_path: Path) -> None:
+    from tests.test_store import result, scan_row
+    with open_store(tmp_path / "plain.db") as store:
+        store.write_scan(scan_row(), [result()])
+    done = run_tool("reconcile", "--db", str(tmp_path / "plain.db"))
+    assert done.returncode == 2 and "read no CloudStack API target" in done.stderr and "[[cloudstack_api]]" in done.stderr
