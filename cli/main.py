@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import inventory
+from cli.literal import LiteralConsole, printable
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
@@ -30,10 +30,10 @@ app = typer.Typer(
           "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
           "database (lock wait timed out)."),
 )
-out = Console(highlight=False, soft_wrap=True, markup=False)
+out = LiteralConsole(soft_wrap=True)
 if not out.is_terminal:
-    out = Console(highlight=False, soft_wrap=True, width=200, markup=False)  # pipes and cron mail: no truncated cells
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+    out = LiteralConsole(soft_wrap=True, width=200)  # pipes and cron mail: no truncated cells
+err = LiteralConsole(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
@@ -82,7 +82,8 @@ def error_boundary() -> Iterator[None]:
     except Exception as exc:  # anything else is our bug: say so, briefly unless --debug
         err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
         if _state["debug"]:
-            err.print(traceback.format_exc(), markup=False)
+            for line in traceback.format_exc().splitlines():
+                err.print(line)
         else:
             err.print("hint: run again with --debug for the traceback, and report it", markup=False)
         raise typer.Exit(EXIT_INTERNAL) from None
@@ -254,7 +255,8 @@ def check(
     """
     if explain is not None:
         with error_boundary():
-            out.print(inventory.explain_rule(explain), markup=False)
+            for line in inventory.explain_rule(explain).splitlines():
+                out.print(line)
         raise typer.Exit(EXIT_OK)
     with error_boundary():
         cfg = _config(config, required=False)
@@ -267,7 +269,7 @@ def check(
                                             only=rule_ids, skip=skip)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
-            out.print_json(json.dumps({"format": "cs-inventory.findings/1", "scan": resolved,
+            _print_json(({"format": "cs-inventory.findings/1", "scan": resolved,
                                        "cloudstack_version": version,
                                        "findings": [f.as_row() for f in findings]}))
         else:
@@ -355,7 +357,7 @@ def rules(
     with error_boundary():
         catalogue = inventory.select_rules()
         if fmt == "json":
-            out.print_json(json.dumps([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
+            _print_json(([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
                                         "any_kind": r.is_for_any_kind, "since": r.since, "basis": r.basis,
                                         "basis_meaning": inventory.BASES[r.basis].meaning,
                                         "requirement": r.requirement, "remediation": r.remediation,
@@ -386,7 +388,7 @@ def show(
         with _reader(config, db) as store:
             summary = inventory.scan_summary(store, store.resolve_scan(scan_id))
         if fmt == "json":
-            out.print_json(json.dumps(summary))
+            _print_json((summary))
             return
         if fmt != "table":
             raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
@@ -516,6 +518,25 @@ def report(
         _wrote(output, "the audit report")
 
 
+def _print_json(value: Any) -> None:
+    """JSON for programs on stdout: indented, and ASCII only (names' control and direction characters escaped)."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=True, default=str) + "\n")
+
+
+class _TerminalSafe:
+    """What an export writes to a terminal, with control and format characters shown as escapes (as ls does):
+    a name must not drive the operator's terminal. Piped or written to a file, the data goes out as it is."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return int(self.stream.write("\n".join(printable(line) for line in text.split("\n"))))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 @contextmanager
 def _output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Iterator[Any]:
     """stdout, or a file created owner-only (exports hold the estate's layout) and replaced atomically.
@@ -526,7 +547,10 @@ def _output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> It
     written in place.
     """
     if path is None:
-        yield sys.stdout.buffer if binary else sys.stdout
+        if binary:
+            yield sys.stdout.buffer
+        else:
+            yield _TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
         return
     target = Path(os.path.realpath(path))
     how: str = "wb" if binary else "w"
@@ -564,7 +588,7 @@ def history(
         with _reader(config, db) as store:
             rows = inventory.history(store, limit)
         if fmt == "json":
-            out.print_json(json.dumps(rows))
+            _print_json((rows))
             return
         table = Table(title=f"{len(rows)} most recent scans")
         for col in ("id", "started", "status", "hosts", "VMs", "errors", "warnings", "info", "failed targets"):

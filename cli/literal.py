@@ -1,0 +1,47 @@
+"""Names are data: everything the CLI prints reaches the terminal as the characters it is.
+
+VM, host, pool and cluster names are chosen by tenants and other people. Printed through Rich they
+could be markup (``[link=…]``), emoji codes (``:thumbs_up:``) or, passed through untouched, terminal
+control sequences (an ESC that recolours, clears the screen or writes the clipboard) and bidirectional
+overrides that make text read backwards. ``LiteralConsole`` turns all of that off and shows control
+and format characters as visible escapes (``\\x1b``, ``\\u202e``), in tables, titles and lines alike:
+one place, so no command can forget it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+
+
+def printable(value: object) -> str:
+    """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
+    start a line of its own that reads like ours) shown as an escape."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+class LiteralConsole(Console):
+    """A Rich console that renders every string literally: no markup, no emoji codes, no highlighting, and no
+    control characters (see ``printable``). Table cells, titles and printed lines all pass through here."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **options)
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        options.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(printable(text), **options)
