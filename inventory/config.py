@@ -9,11 +9,12 @@ config file means the same thing whichever directory cron starts in.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,10 +156,40 @@ def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, ba
                                   hint=_describe(f))
             continue
         values[fname] = _coerce(entry[fname], hint, path, where, fname, base)
+        _check_range(fname, values[fname], path, where)
     try:
         return cls(**values)
     except ValueError as exc:  # a Target's own __post_init__ validation
         raise ConfigError(f"{path}: {where}: {exc}") from exc
+
+
+def _check_range(key: str, value: Any, path: Path, where: str) -> None:
+    """What every kind's numbers mean, checked the same way: timeouts are seconds above 0, ports are ports,
+    counts of things at once are at least 1."""
+    if key.endswith("timeout") and isinstance(value, (int, float)) and not value > 0:
+        raise ConfigError(f"{path}: {where}: {key} must be more than 0 seconds, not {value:g}")
+    if key.endswith("port") and isinstance(value, int) and not 0 < value < 65536:
+        raise ConfigError(f"{path}: {where}: {key} must be a TCP port (1-65535), not {value}")
+    if key in ("parallel", "page_size") and isinstance(value, int) and value < 1:
+        raise ConfigError(f"{path}: {where}: {key} must be at least 1, not {value}")
+
+
+def check_secrets(config: Config, targets: Sequence[TargetConfig]) -> None:
+    """Read every secret these targets reference (and forget it): an unset variable, a missing, unreadable or
+    empty file is a configuration error before anything is collected, naming the target and the key."""
+    for target in targets:
+        for setting in dataclasses.fields(target):
+            secret = getattr(target, setting.name)
+            if not isinstance(secret, Secret):
+                continue
+            where = f"{config.path}: target {target.name!r}: {setting.name}_{secret.reference.split(':', 1)[0]}"
+            try:
+                value = secret.reveal()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+            if not value:
+                raise ConfigError(f"{where}: {secret.reference.split(':', 1)[1]} is empty",
+                                  hint="put the secret there, or point the key at the right variable or file")
 
 
 def accepted_keys(cls: type[TargetConfig]) -> list[str]:
@@ -237,7 +268,7 @@ def _coerce(value: Any, hint: Any, path: Path, where: str, key: str, base: Path)
             raise ConfigError(f"{path}: {where}: {key} must be a whole number")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{path}: {where}: {key} must be a number (seconds)")
         return float(value)
     if hint is str:

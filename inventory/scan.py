@@ -91,6 +91,7 @@ def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | N
     then raises ``DatabaseBusy``. ``record`` names a folder to write each target's raw answers to.
     """
     targets = select_targets(config, only)
+    config_module.check_secrets(config, targets)
     path = db_path or config.database_path
     folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):

@@ -138,3 +138,34 @@ def test_every_record_table_declares_the_key_the_store_keeps_unique() -> None:
     from inventory.schema import TABLES
     assert {t.name: t.key for t in TABLES if t.record} == Inventory.KEYS
     assert set(Inventory.KEYS) == set(Inventory.ALL_TABLES)
+
+
+@pytest.mark.parametrize("secret, says", [
+    ('password_env = "CSI_SURELY_UNSET"', "target 'pool': password_env: environment variable CSI_SURELY_UNSET is not set"),
+    ('password_file = "missing.secret"', "target 'pool': password_file: cannot read password file"),
+    ('password_file = "empty.secret"', "empty.secret is empty"),
+])
+def test_a_secret_that_cannot_be_read_stops_the_scan_before_collecting(secret: str, says: str, tmp_path: Path) -> None:
+    (tmp_path / "empty.secret").write_text("")
+    (tmp_path / "empty.secret").chmod(0o600)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool"\nurl = "http://127.0.0.1:1/"\n{secret}\n')
+    config.chmod(0o600)
+    scanned = run_tool("scan", "--config", str(config))
+    assert scanned.returncode == 2, scanned.stdout + scanned.stderr
+    lines = scanned.stderr.splitlines()
+    assert lines[0].startswith("error: ") and says in lines[0] and len(lines) <= 2
+    assert not (tmp_path / "inv.db").exists()  # nothing collected, nothing written
+
+
+@pytest.mark.parametrize("table, key, value", [
+    ("xenserver", "timeout", "-5"), ("xenserver", "connect_timeout", "0"), ("xenserver", "overall_timeout", "nan"),
+    ("vmware", "timeout", "0"), ("vmware", "port", "70000"), ("kvm", "host_timeout", "-1"), ("kvm", "parallel", "0"),
+])
+def test_every_kind_refuses_timeouts_that_cannot_be_seconds(table: str, key: str, value: str, tmp_path: Path) -> None:
+    base = {"xenserver": 'url = "https://x"\npassword_env = "X"', "vmware": 'host = "vc"\nusername = "u"\npassword_env = "X"',
+            "kvm": 'hosts = ["h"]'}[table]
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[{table}]]\nname = "t"\n{base}\n{key} = {value}\n')
+    done = run_tool("scan", "--config", str(config))
+    assert done.returncode == 2 and f"{key} must" in done.stderr and "internal error" not in done.stderr, done.stderr
