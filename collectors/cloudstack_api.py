@@ -29,7 +29,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.base import Calls, Collector, Sdk, Session
-from inventory.errors import ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected
+from inventory.errors import (
+    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
+)
 from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Inventory, JsonDict, Secret, TargetConfig,
@@ -92,10 +94,6 @@ class CloudStackApiTarget(TargetConfig):
     @property
     def endpoint(self) -> str:
         return self.url
-
-
-class ReadOnlyRefused(CollectorError):
-    """A command outside the allow-list was asked for; nothing was sent."""
 
 
 class CloudStackSession(Session):

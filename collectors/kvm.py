@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from collectors.base import Calls, Collector, Sdk, Session
 from collectors.kvm_normalise import normalise_target
-from collectors.ssh_facts import SshSession, fetch_facts
+from collectors.ssh_facts import SshSession, facts_script, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
 from inventory.model import Inventory, JsonDict, TargetConfig
 from inventory.normalise import one_line
@@ -130,7 +130,8 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
                         session.ssh = SshSession(address, port=target.ssh_port, user=target.ssh_user,
                                                  key_file=target.ssh_key, known_hosts=target.known_hosts,
                                                  timeout=target.connect_timeout, command_timeout=target.command_timeout,
-                                                 calls=calls)
+                                                 calls=calls, allowed=frozenset({facts_script(
+                                                     target.agent_properties, target.command_timeout)}))
                     except CollectorError as exc:
                         session.ssh_error = exc.one_line()
                 yield session

@@ -20,7 +20,7 @@ from typing import Any
 
 from collectors.base import Calls, Sdk
 from collectors.kvm_normalise import AGENT_CERTIFICATES, AGENT_KEYS
-from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
+from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, ReadOnlyRefused, TimedOut
 from inventory.normalise import one_line, parse_properties
 
 _SDK = Sdk("paramiko", pip="paramiko", extra="kvm", debian="python3-paramiko")
@@ -131,11 +131,14 @@ def translate_ssh_errors(where: str, known_hosts: Path | None) -> Iterator[None]
 
 
 class SshSession:
-    """One paramiko connection to a host; ``run`` executes one read-only command."""
+    """One paramiko connection to a host; ``run`` executes a command of ``allowed`` (the fixed, read-only fact
+    script) and refuses any other before anything is sent."""
 
     def __init__(self, host: str, *, port: int, user: str, key_file: Path | None, known_hosts: Path | None,
-                 timeout: float, command_timeout: float, calls: Calls | None = None) -> None:
+                 timeout: float, command_timeout: float, calls: Calls | None = None,
+                 allowed: frozenset[str] = frozenset()) -> None:
         paramiko = _paramiko()
+        self.allowed = allowed
         self.where = f"{user}@{host}:{port}"
         self.known_hosts = known_hosts
         self.command_timeout = command_timeout
@@ -152,6 +155,9 @@ class SshSession:
 
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
         """Run a command; return its exit code and standard output (rc 124 on timeout)."""
+        if command not in self.allowed:
+            raise ReadOnlyRefused(f"ssh {self.where}: refused to run a command that is not the fact script "
+                                  f"({one_line(command, 60)})", hint="nothing was sent")
         self.calls.add()
         timeout = timeout or self.command_timeout
         with translate_ssh_errors(self.where, self.known_hosts):
@@ -215,10 +221,15 @@ def parse_script_output(text: str, names: list[str]) -> dict[str, dict[str, Any]
     return results
 
 
+def facts_script(agent_properties: str, command_timeout: float) -> str:
+    """The one script a KVM host is ever asked to run."""
+    return fact_script(fact_commands(agent_properties), command_timeout)
+
+
 def fetch_facts(session: SshSession, agent_properties: str) -> dict[str, dict[str, Any]]:
     commands = fact_commands(agent_properties)
     budget = session.command_timeout * len(commands) + 5
-    result = session.run(fact_script(commands, session.command_timeout), timeout=budget)
+    result = session.run(facts_script(agent_properties, session.command_timeout), timeout=budget)
     if result["rc"] == 124 and not result["out"]:
         raise TimedOut(f"ssh {session.where}: fact commands gave no answer within {budget:g}s")
     outputs = parse_script_output(result["out"], list(commands))

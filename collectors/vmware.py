@@ -28,7 +28,9 @@ from typing import Any
 from collectors.base import Calls, Collector, Sdk, Session
 from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_normalise import normalise_vcenter
-from inventory.errors import ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected
+from inventory.errors import (
+    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
+)
 from inventory.model import Inventory, JsonDict, Secret, TargetConfig
 from inventory.normalise import one_line, sha256_fingerprint
 
@@ -128,6 +130,7 @@ class VmwareCollector(Collector[VmwareTarget, VcenterSession]):
         _pyvmomi()  # a missing SDK is said before anything is sent
         probe_tls(target)
         si = connect(target)
+        guard_read_only(si, self.where(endpoint))
         calls.add(2)
         try:
             _set_read_timeout(si, target.timeout)
@@ -161,6 +164,29 @@ class VmwareCollector(Collector[VmwareTarget, VcenterSession]):
 
     def translate(self, exc: BaseException, where: str) -> CollectorError | None:
         return translate_vmware_error(exc, where, self.target)
+
+
+# Every vSphere method this collector may call (a property accessor is a "Fetch"); the session's stub
+# refuses any other before it is serialised, let alone sent.
+READ_METHODS = frozenset({
+    "RetrieveServiceContent", "Login", "Logout", "SessionIsActive", "CurrentTime", "Fetch", "RetrieveContents",
+    "RetrieveProperties", "RetrievePropertiesEx", "ContinueRetrievePropertiesEx", "CreateContainerView", "DestroyView",
+})
+
+
+def guard_read_only(si: Any, where: str) -> None:
+    """Let the session's SOAP stub send only ``READ_METHODS``: read-only enforced here, not only promised."""
+    stub = si._stub
+    invoke = stub.InvokeMethod
+
+    def read_only(mo: Any, info: Any, args: Any, *rest: Any) -> Any:
+        name = getattr(info, "wsdlName", None) or getattr(info, "name", "?")
+        if name not in READ_METHODS:
+            raise ReadOnlyRefused(f"{where}: {name} is not a read; cs-inventory calls only retrieve and view "
+                                  "methods", hint="nothing was sent")
+        return invoke(mo, info, args, *rest)
+
+    stub.InvokeMethod = read_only
 
 
 def tls_context(target: VmwareTarget) -> ssl.SSLContext:

@@ -81,10 +81,15 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
     return records, calls
 
 
+_FAST_METHODS = ("<RetrievePropertiesEx ", "<ContinueRetrievePropertiesEx ")  # all the fast path ever sends
+
+
 class _Fetch:
     """One request on its own thread (sockets release the GIL, so fetching overlaps parsing)."""
 
     def __init__(self, conn: http.client.HTTPSConnection, path: str, body: str, headers: dict[str, str]) -> None:
+        if not body[body.find("<soapenv:Body>") + 14:].startswith(_FAST_METHODS):
+            raise FastPathError("the fast path sends RetrievePropertiesEx and its Continue pages only")
         self.error: BaseException | None = None
         self.text = ""
         self.thread = threading.Thread(target=self._run, args=(conn, path, body, headers), daemon=True)

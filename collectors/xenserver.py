@@ -15,6 +15,7 @@ own files (network.conf, NTP) are not read — XAPI does not expose them. A pool
 from __future__ import annotations
 
 import hashlib
+import re
 import http.client
 import ssl
 import time
@@ -30,7 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from collectors.base import Calls, Collector, Sdk, Session
 from collectors.xenserver_normalise import normalise_pool
-from inventory.errors import ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, TimedOut, TlsRejected
+from inventory.errors import (
+    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
+)
 from inventory.model import EndpointResult, Inventory, JsonDict, Secret, TargetConfig, TargetRead
 from inventory.normalise import one_line, sha256_fingerprint
 
@@ -46,6 +49,15 @@ CLASSES = ("pool", "host", "host_cpu", "host_metrics", "VM", "VM_metrics", "VM_g
            "SR", "PBD", "VIF", "network", "PIF", "PIF_metrics", "Bond", "VLAN", "pool_update", "host_patch",
            "pool_patch")
 ORIGINATOR = "cs-inventory"
+# Every XML-RPC method this collector may send; the transport refuses any other before a byte goes out.
+READ_CALLS = frozenset({"session.login_with_password", "session.logout",
+                        *(f"{cls}.get_all_records" for cls in CLASSES)})
+_METHOD = re.compile(rb"<methodName>([^<]{1,200})</methodName>")
+
+
+def _method_of(body: Any) -> str:
+    found = _METHOD.search(body if isinstance(body, bytes) else str(body).encode())
+    return found.group(1).decode(errors="replace") if found else "(no method)"
 DUMP_URL = "https://pool-database-dump.invalid"  # a dump has no URL; .invalid never resolves (RFC 2606)
 
 
@@ -97,6 +109,10 @@ class _Transport(xmlrpc.client.Transport):
         return conn
 
     def send_request(self, connection: Any, handler: str, request_body: Any, debug: bool) -> Any:
+        method = _method_of(request_body)
+        if method not in READ_CALLS:
+            raise ReadOnlyRefused(f"xenapi: {method} is not a read; cs-inventory sends only login, logout and "
+                                  "get_all_records", hint="nothing was sent")
         self.calls.add()
         return super().send_request(connection, handler, request_body, debug)
 

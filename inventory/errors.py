@@ -62,6 +62,10 @@ class SdkMissing(CollectorError):
     """The Python package a kind needs (libvirt-python, XenAPI, pyvmomi, paramiko) is not installed."""
 
 
+class ReadOnlyRefused(CollectorError):
+    """A call that is not a read was asked of an API; it was refused on this side, before a byte was sent."""
+
+
 class ApiError(CollectorError):
     """The API answered, but not as documented (malformed or unexpected)."""
 
