@@ -169,3 +169,22 @@ def test_every_kind_refuses_timeouts_that_cannot_be_seconds(table: str, key: str
     config.write_text(f'[[{table}]]\nname = "t"\n{base}\n{key} = {value}\n')
     done = run_tool("scan", "--config", str(config))
     assert done.returncode == 2 and f"{key} must" in done.stderr and "internal error" not in done.stderr, done.stderr
+
+
+def test_a_server_that_drips_one_byte_at_a_time_is_cut_at_the_overall_timeout(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read gets a byte in time, so a per-read timeout never fires: only the whole-target deadline ends it."""
+    import time
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(1, 2, "xcp-ng-8.3", seed="drip"))
+    server = serve_dump(dump, password=PASSWORD, drip_s=0.5)
+    monkeypatch.setenv("CSI_DRIP_PW", PASSWORD)
+    try:
+        started = time.monotonic()
+        result = XenServerCollector(XenTarget(name="drip", url=server.url, password=Secret("env", "CSI_DRIP_PW"),
+                                              timeout=2.0, overall_timeout=3.0)).collect()
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert result.status == "failed" and took < 4.5, (took, result.error)
+    assert "no answer within 3s" in (result.error or "")
