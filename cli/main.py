@@ -432,6 +432,8 @@ def export(
         "--where", help="SQL condition on the table's columns, e.g. \"power_state = 'running'\".")] = None,
     columns: Annotated[Optional[str], typer.Option(
         "--columns", help="Comma-separated columns to export, in that order.")] = None,
+    where_timeout: Annotated[float, typer.Option(
+        "--where-timeout", help="Seconds a --where condition may run before it is stopped.")] = 30.0,
 ) -> None:
     """Export a scan: one table as CSV, JSON (array of objects) or NDJSON, keys being column names; a workbook
     (xlsx, a sheet per table); Prometheus metrics (node_exporter's textfile format); or Datasette's metadata.json.
@@ -457,7 +459,8 @@ def export(
             table = tables[0] if tables else "vms"
             chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
             with _reader(config, db) as store, _output(output) as handle:
-                count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen)
+                count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen,
+                                               where_timeout=where_timeout)
             _wrote(output, f"{count} {table} rows")
 
 

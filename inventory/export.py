@@ -14,14 +14,15 @@ from typing import Any, TextIO
 
 from inventory import schema
 from inventory.errors import ConfigError
-from inventory.store import Store
+from inventory.store import WHERE_TIME_LIMIT_S, Store
 
 FORMATS = ("csv", "json", "ndjson")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_table(store: Store, table: str, scan_id: int | None, fmt: str, out: TextIO, *,
-                 where: str | None = None, columns: Sequence[str] | None = None) -> int:
+                 where: str | None = None, columns: Sequence[str] | None = None,
+                 where_timeout: float = WHERE_TIME_LIMIT_S) -> int:
     """Write one table of one scan (latest if ``scan_id`` is None); return the row count.
 
     ``columns`` picks a subset (in that order); ``where`` is an SQL condition on the table's
@@ -35,7 +36,9 @@ def export_table(store: Store, table: str, scan_id: int | None, fmt: str, out: T
     unknown = [c for c in chosen if c not in known]
     if unknown:
         raise ConfigError(f"table {table} has no column {unknown[0]!r}", hint=f"columns: {', '.join(known)}")
-    rows = store.select(table, store.resolve_scan(scan_id), chosen, where)
+    if not where_timeout > 0:
+        raise ConfigError(f"--where-timeout must be more than 0 seconds, not {where_timeout:g}")
+    rows = store.select(table, store.resolve_scan(scan_id), chosen, where, time_limit_s=where_timeout)
     return write_rows(rows, chosen, fmt, out, table)
 
 

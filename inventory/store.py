@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -26,6 +27,8 @@ from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.model import TargetResult
 
 BUSY_TIMEOUT_MS = 30_000
+WHERE_TIME_LIMIT_S = 30.0            # how long a user's --where may run
+WHERE_VALUE_BYTES = 16 * 2**20       # the largest text or blob a --where may make (SQLite's length limit)
 _ROWS_PER_INSERT = 100
 _encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
 
@@ -150,9 +153,10 @@ class Store:
             return self.db.query("SELECT * FROM scans WHERE id = ?", [scan_id])
         return self.db.query(f"SELECT * FROM {table_name} WHERE scan_id = ? ORDER BY rowid", [scan_id])
 
-    def select(self, table_name: str, scan_id: int, columns: Sequence[str],
-               where: str | None = None) -> Iterator[dict[str, Any]]:
-        """Rows of one scan; ``where`` is the user's SQL condition, run with writes refused."""
+    def select(self, table_name: str, scan_id: int, columns: Sequence[str], where: str | None = None, *,
+               time_limit_s: float = WHERE_TIME_LIMIT_S) -> Iterator[dict[str, Any]]:
+        """Rows of one scan, streamed; ``where`` is the user's SQL condition, run with writes refused, stopped
+        after ``time_limit_s`` seconds, and no value it makes may exceed ``WHERE_VALUE_BYTES``."""
         if table_name not in schema.TABLES_BY_NAME or any(
                 c not in schema.TABLES_BY_NAME[table_name].column_names for c in columns):
             raise StoreError(f"no such table or column in {table_name!r}")
@@ -160,15 +164,30 @@ class Store:
         sql = f"SELECT {', '.join(columns)} FROM {table_name} WHERE {scan_filter}"
         if where:
             sql += f" AND ({where})"
+        return self._bounded_rows(sql + " ORDER BY rowid", [scan_id], where, time_limit_s)
+
+    def _bounded_rows(self, sql: str, params: list[Any], where: str | None,
+                      time_limit_s: float) -> Iterator[dict[str, Any]]:
+        conn = self.db.conn
+        deadline = time.monotonic() + time_limit_s
+        length = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, WHERE_VALUE_BYTES)
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         self.db.execute("PRAGMA query_only = ON")
         try:
-            rows = list(self.db.query(sql + " ORDER BY rowid", [scan_id]))
+            cursor = conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            for row in cursor:
+                yield dict(zip(names, row, strict=True))
         except sqlite3.Error as exc:
-            raise StoreError(f"--where {where!r}: {exc}",
-                             hint="an SQL condition on the table's columns, e.g. \"power_state = 'running'\"") from exc
+            timed_out = time.monotonic() > deadline and "interrupt" in str(exc)
+            raise StoreError(f"--where {where!r}: " + (f"stopped after {time_limit_s:g}s" if timed_out else str(exc)),
+                             hint="raise --where-timeout, or ask for less" if timed_out else
+                             "an SQL condition on the table's columns, e.g. \"power_state = 'running'\"") from exc
         finally:
+            conn.set_progress_handler(None, 0)
+            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
             self.db.execute(f"PRAGMA query_only = {'OFF' if self.writable else 'ON'}")
-        return iter(rows)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, list(params)))

@@ -188,3 +188,22 @@ def test_a_server_that_drips_one_byte_at_a_time_is_cut_at_the_overall_timeout(tm
         server.stop()
     assert result.status == "failed" and took < 4.5, (took, result.error)
     assert "no answer within 3s" in (result.error or "")
+
+
+def test_a_where_that_runs_forever_or_grows_without_bound_is_stopped(tmp_path: Path) -> None:
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(1, 3, "xcp-ng-8.3", seed="where"))
+    db = str(tmp_path / "w.db")
+    assert run_tool("import", "xapi-dump", str(dump), "--db", db).returncode == 0
+    old = tmp_path / "vms.csv"
+    old.write_text("yesterday's report\n")
+    forever = ("(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+               "SELECT count(*) FROM c) > 0")
+    stopped = run_tool("export", "--db", db, "--where", forever, "--where-timeout", "1", "--output", str(old))
+    assert stopped.returncode == 2 and "stopped after 1s" in stopped.stderr, stopped.stderr
+    huge = run_tool("export", "--db", db, "--where", "length(randomblob(100000000)) > 0", "--output",
+                    str(old))
+    assert huge.returncode == 2 and "too big" in huge.stderr, huge.stderr
+    assert old.read_text() == "yesterday's report\n"  # a failed export leaves the old file as it was
+    fine = run_tool("export", "--db", db, "--where", "cs_role = 'router'", "--format", "json")
+    assert fine.returncode == 0 and json.loads(fine.stdout)
