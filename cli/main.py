@@ -63,7 +63,8 @@ def main_options(
     if log_format not in ("text", "json"):
         err.print(f"error: --log-format {log_format!r}: use text or json", markup=False)
         raise typer.Exit(EXIT_USAGE)
-    inventory.configure_logging(log_file, log_format, debug)
+    with error_boundary():
+        inventory.configure_logging(log_file, log_format, debug)
 
 
 @contextmanager

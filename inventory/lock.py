@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from inventory.errors import InventoryError
+from inventory.errors import InventoryError, StoreError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -28,8 +28,12 @@ class DatabaseBusy(InventoryError):
 @contextmanager
 def writer_lock(db_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
     lock_path = db_path.with_name(db_path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"database {db_path}: cannot create {lock_path} beside it ({exc.strerror})",
+                         hint="give a database path in a folder you may write to") from exc
     try:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:

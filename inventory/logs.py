@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from inventory.errors import ConfigError
+
 LOGGER_NAME = "cs_inventory"
 log = logging.getLogger(LOGGER_NAME)
 
@@ -47,9 +49,14 @@ def configure(log_file: Path | None, fmt: str = "text", debug: bool = False) -> 
     if log_file is None:
         log.addHandler(logging.NullHandler())
         return
-    if not log_file.exists():
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY, 0o600))
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    if not log_file.parent.is_dir():
+        raise ConfigError(f"--log-file {log_file}: the folder {log_file.parent} does not exist",
+                          hint="create it (owned by the user cron runs as), or log elsewhere")
+    try:
+        os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--log-file {log_file}: cannot append to it ({exc.strerror})",
+                          hint="give a file you may write to") from exc
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     log.addHandler(handler)

@@ -207,3 +207,20 @@ def test_a_where_that_runs_forever_or_grows_without_bound_is_stopped(tmp_path: P
     assert old.read_text() == "yesterday's report\n"  # a failed export leaves the old file as it was
     fine = run_tool("export", "--db", db, "--where", "cs_role = 'router'", "--format", "json")
     assert fine.returncode == 0 and json.loads(fine.stdout)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--log-file", "/nonexistent-csi/dir/scan.log", "history"], "the folder /nonexistent-csi/dir does not exist"),
+    (["import", "xapi-dump", "DUMP", "--db", "/proc/csi-nope/x.db"], "cannot create /proc/csi-nope/x.db.lock"),
+    (["diff", "--format", "csv", "--output", "/nonexistent-csi/drift.csv"], "--output /nonexistent-csi/drift.csv"),
+])
+def test_paths_that_cannot_be_written_are_one_line_reasons(args: list[str], says: str, tmp_path: Path) -> None:
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(1, 2, "xcp-ng-8.3", seed="paths"))
+    db = tmp_path / "p.db"
+    for _ in range(2):
+        assert run_tool("import", "xapi-dump", str(dump), "--db", str(db)).returncode == 0
+    args = [str(dump) if a == "DUMP" else a for a in args]
+    done = run_tool(*args, *([] if "--db" in args else ["--db", str(db)]))
+    assert done.returncode == 2 and says in done.stderr and "internal error" not in done.stderr, done.stderr
+    assert not Path("/nonexistent-csi").exists()  # nothing was created on the way
