@@ -102,8 +102,11 @@ def test_the_scan_keeps_every_target_and_exits_3(pools: tuple[XapiServer, XapiSe
     assert any(n["raw_json"] == {"dropped": "raw_json nests deeper than 32 levels"} for n in networks)
 
 
-def test_a_hostile_dump_imports_with_its_problems(tmp_path: Path) -> None:
-    root = ET.fromstring(generate(1, 3, "xcp-ng-8.3", seed="hostile-dump"))
+@pytest.mark.parametrize("source", ["synthetic", "real"])
+def test_a_hostile_dump_imports_with_its_problems(source: str, tmp_path: Path) -> None:
+    from tests.conftest import real_dump
+    root = (ET.fromstring(generate(1, 3, "xcp-ng-8.3", seed="hostile-dump")) if source == "synthetic"
+            else ET.parse(real_dump("tampa_poolofone_40.xml")).getroot())
     vm = next(r for r in root.find("table[@name='VM']").findall("row")  # type: ignore[union-attr]
               if r.get("is_control_domain") == "false" and r.get("is_a_template") == "false")
     vm.set("memory__static_max", "9" * 30)
@@ -224,3 +227,23 @@ def test_paths_that_cannot_be_written_are_one_line_reasons(args: list[str], says
     done = run_tool(*args, *([] if "--db" in args else ["--db", str(db)]))
     assert done.returncode == 2 and says in done.stderr and "internal error" not in done.stderr, done.stderr
     assert not Path("/nonexistent-csi").exists()  # nothing was created on the way
+
+
+def test_an_error_the_server_words_with_markup_is_printed_as_it_came(pools: tuple[XapiServer, XapiServer],
+                                                                     tmp_path: Path) -> None:
+    from fixtures.xapi.server import XapiError
+
+    def refuse(method: str, params: tuple[Any, ...]) -> Any:
+        raise XapiError("INTERNAL_ERROR", "[/] [link=http://evil.example]click[/link] :thumbs_up: {0}")
+    pools[0].api._call = refuse  # type: ignore[method-assign]
+    (tmp_path / "pw").write_text(PASSWORD)
+    (tmp_path / "pw").chmod(0o600)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "bad"\nurl = "{pools[0].url}"\n'
+                      f'password_file = "{tmp_path / "pw"}"\n')
+    config.chmod(0o600)
+    scanned = run_tool("scan", "--config", str(config))
+    assert scanned.returncode == 3 and "internal error" not in scanned.stderr, scanned.stderr
+    assert "[link=http://evil.example]click[/link] :thumbs_up: {0}" in scanned.stdout + scanned.stderr
+    shown = run_tool("show", "--config", str(config), "--scan", "1")  # a failed scan, named: shown with its reason
+    assert "[link=http://evil.example]click[/link] :thumbs_up: {0}" in shown.stdout, shown.stderr
