@@ -51,8 +51,8 @@ def make_hostile(records: dict[str, dict[str, dict[str, Any]]]) -> None:
 
 
 @pytest.fixture
-def pools() -> Iterator[tuple[XapiServer, XapiServer]]:
-    dump = Path("/tmp") / "csi-hostile-pool.xml"
+def pools(tmp_path: Path) -> Iterator[tuple[XapiServer, XapiServer]]:
+    dump = tmp_path / "csi-hostile-pool.xml"
     dump.write_text(generate(2, 8, "xcp-ng-8.3", seed="hostile"))
     bad, good = serve_dump(dump, password=PASSWORD), serve_dump(dump, password=PASSWORD)
     make_hostile(bad.api.records)

@@ -4,7 +4,6 @@ with the real pool dumps in ../shared/testdata/xapi and with synthetic current-r
 from __future__ import annotations
 
 import json
-import os
 import socket
 import xml.etree.ElementTree as ET
 import xmlrpc.client
@@ -139,8 +138,8 @@ def check_every_object(dump: Path, server_for: Any, vm_count: int) -> None:
         "session.login_with_password", "session.logout"}
 
 
-def test_templates_snapshots_and_control_domains_are_not_vms(server_for: Any) -> None:
-    dump = Path(os.environ.get("TMPDIR", "/tmp")) / "csi-synth-83.xml"
+def test_templates_snapshots_and_control_domains_are_not_vms(server_for: Any, tmp_path: Path) -> None:
+    dump = tmp_path / "csi-synth-83.xml"
     dump.write_text(generate(3, 30, "xcp-ng-8.3"))
     result = XenServerCollector(target(server_for(dump).url)).collect()
     inv = result.inventory
