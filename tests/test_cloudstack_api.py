@@ -196,7 +196,7 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[Any
     dump = folder / "pool.xml"
     dump.write_text(generate(3, 12, "xcp-ng-8.3", seed="reconcile"))
     xen = serve_dump(dump, password="xen-pw")
-    hosts = write_cluster(folder / "td", hosts=3, domains_per_host=25)
+    hosts = write_cluster(folder / "td", hosts=3, domains_per_host=25, system_vms=False)  # the pool has the SSVM/CPVM
     targets = (KvmTarget(name="kvm-td", hosts=tuple(h.name for h in hosts), uri=f"test://{folder / 'td'}/{{host}}.xml",
                          ssh_facts=False, cluster="cluster-1"),
                XenTarget(name="xcp-pool", url=xen.url, password=Secret("env", "XEN_PASSWORD")))
@@ -215,6 +215,16 @@ def scan_with(estate: tuple[tuple[Any, ...], Inventory], scenario: dict[str, Any
         return scan(config, db_path=db)
     finally:
         running.stop()
+
+
+def test_one_cloudstack_has_each_instance_name_once(estate: Any, tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path / "td", hosts=1, domains_per_host=3)  # its own s-1-VM and v-2-VM, as the pool's
+    kvm = KvmTarget(name="other", hosts=(hosts[0].name,), uri=f"test://{tmp_path / 'td'}/{{host}}.xml", ssh_facts=False)
+    both = Inventory()
+    both.extend(estate[1])
+    both.extend(collector_class("kvm")(kvm).collect().inventory)
+    with pytest.raises(ValueError, match="[sv]-[12]-VM is on xcp-pool and other: one CloudStack has each instance name once"):
+        mirror(both)
 
 
 def test_the_clean_control_has_no_difference(estate: Any, tmp_path: Path) -> None:
