@@ -135,6 +135,30 @@ def test_only_list_calls_are_ever_sent(server: Any) -> None:
                                   "listPhysicalNetworks", "listTrafficTypes"}
 
 
+def test_the_server_runs_on_its_own_from_a_scenario_file(tmp_path: Path) -> None:
+    """``python -m fixtures.cloudstack.server``: a scenario file, HTTPS, a key of one's own, latency per request."""
+    import subprocess
+    import sys
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"vms": vms(4), "settings": {"default.page.size": "3"}, "version": "4.19.2.0"}))
+    server = subprocess.Popen([sys.executable, "-m", "fixtures.cloudstack.server", "--scenario", str(scenario),
+                               "--port", "0", "--https", str(tmp_path / "tls"), "--latency-ms", "20",
+                               "--api-key", ADMIN_KEY, "--secret-key", ADMIN_SECRET],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:") and url.endswith("/client/api")
+        result = CloudStackApiCollector(target(url, ca_file=tmp_path / "tls" / "cloudstack.pem")).collect()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert result.status == "ok", result.error
+    assert len(result.inventory.cloudstack_vms) == 4 and result.detail and result.detail["page_size"] == 3
+    assert result.detail["cloudstack_version"] == "4.19.2.0" and result.duration_s >= 0.02 * result.api_calls
+
+
 # -- bad input: one line each ---------------------------------------------------------------------------
 def test_failures_are_one_line_reasons_that_never_hold_the_key(server: Any, tmp_path: Path) -> None:
     running = server({"vms": vms(3, account="bob"), "settings": {"default.page.size": "500"}})
