@@ -27,12 +27,14 @@ from fixtures.xapi.tls import self_signed
 from inventory import open_store_readonly, reconcile, scan
 from inventory.config import Config
 from inventory.model import Inventory, Secret, TargetConfig
-from tests.conftest import REAL_DOMAINS, TEST_POOL
+from tests.conftest import REAL_DOMAINS
 
 pytestmark = pytest.mark.heavy
-# One more running CloudStack VM than the shared REAL_DOMAINS have: a leftover, a VM Stopped in CloudStack and
-# one CloudStack places on another host are three running VMs.
+# One more running CloudStack VM than the shared REAL_DOMAINS have (a leftover, a VM Stopped in CloudStack and one
+# CloudStack places on another host are three running VMs), in a second pool (a volume CloudStack records on
+# another pool than its disk's needs two).
 EXTRA_DOMAINS = [LabDomain("i-902-1-VM", running=True, memory_mib=64, disks_mib=[8])]
+EXTRA_POOL = "cs-inventory-test-2"
 OURS = {d.name for d in REAL_DOMAINS + EXTRA_DOMAINS}
 # Leftovers of a difference show once per object but may also be seen by another rule (the leftover's disks
 # leak on the pool; a pool is missing on every host of the cluster): those are checked for their object only.
@@ -87,7 +89,7 @@ def check_each_once(result: Any, planted: dict[str, str]) -> None:
 # -- the real libvirtd over qemu+ssh ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_kvm(real_domains: Any, sshd: SshServer) -> Iterator[tuple[KvmTarget, Inventory]]:
-    define_domains(EXTRA_DOMAINS, TEST_POOL, Path("/var/lib/libvirt/images") / TEST_POOL)
+    define_domains(EXTRA_DOMAINS, EXTRA_POOL, Path("/var/lib/libvirt/images") / EXTRA_POOL)
     target = KvmTarget(name="real-kvm", hosts=("127.0.0.1",), cluster="real-cluster", ssh_port=sshd.port,
                        ssh_key=sshd.client_key, known_hosts=sshd.known_hosts, connect_timeout=3.0, host_timeout=20.0)
     try:
@@ -96,7 +98,22 @@ def real_kvm(real_domains: Any, sshd: SshServer) -> Iterator[tuple[KvmTarget, In
         assert OURS <= {v.name for v in result.inventory.vms}
         yield target, result.inventory
     finally:
-        remove_domains([d.name for d in EXTRA_DOMAINS], TEST_POOL)
+        remove_domains([d.name for d in EXTRA_DOMAINS], EXTRA_POOL)
+        remove_pool(EXTRA_POOL)
+
+
+def remove_pool(name: str) -> None:
+    import libvirt
+    conn = libvirt.open("qemu:///system")
+    try:
+        pool = conn.storagePoolLookupByName(name)
+        if pool.isActive():
+            pool.destroy()
+        pool.undefine()
+    except libvirt.libvirtError:
+        pass
+    finally:
+        conn.close()
 
 
 def test_the_real_libvirtd_mirrored_has_no_difference(real_kvm: Any, tmp_path: Path) -> None:
@@ -130,11 +147,12 @@ def test_the_real_libvirtd_with_each_difference_planted_once(real_kvm: Any, tmp_
 # -- govmomi's vCenter simulator -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vcenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VmwareTarget, Inventory]]:
-    """Eight VMs on a three-host cluster, made into CloudStack's: VMs renamed to instance names (a router among
-    them), one under its display name with ``cloud.vm.internal.name``, a worker VM, one left foreign, one
-    stopped, and one with a disk of its own file (the simulator names every first disk ``disk1.vmdk``)."""
+    """Eight VMs on a three-host cluster with two datastores, made into CloudStack's: VMs renamed to instance names
+    (a router among them), one under its display name with ``cloud.vm.internal.name``, a worker VM, one left
+    foreign, one stopped, and one with a disk of its own file on the second datastore (the simulator names every
+    first disk ``disk1.vmdk``)."""
     tls = self_signed(tmp_path_factory.mktemp("vctls"), name="vcenter")
-    sim: Vcsim = start_vcsim(clusters=1, cluster_hosts=3, standalone_hosts=0, vms=8, username=USER,
+    sim: Vcsim = start_vcsim(clusters=1, cluster_hosts=3, standalone_hosts=0, vms=8, datastores=2, username=USER,
                              password=PASSWORD, tls=tls)
     try:
         with vsphere(sim, user=USER, password=PASSWORD, ca_file=tls[0]) as content:
@@ -144,7 +162,7 @@ def vcenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VmwareTa
                 "web-frontend": {"cloud.vm.internal.name": "i-2-6-VM", "cloud.uuid": "5c0e6f1e"},
                 "DC0_C0_RP0_VM6": {"cloud.vm.worker": "true", "cloud.vm.worker.tag": "1700000000000-mgmt1"}})
             power_off(content, ["i-2-2-VM"])
-            add_disk(content, "i-2-4-VM", "[LocalDS_0] DC0_C0_RP0_VM3/ROOT-4.vmdk")
+            add_disk(content, "i-2-4-VM", "[LocalDS_1] ROOT-4.vmdk")
         target = VmwareTarget(name="vcsim", host=sim.host, port=sim.port, username=USER,
                               password=Secret("env", "CS_REAL_VC_PASSWORD"), ca_file=tls[0])
         os.environ["CS_REAL_VC_PASSWORD"] = PASSWORD
@@ -183,4 +201,4 @@ def test_the_vcenter_simulator_with_each_difference_planted_once(vcenter: Any, t
     assert "of i-2-6-VM is not among its disks on" in volume["message"]  # web-frontend, by its attribute
     leak = next(d for d in result.differences if d["difference"] == "reconcile-storage-leak"
                 and "ROOT-4" in d["message"])
-    assert leak["hypervisor_side"] == "[LocalDS_0] DC0_C0_RP0_VM3/ROOT-4.vmdk"
+    assert leak["hypervisor_side"] == "[LocalDS_1] ROOT-4.vmdk"
