@@ -5,7 +5,9 @@ endpoint (``about.apiType == "HostAgent"``) is refused. Each managed-object type
 through a ``ContainerView`` and ``PropertyCollector.RetrievePropertiesEx`` (following
 ``ContinueRetrievePropertiesEx`` pages), asking only for the properties stored. Needs a vCenter
 account with the read-only role. Hosts' VMkernel NIC services, firewall rulesets, SCSI LUNs and proxy
-switches come in the same host request. Blind spots: DRS rules and licensing per host are not read.
+switches come in the same host request; VMs' custom attribute values (``customValue``: CloudStack's
+``cloud.vm.internal.name`` and ``cloud.vm.worker``) in the same VM request, the attributes' names once
+(``CustomFieldsManager.field``). Blind spots: DRS rules and licensing per host are not read.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ PROPERTIES: dict[str, tuple[str, list[str]]] = {
                                "config.storageDevice.scsiLun"]),
     "vms": ("VirtualMachine", ["name", "config.instanceUuid", "config.uuid", "config.template",
                                  "config.guestFullName", "runtime.powerState", "runtime.host", "config.hardware.numCPU",
-                                 "config.hardware.memoryMB", "guest.toolsRunningStatus", "config.hardware.device"]),
+                                 "config.hardware.memoryMB", "guest.toolsRunningStatus", "config.hardware.device",
+                                 "customValue"]),
     "datastores": ("Datastore", ["name", "summary", "host"]),
     "networks": ("Network", ["name"]),
     "dvportgroups": ("dvs.DistributedVirtualPortgroup", ["name", "key", "config.distributedVirtualSwitch",
@@ -237,8 +240,9 @@ def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
     content = session.content
     raw: dict[str, Any] = {"about": plain(content.about),
                            "licenses": [{"editionKey": x.editionKey, "name": x.name}
-                                        for x in content.licenseManager.licenses]}
-    session.calls.add()
+                                        for x in content.licenseManager.licenses],
+                           "custom_fields": custom_fields(content)}
+    session.calls.add(2)
     # VMs on this thread, everything else on another: vCenter prepares one answer while we read the other
     results: dict[str, tuple[list[dict[str, Any]], int, str | None]] = {}
     failures: list[BaseException] = []
@@ -265,6 +269,13 @@ def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
         if fallback:
             raw[f"{name}_read_by"] = fallback
     return raw
+
+
+def custom_fields(content: Any) -> list[dict[str, Any]]:
+    """The custom attributes defined in vCenter (key, name, object type): a VM's ``customValue`` names them by key."""
+    manager = content.customFieldsManager
+    fields = [plain(f) for f in (manager.field if manager is not None else None) or []]
+    return [{k: f[k] for k in ("key", "name", "managedObjectType") if k in f} for f in fields]
 
 
 def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[list[dict[str, Any]], int, str | None]:

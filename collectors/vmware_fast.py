@@ -21,7 +21,8 @@ ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soape
             'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body>'
             '</soapenv:Envelope>')
 _OBJ = re.compile(r'<obj type="([^"]+)">([^<]*)</obj>')
-_PROP = re.compile(r"<propSet><name>([^<]+)</name><val([^>]*)>(.*?)</val></propSet>", re.S)
+# a value is <val …>…</val>, or one tag <val …/> (an empty array or text): never read past its own propSet
+_PROP = re.compile(r"<propSet><name>([^<]+)</name><val((?:[^>]*[^/>])?)(?:/>|>(.*?)</val>)</propSet>", re.S)
 _TOKEN = re.compile(r"<token>([^<]+)</token>")
 _FAULT = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
 _DEVICE_TYPE = re.compile(r'^[^>]*?:type="([^"]+)"')
@@ -144,6 +145,8 @@ def _value(name: str, attrs: str, value: str) -> Any:
     kind = _xsi_type(attrs)
     if kind == "ArrayOfVirtualDevice":
         return _devices(value)
+    if kind == "ArrayOfCustomFieldValue":
+        return _custom_values(value)
     if kind in _INT_TYPES:
         return int(value)
     if kind == "xsd:boolean":
@@ -151,6 +154,28 @@ def _value(name: str, attrs: str, value: str) -> Any:
     if kind.startswith("ArrayOf") or "<" in value:
         raise FastPathError(f"{name}: {kind} is not read by the fast path")
     return html.unescape(value) if "&" in value else value
+
+
+_CUSTOM_VALUE = re.compile(r'<CustomFieldValue(?: [^>]*?:type="([^"]+)")?[^>]*>(.*?)</CustomFieldValue>', re.S)
+_CUSTOM_KEY = re.compile(r"^<key>(-?\d+)</key>")
+_CUSTOM_TEXT = re.compile(r"<value>([^<]*)</value>|<value\s*/>")
+
+
+def _custom_values(value: str) -> list[dict[str, Any]]:
+    """Custom attribute values (``customValue``) as pyvmomi's plain records: type, key, text."""
+    values: list[dict[str, Any]] = []
+    for kind, body in _CUSTOM_VALUE.findall(value):
+        key = _CUSTOM_KEY.match(body)
+        if key is None:
+            raise FastPathError("customValue: a value without its key first")
+        item: dict[str, Any] = {"_type": kind or "CustomFieldValue", "key": int(key.group(1))}
+        if text := _CUSTOM_TEXT.search(body):
+            raw = text.group(1) or ""
+            item["value"] = html.unescape(raw) if "&" in raw else raw
+        values.append(item)
+    if len(values) != value.count("<CustomFieldValue"):
+        raise FastPathError("customValue: a value the fast path does not read")
+    return values
 
 
 _DEVICE_HEAD = re.compile(r'<VirtualDevice [^>]*?:type="([^"]+)"[^>]*><key>(-?\d+)</key>')

@@ -2,7 +2,10 @@
 
 A vSphere cluster is a cluster; standard port groups and dvPortgroups are networks (and
 distributed switches too); host vSwitch membership (port groups per host) and VMkernel NICs are
-host NICs; datastores are storage with per-host mounts. VM keys are instance UUIDs.
+host NICs; datastores are storage with per-host mounts. VM keys are instance UUIDs. CloudStack marks its VMs
+with custom attributes (``vmware-base/.../mo/CustomFieldConstants.java``): ``cloud.vm.internal.name`` is the
+instance name (the vSphere name may be the display name), ``cloud.vm.worker = true`` a helper VM of its own
+(role ``worker``); every ``cloud.*`` attribute a VM carries is kept in its ``raw_json``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from inventory.model import Cluster, Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
 from inventory.normalise import parse_instance_name
 
+CLOUDSTACK_ATTRIBUTE = "cloud."  # CloudStack's custom attributes (CustomFieldConstants) share this prefix
+INTERNAL_NAME, WORKER = "cloud.vm.internal.name", "cloud.vm.worker"
 POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
 DS_KINDS = {"VMFS": "vmfs", "NFS": "nfs", "NFS41": "nfs", "vsan": "vsan", "VVOL": "vvol", "PMEM": "pmem"}
 NIC_MODELS = {"VirtualE1000": "e1000", "VirtualE1000e": "e1000e", "VirtualVmxnet3": "vmxnet3",
@@ -53,10 +58,12 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
             inv.host_nics.extend(_host_nics(row, target, name_to_network, services))
     _networks(raw, target, inv)
     _datastores(raw, target, wanted_hosts, inv)
+    fields = {f.get("key"): str(f.get("name")) for f in raw.get("custom_fields") or []
+              if str(f.get("name")).startswith(CLOUDSTACK_ATTRIBUTE)}
     for row in raw.get("vms", []):
         host = row.get("runtime.host")
         if host in wanted_hosts or (host is None and not clusters and not datacenters):
-            _vm(row, target, host, host_cluster.get(host or ""), network_names, inv)
+            _vm(row, target, host, host_cluster.get(host or ""), network_names, fields, inv)
     return inv
 
 
@@ -224,20 +231,35 @@ def _datastores(raw: dict[str, Any], target: str, hosts: set[str], inv: Inventor
                 attached=bool(info.get("mounted", True) and info.get("accessible", True)), mount_path=info.get("path")))
 
 
+def cloudstack_attributes(row: dict[str, Any], fields: dict[Any, str]) -> dict[str, str]:
+    """The VM's CloudStack attributes by name; a key set twice keeps its last value (as vCenter shows one)."""
+    found: dict[str, str] = {}
+    for value in row.get("customValue") or []:
+        name = fields.get(value.get("key"))
+        if name is not None and value.get("value") is not None:
+            found[name] = str(value["value"])
+    return found
+
+
 def _vm(row: dict[str, Any], target: str, host: str | None, cluster: str | None, network_names: dict[Any, Any],
-        inv: Inventory) -> None:
+        fields: dict[Any, str], inv: Inventory) -> None:
     name = row.get("name") or row["_moid"]
     key = row.get("config.instanceUuid") or row["_moid"]
-    parsed = parse_instance_name(name)
+    attributes = cloudstack_attributes(row, fields)
+    internal = attributes.get(INTERNAL_NAME) or None
+    parsed = parse_instance_name(internal or name)
+    role = parsed.role if parsed.role != "unmanaged" or internal is None else "user"  # CloudStack says it is its own
+    if attributes.get(WORKER, "").lower() == "true":
+        role = "worker"
     memory = row.get("config.hardware.memoryMB")
     inv.vms.append(Vm(
         key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=row.get("config.uuid"),
-        instance_name=name if parsed.role != "unmanaged" else None, cs_role=parsed.role,
+        instance_name=internal or (name if parsed.role != "unmanaged" else None), cs_role=role,
         cs_account_id=parsed.account_id, cs_id=parsed.cs_id,
         power_state=POWER.get(row.get("runtime.powerState") or "", "unknown"), vcpus=row.get("config.hardware.numCPU"),
         memory_bytes=memory * 2**20 if memory is not None else None, guest_os=row.get("config.guestFullName"),
         tools_state=row.get("guest.toolsRunningStatus"), is_template=bool(row.get("config.template")),
-        raw_json={"moid": row["_moid"]}))
+        raw_json={"moid": row["_moid"], **attributes}))
     controllers = {d.get("key"): d.get("_type") for d in row.get("config.hardware.device") or []}
     for device in row.get("config.hardware.device") or []:
         kind = device.get("_type", "")

@@ -36,7 +36,8 @@ def instance_name_of(vm: Vm) -> str:
 
 
 def is_worker(vm: Vm) -> bool:
-    return bool((vm.raw_json or {}).get(WORKER))
+    """A VMware helper VM of CloudStack's (``cloud.vm.worker = true``): the collector gives it the role ``worker``."""
+    return vm.cs_role == "worker" or str((vm.raw_json or {}).get(WORKER, "")).lower() == "true"
 
 
 def volume_stem(path: str | None) -> str:

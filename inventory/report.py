@@ -12,7 +12,7 @@ from inventory.rulebook import SEVERITIES
 from inventory.store import Store
 from inventory.view import InventoryView, Setting
 
-ROLES = ("user", "router", "ssvm", "cpvm", "unmanaged")
+ROLES = ("user", "router", "ssvm", "cpvm", "worker", "unmanaged")
 
 
 def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:

@@ -163,7 +163,9 @@ TABLES: tuple[Table, ...] = (
         _c("name", str, "Name as the hypervisor shows it."),
         _c("uuid", str, "VM UUID as reported."),
         _c("instance_name", str, "CloudStack's internal name if it follows CloudStack's naming."),
-        _c("cs_role", str, "`user`, `router`, `ssvm`, `cpvm` or `unmanaged` (from the instance name)."),
+        _c("cs_role", str, "`user`, `router`, `ssvm`, `cpvm` or `unmanaged` (from the instance name; on VMware the "
+                           "`cloud.vm.internal.name` attribute when set), or `worker` (a VMware helper VM CloudStack "
+                           "marked `cloud.vm.worker`)."),
         _c("cs_account_id", int, "CloudStack account id from `i-<account>-<id>-VM`."),
         _c("cs_id", int, "CloudStack VM id from the instance name."),
         _c("power_state", str, "running, stopped, paused, suspended, crashed, stopping, unknown."),

@@ -6,7 +6,6 @@ tries to skip fails instead.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from fixtures import estate
-from fixtures.libvirtd import LabDomain, define_domains, ensure_libvirtd, remove_domains
+from fixtures.libvirtd import LabDomain, define_domains, ensure_libvirtd, machine_lock, remove_domains
 from fixtures.sshd import SshServer, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,15 +54,11 @@ def real_dump(name: str) -> Path:
     return path
 
 
-LIBVIRTD_LOCK = Path("/tmp/cs-inventory-tests-libvirtd.lock")
-
-
 @pytest.fixture(scope="session")
 def libvirtd() -> Iterator[str]:
-    """The machine's one libvirtd; a test session holds it alone (other checkouts' sessions wait), since
-    sessions define and remove domains in it."""
-    with LIBVIRTD_LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """The machine's one libvirtd; a test session holds it alone (other checkouts' sessions and the lab wait),
+    since sessions define and remove domains in it."""
+    with machine_lock():
         ensure_libvirtd()
         yield "qemu:///system"
 

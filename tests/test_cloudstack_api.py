@@ -135,6 +135,30 @@ def test_only_list_calls_are_ever_sent(server: Any) -> None:
                                   "listPhysicalNetworks", "listTrafficTypes"}
 
 
+def test_the_server_runs_on_its_own_from_a_scenario_file(tmp_path: Path) -> None:
+    """``python -m fixtures.cloudstack.server``: a scenario file, HTTPS, a key of one's own, latency per request."""
+    import subprocess
+    import sys
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"vms": vms(4), "settings": {"default.page.size": "3"}, "version": "4.19.2.0"}))
+    server = subprocess.Popen([sys.executable, "-m", "fixtures.cloudstack.server", "--scenario", str(scenario),
+                               "--port", "0", "--https", str(tmp_path / "tls"), "--latency-ms", "20",
+                               "--api-key", ADMIN_KEY, "--secret-key", ADMIN_SECRET],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:") and url.endswith("/client/api")
+        result = CloudStackApiCollector(target(url, ca_file=tmp_path / "tls" / "cloudstack.pem")).collect()
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert result.status == "ok", result.error
+    assert len(result.inventory.cloudstack_vms) == 4 and result.detail and result.detail["page_size"] == 3
+    assert result.detail["cloudstack_version"] == "4.19.2.0" and result.duration_s >= 0.02 * result.api_calls
+
+
 # -- bad input: one line each ---------------------------------------------------------------------------
 def test_failures_are_one_line_reasons_that_never_hold_the_key(server: Any, tmp_path: Path) -> None:
     running = server({"vms": vms(3, account="bob"), "settings": {"default.page.size": "500"}})
@@ -196,7 +220,7 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[Any
     dump = folder / "pool.xml"
     dump.write_text(generate(3, 12, "xcp-ng-8.3", seed="reconcile"))
     xen = serve_dump(dump, password="xen-pw")
-    hosts = write_cluster(folder / "td", hosts=3, domains_per_host=25)
+    hosts = write_cluster(folder / "td", hosts=3, domains_per_host=25, system_vms=False)  # the pool has the SSVM/CPVM
     targets = (KvmTarget(name="kvm-td", hosts=tuple(h.name for h in hosts), uri=f"test://{folder / 'td'}/{{host}}.xml",
                          ssh_facts=False, cluster="cluster-1"),
                XenTarget(name="xcp-pool", url=xen.url, password=Secret("env", "XEN_PASSWORD")))
@@ -215,6 +239,16 @@ def scan_with(estate: tuple[tuple[Any, ...], Inventory], scenario: dict[str, Any
         return scan(config, db_path=db)
     finally:
         running.stop()
+
+
+def test_one_cloudstack_has_each_instance_name_once(estate: Any, tmp_path: Path) -> None:
+    hosts = write_cluster(tmp_path / "td", hosts=1, domains_per_host=3)  # names the estate has too
+    kvm = KvmTarget(name="other", hosts=(hosts[0].name,), uri=f"test://{tmp_path / 'td'}/{{host}}.xml", ssh_facts=False)
+    both = Inventory()
+    both.extend(estate[1])
+    both.extend(collector_class("kvm")(kvm).collect().inventory)
+    with pytest.raises(ValueError, match="-VM is on (kvm-td|xcp-pool) and other: one CloudStack has each instance name once"):
+        mirror(both)
 
 
 def test_the_clean_control_has_no_difference(estate: Any, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from collectors.vmware import VmwareCollector, VmwareTarget
-from fixtures.vcsim import Vcsim, start_vcsim
+from fixtures.vcsim import Vcsim, mark_as_cloudstack_does, rename_vms, start_vcsim, vsphere
 from fixtures.xapi.tls import self_signed, sha256_fingerprint
 from inventory.model import Secret
 
@@ -182,9 +182,39 @@ def test_failures_are_one_line_reasons_within_the_timeout(vcenter: Vcsim, tls: A
     assert pinned.status == "ok"
 
 
+def mark(sim: Vcsim, tls: tuple[Path, Path], marks: dict[str, dict[str, str]],
+         renames: dict[str, str] | None = None) -> None:
+    """VMs renamed, then CloudStack's custom attributes set through the vSphere API (fixtures/vcsim)."""
+    with vsphere(sim, user=USER, password=PASSWORD, ca_file=tls[0]) as content:
+        rename_vms(content, renames or {})
+        mark_as_cloudstack_does(content, marks)
+
+
+def test_cloudstacks_custom_attributes_are_read_from_vcenter(vcenter: Vcsim, tls: Any) -> None:
+    mark(vcenter, tls, {
+        "web-frontend": {"cloud.vm.internal.name": "i-2-7-VM", "cloud.uuid": "6b1e4c2a"},
+        "DC0_C0_RP0_VM1": {"cloud.vm.worker": "true", "cloud.vm.worker.tag": "1700000000000-mgmt1"},
+        "i-2-9-VM": {"cloud.vm.internal.name": "i-2-99-VM"}}, renames={"DC0_C0_RP0_VM0": "web-frontend",
+                                                                       "DC0_C1_RP0_VM0": "i-2-9-VM"})
+    mark(vcenter, tls, {"i-2-9-VM": {"cloud.vm.internal.name": "i-2-9-VM"}})  # set again
+    result = VmwareCollector(target(vcenter, tls)).collect()
+    assert result.status == "ok" and result.detail and not result.detail["read_by"], result.error  # the fast path
+    vms = {v.name: v for v in result.inventory.vms}
+    web, worker, again = vms["web-frontend"], vms["DC0_C0_RP0_VM1"], vms["i-2-9-VM"]
+    assert (web.instance_name, web.cs_role, web.cs_id) == ("i-2-7-VM", "user", 7)
+    assert web.raw_json == {"moid": web.raw_json["moid"] if web.raw_json else None,
+                            "cloud.vm.internal.name": "i-2-7-VM", "cloud.uuid": "6b1e4c2a"}
+    assert worker.cs_role == "worker" and (worker.raw_json or {})["cloud.vm.worker"] == "true"
+    assert (again.instance_name, again.cs_id) == ("i-2-9-VM", 9)  # the value set last, as vCenter keeps one
+    assert {v.cs_role for n, v in vms.items() if n not in ("web-frontend", "DC0_C0_RP0_VM1", "i-2-9-VM")} == \
+        {"unmanaged"}
+
+
 def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any) -> None:
     """The bulk VM properties read by our regular expressions and by pyvmomi's deserialiser: same records."""
     import dataclasses
+    mark(vcenter, tls, {"DC0_C0_RP0_VM0": {"cloud.vm.internal.name": "i-2-7-VM & <co>"},
+                                           "DC0_H0_VM0": {"cloud.vm.worker": "true", "owner": ""}})
     fast = VmwareCollector(target(vcenter, tls)).collect()
     slow = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).collect()
     assert fast.status == slow.status == "ok"
@@ -192,6 +222,9 @@ def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls
         mine, theirs = getattr(fast.inventory, table), getattr(slow.inventory, table)
         assert sorted(map(repr, mine)) == sorted(map(repr, theirs)), table
     assert len(fast.inventory.vms) == 3 * (2 * 1 + 1)  # 3 VMs per resource pool: 2 clusters + 1 standalone
+    assert fast.detail and not fast.detail["read_by"] and slow.detail and not slow.detail["read_by"]
+    assert {v.instance_name for v in fast.inventory.vms if v.cs_role == "user"} == {"i-2-7-VM & <co>"}
+    assert [v.name for v in fast.inventory.vms if v.cs_role == "worker"] == ["DC0_H0_VM0"]
 
 
 def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:

@@ -24,6 +24,8 @@ SYNC = code("engine/orchestration/src/main/java/com/cloud/vm/VirtualMachinePower
             "processReport (a domain it does not know is only logged)", "4.18–4.22")
 ISSUES = outside("apache/cloudstack issues #14206, #10406, #12920, #12411, #12922, #3664, #4290")
 VOLUME_API = code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java", "attach / migrate", "4.18–4.22")
+VOLUME_MIGRATE = code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java",
+                      "migrateVolume (a volume changes pools through CloudStack, which records the new one)", "4.18–4.22")
 HOST_RESPONSE = code("api/src/main/java/org/apache/cloudstack/api/response/HostResponse.java", "hypervisorversion",
                      "4.18–4.22")
 CLUSTER_RESPONSE = code("api/src/main/java/org/apache/cloudstack/api/response/ClusterResponse.java", "hypervisortype",
@@ -242,6 +244,48 @@ def volume_missing(view: InventoryView, r: Rule) -> Iterator[Finding]:
                                 expected=f"{volume.path} on {volume.pool_name}")
 
 
+@rule("reconcile-volume-wrong-pool", hypervisors=KINDS, basis="DIFF", severity="warning",
+      remediation="CloudStack's record of the volume's pool is stale (storage DRS, a storage migration outside CloudStack "
+                  "or one that failed half-way): move the disk back, or let CloudStack learn where it is (on VMware a "
+                  "stop and start of the VM), before a snapshot, resize or migration of it fails.",
+      sources=[VOLUME_MIGRATE, outside("apache/cloudstack issues #5091, #5484, #5558 (storage DRS and migrations left "
+                                       "the recorded pool or path stale)")], evidence=EVIDENCE)
+def volume_wrong_pool(view: InventoryView, r: Rule) -> Iterator[Finding]:
+    """A Ready CloudStack volume's disk is on the pool CloudStack records for it.
+
+    Judged where the disk's storage is one of CloudStack's pools and another than the recorded one (a disk on
+    storage CloudStack does not list is not compared); a volume recorded on a VMware datastore cluster is not
+    compared, since its datastores hold the disks.
+    """
+    match = matching_of(view)
+    if match is None:
+        return
+    pools = {(p.target, p.key): p for p in view.cloudstack_storage_pools}
+    disks = defaultdict(list)
+    for disk in view.vm_disks:
+        if disk.disk_type in ("disk", None) and disk.path:
+            disks[(disk.target, disk.vm_key)].append(disk)
+    vms = {(vm.target, vm.key): vm for vm in view.cloudstack_vms}
+    for volume in view.cloudstack_volumes:
+        vm = vms.get((volume.target, volume.vm_key or ""))
+        recorded = pools.get((volume.target, volume.pool_key or ""))
+        if volume.state != "Ready" or vm is None or not volume.path or recorded is None \
+                or (recorded.pool_type or "").lower() == "datastorecluster":
+            continue
+        stem = volume_stem(volume.path).lower()
+        for found in match.hv_vms_of(vm):
+            for disk in disks.get((found.target, found.key), []):
+                actual = match.pool_of_storage.get((disk.target, disk.storage_key or ""))
+                if volume_stem(disk.path).lower() != stem or actual is None or actual.key == recorded.key:
+                    continue
+                host = match.host_of_vm(found)
+                cluster = match.cs_cluster_of_host(host) if host else None
+                yield r.finding(Subject("volume", volume.key, volume.target, cluster[1] if cluster else None),
+                                f"volume {volume.name} ({volume.path}) of {vm.instance_name or vm.name} is on pool "
+                                f"{actual.name}; CloudStack records {recorded.name}", observed=f"{disk.path} on "
+                                f"{actual.name}", expected=f"on {recorded.name}")
+
+
 @rule("reconcile-storage-leak", hypervisors=KINDS, basis="DIFF", severity="warning",
       remediation="A disk on CloudStack's primary storage that no CloudStack volume owns takes space CloudStack does "
                   "not account for: after checking nothing uses it, remove it (or import its VM).",
@@ -249,23 +293,29 @@ def volume_missing(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every VM disk on CloudStack's primary storage is a volume CloudStack lists on that pool.
 
-    The disks judged are those of scanned VMs; an image attached to no VM is not read by the collectors.
+    The disks judged are those of scanned VMs; an image attached to no VM is not read by the collectors. A disk
+    that is a volume of its own VM recorded on another pool is ``reconcile-volume-wrong-pool``, not a leak.
     """
     match = matching_of(view)
     if match is None:
         return
     owned = defaultdict(set)
+    of_vm = defaultdict(set)
     for volume in view.cloudstack_volumes:
         if volume.path:
             owned[(volume.target, volume.pool_key or "")].add(volume_stem(volume.path).lower())
+            of_vm[(volume.target, volume.vm_key or "")].add(volume_stem(volume.path).lower())
     vms = {(vm.target, vm.key): vm for vm in view.vms}
     for disk in view.vm_disks:
         pool = match.pool_of_storage.get((disk.target, disk.storage_key or ""))
         if pool is None or disk.disk_type not in ("disk", None) or not disk.path:
             continue
-        if volume_stem(disk.path).lower() in owned.get((pool.target, pool.key), set()):
-            continue
+        stem = volume_stem(disk.path).lower()
         vm = vms.get((disk.target, disk.vm_key))
+        listed = match.cs_vm_by_name.get(instance_name_of(vm).lower()) if vm else None
+        if stem in owned.get((pool.target, pool.key), set()) or \
+                (listed is not None and stem in of_vm.get((listed.target, listed.key), set())):
+            continue
         host = match.host_of_vm(vm) if vm else None
         cluster = match.cs_cluster_of_host(host) if host else None
         yield r.finding(Subject("storage", pool.key, pool.target, cluster[1] if cluster else pool.cluster_key),

@@ -190,7 +190,7 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
     CloudStack-named VMs the hypervisor shows running (or stopping).
     """
     active = Counter((v.target, v.host_key) for v in view.vms
-                     if v.cs_role != "unmanaged" and v.power_state in ("running", "stopping"))
+                     if v.cs_role not in ("unmanaged", "worker") and v.power_state in ("running", "stopping"))
     for host in view.hosts:
         if host.hypervisor == "kvm":
             continue
