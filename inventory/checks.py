@@ -6,10 +6,12 @@ both and nothing imports it back.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
 from inventory.errors import ConfigError
+from inventory.logs import event
 from inventory.releases import resolve
 from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
 from inventory.rules import RULES
@@ -47,6 +49,7 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
 
     ``settings`` are CloudStack global settings as the operator states them (else CloudStack's defaults);
     ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``)."""
+    started = time.perf_counter()
     release = resolve(cloudstack_version)
     view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features))
     findings: list[Finding] = []
@@ -55,6 +58,7 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
             findings.extend(chosen.fn(view, chosen))
     findings.sort(key=lambda f: (f.target, f.cluster or "", SEVERITIES.index(f.severity), f.rule_id, f.object_key))
     store.write_findings(scan_id, [f.as_row() for f in findings])
+    event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3))
     return findings
 
 
