@@ -27,7 +27,12 @@ from inventory.model import TargetResult
 
 BUSY_TIMEOUT_MS = 30_000
 _ROWS_PER_INSERT = 100
-_encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode  # raw_json and detail columns
+
+
+# A finding as written: its findings row after scan_id and number (12 columns up to basis, then object_count and
+# object_name), and a finding_objects row (after scan_id and finding) per object it is about.
+StoredFinding = tuple[tuple[Any, ...], Sequence[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,7 @@ class Store:
             scan_id = int(cursor.lastrowid or 0)
             self._insert("targets", [(scan_id, r.name, r.hypervisor, r.endpoint, r.status, r.error,
                                       round(r.duration_s, 3), r.api_calls,
-                                      None if r.detail is None else _encode_json(r.detail)) for r in results])
+                                      None if r.detail is None else encode_json(r.detail)) for r in results])
             self._insert("endpoints", [(scan_id, e.target, e.endpoint, e.status, e.error,
                                         round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])
@@ -93,7 +98,7 @@ class Store:
             for rec in records:
                 values = list(get(rec))
                 raw = values[raw_index]
-                values[raw_index] = None if raw is None else _encode_json(raw)
+                values[raw_index] = None if raw is None else encode_json(raw)
                 rows.append((scan_id, *values))
         self._insert(table_name, rows)
 
@@ -111,14 +116,31 @@ class Store:
             sql = full if len(chunk) == _ROWS_PER_INSERT else head + ", ".join([one] * len(chunk))
             execute(sql, list(chain.from_iterable(chunk)))
 
-    def write_findings(self, scan_id: int, findings: Sequence[dict[str, Any]]) -> None:
-        """Replace the findings of one scan (checks can be re-run)."""
+    def write_findings(self, scan_id: int, findings: Sequence[StoredFinding]) -> None:
+        """Replace the findings of one scan (checks can be re-run): each is its ``findings`` row (the columns after
+        scan_id and number, numbered here from 1) and its objects' ``finding_objects`` rows (the columns after
+        scan_id and finding)."""
         self.require_writable()
-        columns = schema.TABLES_BY_NAME["findings"].column_names
+        rows: list[tuple[Any, ...]] = []
+        objects: list[tuple[Any, ...]] = []
+        for number, (row, object_rows) in enumerate(findings, 1):
+            rows.append((scan_id, *row[:12], number, *row[12:]))
+            objects.extend((scan_id, number, *o) for o in object_rows)
         with self.db.atomic():
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
-            self._insert("findings", [tuple(scan_id if c == "scan_id" else f.get(c) for c in columns)
-                                      for f in findings])
+            self.db.execute("DELETE FROM finding_objects WHERE scan_id = ?", [scan_id])
+            self._insert("findings", rows)
+            self._insert("finding_objects", objects)
+
+    def finding_objects(self, scan_id: int, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A scan's findings one per object, as the rules made them (``findings`` rows as they were before findings
+        were grouped, and the object's name): each ``finding_objects`` row with its finding's remediation,
+        reference and basis. ``where`` is a condition on ``o.`` (finding_objects) and ``f.`` (findings) columns."""
+        return self.query(
+            "SELECT o.scan_id, o.target, o.cluster, o.rule_id, o.severity, o.object_type, o.object_key, o.message, "
+            "o.observed, o.expected, f.remediation, f.reference, f.basis, o.object_name "
+            "FROM finding_objects o JOIN findings f ON f.scan_id = o.scan_id AND f.number = o.finding "
+            f"WHERE o.scan_id = ? {'AND ' + where if where else ''} ORDER BY o.rowid", [scan_id, *params])
 
     # -- reading -----------------------------------------------------------------------------
     def latest_scan_id(self) -> int | None:
