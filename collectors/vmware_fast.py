@@ -15,7 +15,11 @@ import re
 import ssl
 import threading
 import xml.etree.ElementTree as ET
+from collections import deque
+from functools import cache
 from typing import Any
+
+from collectors.vmware_slim import is_kept
 
 ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
             'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body>'
@@ -52,33 +56,79 @@ def continue_body(pc: str, token: str) -> str:
                            f"</_this><token>{html.escape(token)}</token></ContinueRetrievePropertiesEx>")
 
 
+def view_body(pc: str, view: str) -> str:
+    """The objects a ContainerView holds (its ``view`` property): one short answer of references."""
+    return ENVELOPE.format(
+        f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet>'
+        f'<type>ContainerView</type><pathSet>view</pathSet></propSet><objectSet><obj type="ContainerView">'
+        f'{html.escape(view)}</obj></objectSet></specSet><options></options></RetrievePropertiesEx>')
+
+
+def objects_body(pc: str, kind: str, paths: list[str], refs: list[tuple[str, str]]) -> str:
+    """The properties of these objects (type, moid), named one by one: no traversal, an answer of known size."""
+    props = "".join(f"<pathSet>{html.escape(p)}</pathSet>" for p in paths)
+    objects = "".join(f'<objectSet><obj type="{html.escape(t)}">{html.escape(m)}</obj></objectSet>' for t, m in refs)
+    return ENVELOPE.format(
+        f'<RetrievePropertiesEx xmlns="urn:vim25"><_this type="PropertyCollector">{pc}</_this><specSet><propSet>'
+        f'<type>{kind}</type>{props}</propSet>{objects}</specSet><options><maxObjects>{len(refs)}</maxObjects>'
+        '</options></RetrievePropertiesEx>')
+
+
+_REF = re.compile(r'<ManagedObjectReference type="([^"]+)"[^>]*>([^<]+)</ManagedObjectReference>')
+
+
+IN_FLIGHT = 2  # pages asked for at once, each on its own connection: vCenter prepares them while we read one
+
+
 def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context: ssl.SSLContext, timeout: float,
-                  page: int = 1000, nested: bool = False) -> tuple[list[dict[str, Any]], int]:
-    """RetrievePropertiesEx (+ Continue pages) for one type; returns plain records and calls made."""
+                  page: int = 500, nested: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Plain records of every object of one type, and the calls made.
+
+    A ContainerView lists the objects (one short answer), then their properties are asked for ``page`` objects at
+    a time, ``IN_FLIGHT`` pages asked for ahead of the one being read: vCenter works while we parse, and no answer
+    is ever the whole inventory at once (a vCenter that answers a whole traversal in one piece — the simulator
+    does — would have us wait for all of it, then hold it all)."""
     stub = si._stub
     host, port = stub.host.rsplit(":", 1) if ":" in stub.host else (stub.host, "443")
     view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
     calls = 1
-    records: list[dict[str, Any]] = []
-    conn = http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+    connections = [http.client.HTTPSConnection(host.strip("[]"), int(port), context=context, timeout=timeout)
+                   for _ in range(IN_FLIGHT)]
     headers = {"Cookie": stub.cookie, "SOAPAction": getattr(stub, "versionId", None) or '"urn:vim25"',
                "Content-Type": "text/xml; charset=utf-8"}
     pc = content.propertyCollector._moId
     try:
-        pending: _Fetch | None = _Fetch(conn, stub.path, retrieve_body(pc, view._moId, kind._wsdlName, paths, page),
-                                        headers)
-        while pending is not None:
-            text = pending.result()
+        listed = _Fetch(connections[0], stub.path, view_body(pc, view._moId), headers).result()
+        calls += 1
+        refs = [(t, html.unescape(m)) for t, m in _REF.findall(listed)]
+        if listed.count("<ManagedObjectReference") != len(refs):
+            raise FastPathError("a reference of the view not read")
+        bodies = [objects_body(pc, kind._wsdlName, paths, refs[i:i + page]) for i in range(0, len(refs), page)]
+        pages: list[list[dict[str, Any]]] = [[] for _ in bodies]  # records by page, in the view's order
+        waiting = deque(enumerate(bodies))
+        asked: deque[tuple[int, _Fetch, http.client.HTTPSConnection]] = deque()
+        for connection in connections:
+            if waiting:
+                index, body = waiting.popleft()
+                asked.append((index, _Fetch(connection, stub.path, body, headers), connection))
+        while asked:
+            index, fetch, connection = asked.popleft()
+            text = fetch.result()
             calls += 1
             token = _TOKEN.search(text, max(0, len(text) - 4096)) or _TOKEN.search(text)
-            # ask for the next page before reading this one: vCenter works while we parse
-            pending = _Fetch(conn, stub.path, continue_body(pc, token.group(1)), headers) if token else None
-            records.extend(parse_objects(text, nested=nested))
+            if token:  # a vCenter that pages even a page of named objects: the rest of it next on this connection
+                waiting.appendleft((index, continue_body(pc, token.group(1))))
+            if waiting:  # ask for the next page before reading this one
+                index_next, body = waiting.popleft()
+                asked.append((index_next, _Fetch(connection, stub.path, body, headers), connection))
+            pages[index].extend(parse_objects(text, nested=nested))
+            del text
     finally:
-        conn.close()
+        for connection in connections:
+            connection.close()
         view.Destroy()
         calls += 1
-    return records, calls
+    return [record for records in pages for record in records], calls
 
 
 class _Fetch:
@@ -110,24 +160,74 @@ class _Fetch:
 
 
 def parse_objects(text: str, nested: bool = False) -> list[dict[str, Any]]:
-    """``nested``: data-object properties (host network config …) are read with ElementTree, one value at a time."""
+    """``nested``: data-object properties (host network config …) are read too: those the collector slims to what
+    it uses (firewall, VMkernel NIC services, SCSI LUNs, CPU packages, proxy switches) for just that, the others
+    with ElementTree, one value at a time."""
     records = []
     for chunk in text.split("<objects>")[1:]:
         obj = _OBJ.search(chunk)
         if obj is None:
             raise FastPathError("an object without <obj>")
         record: dict[str, Any] = {"_moid": obj.group(2), "_type": obj.group(1)}
-        start = chunk.find(_DEVICES_START)
-        if start >= 0 and not nested:  # cut the big device array out before the general pattern scans
+        start = -1 if nested else chunk.find(_DEVICES_START)
+        if start >= 0:  # the big device array is read apart; the properties around it by the general pattern
             value_at = chunk.index(">", start + len(_DEVICES_START)) + 1
             end = chunk.index("</val></propSet>", value_at)
             record["config.hardware.device"] = _devices(chunk[value_at:end])
-            chunk = chunk[:start] + chunk[end + len("</val></propSet>"):]
-        for name, attrs, value in _PROP.findall(chunk):
-            structured = "<" in value or _xsi_type(attrs).startswith("ArrayOf")  # an empty array has no elements
-            record[name] = _tree_value(attrs, value) if nested and structured else _value(name, attrs, value)
+            _scalars(record, chunk, 0, start)
+            _scalars(record, chunk, end + len("</val></propSet>"), len(chunk))
+        elif nested:
+            for name, attrs, value in _properties(chunk):
+                structured = "<" in value or _xsi_type(attrs).startswith("ArrayOf")  # an empty array has no elements
+                if not structured:
+                    record[name] = _value(name, attrs, value)
+                elif name in _SLIMMED:
+                    record[name] = _SLIMMED[name](value)
+                else:
+                    record[name] = _tree_value(attrs, value)
+        else:
+            _scalars(record, chunk, 0, len(chunk))
         records.append(record)
     return records
+
+
+def _properties(chunk: str) -> list[tuple[str, str, str]]:
+    """Each property of an object: name, the attributes of its value element, and the value's content."""
+    found = []
+    at = chunk.find("<propSet><name>")
+    while at >= 0:
+        name_end = chunk.index("</name>", at)
+        value_at = name_end + len("</name>")
+        if not chunk.startswith("<val", value_at):
+            raise FastPathError("a property without its value")
+        opened = chunk.index(">", value_at)
+        closed = chunk.index("</val></propSet>", opened)
+        found.append((chunk[at + len("<propSet><name>"):name_end], chunk[value_at + 4:opened], chunk[opened + 1:closed]))
+        at = chunk.find("<propSet><name>", closed)
+    return found
+
+
+# a property whose value is text: its name, its type (the last xsi:type of the element, whatever the prefix: a
+# reference's own type attribute has none) and the text
+_SCALAR = re.compile(r'<propSet><name>([^<]+)</name><val(?:[^>]*:type="([^"]*)")?[^>]*>([^<]*)</val></propSet>')
+_NAMES: dict[str, str] = {}
+
+
+def _scalars(record: dict[str, Any], chunk: str, start: int, end: int) -> None:
+    """The properties in ``chunk[start:end]``, each a text value (anything else fails the fast path)."""
+    found = _SCALAR.findall(chunk, start, end)
+    if len(found) != chunk.count("<propSet>", start, end):
+        raise FastPathError("a property that is not text")
+    for name, kind, value in found:
+        name = _NAMES.setdefault(name, name)  # one string per property name, however many objects
+        if kind in _INT_TYPES:
+            record[name] = int(value)
+        elif kind == "xsd:boolean":
+            record[name] = value == "true"
+        elif kind.startswith("ArrayOf"):
+            raise FastPathError(f"{name}: {kind} is not read by the fast path")
+        else:  # xsd:string, enumerations, references — and no type at all: text
+            record[name] = html.unescape(value) if "&" in value else value
 
 
 def _xsi_type(attrs: str, default: str = "xsd:string") -> str:
@@ -148,23 +248,36 @@ def _value(name: str, attrs: str, value: str) -> Any:
     return html.unescape(value) if "&" in value else value
 
 
-_DEVICE_HEAD = re.compile(r'<VirtualDevice [^>]*?:type="([^"]+)"[^>]*><key>(-?\d+)</key>')
+_DEVICE_HEAD = re.compile(r'[^>]*:type="([^"]+)"[^>]*><key>(-?\d+)</key>')
 _DEVICES_START = "<propSet><name>config.hardware.device</name>"
+_KINDS: dict[str, str] = {}
 
 
 def _devices(value: str) -> list[dict[str, Any]]:
-    """Every device's type and key in one pass; disks and NICs read in full."""
-    heads = _DEVICE_HEAD.findall(value)
+    """The devices ``vmware_slim.kept_devices`` keeps: disks and NICs read in full, and each disk's controller by
+    its type and key (all the normaliser reads of it)."""
     parts = value.split("<VirtualDevice ")[1:]
-    if len(heads) != len(parts):
-        raise FastPathError("a device without its key first")
-    devices: list[dict[str, Any]] = []
-    for (kind, key), part in zip(heads, parts, strict=True):
-        if kind == "VirtualDisk" or "<macAddress>" in part:
-            devices.append(_device(part))
-        else:  # controllers, keyboards, video …: the normaliser needs only type and key
-            devices.append({"_type": kind, "key": int(key)})
-    return devices
+    if value.count("<VirtualDevice") != len(parts):
+        raise FastPathError("a device element not read")
+    heads: list[tuple[str, str]] = []
+    kept: dict[int, dict[str, Any]] = {}
+    for index, part in enumerate(parts):
+        head = _DEVICE_HEAD.match(part)
+        if head is None:
+            raise FastPathError("a device without its key first")
+        kind, key = head.groups()
+        heads.append((kind, key))
+        if is_kept(kind, "<macAddress>" in part):
+            kept[index] = _device(part)
+    named = {d.get("controllerKey") for d in kept.values() if d["_type"] == "VirtualDisk"}
+    if named:
+        last = {int(key): index for index, (_, key) in enumerate(heads)}
+        for number in named:
+            found = last.get(number) if isinstance(number, int) else None
+            if found is not None and found not in kept:
+                kind, _ = heads[found]
+                kept[found] = {"_type": _KINDS.setdefault(kind, kind), "key": number}
+    return [kept[index] for index in sorted(kept)]
 
 
 def _device(part: str) -> dict[str, Any]:
@@ -193,6 +306,182 @@ def _device(part: str) -> dict[str, Any]:
         else:
             device[name] = value
     return device
+
+
+# -- host properties read for what the collector keeps of them (``vmware_slim.slim_host``) --------------------------------
+# Each gives what ElementTree would for the elements kept (text, or a dict per data object, repeated ones as a list)
+# and leaves out the rest; slim_host then makes the same of it as of pyvmomi's objects. The fields of a data object
+# come in the order vSphere's WSDL declares them (xsd:sequence), so a data object's own fields are read before the
+# first nested one that could hold a field of the same name. An element not taken apart as expected fails the fast
+# path.
+def _elements(text: str, tag: str) -> list[str]:
+    """The content of each ``<tag>`` element of ``text`` (a tag that never nests in itself)."""
+    found = []
+    opening, closing = f"<{tag}", f"</{tag}>"
+    at = text.find(opening)
+    while at >= 0:
+        follows = text[at + len(opening):at + len(opening) + 1]
+        if follows == ">" or follows.isspace():
+            start = text.index(">", at) + 1
+            end = text.find(closing, start)
+            if end < 0:
+                raise FastPathError(f"<{tag}> is not closed")
+            found.append(text[start:end])
+            at = text.find(opening, end + len(closing))
+        elif follows == "/":
+            raise FastPathError(f"an empty <{tag}/> element")
+        else:  # another element whose name begins the same (<rule… in <ruleset>)
+            at = text.find(opening, at + 1)
+    return found
+
+
+def _leaves(text: str, tags: tuple[str, ...]) -> dict[str, str]:
+    """The first text element of each of ``tags`` in ``text``, by tag (absent ones left out)."""
+    found: dict[str, str] = {}
+    for tag, value in _leaf_pattern(tags).findall(text):
+        if tag not in found:
+            found[tag] = html.unescape(value) if "&" in value else value
+    return found
+
+
+@cache
+def _opening(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"<{tag}[\s>/]")
+
+
+@cache
+def _leaf_pattern(tags: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"<({'|'.join(tags)})(?:\s[^>]*)?>([^<]*)</\1>")
+
+
+def _before(text: str, *tags: str) -> str:
+    """``text`` up to the first of these nested elements: a data object's own fields."""
+    cut = min((at for tag in tags if (at := text.find(f"<{tag}")) >= 0), default=len(text))
+    return text[:cut]
+
+
+def _nested(text: str, tag: str) -> str | None:
+    found = _elements(text, tag)
+    return found[0] if found else None
+
+
+# the firewall is half of a host's answer: its rulesets read in one pass, as a sequence of the elements that matter
+_FIREWALL = re.compile(r"<(ruleset|rule)>|<(key|enabled|port|endPort|direction|protocol)>([^<]*)</\2>")
+
+
+def _firewall(value: str) -> dict[str, Any]:
+    rulesets: list[dict[str, Any]] = []
+    ruleset: dict[str, Any] = {}
+    rule: dict[str, Any] | None = None
+    for opened, tag, text in _FIREWALL.findall(value):
+        if opened == "ruleset":
+            ruleset, rule = {"key": None, "enabled": None, "rule": []}, None
+            rulesets.append(ruleset)
+        elif opened == "rule":
+            rule = {}
+            ruleset["rule"].append(rule)
+        elif not rulesets:
+            raise FastPathError(f"<{tag}> outside a ruleset")
+        elif tag in ("key", "enabled"):  # a ruleset's own (its rules have neither)
+            if ruleset[tag] is None:
+                ruleset[tag] = html.unescape(text) if "&" in text else text
+        elif rule is not None and tag not in rule:
+            rule[tag] = html.unescape(text) if "&" in text else text
+    if len(rulesets) != len(_opening("ruleset").findall(value)) or sum(len(r["rule"]) for r in rulesets) != len(
+            _opening("rule").findall(value)):
+        raise FastPathError("a firewall ruleset or rule not read")
+    return {"ruleset": rulesets}
+
+
+def _net_config(value: str) -> list[dict[str, Any]]:
+    configs = []
+    for config in _elements(value, "VirtualNicManagerNetConfig"):
+        candidates = []
+        for vnic in _elements(config, "candidateVnic"):
+            own = _leaves(_before(vnic, "spec"), ("device", "key", "portgroup"))
+            port = _nested(vnic, "distributedVirtualPort")
+            if port is not None:
+                own["spec"] = {"distributedVirtualPort": _leaves(port, ("portgroupKey",))}  # type: ignore[assignment]
+            candidates.append(own)
+        selected = _elements(config, "selectedVnic")
+        configs.append({"nicType": _leaves(_before(config, "candidateVnic"), ("nicType",)).get("nicType"),
+                        "candidateVnic": candidates,
+                        "selectedVnic": [html.unescape(v) if "&" in v else v for v in selected]})
+    return configs
+
+
+def _scsi_luns(value: str) -> list[dict[str, Any]]:
+    luns = []
+    for lun in _elements(value, "ScsiLun"):
+        found: dict[str, Any] = _leaves(lun, ("canonicalName", "lunType", "localDisk"))
+        capacity = _nested(lun, "capacity")
+        if capacity is not None:
+            found["capacity"] = _leaves(capacity, ("block", "blockSize"))
+        luns.append(found)
+    return luns
+
+
+def _cpu_packages(value: str) -> list[dict[str, Any]]:
+    return [_leaves(_before(package, "cpuFeature"), ("vendor",)) for package in _elements(value, "HostCpuPackage")]
+
+
+def _proxy_switches(value: str) -> list[dict[str, Any]]:
+    return [_leaves(_before(switch, "uplinkPort", "spec", "hostLag"), ("dvsName", "dvsUuid"))
+            for switch in _elements(value, "HostProxySwitch")]
+
+
+_HARDWARE = ("uuid", "cpuModel", "numCpuPkgs", "numCpuCores", "numCpuThreads", "cpuMhz", "memorySize")
+_PRODUCT = ("name", "fullName", "version", "build", "apiVersion", "productLineId")
+
+
+def _hardware(value: str) -> dict[str, Any]:
+    return _leaves(value, _HARDWARE)  # its one nested array (otherIdentifyingInfo) has none of these
+
+
+def _product(value: str) -> dict[str, Any]:
+    return _leaves(value, _PRODUCT)
+
+
+def _vswitches(value: str) -> list[dict[str, Any]]:
+    return [_leaves(_before(switch, "portgroup", "pnic", "spec"), ("name", "key", "mtu"))
+            for switch in _elements(value, "HostVirtualSwitch")]
+
+
+def _port_groups(value: str) -> list[dict[str, Any]]:
+    groups = []
+    for group in _elements(value, "HostPortGroup"):
+        found: dict[str, Any] = _leaves(_before(group, "port", "computedPolicy", "spec"), ("key",))
+        found.update(_leaves(_before(group, "computedPolicy", "spec"), ("vswitch",)))
+        spec = _nested(group, "spec")
+        if spec is not None:
+            found["spec"] = _leaves(_before(spec, "policy"), ("name", "vlanId", "vswitchName"))
+        groups.append(found)
+    return groups
+
+
+def _vnics(value: str) -> list[dict[str, Any]]:
+    nics = []
+    for vnic in _elements(value, "HostVirtualNic"):
+        found: dict[str, Any] = _leaves(_before(vnic, "spec"), ("device", "portgroup"))
+        spec_text = _nested(vnic, "spec")
+        if spec_text is not None:
+            spec: dict[str, Any] = _leaves(spec_text, ("mac", "mtu"))  # no nested object of the spec has these
+            ip = _nested(spec_text, "ip")
+            if ip is not None:
+                spec["ip"] = _leaves(_before(ip, "ipV6Config"), ("dhcp", "ipAddress", "subnetMask"))
+            port = _nested(spec_text, "distributedVirtualPort")
+            if port is not None:
+                spec["distributedVirtualPort"] = _leaves(port, ("portgroupKey",))
+            found["spec"] = spec
+        nics.append(found)
+    return nics
+
+
+_SLIMMED = {"config.firewall": _firewall, "config.virtualNicManagerInfo.netConfig": _net_config,
+            "config.storageDevice.scsiLun": _scsi_luns, "hardware.cpuPkg": _cpu_packages,
+            "config.network.proxySwitch": _proxy_switches, "summary.hardware": _hardware,
+            "config.product": _product, "config.network.vswitch": _vswitches, "config.network.portgroup": _port_groups,
+            "config.network.vnic": _vnics}
 
 
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"

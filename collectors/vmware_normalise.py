@@ -226,36 +226,44 @@ def _datastores(raw: dict[str, Any], target: str, hosts: set[str], inv: Inventor
 
 def _vm(row: dict[str, Any], target: str, host: str | None, cluster: str | None, network_names: dict[Any, Any],
         inv: Inventory) -> None:
-    name = row.get("name") or row["_moid"]
-    key = row.get("config.instanceUuid") or row["_moid"]
+    get = row.get
+    name = get("name") or row["_moid"]
+    key = get("config.instanceUuid") or row["_moid"]
     parsed = parse_instance_name(name)
-    memory = row.get("config.hardware.memoryMB")
+    memory = get("config.hardware.memoryMB")
     inv.vms.append(Vm(
-        key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=row.get("config.uuid"),
+        key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=get("config.uuid"),
         instance_name=name if parsed.role != "unmanaged" else None, cs_role=parsed.role,
         cs_account_id=parsed.account_id, cs_id=parsed.cs_id,
-        power_state=POWER.get(row.get("runtime.powerState") or "", "unknown"), vcpus=row.get("config.hardware.numCPU"),
-        memory_bytes=memory * 2**20 if memory is not None else None, guest_os=row.get("config.guestFullName"),
-        tools_state=row.get("guest.toolsRunningStatus"), is_template=bool(row.get("config.template")),
+        power_state=POWER.get(get("runtime.powerState") or "", "unknown"), vcpus=get("config.hardware.numCPU"),
+        memory_bytes=memory * 2**20 if memory is not None else None, guest_os=get("config.guestFullName"),
+        tools_state=get("guest.toolsRunningStatus"), is_template=bool(get("config.template")),
         raw_json={"moid": row["_moid"]}))
-    controllers = {d.get("key"): d.get("_type") for d in row.get("config.hardware.device") or []}
-    for device in row.get("config.hardware.device") or []:
+    devices = get("config.hardware.device") or []
+    controllers: dict[Any, Any] | None = None  # key → type, made when a disk needs its controller's
+    for device in devices:
         kind = device.get("_type", "")
-        backing = device.get("backing") or {}
-        label = (device.get("deviceInfo") or {}).get("label") or str(device.get("key"))
         if kind == "VirtualDisk":
+            if controllers is None:
+                controllers = {d.get("key"): d.get("_type") for d in devices}
+            backing = device.get("backing") or {}
             capacity = device.get("capacityInBytes") or (device.get("capacityInKB") or 0) * 1024 or None
             inv.vm_disks.append(VmDisk(
-                vm_key=key, target=target, device=label, disk_type="disk",
+                vm_key=key, target=target, device=_label(device), disk_type="disk",
                 bus=_bus(controllers.get(device.get("controllerKey"))), storage_key=backing.get("datastore"),
                 path=backing.get("fileName"), format="vmdk", capacity_bytes=capacity, thin=backing.get("thinProvisioned")))
         elif "macAddress" in device or kind in NIC_MODELS:
+            backing = device.get("backing") or {}
             port = backing.get("port") or {}
             network = backing.get("network") or port.get("portgroupKey")
             inv.vm_nics.append(VmNic(
-                vm_key=key, target=target, device=label, mac=(device.get("macAddress") or "").lower() or None,
+                vm_key=key, target=target, device=_label(device), mac=(device.get("macAddress") or "").lower() or None,
                 network_key=network, network_name=network_names.get(network) or backing.get("deviceName"),
                 model=NIC_MODELS.get(kind, kind)))
+
+
+def _label(device: dict[str, Any]) -> str:
+    return (device.get("deviceInfo") or {}).get("label") or str(device.get("key"))
 
 
 @cache

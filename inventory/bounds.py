@@ -68,9 +68,15 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     """How deep ``value`` nests, counting no further than one past ``limit``."""
     if level > limit:
         return level
-    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return max((_depth(child, limit, level + 1) for child in children if isinstance(child, (dict, list))),
-               default=level)
+    deepest = level
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        if isinstance(child, (dict, list)):
+            depth = _depth(child, limit, level + 1)
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+    return deepest
 
 
 def _short(value: Any) -> str:
@@ -139,15 +145,13 @@ def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> boo
         allowed.add(int)
     if not types <= allowed:
         return False
-    present = [v for v in values if v is not None] if optional else values
-    if not present:
-        return True
+    # None, 0 and "" are within bounds: what is left out of these (C-speed) passes needs no look
     if base is int:
-        return bool(INT_MIN <= min(present) and max(present) <= INT_MAX)
+        return bool(INT_MIN <= min(filter(None, values), default=0) and max(filter(None, values), default=0) <= INT_MAX)
     if base is float:
-        return all(map(math.isfinite, present))
+        return all(map(math.isfinite, filter(None, values)))
     if base is str:
-        return max(map(len, present)) <= MAX_TEXT
+        return max(map(len, filter(None, values)), default=0) <= MAX_TEXT
     return True
 
 

@@ -182,16 +182,40 @@ def test_failures_are_one_line_reasons_within_the_timeout(vcenter: Vcsim, tls: A
     assert pinned.status == "ok"
 
 
-def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any) -> None:
-    """The bulk VM properties read by our regular expressions and by pyvmomi's deserialiser: same records."""
+def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any, tmp_path: Path) -> None:
+    """The bulk VM and host properties read by our patterns (pages of named objects, two asked for at once) and by
+    pyvmomi's deserialiser (one traversal): the same answers as the normaliser reads them, the same records, and —
+    stored and checked — the same findings, grouped alike and each object's own finding kept."""
     import dataclasses
-    fast = VmwareCollector(target(vcenter, tls)).collect()
-    slow = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).collect()
+
+    from inventory import open_store, run_checks
+    from inventory.store import ScanRow
+    fast_read = VmwareCollector(target(vcenter, tls)).read()
+    slow_read = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).read()
+    (fast_raw,), (slow_raw,) = fast_read.answers.values(), slow_read.answers.values()
+    assert "vms_read_by" not in fast_raw and "hosts_read_by" not in fast_raw  # no fallback to pyvmomi
+    # both slimmed to exactly what the normaliser reads, in the same order
+    assert fast_raw["hosts"] == slow_raw["hosts"] and fast_raw["vms"] == slow_raw["vms"]
+    assert {d["_type"] for vm in fast_raw["vms"] for d in vm["config.hardware.device"]} == {
+        "VirtualDisk", "VirtualE1000", "ParaVirtualSCSIController"}
+    fast, slow = (VmwareCollector(r.target).result(r) for r in (fast_read, slow_read))
     assert fast.status == slow.status == "ok"
     for table in ("vms", "vm_disks", "vm_nics", "hosts", "host_nics", "clusters", "networks", "storage", "host_storage"):
         mine, theirs = getattr(fast.inventory, table), getattr(slow.inventory, table)
         assert sorted(map(repr, mine)) == sorted(map(repr, theirs)), table
     assert len(fast.inventory.vms) == 3 * (2 * 1 + 1)  # 3 VMs per resource pool: 2 clusters + 1 standalone
+    stored = []
+    for name, result in (("fast", fast), ("slow", slow)):
+        with open_store(tmp_path / f"{name}.db") as store:
+            scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), [result])
+            findings = run_checks(store, scan_id, "4.20", scanned=[result])
+            assert run_checks(store, scan_id, "4.20") == findings  # as `check` reads it back
+            rows = [{k: v for k, v in r.items() if k != "scan_id"} for r in store.rows("findings", scan_id)]
+            stored.append((sorted(map(repr, findings)), rows, store.finding_objects(scan_id)))
+    assert stored[0] == stored[1]
+    _, rows, objects = stored[0]
+    assert any(r["object_count"] > 1 for r in rows) and len(objects) == sum(r["object_count"] for r in rows)
+    assert any(r["rule_id"] == "unmanaged-vms" and r["object_type"] == "cluster" for r in rows)
 
 
 def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
