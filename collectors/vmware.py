@@ -255,7 +255,8 @@ def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[
         try:
             objects, used = retrieve_fast(si, content, kind, paths, context=tls_context(target),
                                           timeout=target.timeout, page=FAST_PAGE, nested=name == "hosts")
-            return [SLIM[name](o) for o in objects] if name in SLIM else objects, used, None
+            # the fast path reads a VM's devices as slim_vm keeps them; a host's data objects it takes apart
+            return [slim_host(o) for o in objects] if name == "hosts" else objects, used, None
         except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
             fallback = f"pyvmomi (fast path: {one_line(exc, 200)})"
     objects, used = retrieve(content, kind, paths)

@@ -28,7 +28,6 @@ _OBJ = re.compile(r'<obj type="([^"]+)">([^<]*)</obj>')
 _PROP = re.compile(r"<propSet><name>([^<]+)</name><val([^>]*)>(.*?)</val></propSet>", re.S)
 _TOKEN = re.compile(r"<token>([^<]+)</token>")
 _FAULT = re.compile(r"<faultstring>(.*?)</faultstring>", re.S)
-_DEVICE_TYPE = re.compile(r'^[^>]*?:type="([^"]+)"')
 _FIELD_NAMES = ("key", "label", "controllerKey", "unitNumber", "fileName", "datastore", "thinProvisioned", "deviceName",
                 "network", "portgroupKey", "switchUuid", "capacityInBytes", "capacityInKB", "macAddress")
 _FIELDS = re.compile(rf"<({'|'.join(_FIELD_NAMES)})(?: [^>]*)?>([^<]*)</\1>")
@@ -98,8 +97,12 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
                "Content-Type": "text/xml; charset=utf-8"}
     pc = content.propertyCollector._moId
     try:
-        listed = _Fetch(connections[0], stub.path, view_body(pc, view._moId), headers).result()
-        calls += 1
+        try:
+            listed = _Fetch(connections[0], stub.path, view_body(pc, view._moId), headers).result()
+            calls += 1
+        finally:
+            view.Destroy()  # what it holds is read: no later round trip for it
+            calls += 1
         refs = [(t, html.unescape(m)) for t, m in _REF.findall(listed)]
         if listed.count("<ManagedObjectReference") != len(refs):
             raise FastPathError("a reference of the view not read")
@@ -126,8 +129,6 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
     finally:
         for connection in connections:
             connection.close()
-        view.Destroy()
-        calls += 1
     return [record for records in pages for record in records], calls
 
 
@@ -254,8 +255,8 @@ _KINDS: dict[str, str] = {}
 
 
 def _devices(value: str) -> list[dict[str, Any]]:
-    """The devices ``vmware_slim.kept_devices`` keeps: disks and NICs read in full, and each disk's controller by
-    its type and key (all the normaliser reads of it)."""
+    """The devices as ``vmware_slim.kept_devices`` keeps them: disks and NICs with what the normaliser reads, and
+    each disk's controller by its type and key."""
     parts = value.split("<VirtualDevice ")[1:]
     if value.count("<VirtualDevice") != len(parts):
         raise FastPathError("a device element not read")
@@ -268,7 +269,7 @@ def _devices(value: str) -> list[dict[str, Any]]:
         kind, key = head.groups()
         heads.append((kind, key))
         if is_kept(kind, "<macAddress>" in part):
-            kept[index] = _device(part)
+            kept[index] = _device(_KINDS.setdefault(kind, kind), part)
     named = {d.get("controllerKey") for d in kept.values() if d["_type"] == "VirtualDisk"}
     if named:
         last = {int(key): index for index, (_, key) in enumerate(heads)}
@@ -280,9 +281,9 @@ def _devices(value: str) -> list[dict[str, Any]]:
     return [kept[index] for index in sorted(kept)]
 
 
-def _device(part: str) -> dict[str, Any]:
-    kind = _DEVICE_TYPE.match(part)
-    device: dict[str, Any] = {"_type": kind.group(1) if kind else "VirtualDevice"}
+def _device(kind: str, part: str) -> dict[str, Any]:
+    """A disk or NIC as ``vmware_slim.slim_device`` keeps it."""
+    device: dict[str, Any] = {"_type": kind}
     found: dict[str, str] = {}
     for name, raw in _FIELDS.findall(part):
         found.setdefault(name, raw)  # the first is the device's own (a nested <key> comes later)
@@ -292,7 +293,7 @@ def _device(part: str) -> dict[str, Any]:
         if name == "thinProvisioned":
             value = raw == "true"
         if name == "label":
-            device["deviceInfo"] = {"_type": "Description", "label": value}
+            device["deviceInfo"] = {"label": value}
         elif name in _BACKING or name in ("portgroupKey", "switchUuid"):
             if backing_at < 0:
                 continue
@@ -301,8 +302,6 @@ def _device(part: str) -> dict[str, Any]:
                 backing.setdefault("port", {})[name] = value
             else:
                 backing[name] = value
-        elif name == "key" and "key" in device:
-            continue
         else:
             device[name] = value
     return device
