@@ -67,8 +67,8 @@ def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], hos
     return Cluster(key=row["_moid"], target=target, name=row.get("name") or row["_moid"], hypervisor="vmware",
                    drs_enabled=drs.get("enabled"), drs_behavior=drs.get("defaultVmBehavior"),
                    ha_enabled=das.get("enabled"), host_count=host_count,
-                   raw_json={"datacenter": dc_of_folder.get(row.get("parent")),
-                             "admission_control": das.get("admissionControlEnabled")})
+                   raw_json={"admission_control": das.get("admissionControlEnabled"),
+                             "datacenter": dc_of_folder.get(row.get("parent"))})
 
 
 def vnic_services(row: dict[str, Any]) -> dict[str, list[str]] | None:
@@ -96,8 +96,8 @@ def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any]) -> list[dic
         if config.get("nicType") == "management":
             for vnic in config.get("candidateVnic") or []:
                 key = vnic.get("dvPortgroupKey")
-                found.append({"device": vnic.get("device"), "portgroup": vnic.get("portgroup") or dv_names.get(key),
-                              "distributed": not vnic.get("portgroup") and key is not None})
+                found.append({"device": vnic.get("device"), "distributed": not vnic.get("portgroup") and key is not None,
+                              "portgroup": vnic.get("portgroup") or dv_names.get(key)})
     return found
 
 
@@ -106,7 +106,7 @@ def _firewall(row: dict[str, Any]) -> list[dict[str, Any]] | None:
     firewall = row.get("config.firewall")
     if firewall is None:
         return None
-    return [{"key": r.get("key"), "enabled": r.get("enabled"),
+    return [{"enabled": r.get("enabled"), "key": r.get("key"),
              "ports": [[x["port"], x.get("endPort") or x["port"]] for x in r.get("rule") or []
                        if x.get("port") and x.get("direction") == "inbound" and x.get("protocol") == "tcp"]}
             for r in firewall.get("ruleset") or []]
@@ -140,12 +140,13 @@ def _host(row: dict[str, Any], target: str, cluster: str | None, services: dict[
         cpu_cores=cores // sockets if cores and sockets else None,
         cpu_threads=threads // cores if threads and cores else None, cpu_mhz=hardware.get("cpuMhz"),
         memory_bytes=hardware.get("memorySize"), state=state,
-        raw_json={"api_version": product.get("apiVersion"), "full_name": product.get("fullName"),
-                  "standalone": cluster is None, "datastores": row.get("datastore", []),
-                  "vnic_services": services, "management_vnics": _management_vnics(row, dv_names),
-                  "firewall": _firewall(row),
+        raw_json={"api_version": product.get("apiVersion"), "datastores": row.get("datastore", []),  # keys sorted:
+                  "firewall": _firewall(row), "full_name": product.get("fullName"),  # as the store gives them back
+                  "management_vnics": _management_vnics(row, dv_names),
                   "proxy_switches": None if row.get("config.network.proxySwitch") is None
-                  else [x.get("dvsName") for x in row["config.network.proxySwitch"]]},
+                  else [x.get("dvsName") for x in row["config.network.proxySwitch"]],
+                  "standalone": cluster is None,
+                  "vnic_services": None if services is None else dict(sorted(services.items()))},
         product_line=product.get("productLineId"), local_disk_bytes=_local_disk_bytes(row),
     )
 
@@ -199,7 +200,7 @@ def _networks(raw: dict[str, Any], target: str, inv: Inventory) -> None:
         inv.networks.append(Network(key=row["_moid"], target=target, name=row.get("name") or row["_moid"],
                                     kind="dvportgroup", bridge=switch.get("name"),
                                     vlan=vlan if isinstance(vlan, int) and vlan else None,
-                                    raw_json={"key": row.get("key"), "dvs_uuid": switch.get("uuid")}))
+                                    raw_json={"dvs_uuid": switch.get("uuid"), "key": row.get("key")}))
     for moid, row in switches.items():
         inv.networks.append(Network(key=moid, target=target, name=row.get("name") or moid, kind="dvswitch",
                                     raw_json={"uuid": row.get("uuid")}))

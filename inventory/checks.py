@@ -109,14 +109,16 @@ def group_findings(findings: Sequence[Finding]) -> list[Finding]:
 
 
 def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
+    """What makes findings one statement: the rule (its remediation, reference and basis with it), the severity,
+    where, what of, what is expected, and what is said after the object's name."""
     name = finding.object_name
     if finding.object_type not in _PLURAL or not name or not finding.message.startswith(name):
         return None
     rest = finding.message[len(name):]
-    if not rest.startswith((": ", " ")):
+    if rest[:1] != " " and rest[:2] != ": ":
         return None
     return (finding.rule_id, finding.severity, finding.target, finding.cluster, finding.object_type, finding.expected,
-            finding.remediation, finding.reference, finding.basis, rest)
+            rest)
 
 
 def _group(objects: list[Finding], said: str) -> Finding:

@@ -207,7 +207,7 @@ class Rule:
     fn: Callable[[InventoryView, Rule], Iterable[Finding]]
     declared_severity: str | None = None  # DIFF rules only: what the difference risks
 
-    @property
+    @cached_property
     def severity(self) -> str:
         """The basis decides it: CODE error, DOC warning, BP and INF info; a DIFF rule declares its own."""
         return self.declared_severity or BASES[self.basis].severity
@@ -252,11 +252,17 @@ class Rule:
         than on another: a leftover CloudStack instance more than a stranger's VM)."""
         if severity is not None and self.basis != "DIFF":
             raise ValueError(f"rule {self.id}: the basis {self.basis} decides the severity")
-        subject = subject_of(about)
-        return Finding(self.id, severity or self.severity, subject.object_type, subject.key, subject.target, message,
+        kind = type(about)
+        if kind is Vm or kind is Host:  # most findings, when there are many: subject_of's answer, made directly
+            object_type, key, target, own_cluster, name = (
+                "vm" if kind is Vm else "host", about.key, about.target, about.cluster_key, about.name)  # type: ignore[union-attr]
+        else:
+            subject = subject_of(about)
+            object_type, key, target, own_cluster, name = (subject.object_type, subject.key, subject.target,
+                                                           subject.cluster, subject.name)
+        return Finding(self.id, severity or self.severity, object_type, key, target, message,
                        None if observed is None else str(observed), None if expected is None else str(expected),
-                       self.remediation, self.reference, subject.cluster if cluster is None else cluster, self.basis,
-                       subject.name)
+                       self.remediation, self.reference, own_cluster if cluster is None else cluster, self.basis, name)
 
     def explain(self) -> str:
         """Everything the catalogue knows of the rule, as text: requirement, basis, sources, evidence, remedy."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from inventory.bounds import is_plain
 from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage,
@@ -121,14 +122,11 @@ def reader_of(record: type[R]) -> RecordReader[R]:
 
 
 # -- the records of a scan as the store gives them back, from the results it was given --------------------------
-_decode = json.JSONDecoder().decode
-_SCALAR = (str, int, float, bool, type(None))
-
-
 def as_stored(table: str, record: type[R], results: Sequence[TargetResult]) -> tuple[R, ...]:
     """A table's records as reading them back from the store gives them, made from the results written: the same
-    objects where nothing would change on the way (a JSON field that is plain JSON, keys sorted), else one with
-    that field read as the store writes it (``store.encode_json``: keys sorted, tuples as lists …)."""
+    objects — a collector's result went through ``inventory.bounds.bound``, which leaves each raw_json as the store
+    gives it back — else, where a JSON field would change on the way, one with that field as the store writes it
+    (``store.encode_json``: keys sorted, tuples as lists …)."""
     records: list[Any]
     if table == "targets":
         records = [Target(r.name, r.hypervisor, r.endpoint, r.status, r.error, float(round(r.duration_s, 3)),
@@ -138,31 +136,23 @@ def as_stored(table: str, record: type[R], results: Sequence[TargetResult]) -> t
         records = [Endpoint(e.target, e.endpoint, e.status, e.error, float(round(e.duration_s, 3)), e.api_calls)
                    for r in results for e in r.endpoints]
         return tuple(records)
-    records = [rec for r in results for rec in getattr(r.inventory, table)]
     json_fields = _json_fields(record)
-    if not json_fields:
-        return tuple(records)
-    return tuple(_stored_form(rec, json_fields) for rec in records)
+    stored = []
+    for result in results:
+        records = getattr(result.inventory, table)
+        if json_fields and not result.inventory.bounded:  # records made elsewhere than by a collector
+            records = [_stored_form(rec, json_fields) for rec in records]
+        stored += records
+    return tuple(stored)
 
 
 def _stored_form(rec: R, json_fields: tuple[str, ...]) -> R:
     changed = {}
     for name in json_fields:
         value = getattr(rec, name)
-        if value is not None and not _canonical(value):
+        if value is not None and not is_plain(value):
             changed[name] = _as_dict(encode_json(value))
     return dataclasses.replace(rec, **changed) if changed else rec  # type: ignore[type-var]
-
-
-def _canonical(value: Any) -> bool:
-    """Whether JSON written as the store writes it reads back as an equal value with its keys in the same order."""
-    if type(value) is dict:
-        keys = list(value)
-        return all(type(k) is str for k in keys) and keys == sorted(keys) and all(
-            type(v) in _SCALAR or _canonical(v) for v in value.values())
-    if type(value) is list:
-        return all(type(v) in _SCALAR or _canonical(v) for v in value)
-    return False
 
 
 _JSON_FIELDS: dict[type, tuple[str, ...]] = {}
