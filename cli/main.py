@@ -150,15 +150,13 @@ def scan(
         targets = inventory.select_targets(cfg, only)
         if cloudstack_version or cfg.cloudstack_version:  # a release we do not know is a config error, found early
             inventory.resolve_release(cloudstack_version or cfg.cloudstack_version)
+        checks = inventory.CheckSettings(cloudstack_version or cfg.cloudstack_version, cfg.traffic_labels, cfg.settings,
+                                         cfg.features)
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
-                                    lock_timeout=lock_timeout, record=record)
-        findings = None
-        version = cloudstack_version or cfg.cloudstack_version or _known(result.cloudstack_version)
-        if version and result.status != "failed":
-            with inventory.open_store(result.db_path) as store:
-                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels,
-                                                settings=cfg.settings, features=cfg.features, scanned=result.targets)
+                                    lock_timeout=lock_timeout, record=record, checks=checks)
+        findings = result.findings
+        version = result.checked_against
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
@@ -171,17 +169,6 @@ def scan(
                 out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
                           markup=False)
     raise typer.Exit(code)
-
-
-def _known(version: str | None) -> str | None:
-    """A version a CloudStack API target reported, if cs-inventory knows that release."""
-    if not version:
-        return None
-    try:
-        inventory.resolve_release(version)
-    except inventory.ConfigError:
-        return None
-    return version
 
 
 def _warn(cfg: inventory.Config, quiet: bool) -> None:

@@ -35,7 +35,7 @@ from inventory.normalise import one_line, sha256_fingerprint
 
 _SDK = Sdk("pyVmomi", pip="pyvmomi", extra="vmware", debian="python3-pyvmomi")
 PAGE_SIZE = 1000  # objects per RetrievePropertiesEx page (pyvmomi's path)
-FAST_PAGE = 500  # objects asked for at a time by the fast path: one page read while vCenter prepares the next
+FAST_PAGES = {"vms": 500, "hosts": 100}  # objects per page on the fast path: read while vCenter prepares others
 # object type (as pyVmomi's vim names it) and the properties read, per kind of record
 PROPERTIES: dict[str, tuple[str, list[str]]] = {
     "datacenters": ("Datacenter", ["name", "hostFolder"]),
@@ -254,7 +254,7 @@ def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[
     if name in ("vms", "hosts") and target.fast_parser:
         try:
             objects, used = retrieve_fast(si, content, kind, paths, context=tls_context(target),
-                                          timeout=target.timeout, page=FAST_PAGE, nested=name == "hosts")
+                                          timeout=target.timeout, page=FAST_PAGES[name], nested=name == "hosts")
             # the fast path reads a VM's devices as slim_vm keeps them; a host's data objects it takes apart
             return [slim_host(o) for o in objects] if name == "hosts" else objects, used, None
         except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so

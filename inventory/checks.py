@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.errors import ConfigError
@@ -19,8 +20,9 @@ from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
 from inventory.rules import RULES
 from inventory.store import Store
 
-__all__ = ["BASES", "GROUP_AT", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
-           "group_findings", "run_checks", "select_rules", "store_findings"]
+__all__ = ["BASES", "GROUP_AT", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster",
+           "check_results", "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
+           "select_rules", "store_findings"]
 
 
 # Rules renamed when what they check changed; the old ids still select them (--rule, --skip-rule, --explain).
@@ -43,6 +45,17 @@ def explain_rule(rule_id: str) -> str:
     return chosen.explain()
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """What ``scan`` checks a scan against as it stores it: the CloudStack release (else the one a
+    ``cloudstack_api`` target of the scan reports, when cs-inventory knows it) and ``run_checks``' settings."""
+
+    cloudstack_version: str | None = None
+    traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    features: Sequence[str] = ()
+
+
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
                traffic_labels: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None,
                features: Sequence[str] = (), only: Sequence[str] | None = None,
@@ -57,13 +70,28 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     started = time.perf_counter()
     release = resolve(cloudstack_version)
     view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features), scanned)
-    findings: list[Finding] = []
-    for chosen in select_rules(only, skip):
-        if chosen.runs_on(view.kinds) and chosen.applies_to(release):
-            findings.extend(chosen.fn(view, chosen))
-    findings.sort(key=_order)
+    findings = findings_of(view, only, skip)
     store_findings(store, scan_id, findings)
     event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3))
+    return findings
+
+
+def check_results(results: Sequence[TargetResult], cloudstack_version: str, settings: CheckSettings) -> list[Finding]:
+    """The findings of every rule on a scan's results, before they are stored (what ``scan`` checks while it
+    writes the scan; ``store_findings`` stores them)."""
+    view = InventoryView.of_results(results, resolve(cloudstack_version), settings.traffic_labels, settings.settings,
+                                    frozenset(settings.features))
+    return findings_of(view)
+
+
+def findings_of(view: InventoryView, only: Sequence[str] | None = None,
+                skip: Sequence[str] | None = None) -> list[Finding]:
+    """The selected rules' findings on a view, one per object, in the order they are shown and stored."""
+    findings: list[Finding] = []
+    for chosen in select_rules(only, skip):
+        if chosen.runs_on(view.kinds) and chosen.applies_to(view.release):
+            findings.extend(chosen.fn(view, chosen))
+    findings.sort(key=_order)
     return findings
 
 

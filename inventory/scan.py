@@ -18,6 +18,7 @@ from types import FrameType
 
 from inventory import config as config_module
 from inventory import recording, registry
+from inventory.checks import CheckSettings, Finding, check_results, store_findings
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
@@ -25,7 +26,8 @@ from inventory.normalise import one_line
 from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
-from inventory.store import ScanRow, open_store
+from inventory.releases import resolve as resolve_release
+from inventory.store import ScanRow, Store, open_store
 from inventory.version import TOOL_VERSION
 
 TARGET_WORKERS = 8
@@ -42,6 +44,8 @@ class ScanResult:
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: str | None = None
     cloudstack_version: str | None = None  # the config's, else what a cloudstack_api target reported
+    findings: list[Finding] | None = None  # one per object, when `scan` was asked to check (``checks``) and did
+    checked_against: str | None = None  # the release those findings are for
 
     @property
     def exit_code(self) -> int:
@@ -82,23 +86,26 @@ def select_targets(config: Config, only: Sequence[str] | None = None) -> list[Ta
 
 def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | None = None,
          deadline_s: float | None = None, progress: Progress | None = None,
-         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, record: Path | None = None) -> ScanResult:
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, record: Path | None = None,
+         checks: CheckSettings | None = None) -> ScanResult:
     """Collect every selected target and store the result as one scan.
 
     A target that fails is recorded with its reason and the scan is ``partial``. SIGTERM or
     Ctrl-C stores what finished, marks the scan ``failed`` and raises ``ScanInterrupted``.
     Only one scan writes to a database at a time: a second waits ``lock_timeout`` seconds,
     then raises ``DatabaseBusy``. ``record`` names a folder to write each target's raw answers to.
+    ``checks``: check the scan too (as ``run_checks`` would, the findings stored with it and in
+    ``ScanResult.findings``) when a release is known and the scan is not ``failed`` — while it is written.
     """
     targets = select_targets(config, only)
     path = db_path or config.database_path
     folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):
-        return _scan_locked(config, targets, path, deadline_s, progress, folder)
+        return _scan_locked(config, targets, path, deadline_s, progress, folder, checks)
 
 
 def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadline_s: float | None,
-                 progress: Progress | None, record: Path | None) -> ScanResult:
+                 progress: Progress | None, record: Path | None, checks: CheckSettings | None) -> ScanResult:
     store = open_store(path)  # fail on a bad database before collecting
     event("scan started", targets=[t.name for t in targets], database=str(path))
     started_at = _now()
@@ -142,17 +149,65 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=interrupted,
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
-        scan_id = store.write_scan(row, results)
+        against = _checked_release(checks, version, status)
+        if checks is None or against is None:
+            scan_id, findings = store.write_scan(row, results), None
+        else:
+            scan_id, findings = _write_and_check(store, row, results, against, checks)
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)
-    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version)
+    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version,
+                         findings, against if findings is not None else None)
     event("scan stored", scan_id=scan_id, status=status, error=interrupted,
           duration_s=round(outcome.duration_s, 3), **counts)
     if interrupted:
         raise ScanInterrupted(f"scan {scan_id} {interrupted}; what finished was stored and the scan "
                               f"marked {status}", hint="run the scan again")
     return outcome
+
+
+def _checked_release(checks: CheckSettings | None, version: str | None, status: str) -> str | None:
+    """The release a scan is checked against: the one asked for, else the one its CloudStack reported when
+    cs-inventory knows it; none for a failed scan."""
+    if checks is None or status == "failed":
+        return None
+    if checks.cloudstack_version:
+        return checks.cloudstack_version
+    try:
+        return resolve_release(version).asked if version else None
+    except ConfigError:
+        return None
+
+
+def _write_and_check(store: Store, row: ScanRow, results: list[TargetResult], version: str,
+                     checks: CheckSettings) -> tuple[int, list[Finding]]:
+    """Store the scan and check it at once: the rules read the results in memory while the database is written
+    (SQLite writes without holding the interpreter); the findings are stored when both are done."""
+    written: list[int] = []
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            written.append(store.write_scan(row, results))
+        except BaseException as exc:  # raised on this thread below
+            failures.append(exc)
+
+    writer = threading.Thread(target=write, name="store")
+    writer.start()
+    started = time.perf_counter()
+    try:
+        findings = check_results(results, version, checks)
+        checking = time.perf_counter() - started
+    finally:
+        writer.join()
+    if failures:
+        raise failures[0]
+    started = time.perf_counter()
+    store_findings(store, written[0], findings)
+    event("checks run", scan_id=written[0], findings=len(findings),  # the rules' time and the findings' write
+          duration_s=round(checking + time.perf_counter() - started, 3))
+    return written[0], findings
 
 
 IMPORT_FORMATS_HELP = "recorded (a folder `scan --record` wrote), or a kind's own format such as xapi-dump"

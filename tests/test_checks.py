@@ -1117,6 +1117,32 @@ def test_the_checks_read_a_scan_in_memory_as_they_would_read_it_back(tmp_path: P
     assert len(from_memory) > 100
 
 
+def test_a_scan_checked_as_it_is_written_stores_what_check_would(tmp_path: Path) -> None:
+    """`scan` checks the results while the database is written: the same findings as checking the stored scan
+    afterwards (a XAPI pool of 60 VMs with a stranger among them, through the fixture server)."""
+    from inventory import CheckSettings, load_config, scan
+    def one_running_stranger(root: ET.Element) -> None:
+        vm = next(v for v in rows_of(root, "VM") if v.get("name__label") == "i-5-1003-VM")
+        vm.set("name__label", "backup-server")
+    os.environ["CSI_CHECK_PW"] = "xenroot"
+    server = serve_dump(edited_pool(tmp_path, one_running_stranger, vms=60))
+    try:
+        config = tmp_path / "scan.toml"
+        config.write_text(f'[database]\npath = "{tmp_path / "scan.db"}"\n[[xenserver]]\nname = "pool"\n'
+                          f'url = "{server.url}"\npassword_env = "CSI_CHECK_PW"\n')
+        result = scan(load_config(config), checks=CheckSettings("4.20", settings={"control.cidr": "169.254.0.0/16"}))
+    finally:
+        server.stop()
+    assert result.status == "ok" and result.checked_against == "4.20" and result.findings
+    with open_store(tmp_path / "scan.db") as store:
+        stored = store.finding_objects(result.scan_id)
+        rows = list(store.rows("findings", result.scan_id))
+        again = run_checks(store, result.scan_id, "4.20", settings={"control.cidr": "169.254.0.0/16"})
+        assert again == result.findings
+        assert store.finding_objects(result.scan_id) == stored and list(store.rows("findings", result.scan_id)) == rows
+    assert "unmanaged-vms" in {f.rule_id for f in result.findings}
+
+
 # -- rules for every kind ---------------------------------------------------------------------------
 GENERIC = {"cluster-same-cpu", "duplicate-mac", "duplicate-uuid", "shared-storage-on-every-host", "storage-capacity",
            "unmanaged-vms", "host-state", "data-volumes-per-vm", "traffic-labels-on-every-host", "guests-per-host",
