@@ -16,7 +16,6 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import inventory
@@ -195,6 +194,8 @@ def _progress(total: int, quiet: bool) -> Iterator[Any]:
                 err.print(line + (f" — {event.error}" if event.error and not event.endpoints else ""), markup=False)
         yield plain
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # on a terminal
+
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("scanning", total=total)
