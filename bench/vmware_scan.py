@@ -14,6 +14,8 @@ simulator while it serves the scan are printed too: on this machine's cores thei
 ``--sizes 125,250,500,1000`` (VMs per cluster) runs each size on its own simulator and prints the scale
 curves (time and memory against VMs, fitted slope, local exponents).
 
+``--compare OTHER/bin/cs-inventory`` runs another build's console script alongside, in the same run.
+
 Run: .venv/bin/python -m bench.vmware_scan [--clusters 20 --hosts 25 --sizes 500 --repeat 5]
 (reinstall first, `.venv/bin/pip install -q --no-deps --force-reinstall .`: the console script is what is timed)
 """
@@ -98,12 +100,13 @@ class ScanRun:
     vms: int
 
 
-def run_scan(folder: Path, config: Path, number: int, sim: Vcsim) -> ScanRun:
+def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = TOOL) -> ScanRun:
     """The console script as a user runs it; its own peak RSS and CPU from wait4, the checks from its event log."""
     db, log = folder / f"scan-{number}.db", folder / f"scan-{number}.log"
+    log.unlink(missing_ok=True)  # each run reads its own events
     server_cpu = cpu_of(sim.process.pid)
     started = time.perf_counter()
-    proc = subprocess.Popen([str(TOOL), "--log-file", str(log), "--log-format", "json", "scan", "--config",
+    proc = subprocess.Popen([str(tool), "--log-file", str(log), "--log-format", "json", "scan", "--config",
                              str(config), "--db", str(db), "--quiet", "--fail-on", "never"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -140,6 +143,7 @@ class Size:
     boot_s: float
     floors: list[tuple[float, int, float]]
     scans: list[ScanRun]
+    others: dict[str, list[ScanRun]]  # other builds' console scripts, run alongside (--compare)
 
     @property
     def floor(self) -> float:
@@ -149,7 +153,7 @@ class Size:
         return statistics.median(getattr(s, field) for s in self.scans)
 
 
-def measure(clusters: int, hosts: int, vms: int, repeat: int, version: str) -> Size:
+def measure(clusters: int, hosts: int, vms: int, repeat: int, version: str, compare: list[Path]) -> Size:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ca, _ = tls = self_signed(folder / "tls", name="vcenter")
@@ -161,12 +165,15 @@ def measure(clusters: int, hosts: int, vms: int, repeat: int, version: str) -> S
             config = write_config(folder, sim, ca, version)
             raw_floor(sim, ca)  # warm-up: the simulator's first answer builds caches
             floors, scans = [], []
-            for number in range(repeat):
+            others: dict[str, list[ScanRun]] = {str(tool): [] for tool in compare}
+            for number in range(repeat):  # floor and each build in turn: the machine's load falls on all alike
                 floors.append(raw_floor(sim, ca))
                 scans.append(run_scan(folder, config, number, sim))
+                for tool in compare:
+                    others[str(tool)].append(run_scan(folder, config, number, sim, tool))
         finally:
             sim.stop()
-    return Size(clusters, hosts, vms, boot, floors, scans)
+    return Size(clusters, hosts, vms, boot, floors, scans, others)
 
 
 def startup(repeat: int) -> float:
@@ -195,6 +202,12 @@ def report(size: Size) -> None:
           f"[{', '.join(f'{s.peak_mib:.0f}' for s in scans)}] (goal ≤ 250)")
     print(f"    CPU: the scan process {cpu:.2f} s, the simulator serving it {server:.2f} s: on {os.cpu_count()} cores "
           f"no less than {(cpu + server) / (os.cpu_count() or 1):.2f} s of wall")
+    for tool, runs in size.others.items():
+        wall = statistics.median(r.wall_s for r in runs)
+        print(f"  compared, in the same run: {tool}: {wall:.2f} s  [{', '.join(f'{r.wall_s:.2f}' for r in runs)}] = "
+              f"{wall / floor:.2f}× the floor; checks {statistics.median(r.checks_s for r in runs):.3f} s "
+              f"({statistics.median(r.findings for r in runs):,.0f} findings); peak RSS "
+              f"{statistics.median(r.peak_mib for r in runs):.0f} MiB; CPU {statistics.median(r.cpu_s for r in runs):.2f} s")
 
 
 def main() -> None:
@@ -204,9 +217,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="500", help="VMs per cluster, comma-separated (several: scale curves)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cloudstack-version", default="4.20")
+    parser.add_argument("--compare", action="append", type=Path, default=[], metavar="CS_INVENTORY",
+                        help="another build's console script, run alongside (e.g. an older release's venv)")
     options = parser.parse_args()
-    sizes = [measure(options.clusters, options.hosts, int(v), options.repeat, options.cloudstack_version)
-             for v in options.sizes.split(",")]
+    sizes = [measure(options.clusters, options.hosts, int(v), options.repeat, options.cloudstack_version,
+                     options.compare) for v in options.sizes.split(",")]
     for size in sizes:
         report(size)
     print(f"  `cs-inventory --version`: {startup(options.repeat):.2f} s")

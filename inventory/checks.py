@@ -21,7 +21,7 @@ from inventory.rules import RULES
 from inventory.store import Store
 
 __all__ = ["BASES", "GROUP_AT", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster",
-           "check_results", "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
+           "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
            "select_rules", "store_findings"]
 
 
@@ -75,14 +75,6 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3),
           cpu_s=round(time.thread_time() - cpu, 3))
     return findings
-
-
-def check_results(results: Sequence[TargetResult], cloudstack_version: str, settings: CheckSettings) -> list[Finding]:
-    """The findings of every rule on a scan's results, before they are stored (what ``scan`` checks while it
-    writes the scan; ``store_findings`` stores them)."""
-    view = InventoryView.of_results(results, resolve(cloudstack_version), settings.traffic_labels, settings.settings,
-                                    frozenset(settings.features))
-    return findings_of(view)
 
 
 def findings_of(view: InventoryView, only: Sequence[str] | None = None,

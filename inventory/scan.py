@@ -18,7 +18,7 @@ from types import FrameType
 
 from inventory import config as config_module
 from inventory import recording, registry
-from inventory.checks import CheckSettings, Finding, check_results, store_findings
+from inventory.checks import CheckSettings, Finding, run_checks
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
@@ -27,7 +27,7 @@ from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
 from inventory.releases import resolve as resolve_release
-from inventory.store import ScanRow, Store, open_store
+from inventory.store import ScanRow, open_store
 from inventory.version import TOOL_VERSION
 
 TARGET_WORKERS = 8
@@ -94,8 +94,8 @@ def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | N
     Ctrl-C stores what finished, marks the scan ``failed`` and raises ``ScanInterrupted``.
     Only one scan writes to a database at a time: a second waits ``lock_timeout`` seconds,
     then raises ``DatabaseBusy``. ``record`` names a folder to write each target's raw answers to.
-    ``checks``: check the scan too (as ``run_checks`` would, the findings stored with it and in
-    ``ScanResult.findings``) when a release is known and the scan is not ``failed`` — while it is written.
+    ``checks``: check the scan too (``run_checks`` on the results in memory: the findings stored with it and in
+    ``ScanResult.findings``) when a release is known and the scan is not ``failed``.
     """
     targets = select_targets(config, only)
     path = db_path or config.database_path
@@ -149,11 +149,11 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=interrupted,
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
+        scan_id = store.write_scan(row, results)
         against = _checked_release(checks, version, status)
-        if checks is None or against is None:
-            scan_id, findings = store.write_scan(row, results), None
-        else:
-            scan_id, findings = _write_and_check(store, row, results, against, checks)
+        findings = None if checks is None or against is None else run_checks(
+            store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
+            features=checks.features, scanned=results)  # the records in memory: no reading them back
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)
@@ -178,38 +178,6 @@ def _checked_release(checks: CheckSettings | None, version: str | None, status: 
         return resolve_release(version).asked if version else None
     except ConfigError:
         return None
-
-
-def _write_and_check(store: Store, row: ScanRow, results: list[TargetResult], version: str,
-                     checks: CheckSettings) -> tuple[int, list[Finding]]:
-    """Store the scan and check it at once: the rules read the results in memory while the database is written
-    (SQLite writes without holding the interpreter); the findings are stored when both are done."""
-    written: list[int] = []
-    failures: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            written.append(store.write_scan(row, results))
-        except BaseException as exc:  # raised on this thread below
-            failures.append(exc)
-
-    writer = threading.Thread(target=write, name="store")
-    writer.start()
-    started, cpu = time.perf_counter(), time.thread_time()
-    try:
-        findings = check_results(results, version, checks)
-        checking, checking_cpu = time.perf_counter() - started, time.thread_time() - cpu
-    finally:
-        writer.join()
-    if failures:
-        raise failures[0]
-    started, cpu = time.perf_counter(), time.thread_time()
-    store_findings(store, written[0], findings)
-    # the rules' time and the findings' write; with the scan's write going on meanwhile, their own CPU says more
-    event("checks run", scan_id=written[0], findings=len(findings),
-          duration_s=round(checking + time.perf_counter() - started, 3),
-          cpu_s=round(checking_cpu + time.thread_time() - cpu, 3))
-    return written[0], findings
 
 
 IMPORT_FORMATS_HELP = "recorded (a folder `scan --record` wrote), or a kind's own format such as xapi-dump"

@@ -192,12 +192,11 @@ class InventoryView:
     """One scan's records, each table read once on first use, with the indexes rules share.
 
     ``scanned``: the target results the scan stored under ``scan_id``, when the caller still has them (``scan``
-    followed by the checks): the records are taken from them as the store gives them back, and not read again —
-    and need not be stored yet (``of_results``).
+    followed by the checks): the records are taken from them as the store gives them back, and not read again.
     """
 
-    store: Store | None
-    scan_id: int | None
+    store: Store
+    scan_id: int
     release: Release
     traffic_labels: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)  # stated by the operator ([cloudstack.settings])
@@ -206,17 +205,9 @@ class InventoryView:
     _limits: dict[tuple[str, str | None], Limits] = field(default_factory=dict, init=False, repr=False)
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # built once by rules that share it
 
-    @classmethod
-    def of_results(cls, results: Sequence[TargetResult], release: Release, traffic_labels: Mapping[str, str],
-                   settings: Mapping[str, str], features: frozenset[str]) -> InventoryView:
-        """A scan's records as the store will give them back, before (or while) it stores them."""
-        return cls(None, None, release, traffic_labels, settings, features, results)
-
     def _records(self, table: str, record: type[R]) -> tuple[R, ...]:
         if self.scanned is not None:
             return as_stored(table, record, self.scanned)
-        if self.store is None:
-            raise ValueError("a view reads a stored scan or the results given to it")
         reader = reader_of(record)
         rows = self.store.db.execute(f"SELECT {', '.join(reader.columns)} FROM {table} WHERE scan_id = ? "
                                      "ORDER BY rowid", [self.scan_id])  # tuples: no dict per row on the way

@@ -1117,8 +1117,8 @@ def test_the_checks_read_a_scan_in_memory_as_they_would_read_it_back(tmp_path: P
     assert len(from_memory) > 100
 
 
-def test_a_scan_checked_as_it_is_written_stores_what_check_would(tmp_path: Path) -> None:
-    """`scan` checks the results while the database is written: the same findings as checking the stored scan
+def test_a_scan_checked_as_it_is_stored_stores_what_check_would(tmp_path: Path) -> None:
+    """`scan` checks the results in memory as it stores them: the same findings as checking the stored scan
     afterwards (a XAPI pool of 60 VMs with a stranger among them, through the fixture server)."""
     from inventory import CheckSettings, load_config, scan
     def one_running_stranger(root: ET.Element) -> None:
