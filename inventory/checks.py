@@ -89,8 +89,17 @@ def findings_of(view: InventoryView, only: Sequence[str] | None = None,
 
 
 def store_findings(store: Store, scan_id: int, findings: Sequence[Finding]) -> None:
-    """Replace a scan's stored findings with these (one per object, in order), grouped (``group_findings``)."""
-    store.write_findings(scan_id, [_stored(f) for f in group_findings(findings)])
+    """Replace a scan's stored findings with these (one per object, in order), grouped (``group_findings``): each a
+    ``findings`` row, numbered from 1, and a ``finding_objects`` row for each object it is about."""
+    rows: list[tuple[Any, ...]] = []
+    objects: list[tuple[Any, ...]] = []
+    for number, f in enumerate(group_findings(findings), 1):
+        rows.append((scan_id, f.target, f.cluster, f.rule_id, f.severity, f.object_type, f.object_key, f.message,
+                     f.observed, f.expected, f.remediation, f.reference, f.basis, number, f.object_count,
+                     f.object_name))
+        objects += [(scan_id, number, o.target, o.cluster, o.rule_id, o.severity, o.object_type, o.object_key,
+                     o.object_name, o.message, o.observed, o.expected) for o in (f.objects or (f,))]
+    store.write_findings(scan_id, rows, objects)
 
 
 def _order(finding: Finding) -> tuple[str, str, int, str, str]:
@@ -115,11 +124,14 @@ def group_findings(findings: Sequence[Finding]) -> list[Finding]:
     supported …`` says ``ESXi 6.5.0 is no longer supported …`` of DC0_H1. A finding whose message does not begin
     with its object's name makes no statement others can share, and stands alone.
     """
-    keys = [_statement_key(f) for f in findings]
-    members: dict[tuple[Any, ...], list[Finding]] = defaultdict(list)
+    keys = list(map(_statement_key, findings))
+    members: dict[tuple[Any, ...], list[Finding]] = {}
     for finding, key in zip(findings, keys, strict=True):
         if key is not None:
-            members[key].append(finding)
+            if key in members:
+                members[key].append(finding)
+            else:
+                members[key] = [finding]
     grouped: list[Finding] = []
     for finding, key in zip(findings, keys, strict=True):
         if key is None or len(members[key]) < GROUP_AT:
@@ -132,10 +144,10 @@ def group_findings(findings: Sequence[Finding]) -> list[Finding]:
 def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
     """What makes findings one statement: the rule (its remediation, reference and basis with it), the severity,
     where, what of, what is expected, and what is said after the object's name."""
-    name = finding.object_name
-    if finding.object_type not in _PLURAL or not name or not finding.message.startswith(name):
+    name, message = finding.object_name, finding.message
+    if not name or finding.object_type not in _PLURAL or not message.startswith(name):
         return None
-    rest = finding.message[len(name):]
+    rest = message[len(name):]
     if rest[:1] != " " and rest[:2] != ": ":
         return None
     return (finding.rule_id, finding.severity, finding.target, finding.cluster, finding.object_type, finding.expected,
@@ -155,15 +167,6 @@ def _group(objects: list[Finding], said: str) -> Finding:
                    first.remediation, first.reference, first.cluster, first.basis, None, tuple(objects))
 
 
-def _stored(finding: Finding) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    """A finding as the store writes it: its ``findings`` row (after scan_id and number), and a
-    ``finding_objects`` row (after scan_id and finding) for each of its objects."""
-    row = (finding.target, finding.cluster, finding.rule_id, finding.severity, finding.object_type, finding.object_key,
-           finding.message, finding.observed, finding.expected, finding.remediation, finding.reference, finding.basis,
-           finding.object_count, finding.object_name)
-    objects = [(o.target, o.cluster, o.rule_id, o.severity, o.object_type, o.object_key, o.object_name, o.message,
-                o.observed, o.expected) for o in (finding.objects or (finding,))]
-    return row, objects
 
 
 def exit_code_for(findings: Sequence[Finding], fail_on: str) -> int:

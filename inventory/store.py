@@ -30,11 +30,6 @@ _ROWS_PER_INSERT = 100
 encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode  # raw_json and detail columns
 
 
-# A finding as written: its findings row after scan_id and number (12 columns up to basis, then object_count and
-# object_name), and a finding_objects row (after scan_id and finding) per object it is about.
-StoredFinding = tuple[tuple[Any, ...], Sequence[tuple[Any, ...]]]
-
-
 @dataclass(frozen=True, slots=True)
 class ScanRow:
     started_at: str
@@ -116,20 +111,15 @@ class Store:
             sql = full if len(chunk) == _ROWS_PER_INSERT else head + ", ".join([one] * len(chunk))
             execute(sql, list(chain.from_iterable(chunk)))
 
-    def write_findings(self, scan_id: int, findings: Sequence[StoredFinding]) -> None:
-        """Replace the findings of one scan (checks can be re-run): each is its ``findings`` row (the columns after
-        scan_id and number, numbered here from 1) and its objects' ``finding_objects`` rows (the columns after
-        scan_id and finding)."""
+    def write_findings(self, scan_id: int, findings: Sequence[tuple[Any, ...]],
+                       objects: Sequence[tuple[Any, ...]]) -> None:
+        """Replace the findings of one scan (checks can be re-run): ``findings`` rows and ``finding_objects`` rows,
+        each with every column (``inventory.checks.store_findings`` makes them)."""
         self.require_writable()
-        rows: list[tuple[Any, ...]] = []
-        objects: list[tuple[Any, ...]] = []
-        for number, (row, object_rows) in enumerate(findings, 1):
-            rows.append((scan_id, *row[:12], number, *row[12:]))
-            objects.extend((scan_id, number, *o) for o in object_rows)
         with self.db.atomic():
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
             self.db.execute("DELETE FROM finding_objects WHERE scan_id = ?", [scan_id])
-            self._insert("findings", rows)
+            self._insert("findings", findings)
             self._insert("finding_objects", objects)
 
     def finding_objects(self, scan_id: int, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -263,7 +263,7 @@ def test_a_reader_sees_a_scan_while_a_writer_is_open(tmp_path: Path) -> None:
 def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
     with open_store_readonly(stored(tmp_path / "inv.db")) as store:
         with pytest.raises(StoreError, match="opened read-only"):
-            store.write_findings(1, [])
+            store.write_findings(1, [], [])
 
 
 # -- through the installed command ---------------------------------------------------------------------
