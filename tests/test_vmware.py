@@ -238,6 +238,49 @@ def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
                       '<val xsi:type="ArrayOfString"><string>a</string></val></propSet></objects>')
 
 
+def test_the_fast_path_keeps_what_slim_vm_keeps_and_reads_host_values_or_refuses_them() -> None:
+    """A VM's devices: disks, NICs (a MAC, or a NIC's type) and the controller a disk names — the last device with
+    that key — as slim_vm keeps them from pyvmomi's objects; host values with escapes and attributes read, and
+    one not shaped as expected refused (the collector then reads the hosts with pyvmomi)."""
+    from collectors.vmware_fast import parse_objects
+    from collectors.vmware_fast_hosts import HostValueNotRead
+    from collectors.vmware_slim import kept_devices, slim_host
+
+    def device(kind: str, key: int, body: str = "") -> str:
+        return f'<VirtualDevice xsi:type="{kind}"><key>{key}</key>{body}</VirtualDevice>'
+    devices = [device("VirtualLsiLogicController", 1000, "<busNumber>0</busNumber>"),
+               device("VirtualDisk", 2000, '<deviceInfo><label>Hard disk 1</label></deviceInfo><backing xsi:type="B">'
+                      '<fileName>[ds] a &amp; b.vmdk</fileName><datastore type="Datastore">datastore-1</datastore>'
+                      '<thinProvisioned>true</thinProvisioned></backing><controllerKey>1000</controllerKey>'
+                      '<unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB>'),
+               device("VirtualVmxnet", 4000, '<deviceInfo><label>Network adapter 1</label></deviceInfo><backing '
+                      'xsi:type="N"><deviceName>VM Network</deviceName><network type="Network">network-1</network>'
+                      '</backing><macAddress>00:50:56:aa:bb:cc</macAddress>'),
+               device("VirtualE1000", 4001), device("VirtualKeyboard", 600)]
+    xml = ('<objects><obj type="VirtualMachine">vm-1</obj><propSet><name>config.hardware.device</name>'
+           f'<val xsi:type="ArrayOfVirtualDevice">{"".join(devices)}</val></propSet></objects>')
+    (record,) = parse_objects(xml)
+    plain = [{"_type": "VirtualLsiLogicController", "key": 1000, "busNumber": 0},
+             {"_type": "VirtualDisk", "key": 2000, "deviceInfo": {"label": "Hard disk 1"},
+              "backing": {"fileName": "[ds] a & b.vmdk", "datastore": "datastore-1", "thinProvisioned": True},
+              "controllerKey": 1000, "unitNumber": 0, "capacityInKB": 1024},
+             {"_type": "VirtualVmxnet", "key": 4000, "deviceInfo": {"label": "Network adapter 1"},
+              "backing": {"deviceName": "VM Network", "network": "network-1"}, "macAddress": "00:50:56:aa:bb:cc"},
+             {"_type": "VirtualE1000", "key": 4001}, {"_type": "VirtualKeyboard", "key": 600}]
+    assert record["config.hardware.device"] == kept_devices(plain) == [
+        {"_type": "VirtualLsiLogicController", "key": 1000}, *plain[1:4]]  # the keyboard goes; a NIC without a MAC stays
+    firewall = ('<propSet><name>config.firewall</name><val xsi:type="HostFirewallInfo"><ruleset><key>a&amp;b</key>'
+                '<rule><port>902</port><direction>inbound</direction><portType>dst</portType><protocol>tcp</protocol>'
+                '</rule><enabled>true</enabled><allowedHosts><allIp>true</allIp></allowedHosts></ruleset></val>'
+                '</propSet>')
+    (host,) = parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall}</objects>', nested=True)
+    assert slim_host(host)["config.firewall"] == {"ruleset": [{"key": "a&b", "enabled": True, "rule": [
+        {"port": 902, "endPort": None, "direction": "inbound", "protocol": "tcp"}]}]}
+    with pytest.raises(HostValueNotRead):
+        parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall.replace("<ruleset>", "<ruleset a=1>")}'
+                      '</objects>', nested=True)
+
+
 def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:
     import dataclasses
     only = VmwareCollector(dataclasses.replace(target(vcenter, tls), clusters=("DC0_C1",))).collect()
