@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -13,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import inventory
@@ -150,15 +151,13 @@ def scan(
         targets = inventory.select_targets(cfg, only)
         if cloudstack_version or cfg.cloudstack_version:  # a release we do not know is a config error, found early
             inventory.resolve_release(cloudstack_version or cfg.cloudstack_version)
+        checks = inventory.CheckSettings(cloudstack_version or cfg.cloudstack_version, cfg.traffic_labels, cfg.settings,
+                                         cfg.features)
         with _progress(inventory.endpoint_count(targets), quiet) as on_progress:
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
-                                    lock_timeout=lock_timeout, record=record)
-        findings = None
-        version = cloudstack_version or cfg.cloudstack_version or _known(result.cloudstack_version)
-        if version and result.status != "failed":
-            with inventory.open_store(result.db_path) as store:
-                findings = inventory.run_checks(store, result.scan_id, version, traffic_labels=cfg.traffic_labels,
-                                                settings=cfg.settings, features=cfg.features)
+                                    lock_timeout=lock_timeout, record=record, checks=checks)
+        findings = result.findings
+        version = result.checked_against
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
@@ -171,17 +170,6 @@ def scan(
                 out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
                           markup=False)
     raise typer.Exit(code)
-
-
-def _known(version: str | None) -> str | None:
-    """A version a CloudStack API target reported, if cs-inventory knows that release."""
-    if not version:
-        return None
-    try:
-        inventory.resolve_release(version)
-    except inventory.ConfigError:
-        return None
-    return version
 
 
 def _warn(cfg: inventory.Config, quiet: bool) -> None:
@@ -208,6 +196,8 @@ def _progress(total: int, quiet: bool) -> Iterator[Any]:
                 err.print(line + (f" — {event.error}" if event.error and not event.endpoints else ""), markup=False)
         yield plain
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # on a terminal
+
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("scanning", total=total)
@@ -287,14 +277,32 @@ def _render_findings(findings: list[Any], brief: bool = False) -> None:
         if counts["error"] or counts["warning"]:
             out.print("run `cs-inventory check` for the details", markup=False)
         return
-    for target, cluster, items in inventory.by_target_and_cluster(findings):
+    grouped = inventory.group_findings(findings)
+    for target, cluster, items in inventory.by_target_and_cluster(grouped):
         table = Table(title=f"{target}" + (f" / cluster {cluster}" if cluster else ""), title_justify="left")
         for col in ("severity", "basis", "rule", "object", "finding", "observed", "expected"):
             table.add_column(col, overflow="fold")
         for f in items:
-            table.add_row(f.severity, f.basis or "", f.rule_id, f.object_key, f.message, f.observed or "",
-                          f.expected or "")
+            table.add_row(f.severity, f.basis or "", f.rule_id, _object(f), f.message, _cell(f.observed),
+                          _cell(f.expected))
         out.print(table)
+    if any(f.objects for f in grouped):
+        out.print("a finding about several objects names the first; every one: `cs-inventory export --table "
+                  "finding_objects` (or check --format json)", markup=False)
+
+
+def _object(finding: Any) -> str:
+    """A finding's object by name (its key when it has none); a finding about several, how many."""
+    if finding.objects:
+        kind = finding.objects[0].object_type
+        return f"{len(finding.objects)} {'VMs' if kind == 'vm' else kind + 's'}"
+    return str(finding.object_name or finding.object_key)
+
+
+def _cell(value: str | None, limit: int = 200) -> str:
+    """A value in the table, cut where it would fill a screen (a MAC's 500 VMs): all of it is in --format json."""
+    text = value or ""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 @app.command()
@@ -716,8 +724,28 @@ def import_(
     raise typer.Exit(result.exit_code)
 
 
-def main() -> None:
-    app()
+def main() -> NoReturn:
+    """The console script. A run builds millions of long-lived acyclic objects (answers, records) and then exits:
+    full collections of the cyclic collector would walk them all again, time after time, for nothing (a quarter
+    of a 10,000-VM scan's CPU) — young collections still free short-lived cycles (sessions, threads) — and
+    tearing them down one by one at exit takes longer than the checks. So the process ends as soon as the command
+    has: its files are closed, its database closed, its output and log flushed."""
+    gc.set_threshold(700, 10, 1000)
+    try:
+        app()
+        code: Any = 0
+    except SystemExit as done:  # how typer ends every command
+        code = done.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (`| head`): nothing more to say to it
+            pass
+    logging.shutdown()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -120,8 +120,11 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
         """libvirt read-only over the target's URI (ssh with the target's known_hosts), then SSH for facts."""
         libvirt = _libvirt()
         target = self.target
-        with tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-") as tmp:
-            ssh_command, ssh_log = write_ssh_wrapper(target, Path(tmp), 0)
+        with ExitStack() as wrapper:
+            ssh_command = ssh_log = None
+            if urlsplit(target.uri).scheme.partition("+")[2] == "ssh":  # the ssh transport runs our wrapper
+                tmp = wrapper.enter_context(tempfile.TemporaryDirectory(prefix="cs-inventory-ssh-"))
+                ssh_command, ssh_log = write_ssh_wrapper(target, Path(tmp), 0)
             uri = libvirt_uri(target, address, ssh_command)
 
             def translate() -> Any:

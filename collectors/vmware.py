@@ -30,6 +30,7 @@ from typing import Any
 from collectors.base import Calls, Collector, Sdk, Session
 from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_normalise import normalise_vcenter
+from collectors.vmware_slim import slim_host, slim_vm
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
 )
@@ -37,7 +38,8 @@ from inventory.model import Inventory, JsonDict, Secret, TargetConfig
 from inventory.normalise import one_line, sha256_fingerprint
 
 _SDK = Sdk("pyVmomi", pip="pyvmomi", extra="vmware", debian="python3-pyvmomi")
-PAGE_SIZE = 1000
+PAGE_SIZE = 1000  # objects per RetrievePropertiesEx page (pyvmomi's path)
+FAST_PAGES = {"vms": 500, "hosts": 100}  # objects per page on the fast path: read while vCenter prepares others
 # object type (as pyVmomi's vim names it) and the properties read, per kind of record
 PROPERTIES: dict[str, tuple[str, list[str]]] = {
     "datacenters": ("Datacenter", ["name", "hostFolder"]),
@@ -278,6 +280,9 @@ def custom_fields(content: Any) -> list[dict[str, Any]]:
     return [{k: f[k] for k in ("key", "name", "managedObjectType") if k in f} for f in fields]
 
 
+SLIM = {"hosts": slim_host, "vms": slim_vm}  # both paths keep the same of these: what the normaliser reads
+
+
 def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[list[dict[str, Any]], int, str | None]:
     """One object type: the fast path for the bulk types, pyvmomi for the rest (and as the fallback)."""
     type_name, paths = PROPERTIES[name]
@@ -286,57 +291,13 @@ def _read_type(si: Any, content: Any, target: VmwareTarget, name: str) -> tuple[
     if name in ("vms", "hosts") and target.fast_parser:
         try:
             objects, used = retrieve_fast(si, content, kind, paths, context=tls_context(target),
-                                          timeout=target.timeout, page=PAGE_SIZE, nested=name == "hosts")
+                                          timeout=target.timeout, page=FAST_PAGES[name], nested=name == "hosts")
+            # the fast path reads a VM's devices as slim_vm keeps them; a host's data objects it takes apart
             return [slim_host(o) for o in objects] if name == "hosts" else objects, used, None
         except (FastPathError, ValueError, ET.ParseError) as exc:  # pyvmomi reads it below; say so
             fallback = f"pyvmomi (fast path: {one_line(exc, 200)})"
     objects, used = retrieve(content, kind, paths)
-    return [slim_host(o) for o in objects] if name == "hosts" else objects, used, fallback
-
-
-# -- host values reduced to what the normaliser reads -----------------------------------------------
-# The fast parser and pyvmomi spell nested values differently (element names for types, text for numbers and
-# booleans, one-element arrays as the element); these few are reduced to the same plain shape on both paths,
-# and to what is used (a host's SCSI LUN list or firewall can be long).
-def slim_host(record: dict[str, Any]) -> dict[str, Any]:
-    """A host record with its VMkernel NIC services, firewall rulesets, SCSI LUNs and proxy switches slimmed."""
-    if (configs := record.get("config.virtualNicManagerInfo.netConfig")) is not None:
-        record["config.virtualNicManagerInfo.netConfig"] = [
-            {"nicType": c.get("nicType"), "selectedVnic": [str(v) for v in _items(c.get("selectedVnic"))],
-             "candidateVnic": [_slim_vnic(v) for v in _items(c.get("candidateVnic"))]} for c in _items(configs)]
-    if (firewall := record.get("config.firewall")) is not None:
-        record["config.firewall"] = {"ruleset": [
-            {"key": r.get("key"), "enabled": _truth(r.get("enabled")),
-             "rule": [{"port": _number(x.get("port")), "endPort": _number(x.get("endPort")),
-                       "direction": x.get("direction"), "protocol": x.get("protocol")} for x in _items(r.get("rule"))]}
-            for r in _items((firewall or {}).get("ruleset"))]}
-    if (luns := record.get("config.storageDevice.scsiLun")) is not None:
-        record["config.storageDevice.scsiLun"] = [
-            {"canonicalName": x.get("canonicalName"), "lunType": x.get("lunType"), "localDisk": _truth(x.get("localDisk")),
-             "block": _number((x.get("capacity") or {}).get("block")),
-             "blockSize": _number((x.get("capacity") or {}).get("blockSize"))} for x in _items(luns)]
-    if (switches := record.get("config.network.proxySwitch")) is not None:
-        record["config.network.proxySwitch"] = [{"dvsName": x.get("dvsName"), "dvsUuid": x.get("dvsUuid")}
-                                                for x in _items(switches)]
-    return record
-
-
-def _slim_vnic(vnic: dict[str, Any]) -> dict[str, Any]:
-    spec = vnic.get("spec") or {}
-    return {"device": vnic.get("device"), "key": vnic.get("key"), "portgroup": vnic.get("portgroup") or None,
-            "dvPortgroupKey": (spec.get("distributedVirtualPort") or {}).get("portgroupKey")}
-
-
-def _items(value: Any) -> list[Any]:
-    return [] if value is None else value if isinstance(value, list) else [value]
-
-
-def _truth(value: Any) -> bool | None:
-    return value if isinstance(value, bool) or value is None else str(value).lower() == "true"
-
-
-def _number(value: Any) -> int | None:
-    return None if value is None or value == "" else int(value)
+    return [SLIM[name](o) for o in objects] if name in SLIM else objects, used, fallback
 
 
 def retrieve(content: Any, vim_type: Any, paths: list[str]) -> tuple[list[dict[str, Any]], int]:

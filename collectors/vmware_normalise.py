@@ -74,8 +74,8 @@ def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], hos
     return Cluster(key=row["_moid"], target=target, name=row.get("name") or row["_moid"], hypervisor="vmware",
                    drs_enabled=drs.get("enabled"), drs_behavior=drs.get("defaultVmBehavior"),
                    ha_enabled=das.get("enabled"), host_count=host_count,
-                   raw_json={"datacenter": dc_of_folder.get(row.get("parent")),
-                             "admission_control": das.get("admissionControlEnabled")})
+                   raw_json={"admission_control": das.get("admissionControlEnabled"),
+                             "datacenter": dc_of_folder.get(row.get("parent"))})
 
 
 def vnic_services(row: dict[str, Any]) -> dict[str, list[str]] | None:
@@ -103,8 +103,8 @@ def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any]) -> list[dic
         if config.get("nicType") == "management":
             for vnic in config.get("candidateVnic") or []:
                 key = vnic.get("dvPortgroupKey")
-                found.append({"device": vnic.get("device"), "portgroup": vnic.get("portgroup") or dv_names.get(key),
-                              "distributed": not vnic.get("portgroup") and key is not None})
+                found.append({"device": vnic.get("device"), "distributed": not vnic.get("portgroup") and key is not None,
+                              "portgroup": vnic.get("portgroup") or dv_names.get(key)})
     return found
 
 
@@ -113,7 +113,7 @@ def _firewall(row: dict[str, Any]) -> list[dict[str, Any]] | None:
     firewall = row.get("config.firewall")
     if firewall is None:
         return None
-    return [{"key": r.get("key"), "enabled": r.get("enabled"),
+    return [{"enabled": r.get("enabled"), "key": r.get("key"),
              "ports": [[x["port"], x.get("endPort") or x["port"]] for x in r.get("rule") or []
                        if x.get("port") and x.get("direction") == "inbound" and x.get("protocol") == "tcp"]}
             for r in firewall.get("ruleset") or []]
@@ -147,12 +147,13 @@ def _host(row: dict[str, Any], target: str, cluster: str | None, services: dict[
         cpu_cores=cores // sockets if cores and sockets else None,
         cpu_threads=threads // cores if threads and cores else None, cpu_mhz=hardware.get("cpuMhz"),
         memory_bytes=hardware.get("memorySize"), state=state,
-        raw_json={"api_version": product.get("apiVersion"), "full_name": product.get("fullName"),
-                  "standalone": cluster is None, "datastores": row.get("datastore", []),
-                  "vnic_services": services, "management_vnics": _management_vnics(row, dv_names),
-                  "firewall": _firewall(row),
+        raw_json={"api_version": product.get("apiVersion"), "datastores": row.get("datastore", []),  # keys sorted:
+                  "firewall": _firewall(row), "full_name": product.get("fullName"),  # as the store gives them back
+                  "management_vnics": _management_vnics(row, dv_names),
                   "proxy_switches": None if row.get("config.network.proxySwitch") is None
-                  else [x.get("dvsName") for x in row["config.network.proxySwitch"]]},
+                  else [x.get("dvsName") for x in row["config.network.proxySwitch"]],
+                  "standalone": cluster is None,
+                  "vnic_services": None if services is None else dict(sorted(services.items()))},
         product_line=product.get("productLineId"), local_disk_bytes=_local_disk_bytes(row),
     )
 
@@ -206,7 +207,7 @@ def _networks(raw: dict[str, Any], target: str, inv: Inventory) -> None:
         inv.networks.append(Network(key=row["_moid"], target=target, name=row.get("name") or row["_moid"],
                                     kind="dvportgroup", bridge=switch.get("name"),
                                     vlan=vlan if isinstance(vlan, int) and vlan else None,
-                                    raw_json={"key": row.get("key"), "dvs_uuid": switch.get("uuid")}))
+                                    raw_json={"dvs_uuid": switch.get("uuid"), "key": row.get("key")}))
     for moid, row in switches.items():
         inv.networks.append(Network(key=moid, target=target, name=row.get("name") or moid, kind="dvswitch",
                                     raw_json={"uuid": row.get("uuid")}))
@@ -243,41 +244,49 @@ def cloudstack_attributes(row: dict[str, Any], fields: dict[Any, str]) -> dict[s
 
 def _vm(row: dict[str, Any], target: str, host: str | None, cluster: str | None, network_names: dict[Any, Any],
         fields: dict[Any, str], inv: Inventory) -> None:
-    name = row.get("name") or row["_moid"]
-    key = row.get("config.instanceUuid") or row["_moid"]
+    get = row.get
+    name = get("name") or row["_moid"]
+    key = get("config.instanceUuid") or row["_moid"]
     attributes = cloudstack_attributes(row, fields)
     internal = attributes.get(INTERNAL_NAME) or None
     parsed = parse_instance_name(internal or name)
     role = parsed.role if parsed.role != "unmanaged" or internal is None else "user"  # CloudStack says it is its own
     if attributes.get(WORKER, "").lower() == "true":
         role = "worker"
-    memory = row.get("config.hardware.memoryMB")
+    memory = get("config.hardware.memoryMB")
     inv.vms.append(Vm(
-        key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=row.get("config.uuid"),
+        key=key, target=target, host_key=host, cluster_key=cluster, name=name, uuid=get("config.uuid"),
         instance_name=internal or (name if parsed.role != "unmanaged" else None), cs_role=role,
         cs_account_id=parsed.account_id, cs_id=parsed.cs_id,
-        power_state=POWER.get(row.get("runtime.powerState") or "", "unknown"), vcpus=row.get("config.hardware.numCPU"),
-        memory_bytes=memory * 2**20 if memory is not None else None, guest_os=row.get("config.guestFullName"),
-        tools_state=row.get("guest.toolsRunningStatus"), is_template=bool(row.get("config.template")),
-        raw_json={"moid": row["_moid"], **attributes}))
-    controllers = {d.get("key"): d.get("_type") for d in row.get("config.hardware.device") or []}
-    for device in row.get("config.hardware.device") or []:
+        power_state=POWER.get(get("runtime.powerState") or "", "unknown"), vcpus=get("config.hardware.numCPU"),
+        memory_bytes=memory * 2**20 if memory is not None else None, guest_os=get("config.guestFullName"),
+        tools_state=get("guest.toolsRunningStatus"), is_template=bool(get("config.template")),
+        raw_json=dict(sorted({"moid": row["_moid"], **attributes}.items()))))  # keys sorted, as the store keeps them
+    devices = get("config.hardware.device") or []
+    controllers: dict[Any, Any] | None = None  # key → type, made when a disk needs its controller's
+    for device in devices:
         kind = device.get("_type", "")
-        backing = device.get("backing") or {}
-        label = (device.get("deviceInfo") or {}).get("label") or str(device.get("key"))
         if kind == "VirtualDisk":
+            if controllers is None:
+                controllers = {d.get("key"): d.get("_type") for d in devices}
+            backing = device.get("backing") or {}
             capacity = device.get("capacityInBytes") or (device.get("capacityInKB") or 0) * 1024 or None
             inv.vm_disks.append(VmDisk(
-                vm_key=key, target=target, device=label, disk_type="disk",
+                vm_key=key, target=target, device=_label(device), disk_type="disk",
                 bus=_bus(controllers.get(device.get("controllerKey"))), storage_key=backing.get("datastore"),
                 path=backing.get("fileName"), format="vmdk", capacity_bytes=capacity, thin=backing.get("thinProvisioned")))
         elif "macAddress" in device or kind in NIC_MODELS:
+            backing = device.get("backing") or {}
             port = backing.get("port") or {}
             network = backing.get("network") or port.get("portgroupKey")
             inv.vm_nics.append(VmNic(
-                vm_key=key, target=target, device=label, mac=(device.get("macAddress") or "").lower() or None,
+                vm_key=key, target=target, device=_label(device), mac=(device.get("macAddress") or "").lower() or None,
                 network_key=network, network_name=network_names.get(network) or backing.get("deviceName"),
                 model=NIC_MODELS.get(kind, kind)))
+
+
+def _label(device: dict[str, Any]) -> str:
+    return (device.get("deviceInfo") or {}).get("label") or str(device.get("key"))
 
 
 @cache

@@ -4,7 +4,8 @@ The CLI uses only what is listed in ``__all__``.
 """
 
 from inventory.checks import (
-    BASES, SEVERITIES, Finding, Rule, by_target_and_cluster, exit_code_for, explain_rule, run_checks, select_rules,
+    BASES, SEVERITIES, CheckSettings, Finding, Rule, by_target_and_cluster, exit_code_for, explain_rule, group_findings,
+    run_checks, select_rules,
 )
 from inventory.config import DEFAULT_CONFIG, Config
 from inventory.model import Secret
@@ -43,8 +44,8 @@ __all__ = [
     "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff", "RECONCILE_COLUMNS", "Reconciliation", "reconcile",
-    "BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule", "run_checks",
-    "select_rules",
+    "BASES", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
+    "group_findings", "run_checks", "select_rules",
     "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
     "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",

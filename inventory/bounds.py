@@ -23,7 +23,8 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 MAX_TEXT = 65_536          # characters in one text value
 MAX_RAW_BYTES = 1_048_576  # bytes of one record's raw_json
 MAX_DEPTH = 32             # nesting of one record's raw_json
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False).encode
+# the store's encoding (sorted keys, text as is), but refusing what is not plain JSON rather than making it text
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False, sort_keys=True).encode
 
 Check = Callable[[Any], str | None]  # None: fine; else why it is not
 
@@ -68,9 +69,15 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     """How deep ``value`` nests, counting no further than one past ``limit``."""
     if level > limit:
         return level
-    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return max((_depth(child, limit, level + 1) for child in children if isinstance(child, (dict, list))),
-               default=level)
+    deepest = level
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        if isinstance(child, (dict, list)):
+            depth = _depth(child, limit, level + 1)
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+    return deepest
 
 
 def _short(value: Any) -> str:
@@ -105,7 +112,9 @@ def bound(inventory: Inventory) -> None:
     """Make every record of ``inventory`` storable; what had to be dropped is appended to its problems.
 
     Columns are checked whole first (types, ranges and lengths at C speed); only a column with a bad
-    value is walked record by record.
+    value is walked record by record. Each ``raw_json`` is left as the store will give it back — plain JSON,
+    keys sorted, lists for arrays — so a scan's records in memory are its records as read back
+    (``inventory.bounded``).
     """
     for table in Inventory.ALL_TABLES:
         records = getattr(inventory, table)
@@ -113,6 +122,9 @@ def bound(inventory: Inventory) -> None:
             continue
         for name, check, optional, base in _fields(type(records[0])):
             values = list(map(attrgetter(name), records))
+            if name == "raw_json":
+                _plain_raws(inventory, table, records, values)
+                continue
             if _column_fine(values, base, name, optional):
                 continue
             for index, value in enumerate(values):
@@ -126,28 +138,58 @@ def bound(inventory: Inventory) -> None:
                     inventory.problems.append(f"{table} {_short(_who(record))}: {name} {why}; {stored}")
 
 
+    inventory.bounded = True
+
+
 _SCALARS = {str, int, float, bool, type(None)}
+
+
+def _plain_raws(inventory: Inventory, table: str, records: list[Any], values: list[Any]) -> None:
+    """Each raw_json storable and as the store gives it back, or a note saying why it is not (and a problem)."""
+    for index, raw in enumerate(values):
+        if raw is None or (type(raw) is dict and _flat_and_small(raw) and _sorted_text_keys(raw)):
+            continue  # most of them: flat, small, keys in order
+        why = _raw(raw)
+        record = records[index]
+        if why is None:
+            plain = raw if is_plain(raw) else json.loads(_encode(raw))
+            if plain is not raw:
+                records[index] = dataclasses.replace(record, raw_json=plain)
+            continue
+        replacement, stored = _replacement("raw_json", raw, why, True, dict)
+        records[index] = dataclasses.replace(record, raw_json=replacement)
+        inventory.problems.append(f"{table} {_short(_who(record))}: raw_json {why}; {stored}")
+
+
+def _sorted_text_keys(raw: dict[str, Any]) -> bool:
+    keys = list(raw)
+    return all(type(k) is str for k in keys) and keys == sorted(keys)
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is JSON as reading it back gives it: dicts with text keys in order, lists, scalars."""
+    if type(value) is dict:
+        return _sorted_text_keys(value) and all(type(v) in _SCALARS or is_plain(v) for v in value.values())
+    if type(value) is list:
+        return all(type(v) in _SCALARS or is_plain(v) for v in value)
+    return type(value) in _SCALARS
 
 
 def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> bool:
     """True when every value of a column is certainly fine (False: look closer, value by value)."""
     types = set(map(type, values))
-    if name == "raw_json":
-        return types <= {dict, type(None)} and all(map(_flat_and_small, filter(None, values)))
     allowed = {base, type(None)} if optional else {base}
     if base is float:
         allowed.add(int)
     if not types <= allowed:
         return False
-    present = [v for v in values if v is not None] if optional else values
-    if not present:
-        return True
+    # None, 0 and "" are within bounds: what is left out of these (C-speed) passes needs no look
     if base is int:
-        return bool(INT_MIN <= min(present) and max(present) <= INT_MAX)
+        return bool(INT_MIN <= min(filter(None, values), default=0) and max(filter(None, values), default=0) <= INT_MAX)
     if base is float:
-        return all(map(math.isfinite, present))
+        return all(map(math.isfinite, filter(None, values)))
     if base is str:
-        return max(map(len, present)) <= MAX_TEXT
+        return max(map(len, filter(None, values)), default=0) <= MAX_TEXT
     return True
 
 

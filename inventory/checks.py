@@ -6,17 +6,23 @@ both and nothing imports it back.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from inventory.errors import ConfigError
+from inventory.logs import event
+from inventory.model import TargetResult
 from inventory.releases import resolve
 from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
 from inventory.rules import RULES
 from inventory.store import Store
 
-__all__ = ["BASES", "SEVERITIES", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
-           "run_checks", "select_rules"]
+__all__ = ["BASES", "GROUP_AT", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster",
+           "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
+           "select_rules", "store_findings"]
 
 
 # Rules renamed when what they check changed; the old ids still select them (--rule, --skip-rule, --explain).
@@ -39,23 +45,128 @@ def explain_rule(rule_id: str) -> str:
     return chosen.explain()
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """What ``scan`` checks a scan against as it stores it: the CloudStack release (else the one a
+    ``cloudstack_api`` target of the scan reports, when cs-inventory knows it) and ``run_checks``' settings."""
+
+    cloudstack_version: str | None = None
+    traffic_labels: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    features: Sequence[str] = ()
+
+
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
                traffic_labels: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None,
                features: Sequence[str] = (), only: Sequence[str] | None = None,
-               skip: Sequence[str] | None = None) -> list[Finding]:
-    """Run the selected rules on one scan; store the findings (replacing earlier ones); return them.
+               skip: Sequence[str] | None = None, scanned: Sequence[TargetResult] | None = None) -> list[Finding]:
+    """Run the selected rules on one scan; store the findings (replacing earlier ones), the same statement about
+    many objects as one (``group_findings``); return them one per object, as the rules made them.
 
     ``settings`` are CloudStack global settings as the operator states them (else CloudStack's defaults);
-    ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``)."""
+    ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``); ``scanned`` the target
+    results ``scan`` just stored as this scan (``ScanResult.targets``): the rules read them rather than the
+    database, which would give the same records back."""
+    started, cpu = time.perf_counter(), time.thread_time()
     release = resolve(cloudstack_version)
-    view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features))
+    view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features), scanned)
+    findings = findings_of(view, only, skip)
+    store_findings(store, scan_id, findings)
+    event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3),
+          cpu_s=round(time.thread_time() - cpu, 3))
+    return findings
+
+
+def findings_of(view: InventoryView, only: Sequence[str] | None = None,
+                skip: Sequence[str] | None = None) -> list[Finding]:
+    """The selected rules' findings on a view, one per object, in the order they are shown and stored."""
     findings: list[Finding] = []
     for chosen in select_rules(only, skip):
-        if chosen.runs_on(view.kinds) and chosen.applies_to(release):
+        if chosen.runs_on(view.kinds) and chosen.applies_to(view.release):
             findings.extend(chosen.fn(view, chosen))
-    findings.sort(key=lambda f: (f.target, f.cluster or "", SEVERITIES.index(f.severity), f.rule_id, f.object_key))
-    store.write_findings(scan_id, [f.as_row() for f in findings])
+    findings.sort(key=_order)
     return findings
+
+
+def store_findings(store: Store, scan_id: int, findings: Sequence[Finding]) -> None:
+    """Replace a scan's stored findings with these (one per object, in order), grouped (``group_findings``): each a
+    ``findings`` row, numbered from 1, and a ``finding_objects`` row for each object it is about."""
+    rows: list[tuple[Any, ...]] = []
+    objects: list[tuple[Any, ...]] = []
+    for number, f in enumerate(group_findings(findings), 1):
+        rows.append((scan_id, f.target, f.cluster, f.rule_id, f.severity, f.object_type, f.object_key, f.message,
+                     f.observed, f.expected, f.remediation, f.reference, f.basis, number, f.object_count,
+                     f.object_name))
+        objects += [(scan_id, number, o.target, o.cluster, o.rule_id, o.severity, o.object_type, o.object_key,
+                     o.object_name, o.message, o.observed, o.expected) for o in (f.objects or (f,))]
+    store.write_findings(scan_id, rows, objects)
+
+
+def _order(finding: Finding) -> tuple[str, str, int, str, str]:
+    return (finding.target, finding.cluster or "", _RANK[finding.severity], finding.rule_id, finding.object_key)
+
+
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+# From this many VMs or hosts of one cluster that one statement holds for, they are one finding.
+GROUP_AT = 3
+SHOWN_NAMES = 5
+_PLURAL = {"vm": "VMs", "host": "hosts"}
+
+
+def group_findings(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings in the same order, each statement about ``GROUP_AT`` or more VMs or hosts of one cluster (or of
+    a target's hosts and VMs in no cluster) made one finding: about the cluster (or the target), with the count and
+    the first names in its message and each object's own finding in ``objects``. It stands where its first
+    object's finding stood.
+
+    The statement is what the finding says after its object's name: ``DC0_H1: ESXi 6.5.0 is no longer
+    supported …`` says ``ESXi 6.5.0 is no longer supported …`` of DC0_H1. A finding whose message does not begin
+    with its object's name makes no statement others can share, and stands alone.
+    """
+    keys = list(map(_statement_key, findings))
+    members: dict[tuple[Any, ...], list[Finding]] = {}
+    for finding, key in zip(findings, keys, strict=True):
+        if key is not None:
+            if key in members:
+                members[key].append(finding)
+            else:
+                members[key] = [finding]
+    grouped: list[Finding] = []
+    for finding, key in zip(findings, keys, strict=True):
+        if key is None or len(members[key]) < GROUP_AT:
+            grouped.append(finding)
+        elif members[key][0] is finding:
+            grouped.append(_group(members[key], key[-1]))
+    return grouped
+
+
+def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
+    """What makes findings one statement: the rule (its remediation, reference and basis with it), the severity,
+    where, what of, what is expected, and what is said after the object's name."""
+    name, message = finding.object_name, finding.message
+    if not name or finding.object_type not in _PLURAL or not message.startswith(name):
+        return None
+    rest = message[len(name):]
+    if rest[:1] != " " and rest[:2] != ": ":
+        return None
+    return (finding.rule_id, finding.severity, finding.target, finding.cluster, finding.object_type, finding.expected,
+            rest)
+
+
+def _group(objects: list[Finding], said: str) -> Finding:
+    first = objects[0]
+    names = sorted(str(f.object_name) for f in objects)
+    shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES
+                                              else "")
+    statement = said[2:] if said.startswith(": ") else f"each{said}"
+    observed = first.observed if all(f.observed == first.observed for f in objects) else None
+    kind, key = ("cluster", first.cluster) if first.cluster is not None else ("target", first.target)
+    return Finding(first.rule_id, first.severity, kind, key, first.target,
+                   f"{len(objects)} {_PLURAL[first.object_type]} ({shown}): {statement}", observed, first.expected,
+                   first.remediation, first.reference, first.cluster, first.basis, None, tuple(objects))
+
+
 
 
 def exit_code_for(findings: Sequence[Finding], fail_on: str) -> int:

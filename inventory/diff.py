@@ -166,7 +166,7 @@ def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_ta
 
 
 def _findings(store: Store, scan_id: int, skip_targets: set[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    return {tuple(f[k] for k in FINDING_KEY): f for f in store.rows("findings", scan_id)
+    return {tuple(f[k] for k in FINDING_KEY): f for f in store.finding_objects(scan_id)
             if f["target"] not in skip_targets}
 
 

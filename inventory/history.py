@@ -13,7 +13,7 @@ from inventory.store import Store
 
 
 def history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
-    """Scans, newest first, with counts, findings by severity and failed targets."""
+    """Scans, newest first, with counts, findings by severity (objects found) and failed targets."""
     return store.query(
         "SELECT s.id, s.started_at, s.finished_at, s.status, s.error, s.cloudstack_version, "
         " (SELECT COUNT(*) FROM hosts h WHERE h.scan_id = s.id) AS hosts, "
@@ -21,9 +21,9 @@ def history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
         " (SELECT COUNT(*) FROM targets t WHERE t.scan_id = s.id) AS targets, "
         " (SELECT group_concat(t.name, ', ') FROM targets t WHERE t.scan_id = s.id AND t.status = 'failed') "
         "   AS targets_failed, "
-        " (SELECT COUNT(*) FROM findings f WHERE f.scan_id = s.id AND f.severity = 'error') AS errors, "
-        " (SELECT COUNT(*) FROM findings f WHERE f.scan_id = s.id AND f.severity = 'warning') AS warnings, "
-        " (SELECT COUNT(*) FROM findings f WHERE f.scan_id = s.id AND f.severity = 'info') AS infos "
+        " (SELECT COUNT(*) FROM finding_objects f WHERE f.scan_id = s.id AND f.severity = 'error') AS errors, "
+        " (SELECT COUNT(*) FROM finding_objects f WHERE f.scan_id = s.id AND f.severity = 'warning') AS warnings, "
+        " (SELECT COUNT(*) FROM finding_objects f WHERE f.scan_id = s.id AND f.severity = 'info') AS infos "
         "FROM scans s ORDER BY s.id DESC LIMIT ?", [limit])
 
 

@@ -155,16 +155,16 @@ def _estate(store: Store, scan_id: int) -> list[Family]:
 
 
 def _findings(store: Store, scan_id: int) -> list[Family]:
-    findings = Family("findings", "Findings of the CloudStack requirement checks per rule and severity (0 for each "
-                                  "rule at its severity when it found nothing).")
+    findings = Family("findings", "Findings of the CloudStack requirement checks per rule and severity, one per object "
+                                  "found (0 for each rule at its severity when it found nothing).")
     for r in select_rules():
         if r.basis != "DIFF":  # reconciliation differences are their own family, below
             findings.add(0, rule=r.id, severity=r.severity)
     differences = Family("reconciliation_differences", "Differences between CloudStack's view and the hypervisors' "
                                                        "per kind (reconcile-* findings); none when not compared.")
     kinds: dict[str, int] = defaultdict(int)
-    for f in store.query("SELECT rule_id, severity, COUNT(*) AS n FROM findings WHERE scan_id = ? GROUP BY 1, 2",
-                         [scan_id]):
+    for f in store.query("SELECT rule_id, severity, COUNT(*) AS n FROM finding_objects WHERE scan_id = ? "
+                         "GROUP BY 1, 2", [scan_id]):
         if f["rule_id"].startswith(RECONCILE_PREFIX):
             kinds[f["rule_id"].removeprefix(RECONCILE_PREFIX)] += f["n"]
         else:

@@ -343,6 +343,7 @@ class Inventory:
     cloudstack_traffic_labels: list[CloudStackTrafficLabel] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
+    bounded: bool = False  # inventory.bounds.bound made every record storable, each raw_json as the store gives it back
 
     TABLES = (  # what the hypervisors run
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",

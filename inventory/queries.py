@@ -30,9 +30,13 @@ QUERIES: tuple[Query, ...] = (
     Query("vms-per-scan", "how many VMs each scan saw, over time",
           "SELECT s.id, s.started_at, s.status, COUNT(v.key) AS vms FROM scans s LEFT JOIN vms v ON v.scan_id = s.id\n"
           "GROUP BY s.id ORDER BY s.id"),
-    Query("findings-by-rule", "findings of the newest scan by rule and severity",
-          "SELECT rule_id, severity, COUNT(*) AS findings FROM latest_findings GROUP BY rule_id, severity\n"
-          "ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, findings DESC"),
+    Query("findings-by-rule", "findings of the newest scan by rule and severity, and the objects they are about",
+          "SELECT rule_id, severity, COUNT(*) AS findings, SUM(object_count) AS objects FROM latest_findings\n"
+          "GROUP BY rule_id, severity\n"
+          "ORDER BY CASE severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, objects DESC"),
+    Query("finding-objects", "every object of the newest scan's findings, with what is said of it",
+          "SELECT rule_id, severity, target, cluster, object_type, object_name, object_key, message\n"
+          "FROM latest_finding_objects ORDER BY rule_id, target, cluster, object_name"),
 )
 
 

@@ -70,6 +70,16 @@ class RuleFindings:
     findings: list[dict[str, Any]]
 
     @property
+    def count(self) -> int:
+        """How many objects the findings are about (a finding about several counts each)."""
+        return sum(f.get("object_count") or 1 for f in self.findings)
+
+    @property
+    def grouped(self) -> bool:
+        """Some finding is about several objects (listed in ``finding_objects``)."""
+        return any((f.get("object_count") or 1) > 1 for f in self.findings)
+
+    @property
     def kind(self) -> str:
         """A reconciliation difference's kind: its rule id without ``reconcile-``."""
         return self.rule_id.removeprefix(RECONCILE_PREFIX)
@@ -100,8 +110,8 @@ class Audit:
             "hosts": sum(row["hosts"] for row in self.estate),
             "endpoints_failed": sum(f["status"] == "failed" for f in self.failures),
             "vms": vms, "vms_running": sum(row["states"].get("running", 0) for row in self.estate),
-            **{f"findings_{s}": sum(len(r.findings) for r in self.findings[s]) for s in SEVERITIES},
-            "reconciliation": sum(len(r.findings) for r in self.reconciliation),
+            **{f"findings_{s}": sum(r.count for r in self.findings[s]) for s in SEVERITIES},
+            "reconciliation": sum(r.count for r in self.reconciliation),
             "changes": len(self.drift.changes) if self.drift else 0,
             "storage_above": sum(s["above"] for s in self.storage),
         }
@@ -181,7 +191,7 @@ def _findings(store: Store, scan_id: int) -> tuple[dict[str, list[RuleFindings]]
             names[(object_type, r["target"], r["key"])] = r["name"]
     groups: dict[tuple[str, str], RuleFindings] = {}
     for f in store.rows("findings", scan_id):
-        f["object_name"] = names.get((f["object_type"], f["target"], f["object_key"]))
+        f["object_name"] = f.get("object_name") or names.get((f["object_type"], f["target"], f["object_key"]))
         f["cluster_name"] = names.get(("cluster", f["target"], f["cluster"]), f["cluster"])
         group = groups.setdefault((f["severity"], f["rule_id"]), RuleFindings(
             f["rule_id"], f["severity"], f["remediation"], f["reference"], []))

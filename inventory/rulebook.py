@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from typing import Any, Final, assert_never
 
 from inventory import registry
@@ -21,7 +22,8 @@ from inventory.model import Cluster, Host, HostNic, Network, Storage, Vm
 from inventory.releases import Release
 from inventory.view import HostGroup, InventoryView, Target
 
-__all__ = ["ANY_KIND", "BASES", "CODE_REPO", "DOCS_REPO", "RULES", "SEVERITIES", "About", "AnyKind", "Basis", "Finding",
+__all__ = ["ANY_KIND", "BASES", "CODE_REPO", "DOCS_REPO", "FINDING_FIELDS", "RULES", "SEVERITIES", "About", "AnyKind",
+           "Basis", "Finding",
            "InventoryView", "Rule", "Source", "Subject", "code", "doc", "outside", "rule", "subject_of"]
 
 SEVERITIES = ("error", "warning", "info")
@@ -98,9 +100,17 @@ class AnyKind(Enum):
 ANY_KIND: Final = AnyKind.ANY
 
 
-@dataclass(frozen=True)
+FINDING_FIELDS: Final = ("rule_id", "severity", "object_type", "object_key", "target", "message", "observed",
+                          "expected", "remediation", "reference", "cluster", "basis", "object_name")
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
-    """One requirement one object does not meet, with the evidence (a ``findings`` row but for scan_id)."""
+    """One requirement one object does not meet, with the evidence (a ``findings`` row but for scan_id and number).
+
+    Grouped (``inventory.checks.group_findings``), the same statement about several VMs or hosts of one cluster: its
+    ``objects`` are the findings about each of them, as the rule made them.
+    """
 
     rule_id: str
     severity: str
@@ -114,9 +124,26 @@ class Finding:
     reference: str | None = None
     cluster: str | None = None
     basis: str | None = None
+    object_name: str | None = None
+    objects: tuple[Finding, ...] = ()
+
+    @property
+    def object_count(self) -> int:
+        return len(self.objects) or 1
 
     def as_row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The finding as a dict of its fields (a group adds ``object_count`` and its ``objects``)."""
+        row = dict(zip(FINDING_FIELDS, self.values(), strict=True))
+        if self.objects:
+            row["object_count"] = len(self.objects)
+            row["objects"] = [o.as_row() for o in self.objects]
+        return row
+
+    def values(self) -> tuple[Any, ...]:
+        """The fields of ``FINDING_FIELDS``, in that order."""
+        return (self.rule_id, self.severity, self.object_type, self.object_key, self.target, self.message,
+                self.observed, self.expected, self.remediation, self.reference, self.cluster, self.basis,
+                self.object_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +158,7 @@ class Subject:
     key: str
     target: str
     cluster: str | None = None
+    name: str | None = None
 
 
 About = Host | Vm | Cluster | HostGroup | Storage | Network | Target | HostNic | Subject
@@ -144,17 +172,19 @@ def subject_of(about: About) -> Subject:
         case Subject():
             return about
         case Host():
-            return Subject("host", about.key, about.target, about.cluster_key)
+            return Subject("host", about.key, about.target, about.cluster_key, about.name)
         case Vm():
-            return Subject("vm", about.key, about.target, about.cluster_key)
-        case Cluster() | HostGroup():
+            return Subject("vm", about.key, about.target, about.cluster_key, about.name)
+        case Cluster():
+            return Subject("cluster", about.key, about.target, about.key, about.name)
+        case HostGroup():
             return Subject("cluster", about.key, about.target, about.key)
         case Storage():
-            return Subject("storage", about.key, about.target)
+            return Subject("storage", about.key, about.target, None, about.name)
         case Network():
-            return Subject("network", about.key, about.target)
+            return Subject("network", about.key, about.target, None, about.name)
         case Target():
-            return Subject("target", about.name, about.name)
+            return Subject("target", about.name, about.name, None, about.name)
         case HostNic():
             return Subject("host", about.host_key, about.target)
         case _:
@@ -177,12 +207,12 @@ class Rule:
     fn: Callable[[InventoryView, Rule], Iterable[Finding]]
     declared_severity: str | None = None  # DIFF rules only: what the difference risks
 
-    @property
+    @cached_property
     def severity(self) -> str:
         """The basis decides it: CODE error, DOC warning, BP and INF info; a DIFF rule declares its own."""
         return self.declared_severity or BASES[self.basis].severity
 
-    @property
+    @cached_property
     def reference(self) -> str:
         """The sources, as one line (what a finding's ``reference`` holds)."""
         return "; ".join(map(str, self.sources))
@@ -222,10 +252,17 @@ class Rule:
         than on another: a leftover CloudStack instance more than a stranger's VM)."""
         if severity is not None and self.basis != "DIFF":
             raise ValueError(f"rule {self.id}: the basis {self.basis} decides the severity")
-        subject = subject_of(about)
-        return Finding(self.id, severity or self.severity, subject.object_type, subject.key, subject.target, message,
+        kind = type(about)
+        if kind is Vm or kind is Host:  # most findings, when there are many: subject_of's answer, made directly
+            object_type, key, target, own_cluster, name = (
+                "vm" if kind is Vm else "host", about.key, about.target, about.cluster_key, about.name)  # type: ignore[union-attr]
+        else:
+            subject = subject_of(about)
+            object_type, key, target, own_cluster, name = (subject.object_type, subject.key, subject.target,
+                                                           subject.cluster, subject.name)
+        return Finding(self.id, severity or self.severity, object_type, key, target, message,
                        None if observed is None else str(observed), None if expected is None else str(expected),
-                       self.remediation, self.reference, subject.cluster if cluster is None else cluster, self.basis)
+                       self.remediation, self.reference, own_cluster if cluster is None else cluster, self.basis, name)
 
     def explain(self) -> str:
         """Everything the catalogue knows of the rule, as text: requirement, basis, sources, evidence, remedy."""

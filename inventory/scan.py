@@ -18,6 +18,7 @@ from types import FrameType
 
 from inventory import config as config_module
 from inventory import recording, registry
+from inventory.checks import CheckSettings, Finding, run_checks
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
@@ -25,6 +26,7 @@ from inventory.normalise import one_line
 from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
+from inventory.releases import resolve as resolve_release
 from inventory.store import ScanRow, open_store
 from inventory.version import TOOL_VERSION
 
@@ -42,6 +44,8 @@ class ScanResult:
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: str | None = None
     cloudstack_version: str | None = None  # the config's, else what a cloudstack_api target reported
+    findings: list[Finding] | None = None  # one per object, when `scan` was asked to check (``checks``) and did
+    checked_against: str | None = None  # the release those findings are for
 
     @property
     def exit_code(self) -> int:
@@ -82,24 +86,27 @@ def select_targets(config: Config, only: Sequence[str] | None = None) -> list[Ta
 
 def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | None = None,
          deadline_s: float | None = None, progress: Progress | None = None,
-         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, record: Path | None = None) -> ScanResult:
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, record: Path | None = None,
+         checks: CheckSettings | None = None) -> ScanResult:
     """Collect every selected target and store the result as one scan.
 
     A target that fails is recorded with its reason and the scan is ``partial``. SIGTERM or
     Ctrl-C stores what finished, marks the scan ``failed`` and raises ``ScanInterrupted``.
     Only one scan writes to a database at a time: a second waits ``lock_timeout`` seconds,
     then raises ``DatabaseBusy``. ``record`` names a folder to write each target's raw answers to.
+    ``checks``: check the scan too (``run_checks`` on the results in memory: the findings stored with it and in
+    ``ScanResult.findings``) when a release is known and the scan is not ``failed``.
     """
     targets = select_targets(config, only)
     config_module.check_secrets(config, targets)
     path = db_path or config.database_path
     folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):
-        return _scan_locked(config, targets, path, deadline_s, progress, folder)
+        return _scan_locked(config, targets, path, deadline_s, progress, folder, checks)
 
 
 def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadline_s: float | None,
-                 progress: Progress | None, record: Path | None) -> ScanResult:
+                 progress: Progress | None, record: Path | None, checks: CheckSettings | None) -> ScanResult:
     store = open_store(path)  # fail on a bad database before collecting
     event("scan started", targets=[t.name for t in targets], database=str(path))
     started_at = _now()
@@ -144,16 +151,34 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
         scan_id = store.write_scan(row, results)
+        against = _checked_release(checks, version, status)
+        findings = None if checks is None or against is None else run_checks(
+            store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
+            features=checks.features, scanned=results)  # the records in memory: no reading them back
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)
-    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version)
+    outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version,
+                         findings, against if findings is not None else None)
     event("scan stored", scan_id=scan_id, status=status, error=interrupted,
           duration_s=round(outcome.duration_s, 3), **counts)
     if interrupted:
         raise ScanInterrupted(f"scan {scan_id} {interrupted}; what finished was stored and the scan "
                               f"marked {status}", hint="run the scan again")
     return outcome
+
+
+def _checked_release(checks: CheckSettings | None, version: str | None, status: str) -> str | None:
+    """The release a scan is checked against: the one asked for, else the one its CloudStack reported when
+    cs-inventory knows it; none for a failed scan."""
+    if checks is None or status == "failed":
+        return None
+    if checks.cloudstack_version:
+        return checks.cloudstack_version
+    try:
+        return resolve_release(version).asked if version else None
+    except ConfigError:
+        return None
 
 
 IMPORT_FORMATS_HELP = "recorded (a folder `scan --record` wrote), or a kind's own format such as xapi-dump"

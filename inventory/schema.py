@@ -368,6 +368,26 @@ TABLES: tuple[Table, ...] = (
         _c("reference", str, "Where the requirement is written down: files, lines or methods, release tags."),
         _c("basis", str, "How sure the rule is: CODE (CloudStack's code enforces it), DOC (documented), BP "
                          "(recommended) or INF (cs-inventory's inference).", since=3),
+        _c("number", int, "The finding's number within its scan, from 1 (`finding_objects.finding`).", since=5),
+        _c("object_count", int, "How many objects the finding is about: more than one when the same statement holds "
+                                "for several VMs or hosts of one cluster (or of a target's hosts in no cluster), "
+                                "each listed in `finding_objects`.", since=5),
+        _c("object_name", str, "The object's name (a grouped finding's names are in `finding_objects`).", since=5),
+    )),
+    Table("finding_objects", "Every object of every finding, with what the finding says of it alone: a finding about "
+                             "many objects (`findings.object_count` > 1) has a row per object here.", (
+        _c("scan_id", int, SCAN_ID.description, 5),
+        _c("finding", int, "The finding it belongs to (`findings.number` within the scan).", 5),
+        _c("target", str, TARGET.description, 5),
+        _c("cluster", str, "Cluster key of the object (NULL when it has none).", 5),
+        _c("rule_id", str, "The finding's rule.", 5),
+        _c("severity", str, "The finding's severity.", 5),
+        _c("object_type", str, "cluster, host, vm, network, storage, target.", 5),
+        _c("object_key", str, "Key of the object.", 5),
+        _c("object_name", str, "Its name, when the rule knows it.", 5),
+        _c("message", str, "What is wrong with this object, one line.", 5),
+        _c("observed", str, "The value observed on this object.", 5),
+        _c("expected", str, "The expected value.", 5),
     )),
 )
 
@@ -529,6 +549,29 @@ def _cloudstack_api(db: Database) -> None:
         db.execute(f"CREATE VIEW latest_{name} AS SELECT * FROM {name} WHERE scan_id = {_V2_LATEST}")
 
 
+# Step 5: findings about many objects stored once, their objects one row each. Rows written before are findings
+# about one object: numbered in the order they were written, each its own object.
+_V5_COLUMNS: tuple[str, ...] = ("number INTEGER", "object_count INTEGER", "object_name TEXT")
+_V5_OBJECTS = ("scan_id INTEGER, finding INTEGER, target TEXT, cluster TEXT, rule_id TEXT, severity TEXT, "
+               "object_type TEXT, object_key TEXT, object_name TEXT, message TEXT, observed TEXT, expected TEXT")
+
+
+def _finding_objects(db: Database) -> None:
+    """findings.number/object_count/object_name, the finding_objects table (index, latest_ view), earlier rows
+    carried over."""
+    for column in _V5_COLUMNS:
+        db.execute(f'ALTER TABLE "findings" ADD COLUMN {column}')
+    body = ",\n".join('   "{}" {}'.format(*column.split(" ", 1)) for column in _V5_OBJECTS.split(", "))
+    db.execute(f'CREATE TABLE "finding_objects" (\n{body}\n)')
+    db.execute('CREATE INDEX "idx_finding_objects_scan_id_finding"\n    ON "finding_objects" ("scan_id", "finding")')
+    db.execute(f"CREATE VIEW latest_finding_objects AS SELECT * FROM finding_objects WHERE scan_id = {_V2_LATEST}")
+    db.execute("UPDATE findings SET object_count = 1, number = numbered.n FROM (SELECT rowid AS r, "
+               "ROW_NUMBER() OVER (PARTITION BY scan_id ORDER BY rowid) AS n FROM findings) AS numbered "
+               "WHERE numbered.r = findings.rowid")
+    db.execute("INSERT INTO finding_objects SELECT scan_id, number, target, cluster, rule_id, severity, object_type, "
+               "object_key, NULL, message, observed, expected FROM findings ORDER BY rowid")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -540,6 +583,7 @@ STEPS: tuple[Step, ...] = (
     Step("0002_latest_views", _latest_views),
     Step("0003_requirement_facts", _requirement_facts),
     Step("0004_cloudstack_api", _cloudstack_api),
+    Step("0005_finding_objects", _finding_objects),
 )
 SCHEMA_VERSION = len(STEPS)
 

@@ -30,7 +30,7 @@ BUSY_TIMEOUT_MS = 30_000
 WHERE_TIME_LIMIT_S = 30.0            # how long a user's --where may run
 WHERE_VALUE_BYTES = 16 * 2**20       # the largest text or blob a --where may make (SQLite's length limit)
 _ROWS_PER_INSERT = 100
-_encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode  # raw_json and detail columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class Store:
             scan_id = int(cursor.lastrowid or 0)
             self._insert("targets", [(scan_id, r.name, r.hypervisor, r.endpoint, r.status, r.error,
                                       round(r.duration_s, 3), r.api_calls,
-                                      None if r.detail is None else _encode_json(r.detail)) for r in results])
+                                      None if r.detail is None else encode_json(r.detail)) for r in results])
             self._insert("endpoints", [(scan_id, e.target, e.endpoint, e.status, e.error,
                                         round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])
@@ -96,7 +96,7 @@ class Store:
             for rec in records:
                 values = list(get(rec))
                 raw = values[raw_index]
-                values[raw_index] = None if raw is None else _encode_json(raw)
+                values[raw_index] = None if raw is None else encode_json(raw)
                 rows.append((scan_id, *values))
         self._insert(table_name, rows)
 
@@ -114,14 +114,26 @@ class Store:
             sql = full if len(chunk) == _ROWS_PER_INSERT else head + ", ".join([one] * len(chunk))
             execute(sql, list(chain.from_iterable(chunk)))
 
-    def write_findings(self, scan_id: int, findings: Sequence[dict[str, Any]]) -> None:
-        """Replace the findings of one scan (checks can be re-run)."""
+    def write_findings(self, scan_id: int, findings: Sequence[tuple[Any, ...]],
+                       objects: Sequence[tuple[Any, ...]]) -> None:
+        """Replace the findings of one scan (checks can be re-run): ``findings`` rows and ``finding_objects`` rows,
+        each with every column (``inventory.checks.store_findings`` makes them)."""
         self.require_writable()
-        columns = schema.TABLES_BY_NAME["findings"].column_names
         with self.db.atomic():
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
-            self._insert("findings", [tuple(scan_id if c == "scan_id" else f.get(c) for c in columns)
-                                      for f in findings])
+            self.db.execute("DELETE FROM finding_objects WHERE scan_id = ?", [scan_id])
+            self._insert("findings", findings)
+            self._insert("finding_objects", objects)
+
+    def finding_objects(self, scan_id: int, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A scan's findings one per object, as the rules made them (``findings`` rows as they were before findings
+        were grouped, and the object's name): each ``finding_objects`` row with its finding's remediation,
+        reference and basis. ``where`` is a condition on ``o.`` (finding_objects) and ``f.`` (findings) columns."""
+        return self.query(
+            "SELECT o.scan_id, o.target, o.cluster, o.rule_id, o.severity, o.object_type, o.object_key, o.message, "
+            "o.observed, o.expected, f.remediation, f.reference, f.basis, o.object_name "
+            "FROM finding_objects o JOIN findings f ON f.scan_id = o.scan_id AND f.number = o.finding "
+            f"WHERE o.scan_id = ? {'AND ' + where if where else ''} ORDER BY o.rowid", [scan_id, *params])
 
     # -- reading -----------------------------------------------------------------------------
     def latest_scan_id(self) -> int | None:

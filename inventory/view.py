@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from inventory.bounds import is_plain
 from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage,
-    Vm, VmDisk, VmNic,
+    TargetResult, Vm, VmDisk, VmNic,
 )
 from inventory.releases import Limits, Release
-from inventory.store import Store
+from inventory.store import Store, encode_json
 
 R = TypeVar("R")
 
@@ -120,6 +121,50 @@ def reader_of(record: type[R]) -> RecordReader[R]:
     return _readers[record]
 
 
+# -- the records of a scan as the store gives them back, from the results it was given --------------------------
+def as_stored(table: str, record: type[R], results: Sequence[TargetResult]) -> tuple[R, ...]:
+    """A table's records as reading them back from the store gives them, made from the results written: the same
+    objects — a collector's result went through ``inventory.bounds.bound``, which leaves each raw_json as the store
+    gives it back — else, where a JSON field would change on the way, one with that field as the store writes it
+    (``store.encode_json``: keys sorted, tuples as lists …)."""
+    records: list[Any]
+    if table == "targets":
+        records = [Target(r.name, r.hypervisor, r.endpoint, r.status, r.error, float(round(r.duration_s, 3)),
+                          r.api_calls, None if r.detail is None else _as_dict(encode_json(r.detail))) for r in results]
+        return tuple(records)
+    if table == "endpoints":
+        records = [Endpoint(e.target, e.endpoint, e.status, e.error, float(round(e.duration_s, 3)), e.api_calls)
+                   for r in results for e in r.endpoints]
+        return tuple(records)
+    json_fields = _json_fields(record)
+    stored = []
+    for result in results:
+        records = getattr(result.inventory, table)
+        if json_fields and not result.inventory.bounded:  # records made elsewhere than by a collector
+            records = [_stored_form(rec, json_fields) for rec in records]
+        stored += records
+    return tuple(stored)
+
+
+def _stored_form(rec: R, json_fields: tuple[str, ...]) -> R:
+    changed = {}
+    for name in json_fields:
+        value = getattr(rec, name)
+        if value is not None and not is_plain(value):
+            changed[name] = _as_dict(encode_json(value))
+    return dataclasses.replace(rec, **changed) if changed else rec  # type: ignore[type-var]
+
+
+_JSON_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _json_fields(record: type) -> tuple[str, ...]:
+    if record not in _JSON_FIELDS:
+        hints = typing.get_type_hints(record)
+        _JSON_FIELDS[record] = tuple(f.name for f in dataclasses.fields(record) if _conversion(hints[f.name]) is _as_dict)
+    return _JSON_FIELDS[record]
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """A CloudStack setting a rule compares with, and where its value came from (said in the finding)."""
@@ -144,7 +189,11 @@ SETTING_DEFAULTS = {
 
 @dataclass
 class InventoryView:
-    """One scan's records, each table read once on first use, with the indexes rules share."""
+    """One scan's records, each table read once on first use, with the indexes rules share.
+
+    ``scanned``: the target results the scan stored under ``scan_id``, when the caller still has them (``scan``
+    followed by the checks): the records are taken from them as the store gives them back, and not read again.
+    """
 
     store: Store
     scan_id: int
@@ -152,10 +201,13 @@ class InventoryView:
     traffic_labels: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)  # stated by the operator ([cloudstack.settings])
     features: frozenset[str] = frozenset()  # optional CloudStack features in use ([cloudstack] features)
+    scanned: Sequence[TargetResult] | None = None
     _limits: dict[tuple[str, str | None], Limits] = field(default_factory=dict, init=False, repr=False)
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # built once by rules that share it
 
     def _records(self, table: str, record: type[R]) -> tuple[R, ...]:
+        if self.scanned is not None:
+            return as_stored(table, record, self.scanned)
         reader = reader_of(record)
         rows = self.store.db.execute(f"SELECT {', '.join(reader.columns)} FROM {table} WHERE scan_id = ? "
                                      "ORDER BY rowid", [self.scan_id])  # tuples: no dict per row on the way

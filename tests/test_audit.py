@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from fixtures.libvirtd import LabDomain, define_domains, remove_domains
 from fixtures.sshd import SshServer
 from inventory import ConfigError, diff_scans, history, open_store, prune
+from inventory.checks import Finding, store_findings
 from tests.conftest import TOOL, run_tool
 from tests.test_store import result, scan_row
 
@@ -261,10 +263,9 @@ def test_diff_reports_findings_new_and_resolved(tmp_path: Path) -> None:
     store = open_store(tmp_path / "inv.db")
     first = store.write_scan(scan_row(), [result("t1", vms=1)])
     second = store.write_scan(scan_row(), [result("t1", vms=1)])
-    finding = {"target": "t1", "cluster": "c1", "rule_id": "host-memory", "severity": "error",
-               "object_type": "host", "object_key": "h1", "message": "h1 has 2 GiB"}
-    store.write_findings(first, [finding, {**finding, "rule_id": "xen-pool-ha", "message": "HA is off"}])
-    store.write_findings(second, [{**finding, "rule_id": "time-synchronised", "message": "clock drifts"}])
+    finding = Finding("host-memory", "error", "host", "h1", "t1", "h1 has 2 GiB", cluster="c1")
+    store_findings(store, first, [finding, replace(finding, rule_id="xen-pool-ha", message="HA is off")])
+    store_findings(store, second, [replace(finding, rule_id="time-synchronised", message="clock drifts")])
     report = diff_scans(store, first, second)
     assert [f["rule_id"] for f in report.findings_new] == ["time-synchronised"]
     assert sorted(f["rule_id"] for f in report.findings_resolved) == ["host-memory", "xen-pool-ha"]

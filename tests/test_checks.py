@@ -4,6 +4,7 @@ release-aware limits."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -1055,6 +1056,98 @@ def test_a_finding_is_made_from_what_it_is_about() -> None:
             r.id, "info", "3", None, r.remediation, "INF")
     overridden = r.finding(host, "m", cluster="group")
     assert (overridden.severity, overridden.cluster) == ("info", "group")
+
+
+# -- findings about many objects --------------------------------------------------------------------
+def test_the_same_statement_about_many_objects_of_a_cluster_is_one_finding(tmp_path: Path) -> None:
+    """From GROUP_AT hosts (or VMs) of one cluster, one statement is one finding: about the cluster, with the count
+    and the first names, each object's own finding kept in it; fewer, other words, or a message that does not
+    begin with the object's name stand alone, where they stood. Stored, nothing of any object is lost."""
+    from inventory.checks import GROUP_AT, group_findings, store_findings
+    from inventory.model import Host, Vm
+    from inventory.rulebook import RULES
+    assert GROUP_AT == 3
+    disk, version = RULES["host-local-disk"], RULES["vmware-version-supported"]
+    hosts = [Host(key=f"h{i}", target="vc", cluster_key="c1" if i < 7 else "c2", name=f"esx{i}", address="a",
+                  hypervisor="vmware") for i in range(9)]
+    small = [disk.finding(h, f"{h.name} has 34.4 GB of local disk", observed=34359738368, expected="≥ 36 GB")
+             for h in hosts]
+    old = [version.finding(h, f"{h.name}: ESXi 6.5.0 is no longer supported", observed="6.5.0") for h in hosts[:3]]
+    odd = disk.finding(hosts[0], "the local disk of esx0 is small")
+    vms = [Vm(key=f"v{i}", target="kvm", host_key="h", cluster_key=None, name=f"vm{i}") for i in range(4)]
+    strangers = [RULES["unmanaged-vms"].finding(v, f"{v.name} is running and is not a CloudStack instance",
+                                                observed=v.name) for v in vms]
+    findings = [*small[:3], odd, *small[3:], *old, *strangers]
+    grouped = group_findings(findings)
+    assert [(f.object_type, f.object_key, f.object_count) for f in grouped] == [
+        ("cluster", "c1", 7), ("host", "h0", 1), ("host", "h7", 1), ("host", "h8", 1), ("cluster", "c1", 3),
+        ("target", "kvm", 4)]
+    disks, alone, _, _, versions, vm_group = grouped
+    assert disks.message == "7 hosts (esx0, esx1, esx2, esx3, esx4 and 2 more): each has 34.4 GB of local disk"
+    assert (disks.observed, disks.expected, disks.cluster, disks.rule_id) == ("34359738368", "≥ 36 GB", "c1",
+                                                                              "host-local-disk")
+    assert disks.objects == tuple(small[:7]) and alone is odd
+    assert versions.message == "3 hosts (esx0, esx1, esx2): ESXi 6.5.0 is no longer supported"
+    assert vm_group.message == "4 VMs (vm0, vm1, vm2, vm3): each is running and is not a CloudStack instance"
+    assert (vm_group.cluster, vm_group.observed) == (None, None)  # each VM's name is its own observation
+    store = open_store(tmp_path / "grouped.db")
+    scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), [])
+    store_findings(store, scan_id, findings)
+    rows = store.query("SELECT number, object_type, object_key, object_count, message FROM findings ORDER BY rowid")
+    assert [(r["number"], r["object_count"]) for r in rows] == [(1, 7), (2, 1), (3, 1), (4, 1), (5, 3), (6, 4)]
+    per_object = [{k: v for k, v in f.items() if k != "scan_id"} for f in store.finding_objects(scan_id)]
+    assert per_object == [f.as_row() for f in [*small[:7], odd, *small[7:], *old, *strangers]]
+
+
+def test_the_checks_read_a_scan_in_memory_as_they_would_read_it_back(tmp_path: Path) -> None:
+    """`scan` hands its results to the checks rather than reading them back: every recorded case, every kind,
+    gives the same findings both ways (a raw_json with unsorted keys or tuples is read as the store writes it)."""
+    from fixtures.cases import case_folders, load_case, replay
+    results = [replay(load_case(folder)) for folder in case_folders()]
+    results.append(toy_pool())
+    messy = toy_pool()
+    messy.name = "messy"
+    for table in ("hosts", "vms", "vm_disks", "vm_nics", "storage", "host_storage"):
+        setattr(messy.inventory, table, [dataclasses.replace(r, target="messy") for r in getattr(messy.inventory, table)])
+    messy.inventory.hosts = [dataclasses.replace(h, raw_json={"z": (1, 2), "a": {"y": 1, "b": [()]}})
+                             for h in messy.inventory.hosts]
+    results.append(messy)
+    store = open_store(tmp_path / "memory.db")
+    scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), results)
+    from inventory.view import InventoryView
+    read, given = (InventoryView(store, scan_id, resolve("4.20"), scanned=s) for s in (None, results))
+    for table in ("targets", "endpoints", *schema.INVENTORY_TABLES):
+        assert repr(getattr(given, table)) == repr(getattr(read, table)), table  # repr: dict key order and list/tuple
+    from_memory = run_checks(store, scan_id, "4.20", scanned=results)
+    stored = store.finding_objects(scan_id)
+    assert run_checks(store, scan_id, "4.20") == from_memory and store.finding_objects(scan_id) == stored
+    assert len(from_memory) > 100
+
+
+def test_a_scan_checked_as_it_is_stored_stores_what_check_would(tmp_path: Path) -> None:
+    """`scan` checks the results in memory as it stores them: the same findings as checking the stored scan
+    afterwards (a XAPI pool of 60 VMs with a stranger among them, through the fixture server)."""
+    from inventory import CheckSettings, load_config, scan
+    def one_running_stranger(root: ET.Element) -> None:
+        vm = next(v for v in rows_of(root, "VM") if v.get("name__label") == "i-5-1003-VM")
+        vm.set("name__label", "backup-server")
+    os.environ["CSI_CHECK_PW"] = "xenroot"
+    server = serve_dump(edited_pool(tmp_path, one_running_stranger, vms=60))
+    try:
+        config = tmp_path / "scan.toml"
+        config.write_text(f'[database]\npath = "{tmp_path / "scan.db"}"\n[[xenserver]]\nname = "pool"\n'
+                          f'url = "{server.url}"\npassword_env = "CSI_CHECK_PW"\n')
+        result = scan(load_config(config), checks=CheckSettings("4.20", settings={"control.cidr": "169.254.0.0/16"}))
+    finally:
+        server.stop()
+    assert result.status == "ok" and result.checked_against == "4.20" and result.findings
+    with open_store(tmp_path / "scan.db") as store:
+        stored = store.finding_objects(result.scan_id)
+        rows = list(store.rows("findings", result.scan_id))
+        again = run_checks(store, result.scan_id, "4.20", settings={"control.cidr": "169.254.0.0/16"})
+        assert again == result.findings
+        assert store.finding_objects(result.scan_id) == stored and list(store.rows("findings", result.scan_id)) == rows
+    assert "unmanaged-vms" in {f.rule_id for f in result.findings}
 
 
 # -- rules for every kind ---------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_datasette_serves_the_database_with_the_metadata(tmp_path: Path, lab_lik
             expected = store.query(QUERIES[0].sql)
         assert rows == expected and len(rows) == 10
         findings = get(f"{base}/lab-like/findings-by-rule.json?_shape=array")
-        assert {"rule_id": "reconcile-vm-missing", "severity": "error", "findings": 2} in findings
+        assert {"rule_id": "reconcile-vm-missing", "severity": "error", "findings": 2, "objects": 2} in findings
         served = get(f"{base}/-/metadata.json")
         assert served["databases"]["lab-like"]["tables"]["vms"]["columns"]["cs_role"].startswith("`user`")
         with urllib.request.urlopen(f"{base}/lab-like/latest_vms", timeout=10) as page:

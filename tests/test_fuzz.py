@@ -85,6 +85,7 @@ def test_hostile_values_are_stored_or_listed_never_raised(folder: Path, tmp_path
         scan_id = store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [result])
         assert len(list(store.rows("targets", scan_id))) == 1
         assert len(list(store.rows("vms", scan_id))) == len(result.inventory.vms)
-        run_checks(store, scan_id, "4.20")
+        from_memory = run_checks(store, scan_id, "4.20", scanned=[result])  # what `scan` runs: the same findings
+        assert run_checks(store, scan_id, "4.20") == from_memory
     finally:
         store.close()

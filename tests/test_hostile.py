@@ -20,6 +20,7 @@ from fixtures.xapi.server import XapiServer, serve_dump
 from fixtures.xapi.synth import generate
 from inventory.bounds import INT_MAX, MAX_TEXT, bound
 from inventory.model import Host, Inventory, Secret, Vm
+from inventory.releases import resolve
 from tests.conftest import run_tool
 
 PASSWORD = "hostile-pass"
@@ -135,6 +136,31 @@ def test_bound_keeps_what_fits_and_lists_the_rest() -> None:
     assert host.raw_json == {"dropped": "raw_json is not plain JSON (ValueError)"}
     assert inv.vms[0].vcpus == 2 and inv.vms[0].raw_json == {"tags": ["a", "b"]}
     assert len(inv.problems) == 4 and all("h1" in p for p in inv.problems)
+
+
+def test_bound_leaves_raw_json_as_the_store_gives_it_back(tmp_path: Path) -> None:
+    """Keys sorted, tuples as lists, number keys as text — what reading the scan back gives, so the checks may read
+    the scan in memory; keys of mixed types, which the store could not sort, are a listed problem, not a lost scan."""
+    from inventory import open_store
+    from inventory.model import TargetResult
+    from inventory.store import ScanRow
+    from inventory.view import InventoryView
+    inv = Inventory()
+    raws = [{"b": 1, "a": (1, [2, (3,)])}, {2: "two", 1: {"z": None, "y": True}}, {"b": 1, 1: "one"},
+            {"a": 1.5, "b": "x"}]
+    inv.hosts += [Host(key=f"h{i}", target="t", cluster_key=None, name="h", address="a", hypervisor="x", raw_json=raw)
+                  for i, raw in enumerate(raws)]
+    plain_one = inv.hosts[3].raw_json
+    bound(inv)
+    assert [h.raw_json for h in inv.hosts] == [{"a": [1, [2, [3]]], "b": 1}, {"1": {"y": True, "z": None}, "2": "two"},
+                                              {"dropped": "raw_json is not plain JSON (TypeError)"}, {"a": 1.5, "b": "x"}]
+    assert [list(h.raw_json or {}) for h in inv.hosts[:2]] == [["a", "b"], ["1", "2"]] and inv.bounded
+    assert inv.hosts[3].raw_json is plain_one and len(inv.problems) == 1 and "h2" in inv.problems[0]
+    with open_store(tmp_path / "raw.db") as store:
+        scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None),
+                                   [TargetResult(name="t", hypervisor="x", endpoint="e", status="ok", inventory=inv)])
+        read_back = InventoryView(store, scan_id, resolve("4.20")).hosts
+    assert repr(read_back) == repr(tuple(inv.hosts))
 
 
 def test_every_record_table_declares_the_key_the_store_keeps_unique() -> None:

@@ -70,7 +70,7 @@ def test_version_and_steps_are_recorded(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     assert [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == \
         [s.name for s in schema.STEPS] == ["0001_initial", "0002_latest_views", "0003_requirement_facts",
-                                           "0004_cloudstack_api"]
+                                           "0004_cloudstack_api", "0005_finding_objects"]
 
 
 def sqlite_master(db: sqlite3.Connection | Database) -> list[tuple[Any, ...]]:
@@ -108,6 +108,13 @@ def test_the_010_database_upgrades_to_a_fresh_ones_shape_and_keeps_its_data(tmp_
         out = io.StringIO()
         assert export_table(store, "findings", None, "json", out) == len(before["findings"])
         assert [f["rule_id"] for f in json.loads(out.getvalue())] == [r[3] for r in before["findings"]]
+        # 0.1.0's findings are about one object each: numbered per scan, each its own finding object
+        per_object = [tuple(f[c] for c in columns["findings"].split(", ")) for scan in sorted({r[0] for r in before["findings"]})
+                      for f in store.finding_objects(scan)]
+        assert per_object == before["findings"]
+        assert {r[0] for r in db.execute("SELECT object_count FROM findings")} == {1}
+        assert db.execute("SELECT scan_id, MIN(number), MAX(number), COUNT(*) FROM findings GROUP BY 1").fetchall() == [
+            (scan, 1, n, n) for scan, n in db.execute("SELECT scan_id, COUNT(*) FROM findings GROUP BY 1")]
 
 
 # -- refusals leave the file as it was -------------------------------------------------------------
@@ -256,7 +263,7 @@ def test_a_reader_sees_a_scan_while_a_writer_is_open(tmp_path: Path) -> None:
 def test_a_read_only_store_refuses_writes(tmp_path: Path) -> None:
     with open_store_readonly(stored(tmp_path / "inv.db")) as store:
         with pytest.raises(StoreError, match="opened read-only"):
-            store.write_findings(1, [])
+            store.write_findings(1, [], [])
 
 
 # -- through the installed command ---------------------------------------------------------------------

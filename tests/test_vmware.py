@@ -210,13 +210,25 @@ def test_cloudstacks_custom_attributes_are_read_from_vcenter(vcenter: Vcsim, tls
         {"unmanaged"}
 
 
-def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any) -> None:
-    """The bulk VM properties read by our regular expressions and by pyvmomi's deserialiser: same records."""
+def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls: Any, tmp_path: Path) -> None:
+    """The bulk VM and host properties read by our patterns (pages of named objects, two asked for at once) and by
+    pyvmomi's deserialiser (one traversal): the same answers as the normaliser reads them, the same records, and —
+    stored and checked — the same findings, grouped alike and each object's own finding kept."""
     import dataclasses
+
+    from inventory import open_store, run_checks
+    from inventory.store import ScanRow
     mark(vcenter, tls, {"DC0_C0_RP0_VM0": {"cloud.vm.internal.name": "i-2-7-VM & <co>"},
-                                           "DC0_H0_VM0": {"cloud.vm.worker": "true", "owner": ""}})
-    fast = VmwareCollector(target(vcenter, tls)).collect()
-    slow = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).collect()
+                        "DC0_H0_VM0": {"cloud.vm.worker": "true", "owner": ""}})
+    fast_read = VmwareCollector(target(vcenter, tls)).read()
+    slow_read = VmwareCollector(dataclasses.replace(target(vcenter, tls), fast_parser=False)).read()
+    (fast_raw,), (slow_raw,) = fast_read.answers.values(), slow_read.answers.values()
+    assert "vms_read_by" not in fast_raw and "hosts_read_by" not in fast_raw  # no fallback to pyvmomi
+    # both slimmed to exactly what the normaliser reads, in the same order
+    assert fast_raw["hosts"] == slow_raw["hosts"] and fast_raw["vms"] == slow_raw["vms"]
+    assert {d["_type"] for vm in fast_raw["vms"] for d in vm["config.hardware.device"]} == {
+        "VirtualDisk", "VirtualE1000", "ParaVirtualSCSIController"}
+    fast, slow = (VmwareCollector(r.target).result(r) for r in (fast_read, slow_read))
     assert fast.status == slow.status == "ok"
     for table in ("vms", "vm_disks", "vm_nics", "hosts", "host_nics", "clusters", "networks", "storage", "host_storage"):
         mine, theirs = getattr(fast.inventory, table), getattr(slow.inventory, table)
@@ -225,6 +237,18 @@ def test_the_fast_parser_gives_records_identical_to_pyvmomis(vcenter: Vcsim, tls
     assert fast.detail and not fast.detail["read_by"] and slow.detail and not slow.detail["read_by"]
     assert {v.instance_name for v in fast.inventory.vms if v.cs_role == "user"} == {"i-2-7-VM & <co>"}
     assert [v.name for v in fast.inventory.vms if v.cs_role == "worker"] == ["DC0_H0_VM0"]
+    stored = []
+    for name, result in (("fast", fast), ("slow", slow)):
+        with open_store(tmp_path / f"{name}.db") as store:
+            scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), [result])
+            findings = run_checks(store, scan_id, "4.20", scanned=[result])
+            assert run_checks(store, scan_id, "4.20") == findings  # as `check` reads it back
+            rows = [{k: v for k, v in r.items() if k != "scan_id"} for r in store.rows("findings", scan_id)]
+            stored.append((sorted(map(repr, findings)), rows, store.finding_objects(scan_id)))
+    assert stored[0] == stored[1]
+    _, rows, objects = stored[0]
+    assert any(r["object_count"] > 1 for r in rows) and len(objects) == sum(r["object_count"] for r in rows)
+    assert any(r["rule_id"] == "unmanaged-vms" and r["object_type"] == "cluster" for r in rows)
 
 
 def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
@@ -245,6 +269,49 @@ def test_the_fast_parser_reads_escapes_and_unusual_devices() -> None:
     with pytest.raises(FastPathError):
         parse_objects('<objects><obj type="VirtualMachine">vm-2</obj><propSet><name>x</name>'
                       '<val xsi:type="ArrayOfString"><string>a</string></val></propSet></objects>')
+
+
+def test_the_fast_path_keeps_what_slim_vm_keeps_and_reads_host_values_or_refuses_them() -> None:
+    """A VM's devices: disks, NICs (a MAC, or a NIC's type) and the controller a disk names — the last device with
+    that key — as slim_vm keeps them from pyvmomi's objects; host values with escapes and attributes read, and
+    one not shaped as expected refused (the collector then reads the hosts with pyvmomi)."""
+    from collectors.vmware_fast import parse_objects
+    from collectors.vmware_fast_hosts import HostValueNotRead
+    from collectors.vmware_slim import kept_devices, slim_host
+
+    def device(kind: str, key: int, body: str = "") -> str:
+        return f'<VirtualDevice xsi:type="{kind}"><key>{key}</key>{body}</VirtualDevice>'
+    devices = [device("VirtualLsiLogicController", 1000, "<busNumber>0</busNumber>"),
+               device("VirtualDisk", 2000, '<deviceInfo><label>Hard disk 1</label></deviceInfo><backing xsi:type="B">'
+                      '<fileName>[ds] a &amp; b.vmdk</fileName><datastore type="Datastore">datastore-1</datastore>'
+                      '<thinProvisioned>true</thinProvisioned></backing><controllerKey>1000</controllerKey>'
+                      '<unitNumber>0</unitNumber><capacityInKB>1024</capacityInKB>'),
+               device("VirtualVmxnet", 4000, '<deviceInfo><label>Network adapter 1</label></deviceInfo><backing '
+                      'xsi:type="N"><deviceName>VM Network</deviceName><network type="Network">network-1</network>'
+                      '</backing><macAddress>00:50:56:aa:bb:cc</macAddress>'),
+               device("VirtualE1000", 4001), device("VirtualKeyboard", 600)]
+    xml = ('<objects><obj type="VirtualMachine">vm-1</obj><propSet><name>config.hardware.device</name>'
+           f'<val xsi:type="ArrayOfVirtualDevice">{"".join(devices)}</val></propSet></objects>')
+    (record,) = parse_objects(xml)
+    plain = [{"_type": "VirtualLsiLogicController", "key": 1000, "busNumber": 0},
+             {"_type": "VirtualDisk", "key": 2000, "deviceInfo": {"label": "Hard disk 1"},
+              "backing": {"fileName": "[ds] a & b.vmdk", "datastore": "datastore-1", "thinProvisioned": True},
+              "controllerKey": 1000, "unitNumber": 0, "capacityInKB": 1024},
+             {"_type": "VirtualVmxnet", "key": 4000, "deviceInfo": {"label": "Network adapter 1"},
+              "backing": {"deviceName": "VM Network", "network": "network-1"}, "macAddress": "00:50:56:aa:bb:cc"},
+             {"_type": "VirtualE1000", "key": 4001}, {"_type": "VirtualKeyboard", "key": 600}]
+    assert record["config.hardware.device"] == kept_devices(plain) == [
+        {"_type": "VirtualLsiLogicController", "key": 1000}, *plain[1:4]]  # the keyboard goes; a NIC without a MAC stays
+    firewall = ('<propSet><name>config.firewall</name><val xsi:type="HostFirewallInfo"><ruleset><key>a&amp;b</key>'
+                '<rule><port>902</port><direction>inbound</direction><portType>dst</portType><protocol>tcp</protocol>'
+                '</rule><enabled>true</enabled><allowedHosts><allIp>true</allIp></allowedHosts></ruleset></val>'
+                '</propSet>')
+    (host,) = parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall}</objects>', nested=True)
+    assert slim_host(host)["config.firewall"] == {"ruleset": [{"key": "a&b", "enabled": True, "rule": [
+        {"port": 902, "endPort": None, "direction": "inbound", "protocol": "tcp"}]}]}
+    with pytest.raises(HostValueNotRead):
+        parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall.replace("<ruleset>", "<ruleset a=1>")}'
+                      '</objects>', nested=True)
 
 
 def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:

@@ -209,12 +209,14 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Data volumes per VM stay within the release's max_data_volumes_limit."""
     disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
+    of_host = {key: view.limits(h.hypervisor, _limits_version(h.hypervisor, h)) for key, h in view.host_by_key.items()}
     for vm in view.vms:
-        host = view.host_by_key.get((vm.target, vm.host_key or ""))
-        kind = host.hypervisor if host is not None else view.kind_of_target(vm.target)
-        if kind is None:
-            continue  # neither its host nor its target is in the scan: no limits to apply
-        limits = view.limits(kind, _limits_version(kind, host))
+        limits = of_host.get((vm.target, vm.host_key or ""))
+        if limits is None:  # a VM whose host is not in the scan: its target's kind, no version
+            kind = view.kind_of_target(vm.target)
+            if kind is None:
+                continue  # neither its host nor its target is in the scan: no limits to apply
+            limits = view.limits(kind, None)
         data = max(0, disks[(vm.target, vm.key)] - 1)
         if limits.max_data_volumes is not None and data > limits.max_data_volumes:
             yield r.finding(vm, f"{vm.name} has {data} data volumes; {limits.row} allows {limits.max_data_volumes}",
