@@ -54,7 +54,7 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
     for row in raw.get("hosts", []):
         if row["_moid"] in wanted_hosts:
             services = vnic_services(row)
-            inv.hosts.append(_host(row, target, host_cluster.get(row["_moid"]), services, dv_names))
+            inv.hosts.append(_host(row, target, host_cluster.get(row["_moid"]), services, dv_names, inv.problems))
             inv.host_nics.extend(_host_nics(row, target, name_to_network, services))
     _networks(raw, target, inv)
     _datastores(raw, target, wanted_hosts, inv)
@@ -92,7 +92,8 @@ def vnic_services(row: dict[str, Any]) -> dict[str, list[str]] | None:
     return services
 
 
-def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any]) -> list[dict[str, Any]] | None:
+def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any],
+                      problems: list[str]) -> list[dict[str, Any]] | None:
     """The VMkernel NICs that may carry management (HostMO.getHyperHostNetworkSummary's candidates), with their
     port group: the standard one, else the dvPortgroup's name."""
     configs = row.get("config.virtualNicManagerInfo.netConfig")
@@ -103,20 +104,44 @@ def _management_vnics(row: dict[str, Any], dv_names: dict[Any, Any]) -> list[dic
         if config.get("nicType") == "management":
             for vnic in config.get("candidateVnic") or []:
                 key = vnic.get("dvPortgroupKey")
-                found.append({"device": vnic.get("device"), "distributed": not vnic.get("portgroup") and key is not None,
-                              "portgroup": vnic.get("portgroup") or dv_names.get(key)})
+                portgroup = vnic.get("portgroup") or dv_names.get(key)
+                found.append({"device": _text(vnic.get("device"), row, "a VMkernel NIC's device", problems),
+                              "distributed": not vnic.get("portgroup") and key is not None,
+                              "portgroup": _text(portgroup, row, "a VMkernel NIC's port group", problems)})
     return found
 
 
-def _firewall(row: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Firewall rulesets with their inbound TCP port ranges."""
+def _text(value: Any, row: dict[str, Any], what: str, problems: list[str]) -> str | None:
+    """A string the API types as one; anything else is left out (None) and listed."""
+    if value is None or isinstance(value, str):
+        return value
+    problems.append(f"host {row.get('_moid')}: {what} {str(value)[:30]!r} is not text; left out")
+    return None
+
+
+def _firewall(row: dict[str, Any], problems: list[str]) -> list[dict[str, Any]] | None:
+    """Firewall rulesets with their inbound TCP port ranges; a port that is not one is left out and listed."""
     firewall = row.get("config.firewall")
     if firewall is None:
         return None
-    return [{"enabled": r.get("enabled"), "key": r.get("key"),
-             "ports": [[x["port"], x.get("endPort") or x["port"]] for x in r.get("rule") or []
-                       if x.get("port") and x.get("direction") == "inbound" and x.get("protocol") == "tcp"]}
-            for r in firewall.get("ruleset") or []]
+    found = []
+    for ruleset in firewall.get("ruleset") or []:
+        ranges = []
+        for x in ruleset.get("rule") or []:
+            if not x.get("port") or x.get("direction") != "inbound" or x.get("protocol") != "tcp":
+                continue
+            first, last = x["port"], x.get("endPort") or x["port"]
+            if _is_port(first) and _is_port(last) and first <= last:
+                ranges.append([first, last])
+            else:
+                problems.append(f"host {row['_moid']}: firewall ruleset {str(ruleset.get('key'))[:40]!r} port "
+                                f"{str(first)[:12]!r}-{str(last)[:12]!r} is not a port range; left out")
+        found.append({"enabled": ruleset.get("enabled"), "key": ruleset.get("key"), "ports": ranges})
+    return found
+
+
+def _is_port(value: Any) -> bool:
+    return type(value) is int and 0 < value < 65536
 
 
 def _local_disk_bytes(row: dict[str, Any]) -> int | None:
@@ -128,7 +153,7 @@ def _local_disk_bytes(row: dict[str, Any]) -> int | None:
 
 
 def _host(row: dict[str, Any], target: str, cluster: str | None, services: dict[str, list[str]] | None,
-          dv_names: dict[Any, Any]) -> Host:
+          dv_names: dict[Any, Any], problems: list[str]) -> Host:
     hardware = row.get("summary.hardware") or {}
     product = row.get("config.product") or {}
     packages = row.get("hardware.cpuPkg") or []
@@ -148,8 +173,8 @@ def _host(row: dict[str, Any], target: str, cluster: str | None, services: dict[
         cpu_threads=threads // cores if threads and cores else None, cpu_mhz=hardware.get("cpuMhz"),
         memory_bytes=hardware.get("memorySize"), state=state,
         raw_json={"api_version": product.get("apiVersion"), "datastores": row.get("datastore", []),  # keys sorted:
-                  "firewall": _firewall(row), "full_name": product.get("fullName"),  # as the store gives them back
-                  "management_vnics": _management_vnics(row, dv_names),
+                  "firewall": _firewall(row, problems), "full_name": product.get("fullName"),  # as the store reads
+                  "management_vnics": _management_vnics(row, dv_names, problems),
                   "proxy_switches": None if row.get("config.network.proxySwitch") is None
                   else [x.get("dvsName") for x in row["config.network.proxySwitch"]],
                   "standalone": cluster is None,

@@ -72,11 +72,17 @@ class _Reader:
         return str(value) if isinstance(value, (str, int, float)) and value != "" else None
 
     def map(self, cls: str, record: dict[str, Any], name: str) -> dict[str, Any]:
+        """A (string -> string) map, as every map read here is in XAPI's data model; an entry whose value is not
+        text is left out and listed."""
         value = record.get(name, {})
-        if isinstance(value, dict):
-            return value
-        self.problems.append(f"{cls} {record.get('uuid', '?')}: {name} is not a map")
-        return {}
+        if not isinstance(value, dict):
+            self.problems.append(f"{cls} {record.get('uuid', '?')}: {name} is not a map")
+            return {}
+        texts = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+        if len(texts) < len(value):
+            left_out = ", ".join(repr(str(k)[:30]) for k in value if k not in texts)
+            self.problems.append(f"{cls} {record.get('uuid', '?')}: {name} {left_out} not text; left out")
+        return texts
 
     def refs(self, cls: str, record: dict[str, Any], name: str) -> list[str]:
         value = record.get(name, [])

@@ -273,3 +273,46 @@ def test_an_error_the_server_words_with_markup_is_printed_as_it_came(pools: tupl
     assert "[link=http://evil.example]click[/link] :thumbs_up: {0}" in scanned.stdout + scanned.stderr
     shown = run_tool("show", "--config", str(config), "--scan", "1")  # a failed scan, named: shown with its reason
     assert "[link=http://evil.example]click[/link] :thumbs_up: {0}" in shown.stdout, shown.stderr
+
+
+
+def _firewall_ports_not_ports(answer: dict[str, Any]) -> None:
+    rules = [rule for ruleset in answer["hosts"][0]["config.firewall"]["ruleset"] for rule in ruleset.get("rule", [])]
+    rules[0]["port"], rules[1]["port"], rules[1]["endPort"] = "0", 5900, 70_000
+
+
+def _vmkernel_port_group_a_number(answer: dict[str, Any]) -> None:
+    config = answer["hosts"][0]["config.virtualNicManagerInfo.netConfig"]
+    next(c for c in config if c["nicType"] == "management")["candidateVnic"][0]["portgroup"] = 1
+
+
+def _software_version_a_list(answer: dict[str, Any]) -> None:
+    host = next(iter(answer["records"]["host"].values()))
+    host["software_version"] = {**host["software_version"], "xapi": [0], "xen": {"nested": "map"}}
+
+
+# found by tests/test_fuzz.py: each reached a rule as a type the API never sends, and the checks raised
+FOUND_BY_FUZZING = [("vmware/vcsim-small", _firewall_ports_not_ports, 2, "firewall"),
+                    ("vmware/vcsim-small", _vmkernel_port_group_a_number, 1, "port group"),
+                    ("xenserver/xcp-ng-8.3-pool", _software_version_a_list, 1, "software_version")]
+
+
+@pytest.mark.parametrize(("case", "edit", "listed", "says"), FOUND_BY_FUZZING,
+                         ids=[edit.__name__.strip("_") for _, edit, _, _ in FOUND_BY_FUZZING])
+def test_a_value_of_the_wrong_type_is_listed_and_the_checks_still_run(case: str, edit: Any, listed: int, says: str,
+                                                                      tmp_path: Path) -> None:
+    from fixtures.cases import HERE, load_case, replay
+    from inventory import open_store, run_checks
+    from inventory.store import ScanRow
+
+    read = load_case(HERE / case)
+    edit(next(iter(read.answers.values())))
+    result = replay(read)
+    assert result.status == "partial"
+    assert sum(says in p for p in result.inventory.problems) == listed, result.inventory.problems
+    store = open_store(tmp_path / "inventory.db")
+    try:
+        scan_id = store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [result])
+        assert run_checks(store, scan_id, "4.20") == run_checks(store, scan_id, "4.20", scanned=[result])
+    finally:
+        store.close()
