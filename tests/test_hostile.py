@@ -46,7 +46,7 @@ def make_hostile(records: dict[str, dict[str, dict[str, Any]]]) -> None:
     host = next(iter(records["host"].values()))
     host["cpu_info"] = {**host["cpu_info"], "speed": "inf"}      # a float that is not finite
     network = next(iter(records["network"].values()))
-    network["other_config"] = nested(200)                       # nesting no raw_json should keep
+    network["other_config"] = nested(200)                       # a (string -> string) map holding a map
     sr = next(iter(records["SR"].values()))
     sr["shared"] = {"unexpected": "struct"}                     # a boolean that is a struct
 
@@ -72,7 +72,7 @@ def test_a_hostile_pool_is_stored_with_its_problems_listed(pools: tuple[XapiServ
     problems = "\n".join(inv.problems)
     assert "memory_bytes is beyond 64 bits" in problems and "VCPUs_at_startup" in problems
     assert "is_a_template" in problems and "sent as text" in problems
-    assert "speed" in problems and "shared" in problems and "raw_json" in problems
+    assert "speed" in problems and "shared" in problems and "other_config 'k' not text; left out" in problems
     huge = [v for v in inv.vms if v.memory_bytes is None]
     assert len(huge) == 1 and all(v.memory_bytes is None or v.memory_bytes <= INT_MAX for v in inv.vms)
     assert max(len(v.name) for v in inv.vms) <= MAX_TEXT
@@ -100,7 +100,15 @@ def test_the_scan_keeps_every_target_and_exits_3(pools: tuple[XapiServer, XapiSe
     assert len(vms) == 16
     networks = json.loads(run_tool("export", "--config", str(config), "--table", "networks", "--format",
                                    "json").stdout)
-    assert any(n["raw_json"] == {"dropped": "raw_json nests deeper than 32 levels"} for n in networks)
+    assert networks and not any("k" in (n["raw_json"] or {}).get("other_config", {}) for n in networks)
+
+
+def test_bound_drops_raw_json_nested_deeper_than_json_readers_go() -> None:
+    inv = Inventory()
+    inv.vms.append(Vm(key="v1", target="t", host_key=None, cluster_key=None, name="deep", raw_json=nested(200)))
+    bound(inv)
+    assert inv.vms[0].raw_json == {"dropped": "raw_json nests deeper than 32 levels"}
+    assert len(inv.problems) == 1 and "v1" in inv.problems[0]
 
 
 @pytest.mark.parametrize("source", ["synthetic", "real"])
