@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from collectors.base import Calls, Collector, Sdk, Session
+from collectors.base import Calls, Collector, Opener, Sdk, Session
 from collectors.kvm_normalise import normalise_target
 from collectors.ssh_facts import SshSession, facts_script, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
@@ -95,6 +96,7 @@ class KvmSession(Session):
         self.libvirt_errors = translate  # the context manager that words libvirt's errors for this host
         self.ssh: SshSession | None = None
         self.ssh_error: str | None = None
+        self.claim_pool: Callable[[str], bool] = lambda uuid: True
 
 
 class KvmCollector(Collector[KvmTarget, KvmSession]):
@@ -106,8 +108,21 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
     has_hosts = True
     timeout_hint = "is the host up and answering?"
 
+    def __init__(self, target: KvmTarget, *, opener: Opener | None = None) -> None:
+        super().__init__(target, opener=opener)
+        self._pools_lock = threading.Lock()
+        self._pools_listed: set[str] = set()  # pools whose volumes a host of this target has listed
+
     def endpoints(self) -> list[str]:
         return list(self.target.hosts)
+
+    def _claim_pool(self, uuid: str) -> bool:
+        """True for the first host to ask: the hosts of a target share their pools (by UUID), listed once."""
+        with self._pools_lock:
+            if uuid in self._pools_listed:
+                return False
+            self._pools_listed.add(uuid)
+            return True
 
     def endpoint_timeout(self) -> float:
         return self.target.host_timeout
@@ -150,6 +165,7 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
                 conn.close()
 
     def fetch(self, session: KvmSession) -> JsonDict:
+        session.claim_pool = self._claim_pool
         return fetch_host(session, self.target)
 
     @staticmethod
@@ -160,7 +176,7 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
 def fetch_host(session: KvmSession, target: KvmTarget) -> JsonDict:
     """Everything libvirt and the host's read-only commands say about one host, as JSON-safe data."""
     with session.libvirt_errors():
-        raw = fetch_libvirt(session.conn, session.endpoint, session.uri, session.calls)
+        raw = fetch_libvirt(session.conn, session.endpoint, session.uri, session.calls, session.claim_pool)
     if session.ssh is not None:
         try:
             raw["facts"] = fetch_facts(session.ssh, target.agent_properties)
@@ -172,8 +188,10 @@ def fetch_host(session: KvmSession, target: KvmTarget) -> JsonDict:
     return raw
 
 
-def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls) -> JsonDict:
-    """Everything libvirt says about one host through an open read-only connection."""
+def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls,
+                  claim_pool: Callable[[str], bool] = lambda uuid: True) -> JsonDict:
+    """Everything libvirt says about one host through an open read-only connection. A pool's volumes are listed
+    when ``claim_pool`` grants its UUID: once per target, as the hosts of a cluster share their primary storage."""
 
     def call(fn: Any, *args: Any) -> Any:
         calls.add()
@@ -191,12 +209,23 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls) -> JsonDict:
     raw["domains"] = _domains(conn, call)
     raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
                        for n in call(conn.listAllNetworks, 0)]
-    raw["pools"] = [{"xml": call(p.XMLDesc, 0), "active": bool(call(p.isActive)),
-                     "autostart": bool(_optional(call, p.autostart)), "info": call(p.info)}
-                    for p in call(conn.listAllStoragePools, 0)]
+    raw["pools"] = [_pool(p, call, claim_pool) for p in call(conn.listAllStoragePools, 0)]
     raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
                          for i in _optional(call, conn.listAllInterfaces, 0) or []]
     return raw
+
+
+def _pool(pool: Any, call: Any, claim_pool: Callable[[str], bool]) -> dict[str, Any]:
+    """A storage pool; with its volumes' XML when it is active and no other host of the target listed them (as
+    libvirt last refreshed the pool: a read-only connection may not refresh it). ``volumes`` absent: not listed."""
+    active = bool(call(pool.isActive))
+    found = {"xml": call(pool.XMLDesc, 0), "active": active, "autostart": bool(_optional(call, pool.autostart)),
+             "info": call(pool.info)}
+    if active and claim_pool(pool.UUIDString()):
+        volumes = _optional(call, pool.listAllVolumes, 0)
+        if volumes is not None:  # a volume deleted between the listing and its XML is left out
+            found["volumes"] = [xml for v in volumes if (xml := _optional(call, v.XMLDesc, 0)) is not None]
+    return found
 
 
 def _domains(conn: Any, call: Any) -> list[dict[str, Any]]:

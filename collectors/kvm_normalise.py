@@ -12,7 +12,8 @@ from typing import Any
 
 from collectors.kvm_facts import AGENT_CERTIFICATES, AGENT_KEYS, cloudstack_host_os, parse_facts
 from inventory.model import (
-    Cluster, Host, HostNic, HostStorage, Inventory, JsonDict, Network, Storage, Vm, VmDisk, VmNic,
+    Cluster, Host, HostNic, HostStorage, Inventory, JsonDict, Network, Storage, StorageImage, Vm, VmDisk,
+    VmNic,
 )
 from inventory.normalise import (
     parse_instance_name, power_state_from_libvirt, prefix_to_netmask, to_bytes, version_from_int,
@@ -56,9 +57,10 @@ def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) ->
     pools = [_pool(p, target, key, facts) for p in raw.get("pools", [])]
     inv = Inventory()
     inv.hosts.append(_host(raw, caps, facts, key, target, cluster_key))
-    for storage, attachment in pools:
+    for (storage, attachment), pool in zip(pools, raw.get("pools", []), strict=True):
         inv.storage.append(storage)
         inv.host_storage.append(attachment)
+        inv.storage_images.extend(_volume(xml, storage.key, target) for xml in pool.get("volumes") or [])
     _mount_storage(inv, facts, key, target)
     pool_by_name = {s.name: s for s, _ in pools}
     pool_paths = sorted(((a.mount_path, a.storage_key) for _, a in pools if a.mount_path),
@@ -277,6 +279,21 @@ def _pool(pool: dict[str, Any], target: str, host: str, facts: dict[str, Any]) -
                                 attached=bool(pool.get("active")), mount_path=path)
 
 
+def _volume(xml: str, storage_key: str, target: str) -> StorageImage:
+    """A pool's volume: its path (what a domain's disk names as its source), format, sizes and backing file."""
+    root = ET.fromstring(xml)
+    name = root.findtext("name")
+    path = root.findtext("target/path") or root.findtext("key") or f"{storage_key}/{name}"
+    fmt = root.find("target/format")
+    form = fmt.get("type") if fmt is not None else None
+    kind = "directory" if root.get("type") == "dir" else "iso" if form == "iso" or (name or "").lower().endswith(
+        ".iso") else "disk"
+    return StorageImage(storage_key=storage_key, target=target, path=path, name=name, kind=kind, format=form,
+                        capacity_bytes=_int(root.findtext("capacity")),
+                        allocation_bytes=_int(root.findtext("allocation")),
+                        backing=root.findtext("backingStore/path") or None)
+
+
 def _on_shared_mount(path: str | None, mounts: list[dict[str, str]]) -> bool:
     if not path:
         return False
@@ -403,6 +420,7 @@ def merge_hosts(inventories: list[Inventory], target: str) -> Inventory:
     vm_keys: set[str] = set()
     networks: set[str] = set()
     storage: set[str] = set()
+    images: set[tuple[str, str]] = set()
     for inv in inventories:
         host = inv.hosts[0]
         if host.key in host_keys:
@@ -419,6 +437,8 @@ def merge_hosts(inventories: list[Inventory], target: str) -> Inventory:
         networks.update(n.key for n in inv.networks)
         merged.storage += [s for s in inv.storage if s.key not in storage]
         storage.update(s.key for s in inv.storage)
+        merged.storage_images += [i for i in inv.storage_images if (i.storage_key, i.path) not in images]
+        images.update((i.storage_key, i.path) for i in inv.storage_images)
     counts: dict[str, int] = {}
     for host in merged.hosts:
         counts[host.cluster_key or ""] = counts.get(host.cluster_key or "", 0) + 1

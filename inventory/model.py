@@ -195,6 +195,20 @@ class HostStorage:
     mount_path: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StorageImage:
+    """A disk image as the storage lists it, attached to a VM or not: a libvirt pool's volume, an SR's VDI."""
+    storage_key: str
+    target: str
+    path: str  # the image's identity on its storage: a file path (libvirt), a VDI uuid (XAPI)
+    name: str | None = None
+    kind: str | None = None  # disk, iso, snapshot, or what the hypervisor calls it (XAPI VDI types)
+    format: str | None = None
+    capacity_bytes: int | None = None
+    allocation_bytes: int | None = None
+    backing: str | None = None  # the image it is based on (qcow2 backing file, VHD parent), same identity as path
+
+
 # -- CloudStack's own view, read from its API by a cloudstack_api target -------------------------
 # Keys are CloudStack's UUIDs; CloudStack's names for states and types are kept as it sends them
 # (``Running``, ``Routing``, ``KVM``), so a row can be compared with the API's documentation.
@@ -333,6 +347,7 @@ class Inventory:
     host_nics: list[HostNic] = field(default_factory=list)
     storage: list[Storage] = field(default_factory=list)
     host_storage: list[HostStorage] = field(default_factory=list)
+    storage_images: list[StorageImage] = field(default_factory=list)
     cloudstack_zones: list[CloudStackZone] = field(default_factory=list)
     cloudstack_clusters: list[CloudStackCluster] = field(default_factory=list)
     cloudstack_hosts: list[CloudStackHost] = field(default_factory=list)
@@ -347,7 +362,7 @@ class Inventory:
 
     TABLES = (  # what the hypervisors run
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",
-        "networks", "host_nics", "storage", "host_storage",
+        "networks", "host_nics", "storage", "host_storage", "storage_images",
     )
     CLOUDSTACK_TABLES = (  # what CloudStack believes (a cloudstack_api target)
         "cloudstack_zones", "cloudstack_clusters", "cloudstack_hosts", "cloudstack_vms", "cloudstack_volumes",
@@ -358,7 +373,7 @@ class Inventory:
     KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "clusters": ("key",), "hosts": ("key",), "vms": ("key",), "vm_disks": ("vm_key", "device"),
         "vm_nics": ("vm_key", "device"), "networks": ("key",), "host_nics": ("host_key", "device"),
-        "storage": ("key",), "host_storage": ("host_key", "storage_key"),
+        "storage": ("key",), "host_storage": ("host_key", "storage_key"), "storage_images": ("storage_key", "path"),
         "cloudstack_zones": ("key",), "cloudstack_clusters": ("key",), "cloudstack_hosts": ("key",),
         "cloudstack_vms": ("key",), "cloudstack_volumes": ("key",), "cloudstack_storage_pools": ("key",),
         "cloudstack_settings": ("name",),

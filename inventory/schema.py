@@ -247,6 +247,22 @@ TABLES: tuple[Table, ...] = (
         _c("attached", bool, "Currently attached/active/mounted on that host."),
         _c("mount_path", str, "Where it is mounted on the host."),
     ), key=Inventory.KEYS["host_storage"], record="HostStorage"),
+    Table("storage_images", "Disk images as their storage lists them, attached to a VM or not: a libvirt pool's "
+                            "volumes (as libvirt last refreshed the pool), an SR's VDIs. A shared pool is listed once "
+                            "per target. Not read from VMware datastores.", (
+        _c("scan_id", int, SCAN_ID.description, 6),
+        _c("target", str, TARGET.description, 6),
+        _c("storage_key", str, "storage.key.", 6),
+        _c("path", str, "The image's identity on its storage: the file's path (libvirt), the VDI's uuid (XAPI); "
+                        "what `vm_disks.path` holds for an attached image.", 6),
+        _c("name", str, "Its name: the volume's name (libvirt), the VDI's name_label (XAPI).", 6),
+        _c("kind", str, "`disk`, `iso`, `snapshot`, or the VDI type XAPI gives (`user`, `system`, `suspend` …).", 6),
+        _c("format", str, "Image format where the storage says (qcow2, raw, vhd …).", 6),
+        _c("capacity_bytes", int, "Virtual size in bytes.", 6),
+        _c("allocation_bytes", int, "Space it takes on the storage in bytes.", 6),
+        _c("backing", str, "The image it is based on, as its `path` (a qcow2 backing file, a VHD parent); NULL "
+                           "when none.", 6),
+    ), key=Inventory.KEYS["storage_images"], record="StorageImage"),
     Table("cloudstack_zones", "CloudStack's zones, as its API lists them (a `cloudstack_api` target).", (
         SCAN_ID_4, TARGET_4,
         _c("key", str, "CloudStack's zone UUID.", 4),
@@ -572,6 +588,20 @@ def _finding_objects(db: Database) -> None:
                "object_key, NULL, message, observed, expected FROM findings ORDER BY rowid")
 
 
+# Step 6: disk images as their storage lists them, attached or not (a storage leak is an image no volume owns).
+_V6_IMAGES = ("scan_id INTEGER, target TEXT, storage_key TEXT, path TEXT, name TEXT, kind TEXT, format TEXT, "
+              "capacity_bytes INTEGER, allocation_bytes INTEGER, backing TEXT")
+
+
+def _storage_images(db: Database) -> None:
+    """The storage_images table, its unique index and latest_ view."""
+    body = ",\n".join('   "{}" {}'.format(*column.split(" ", 1)) for column in _V6_IMAGES.split(", "))
+    db.execute(f'CREATE TABLE "storage_images" (\n{body}\n)')
+    db.execute('CREATE UNIQUE INDEX "idx_storage_images_scan_id_storage_key_path_target"\n'
+               '    ON "storage_images" ("scan_id", "storage_key", "path", "target")')
+    db.execute(f"CREATE VIEW latest_storage_images AS SELECT * FROM storage_images WHERE scan_id = {_V2_LATEST}")
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     name: str
@@ -584,6 +614,7 @@ STEPS: tuple[Step, ...] = (
     Step("0003_requirement_facts", _requirement_facts),
     Step("0004_cloudstack_api", _cloudstack_api),
     Step("0005_finding_objects", _finding_objects),
+    Step("0006_storage_images", _storage_images),
 )
 SCHEMA_VERSION = len(STEPS)
 

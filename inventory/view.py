@@ -23,7 +23,7 @@ from inventory.bounds import is_plain
 from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage,
-    TargetResult, Vm, VmDisk, VmNic,
+    StorageImage, TargetResult, Vm, VmDisk, VmNic,
 )
 from inventory.releases import Limits, Release
 from inventory.store import Store, encode_json
@@ -306,6 +306,10 @@ class InventoryView:
     @cached_property
     def host_storage(self) -> tuple[HostStorage, ...]:
         return self._records("host_storage", HostStorage)
+
+    @cached_property
+    def storage_images(self) -> tuple[StorageImage, ...]:
+        return self._records("storage_images", StorageImage)
 
     # -- CloudStack's own view (cloudstack_api targets) -----------------------------------------
     @cached_property

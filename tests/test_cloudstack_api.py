@@ -369,3 +369,59 @@ def test_reconcile_without_a_cloudstack_target_says_how_to_add_one(tmp_path: Pat
         store.write_scan(scan_row(), [result()])
     done = run_tool("reconcile", "--db", str(tmp_path / "plain.db"))
     assert done.returncode == 2 and "read no CloudStack API target" in done.stderr and "[[cloudstack_api]]" in done.stderr
+
+
+# -- images on primary storage that no volume owns (a storage leak attached to no VM) ------------------------
+def leaks(targets: tuple[Any, ...], scenario: dict[str, Any], db: Path) -> list[dict[str, Any]]:
+    scan_with((targets, Inventory()), scenario, db)
+    with open_store_readonly(db) as store:
+        return reconcile(store).differences
+
+
+def test_an_image_on_a_shared_pool_no_volume_names_and_no_vm_uses_is_a_leak(tmp_path: Path) -> None:
+    """The test-driver cluster's NFS pool lists every domain's disk (each based on a template's copy) on every host
+    and one image no domain uses: listed once for the target, only the unused image is a leak, and none once
+    CloudStack lists it as a detached volume."""
+    from fixtures.testdriver import ORPHAN_VOLUME, TEMPLATE_COPY
+    hosts = write_cluster(tmp_path / "td", hosts=3, domains_per_host=4, system_vms=False, pool_volumes=True)
+    kvm = KvmTarget(name="kvm-td", hosts=tuple(h.name for h in hosts), uri=f"test://{tmp_path / 'td'}/{{host}}.xml",
+                    ssh_facts=False, cluster="cluster-1")
+    read = collector_class("kvm")(kvm).collect()
+    images = read.inventory.storage_images
+    assert len(images) == len({i.path for i in images}) == 3 * 4 * 2 + 2  # the shared pool's volumes once
+    scenario = mirror(read.inventory)
+    found = leaks((kvm,), scenario, tmp_path / "leak.db")
+    assert [d["difference"] for d in found] == ["reconcile-storage-leak"], found
+    assert ORPHAN_VOLUME in found[0]["message"] and "20.0 GiB" in found[0]["message"]
+    assert TEMPLATE_COPY not in json.dumps(found)
+    pool = next(p for p in scenario["storagepools"] if p["id"] == found[0]["object_key"])
+    scenario["volumes"].append({**scenario["volumes"][0], "id": "0d0d0d0d-0000-4000-8000-000000000001",
+                                "name": "DATA-detached", "type": "DATADISK", "path": ORPHAN_VOLUME,
+                                "storageid": pool["id"], "storage": pool["name"], "virtualmachineid": None,
+                                "vmname": None})
+    assert leaks((kvm,), scenario, tmp_path / "owned.db") == []
+
+
+def test_a_vdi_no_volume_names_and_no_vm_uses_is_a_leak_but_a_template_copy_is_not(tmp_path: Path) -> None:
+    """CloudStack keeps a template on an SR as a snapshot VDI named "Template …" (Xenserver625StorageProcessor
+    copyTemplateToPrimaryStorage); XAPI's hidden VHD parents are not managed. Only the user VDI attached to
+    nothing, that no volume names, is a leak."""
+    os.environ["XEN_PASSWORD"] = "xen-pw"
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(2, 4, "xcp-ng-8.3", seed="leak"))
+    xen = serve_dump(dump, password="xen-pw")
+    try:
+        xen_target = XenTarget(name="xcp-pool", url=xen.url, password=Secret("env", "XEN_PASSWORD"))
+        scenario = mirror(collector_class("xenserver")(xen_target).collect().inventory)
+        vdis = xen.api.records["VDI"]
+        attached = next(v for v in vdis.values() if v["type"] == "user" and v["VBDs"])
+        for n, extra in enumerate(({"name_label": "forgotten-data"},
+                                   {"name_label": "Template 201-2-abc", "is_a_snapshot": True},
+                                   {"name_label": "base copy", "managed": False})):
+            vdis[f"OpaqueRef:0000000{n}-leak"] = {**attached, "uuid": f"0000000{n}-0000-4000-8000-00000000feed",
+                                                  "VBDs": [], **extra}
+        found = leaks((xen_target,), scenario, tmp_path / "leak.db")
+    finally:
+        xen.stop()
+    assert [d["difference"] for d in found] == ["reconcile-storage-leak"], found
+    assert "forgotten-data" in found[0]["message"] and "00000000-0000-4000-8000-00000000feed" in found[0]["hypervisor_side"]

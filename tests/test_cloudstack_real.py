@@ -144,6 +144,25 @@ def test_the_real_libvirtd_with_each_difference_planted_once(real_kvm: Any, tmp_
     assert by_rule["reconcile-cluster-drift"]["cloudstack_side"] != by_rule["reconcile-cluster-drift"]["hypervisor_side"]
 
 
+def test_a_volume_of_a_real_pool_that_nothing_uses_is_a_leak(real_kvm: Any, tmp_path: Path) -> None:
+    """libvirt lists a pool's volumes to a read-only connection (as it last refreshed the pool): a volume made
+    beside the VMs' disks after CloudStack's view was mirrored is the one difference."""
+    import libvirt
+    target, inventory = real_kvm
+    scenario = mirror(inventory, seed="real")
+    conn = libvirt.open("qemu:///system")
+    pool = conn.storagePoolLookupByName(EXTRA_POOL)
+    volume = pool.createXML("<volume><name>forgotten-3.qcow2</name><capacity unit='MiB'>16</capacity>"
+                            "<target><format type='qcow2'/></target></volume>", 0)
+    try:
+        result = reconciled(target, scenario, tmp_path / "leak.db")
+    finally:
+        volume.delete(0)
+        conn.close()
+    assert [d["difference"] for d in result.differences] == ["reconcile-storage-leak"], result.differences
+    assert result.differences[0]["hypervisor_side"].endswith(f"/{EXTRA_POOL}/forgotten-3.qcow2")
+
+
 # -- govmomi's vCenter simulator -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vcenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VmwareTarget, Inventory]]:

@@ -70,7 +70,7 @@ def test_version_and_steps_are_recorded(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     assert [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == \
         [s.name for s in schema.STEPS] == ["0001_initial", "0002_latest_views", "0003_requirement_facts",
-                                           "0004_cloudstack_api", "0005_finding_objects"]
+                                           "0004_cloudstack_api", "0005_finding_objects", "0006_storage_images"]
 
 
 def sqlite_master(db: sqlite3.Connection | Database) -> list[tuple[Any, ...]]:

@@ -32,6 +32,9 @@ CLUSTER_RESPONSE = code("api/src/main/java/org/apache/cloudstack/api/response/Cl
                         "4.18–4.22")
 EVIDENCE = ("cloudstack_vms", "cloudstack_hosts", "cloudstack_clusters", "cloudstack_storage_pools", "cloudstack_volumes",
             "vms", "hosts", "vm_disks", "storage", "host_storage")
+# the images a leak is judged among: a libvirt pool's disk volumes, XAPI's user VDIs (system VDIs, suspend images,
+# HA and metadata VDIs are XAPI's own; ISOs and snapshots are no volume's)
+IMAGE_KINDS_JUDGED = {"disk", "user"}
 
 
 def matching_of(view: InventoryView) -> Matching | None:
@@ -289,12 +292,26 @@ def volume_wrong_pool(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("reconcile-storage-leak", hypervisors=KINDS, basis="DIFF", severity="warning",
       remediation="A disk on CloudStack's primary storage that no CloudStack volume owns takes space CloudStack does "
                   "not account for: after checking nothing uses it, remove it (or import its VM).",
-      sources=[outside("apache/cloudstack PR #5373; issues #8450, #14206")], evidence=EVIDENCE)
+      sources=[outside("apache/cloudstack PR #5373; issues #8450, #14206"),
+               code("plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/storage/KVMStorageProcessor.java",
+                    "copyTemplateToPrimaryStorage (a template's copy named by its UUID); cloneVolumeFromBaseTemplate "
+                    "(a volume's file named by the volume's UUID, thin ones backed by the copy)", "4.20–4.22"),
+               code("plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/xenserver/resource/"
+                    "Xenserver625StorageProcessor.java", "copyTemplateToPrimaryStorage (the copy kept as a snapshot "
+                    "VDI named \"Template …\"; root volumes are its clones)", "4.18–4.22")],
+      evidence=[*EVIDENCE, "storage_images"])
 def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Every VM disk on CloudStack's primary storage is a volume CloudStack lists on that pool.
+    """Every disk image on CloudStack's primary storage is a volume CloudStack lists on that pool.
 
-    The disks judged are those of scanned VMs; an image attached to no VM is not read by the collectors. A disk
-    that is a volume of its own VM recorded on another pool is ``reconcile-volume-wrong-pool``, not a leak.
+    Judged: the disks of scanned VMs, and the images the storage lists that no scanned VM uses (a libvirt pool's
+    volumes, an SR's VDIs; VMware datastores' files are not read). A disk that is a volume of its own VM recorded
+    on another pool is ``reconcile-volume-wrong-pool``, not a leak. An image another image is based on (a
+    template's copy under its VMs' disks, a snapshot's base) is not judged, nor ISOs, snapshots (on XenServer a
+    template's copy is a snapshot VDI) and XAPI's own VDIs (suspend, HA, metadata). Our inference, not
+    CloudStack's: on KVM a template's copy that no disk is based on — unused, or only full clones of it
+    (``create.full.clone``, sparse or fat provisioning) — is shown too; its name is the template's UUID. From
+    4.19.1 CloudStack's own ``listVolumesForImport`` lists a KVM or VMware pool's files that are neither volume nor
+    template copy, a cross-check.
     """
     match = matching_of(view)
     if match is None:
@@ -321,6 +338,26 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
         yield r.finding(Subject("storage", pool.key, pool.target, cluster[1] if cluster else pool.cluster_key),
                         f"{disk.path} ({vm.name if vm else disk.vm_key}) on CloudStack pool {pool.name} is no "
                         "CloudStack volume", observed=disk.path, expected="a volume CloudStack lists on the pool")
+    yield from _images_no_volume_owns(view, r, match, owned)
+
+
+def _images_no_volume_owns(view: InventoryView, r: Rule, match: Matching,
+                           owned: dict[tuple[str, str], set[str]]) -> Iterator[Finding]:
+    """The storage's images that no scanned VM uses, no image is based on and no CloudStack volume names."""
+    in_use = {(d.target, volume_stem(d.path).lower()) for d in view.vm_disks if d.path}
+    based_on = {(i.target, i.storage_key, i.backing) for i in view.storage_images if i.backing}
+    named = set().union(*owned.values()) if owned else set()
+    for image in view.storage_images:
+        pool = match.pool_of_storage.get((image.target, image.storage_key))
+        stem = volume_stem(image.path).lower()
+        if pool is None or image.kind not in IMAGE_KINDS_JUDGED or (image.target, stem) in in_use \
+                or (image.target, image.storage_key, image.path) in based_on or stem in named:
+            continue
+        size = f", {image.capacity_bytes / 2**30:.1f} GiB" if image.capacity_bytes else ""
+        yield r.finding(Subject("storage", pool.key, pool.target, pool.cluster_key),
+                        f"{image.name or image.path} on CloudStack pool {pool.name}{size}: no CloudStack volume "
+                        "names it and no scanned VM uses it", observed=image.path,
+                        expected="a volume CloudStack lists on the pool")
 
 
 @rule("reconcile-cluster-drift", hypervisors=KINDS, basis="DIFF", severity="warning",
