@@ -29,6 +29,7 @@ from typing import Any
 
 from collectors.base import Calls, Collector, Sdk, Session
 from collectors.vmware_fast import FastPathError, retrieve_fast
+from collectors.vmware_files import datastore_files
 from collectors.vmware_normalise import normalise_vcenter
 from collectors.vmware_slim import slim_host, slim_vm
 from inventory.errors import (
@@ -91,6 +92,8 @@ class VmwareTarget(TargetConfig):
     fast_parser: bool = field(default=True, metadata={"help": "read bulk VM properties with the fast parser"})
     datacenters: tuple[str, ...] = field(default=(), metadata={"help": "only these datacenters (names)"})
     clusters: tuple[str, ...] = field(default=(), metadata={"help": "only these clusters (names)"})
+    datastore_files: bool = field(default=True, metadata={
+        "help": "list the datastores' disk files (a datastore search each) to find disks no volume owns"})
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -176,6 +179,7 @@ class VmwareCollector(Collector[VmwareTarget, VcenterSession]):
 READ_METHODS = frozenset({
     "RetrieveServiceContent", "Login", "Logout", "SessionIsActive", "CurrentTime", "Fetch", "RetrieveContents",
     "RetrieveProperties", "RetrievePropertiesEx", "ContinueRetrievePropertiesEx", "CreateContainerView", "DestroyView",
+    "SearchDatastoreSubFolders_Task",  # the datastore browser: lists files, changes nothing (collectors.vmware_files)
 })
 
 
@@ -254,6 +258,9 @@ def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
             for name in PROPERTIES:
                 if name != "vms":
                     results[name] = _read_type(session.si, content, target, name)
+            if target.datastore_files:  # while the VMs are still being read
+                raw["datastore_files"], raw["datastore_problems"] = datastore_files(
+                    session.si._stub, results["datastores"][0], target.timeout, session.calls, _pyvmomi().vim)
         except BaseException as exc:  # re-raised on the calling thread below
             failures.append(exc)
 

@@ -10,13 +10,17 @@ instance name (the vSphere name may be the display name), ``cloud.vm.worker = tr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from inventory.model import Cluster, Host, HostNic, HostStorage, Inventory, Network, Storage, Vm, VmDisk, VmNic
+from inventory.model import (
+    Cluster, Host, HostNic, HostStorage, Inventory, Network, Storage, StorageImage, Vm, VmDisk, VmNic,
+)
 from inventory.normalise import parse_instance_name
 
+SNAPSHOT_DELTA = re.compile(r"-\d{6}\.vmdk$", re.IGNORECASE)  # a VM snapshot's delta disk, as VMware names it
 CLOUDSTACK_ATTRIBUTE = "cloud."  # CloudStack's custom attributes (CustomFieldConstants) share this prefix
 INTERNAL_NAME, WORKER = "cloud.vm.internal.name", "cloud.vm.worker"
 POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
@@ -58,6 +62,7 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
             inv.host_nics.extend(_host_nics(row, target, name_to_network, services))
     _networks(raw, target, inv)
     _datastores(raw, target, wanted_hosts, inv)
+    _disk_files(raw, target, inv)
     fields = {f.get("key"): str(f.get("name")) for f in raw.get("custom_fields") or []
               if str(f.get("name")).startswith(CLOUDSTACK_ATTRIBUTE)}
     for row in raw.get("vms", []):
@@ -255,6 +260,27 @@ def _datastores(raw: dict[str, Any], target: str, hosts: set[str], inv: Inventor
             inv.host_storage.append(HostStorage(
                 host_key=mount["key"], target=target, storage_key=row["_moid"],
                 attached=bool(info.get("mounted", True) and info.get("accessible", True)), mount_path=info.get("path")))
+
+
+def _disk_files(raw: dict[str, Any], target: str, inv: Inventory) -> None:
+    """The datastores' VM disk files (``collectors.vmware_files``) as images; a snapshot's delta (``-000001.vmdk``,
+    VMware's naming) is kind ``snapshot``."""
+    stored = {s.key for s in inv.storage}
+    for moid, files in (raw.get("datastore_files") or {}).items():
+        if moid not in stored:
+            continue
+        for file in files:
+            path = file.get("path")
+            if isinstance(path, str) and path:
+                inv.storage_images.append(StorageImage(
+                    storage_key=moid, target=target, path=path, name=path.rsplit("/", 1)[-1].rsplit("] ", 1)[-1],
+                    kind="snapshot" if SNAPSHOT_DELTA.search(path) else "disk", format="vmdk",
+                    allocation_bytes=_size(file.get("size"))))
+    inv.problems.extend(str(p) for p in raw.get("datastore_problems") or [])
+
+
+def _size(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def cloudstack_attributes(row: dict[str, Any], fields: dict[Any, str]) -> dict[str, str]:

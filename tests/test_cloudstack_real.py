@@ -221,3 +221,25 @@ def test_the_vcenter_simulator_with_each_difference_planted_once(vcenter: Any, t
     leak = next(d for d in result.differences if d["difference"] == "reconcile-storage-leak"
                 and "ROOT-4" in d["message"])
     assert leak["hypervisor_side"] == "[LocalDS_1] ROOT-4.vmdk"
+
+
+def test_a_disk_file_on_a_datastore_that_nothing_uses_is_a_leak(vcenter: Any, tmp_path: Path) -> None:
+    """govmomi's simulator serves a datastore's folder as its files and answers the datastore browser's search: a
+    VM's disk is in use, its extent and a snapshot's delta are no disks of their own, and a VMDK left in a folder
+    of its own (a VM expunged from CloudStack but not from vSphere) is the one difference."""
+    target, inventory = vcenter
+    scenario = mirror(inventory, seed="vcsim")
+    in_use = next(d.path for d in inventory.vm_disks if d.path and d.path.startswith("[LocalDS_0] "))
+    folder = Path(next(s.source for s in inventory.storage if s.name == "LocalDS_0") or "")
+    planted = [in_use.split("] ", 1)[1], "i-2-9-VM/ROOT-9.vmdk", "i-2-9-VM/ROOT-9-flat.vmdk",
+               in_use.split("] ", 1)[1].replace(".vmdk", "-000001.vmdk")]
+    for name in planted:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"# Disk DescriptorFile\n")
+    try:
+        result = reconciled(target, scenario, tmp_path / "leak.db")
+    finally:
+        for name in planted:
+            (folder / name).unlink()
+    assert [d["difference"] for d in result.differences] == ["reconcile-storage-leak"], result.differences
+    assert result.differences[0]["hypervisor_side"] == "[LocalDS_0] i-2-9-VM/ROOT-9.vmdk"

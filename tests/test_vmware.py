@@ -325,3 +325,35 @@ def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:
     everything = VmwareCollector(target(vcenter, tls)).collect()
     assert everything.detail and everything.detail["api_type"] == "VirtualCenter"
     assert everything.detail["version"] == "6.5.0" and everything.detail["license_editions"] == ["eval"]
+
+
+def test_datastore_search_folders_and_a_datastore_that_cannot_be_searched() -> None:
+    """Folders as vSphere and govmomi's simulator write them give the path of a VM's disk; a datastore whose search
+    is refused (no Datastore.Browse) is a listed problem and the others are still read."""
+    from types import SimpleNamespace
+
+    from collectors.base import Calls
+    from collectors.vmware_files import datastore_files, join
+    assert [join(f, "d.vmdk") for f in ("[ds]", "[ds] vm", "[ds] vm/", "[ds]/vm", "[ds]/a/b")] == \
+        ["[ds] d.vmdk", "[ds] vm/d.vmdk", "[ds] vm/d.vmdk", "[ds] vm/d.vmdk", "[ds] a/b/d.vmdk"]
+
+    class Browser:
+        def __init__(self, moid: str) -> None:
+            self.moid = moid
+
+        def SearchDatastoreSubFolders_Task(self, datastorePath: str, searchSpec: Any) -> Any:  # noqa: N802
+            if self.moid == "ds-2":
+                raise RuntimeError("NoPermission: Datastore.Browse")
+            files = [SimpleNamespace(path=p, fileSize=s) for p, s in (("a.vmdk", 7), ("a-flat.vmdk", 9))]
+            return SimpleNamespace(info=SimpleNamespace(state="success", result=[
+                SimpleNamespace(folderPath=f"{datastorePath} vm", file=files)]))
+
+    def spec(**_: Any) -> Any:
+        return None
+    vim = SimpleNamespace(Datastore=lambda moid, stub: SimpleNamespace(browser=Browser(moid)), host=SimpleNamespace(
+        DatastoreBrowser=SimpleNamespace(SearchSpec=spec, VmDiskQuery=spec, FileInfo=SimpleNamespace(Details=spec))))
+    rows = [{"_moid": "ds-1", "name": "one"}, {"_moid": "ds-2", "name": "two"},
+            {"_moid": "ds-3", "name": "gone", "summary": {"accessible": False}}]
+    found, problems = datastore_files(None, rows, 5.0, Calls(), vim)
+    assert found == {"ds-1": [{"path": "[one] vm/a.vmdk", "size": 7}]}
+    assert problems == ["datastore two: its files not listed (NoPermission: Datastore.Browse)"]

@@ -304,7 +304,7 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every disk image on CloudStack's primary storage is a volume CloudStack lists on that pool.
 
     Judged: the disks of scanned VMs, and the images the storage lists that no scanned VM uses (a libvirt pool's
-    volumes, an SR's VDIs; VMware datastores' files are not read). A disk that is a volume of its own VM recorded
+    volumes, an SR's VDIs, a datastore's VM disk files but snapshot deltas). A disk that is a volume of its own VM recorded
     on another pool is ``reconcile-volume-wrong-pool``, not a leak. An image another image is based on (a
     template's copy under its VMs' disks, a snapshot's base) is not judged, nor ISOs, snapshots (on XenServer a
     template's copy is a snapshot VDI) and XAPI's own VDIs (suspend, HA, metadata). Our inference, not
@@ -344,13 +344,13 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
 def _images_no_volume_owns(view: InventoryView, r: Rule, match: Matching,
                            owned: dict[tuple[str, str], set[str]]) -> Iterator[Finding]:
     """The storage's images that no scanned VM uses, no image is based on and no CloudStack volume names."""
-    in_use = {(d.target, volume_stem(d.path).lower()) for d in view.vm_disks if d.path}
+    in_use = {(d.target, d.path) for d in view.vm_disks if d.path}  # as the storage names it (VMware: [ds] dir/f)
     based_on = {(i.target, i.storage_key, i.backing) for i in view.storage_images if i.backing}
     named = set().union(*owned.values()) if owned else set()
     for image in view.storage_images:
         pool = match.pool_of_storage.get((image.target, image.storage_key))
         stem = volume_stem(image.path).lower()
-        if pool is None or image.kind not in IMAGE_KINDS_JUDGED or (image.target, stem) in in_use \
+        if pool is None or image.kind not in IMAGE_KINDS_JUDGED or (image.target, image.path) in in_use \
                 or (image.target, image.storage_key, image.path) in based_on or stem in named:
             continue
         size = f", {image.capacity_bytes / 2**30:.1f} GiB" if image.capacity_bytes else ""
