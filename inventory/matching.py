@@ -193,16 +193,27 @@ class Matching:
     def hosts_of_pool(self, pool: CloudStackStoragePool) -> list[Host]:
         """The scanned hosts that should have a CloudStack pool: its cluster's, or for a zone-wide pool those of
         the zone's scanned clusters of its hypervisor."""
+        return [self.host_of_cs[(h.target, h.key)] for ref in self._clusters_of_pool(pool) or []
+                for h in self.cs_hosts_by_cluster.get(ref, []) if (h.target, h.key) in self.host_of_cs]
+
+    def pool_fully_scanned(self, pool: CloudStackStoragePool) -> bool:
+        """Whether every host CloudStack may run a VM of the pool's on was read (a host-local pool: the host that
+        lists it was): else a disk on it may belong to a VM no target read."""
+        if pool.scope == "HOST":
+            return True
+        clusters = self._clusters_of_pool(pool)
+        return clusters is not None and all(
+            (h.target, h.key) in self.host_of_cs for ref in clusters for h in self.cs_hosts_by_cluster.get(ref, []))
+
+    def _clusters_of_pool(self, pool: CloudStackStoragePool) -> list[HostRef] | None:
+        """The CloudStack clusters whose hosts use the pool: its own, or the zone's of its hypervisor (zone-wide)."""
         if pool.scope == "CLUSTER" and pool.cluster_key:
-            clusters = [(pool.target, pool.cluster_key)]
-        elif pool.scope == "ZONE":
-            clusters = [(c.target, c.key) for c in self.view.cloudstack_clusters
-                        if c.target == pool.target and c.zone_key == pool.zone_key
-                        and (not pool.hypervisor or (c.hypervisor or "").lower() == pool.hypervisor.lower())]
-        else:
-            return []
-        return [self.host_of_cs[(h.target, h.key)] for ref in clusters for h in self.cs_hosts_by_cluster.get(ref, [])
-                if (h.target, h.key) in self.host_of_cs]
+            return [(pool.target, pool.cluster_key)]
+        if pool.scope == "ZONE":
+            return [(c.target, c.key) for c in self.view.cloudstack_clusters
+                    if c.target == pool.target and c.zone_key == pool.zone_key
+                    and (not pool.hypervisor or (c.hypervisor or "").lower() == pool.hypervisor.lower())]
+        return None
 
 
 def cloudstack_type_of(kind: str) -> str:

@@ -400,6 +400,11 @@ def test_an_image_on_a_shared_pool_no_volume_names_and_no_vm_uses_is_a_leak(tmp_
                                 "storageid": pool["id"], "storage": pool["name"], "virtualmachineid": None,
                                 "vmname": None})
     assert leaks((kvm,), scenario, tmp_path / "owned.db") == []
+    scenario["volumes"].pop()  # the image is no volume again, but a host of the cluster is read by no target:
+    scenario["hosts"].append(dict(scenario["hosts"][0], id="0d0d0d0d-0000-4000-8000-000000000002",
+                                  name="kvm-unread", ipaddress="127.0.0.98"))
+    found = leaks((kvm,), scenario, tmp_path / "unread.db")  # its VMs' disks may be on the pool: not judged
+    assert [d["difference"] for d in found] == ["reconcile-host-not-covered"], found
 
 
 def test_a_vdi_no_volume_names_and_no_vm_uses_is_a_leak_but_a_template_copy_is_not(tmp_path: Path) -> None:
