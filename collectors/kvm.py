@@ -96,7 +96,7 @@ class KvmSession(Session):
         self.libvirt_errors = translate  # the context manager that words libvirt's errors for this host
         self.ssh: SshSession | None = None
         self.ssh_error: str | None = None
-        self.claim_pool: Callable[[str], bool] = lambda uuid: True
+        self.pool_claims: PoolClaims | None = None  # the target's, set by the collector; None: list every pool
 
 
 class KvmCollector(Collector[KvmTarget, KvmSession]):
@@ -110,19 +110,10 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
 
     def __init__(self, target: KvmTarget, *, opener: Opener | None = None) -> None:
         super().__init__(target, opener=opener)
-        self._pools_lock = threading.Lock()
-        self._pools_listed: set[str] = set()  # pools whose volumes a host of this target has listed
+        self._pool_claims = PoolClaims()
 
     def endpoints(self) -> list[str]:
         return list(self.target.hosts)
-
-    def _claim_pool(self, uuid: str) -> bool:
-        """True for the first host to ask: the hosts of a target share their pools (by UUID), listed once."""
-        with self._pools_lock:
-            if uuid in self._pools_listed:
-                return False
-            self._pools_listed.add(uuid)
-            return True
 
     def endpoint_timeout(self) -> float:
         return self.target.host_timeout
@@ -165,7 +156,7 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
                 conn.close()
 
     def fetch(self, session: KvmSession) -> JsonDict:
-        session.claim_pool = self._claim_pool
+        session.pool_claims = self._pool_claims
         return fetch_host(session, self.target)
 
     @staticmethod
@@ -176,7 +167,7 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
 def fetch_host(session: KvmSession, target: KvmTarget) -> JsonDict:
     """Everything libvirt and the host's read-only commands say about one host, as JSON-safe data."""
     with session.libvirt_errors():
-        raw = fetch_libvirt(session.conn, session.endpoint, session.uri, session.calls, session.claim_pool)
+        raw = fetch_libvirt(session.conn, session.endpoint, session.uri, session.calls, session.pool_claims)
     if session.ssh is not None:
         try:
             raw["facts"] = fetch_facts(session.ssh, target.agent_properties)
@@ -188,10 +179,9 @@ def fetch_host(session: KvmSession, target: KvmTarget) -> JsonDict:
     return raw
 
 
-def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls,
-                  claim_pool: Callable[[str], bool] = lambda uuid: True) -> JsonDict:
+def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolClaims | None = None) -> JsonDict:
     """Everything libvirt says about one host through an open read-only connection. A pool's volumes are listed
-    when ``claim_pool`` grants its UUID: once per target, as the hosts of a cluster share their primary storage."""
+    when ``claims`` grants its UUID: once per target, as the hosts of a cluster share their primary storage."""
 
     def call(fn: Any, *args: Any) -> Any:
         calls.add()
@@ -209,23 +199,47 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls,
     raw["domains"] = _domains(conn, call)
     raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
                        for n in call(conn.listAllNetworks, 0)]
-    raw["pools"] = [_pool(p, call, claim_pool) for p in call(conn.listAllStoragePools, 0)]
+    raw["pools"] = [_pool(p, call, claims or PoolClaims(share=False)) for p in call(conn.listAllStoragePools, 0)]
     raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
                          for i in _optional(call, conn.listAllInterfaces, 0) or []]
     return raw
 
 
-def _pool(pool: Any, call: Any, claim_pool: Callable[[str], bool]) -> dict[str, Any]:
+def _pool(pool: Any, call: Any, claims: PoolClaims) -> dict[str, Any]:
     """A storage pool; with its volumes' XML when it is active and no other host of the target listed them (as
     libvirt last refreshed the pool: a read-only connection may not refresh it). ``volumes`` absent: not listed."""
     active = bool(call(pool.isActive))
     found = {"xml": call(pool.XMLDesc, 0), "active": active, "autostart": bool(_optional(call, pool.autostart)),
              "info": call(pool.info)}
-    if active and claim_pool(pool.UUIDString()):
+    uuid = pool.UUIDString()
+    if active and claims.claim(uuid):
         volumes = _optional(call, pool.listAllVolumes, 0)
-        if volumes is not None:  # a volume deleted between the listing and its XML is left out
+        if volumes is None:  # another host of the target may list it
+            claims.release(uuid)
+        else:  # a volume deleted between the listing and its XML is left out
             found["volumes"] = [xml for v in volumes if (xml := _optional(call, v.XMLDesc, 0)) is not None]
     return found
+
+
+class PoolClaims:
+    """The pools whose volumes a host of one target lists: a pool the hosts share (same UUID) is listed by the first
+    host to reach it; one whose listing failed is released for the next."""
+
+    def __init__(self, share: bool = True) -> None:
+        self._share = share
+        self._lock = threading.Lock()
+        self._listed: set[str] = set()
+
+    def claim(self, uuid: str) -> bool:
+        with self._lock:
+            if self._share and uuid in self._listed:
+                return False
+            self._listed.add(uuid)
+            return True
+
+    def release(self, uuid: str) -> None:
+        with self._lock:
+            self._listed.discard(uuid)
 
 
 def _domains(conn: Any, call: Any) -> list[dict[str, Any]]:

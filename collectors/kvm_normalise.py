@@ -45,6 +45,7 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
             agent_cluster = inv.hosts[0].agent_cluster
             inv = _with_cluster(inv, f"agent-cluster-{agent_cluster}" if agent_cluster else target)
         inventories.append(inv)
+        problems += inv.problems
     merged = merge_hosts(inventories, target)
     merged.problems = problems
     return merged
@@ -60,7 +61,12 @@ def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) ->
     for (storage, attachment), pool in zip(pools, raw.get("pools", []), strict=True):
         inv.storage.append(storage)
         inv.host_storage.append(attachment)
-        inv.storage_images.extend(_volume(xml, storage.key, target) for xml in pool.get("volumes") or [])
+        for xml in pool.get("volumes") or []:
+            try:
+                inv.storage_images.append(_volume(xml, storage.key, target))
+            except (ET.ParseError, TypeError, ValueError, AttributeError) as exc:  # one volume, not the host
+                inv.problems.append(f"{raw.get('address')}: a volume of pool {storage.name} not understood "
+                                    f"({type(exc).__name__}); left out")
     _mount_storage(inv, facts, key, target)
     pool_by_name = {s.name: s for s, _ in pools}
     pool_paths = sorted(((a.mount_path, a.storage_key) for _, a in pools if a.mount_path),

@@ -92,8 +92,10 @@ class VmwareTarget(TargetConfig):
     fast_parser: bool = field(default=True, metadata={"help": "read bulk VM properties with the fast parser"})
     datacenters: tuple[str, ...] = field(default=(), metadata={"help": "only these datacenters (names)"})
     clusters: tuple[str, ...] = field(default=(), metadata={"help": "only these clusters (names)"})
-    datastore_files: bool = field(default=True, metadata={
-        "help": "list the datastores' disk files (a datastore search each) to find disks no volume owns"})
+    datastore_files: bool = field(default=False, metadata={
+        "help": "list the datastores' VM disk files (a datastore search task each; needs Datastore.Browse, which "
+                "the Read-only role lacks) to find disks no CloudStack volume owns"})
+    files_timeout: float = field(default=60.0, metadata={"help": "seconds for all the datastore searches together"})
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -260,7 +262,7 @@ def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
                     results[name] = _read_type(session.si, content, target, name)
             if target.datastore_files:  # while the VMs are still being read
                 raw["datastore_files"], raw["datastore_problems"] = datastore_files(
-                    session.si._stub, results["datastores"][0], target.timeout, session.calls, _pyvmomi().vim)
+                    session.si._stub, results["datastores"][0], target.files_timeout, session.calls, _pyvmomi().vim)
         except BaseException as exc:  # re-raised on the calling thread below
             failures.append(exc)
 

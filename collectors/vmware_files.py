@@ -3,8 +3,9 @@
 One ``SearchDatastoreSubFolders_Task`` per accessible datastore, asking for VM disk files with their size (the
 datastore browser; a read-only role may call it: it needs ``Datastore.Browse``). The search runs as a vCenter
 task — a record in vCenter's task list, changing nothing — whose ``info`` is then read until it ends. A
-datastore whose search fails or does not end in time is left out and said in ``problems``; the rest of the
-scan stands.
+datastore whose search fails, or that the searches' time (``files_timeout`` for all of them) leaves unread, is
+left out and said in ``problems``; the rest of the scan stands. A search still running then is left to end on
+its own (cancelling it would be a write).
 """
 
 from __future__ import annotations
@@ -22,36 +23,41 @@ POLL_S = 0.05
 
 
 def datastore_files(stub: Any, datastores: list[dict[str, Any]], timeout: float, calls: Any,
-                    vim: Any) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Per datastore moid: its VM disk files (path as vSphere writes it, ``[ds] folder/file.vmdk``, and size)."""
+                    vim: Any) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Per datastore moid: its VM disk files (path as vSphere writes it, ``[ds] folder/file.vmdk``, and size); and
+    per datastore not read, why. ``timeout`` is for all the searches together."""
     found: dict[str, list[dict[str, Any]]] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     spec = vim.host.DatastoreBrowser.SearchSpec(
         query=[vim.host.DatastoreBrowser.VmDiskQuery()], matchPattern=["*.vmdk"],
         details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True))
+    deadline = time.monotonic() + timeout
     for row in datastores:
         name, summary = row.get("name"), row.get("summary") or {}
         if not name or summary.get("accessible") is False:
             continue
         try:
-            found[row["_moid"]] = _search(vim.Datastore(row["_moid"], stub), name, spec, timeout, calls)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not reached within files_timeout ({timeout:g} s for all datastores)")
+            found[row["_moid"]] = _search(vim.Datastore(row["_moid"], stub), name, spec, deadline, calls)
         except Exception as exc:  # one datastore that cannot be searched is a problem, not a lost scan
-            problems.append(f"datastore {name}: its files not listed ({one_line(exc, 160)})")
+            problems[row["_moid"]] = f"datastore {name}: its files not listed ({one_line(exc, 160)})"
     return found, problems
 
 
-def _search(datastore: Any, name: str, spec: Any, timeout: float, calls: Any) -> list[dict[str, Any]]:
+def _search(datastore: Any, name: str, spec: Any, deadline: float, calls: Any) -> list[dict[str, Any]]:
     task = datastore.browser.SearchDatastoreSubFolders_Task(datastorePath=f"[{name}]", searchSpec=spec)
     calls.add(2)
-    deadline = time.monotonic() + timeout
+    pause = POLL_S
     while True:
         info = task.info
         calls.add()
         if info.state not in ("queued", "running"):
             break
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the search did not end within {timeout:g} s")
-        time.sleep(POLL_S)
+            raise TimeoutError("the search did not end within files_timeout")
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
     if info.state != "success":
         raise RuntimeError(getattr(info.error, "msg", None) or f"the search ended {info.state}")
     files = []

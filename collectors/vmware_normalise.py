@@ -10,7 +10,6 @@ instance name (the vSphere name may be the display name), ``cloud.vm.worker = tr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -20,7 +19,6 @@ from inventory.model import (
 )
 from inventory.normalise import parse_instance_name
 
-SNAPSHOT_DELTA = re.compile(r"-\d{6}\.vmdk$", re.IGNORECASE)  # a VM snapshot's delta disk, as VMware names it
 CLOUDSTACK_ATTRIBUTE = "cloud."  # CloudStack's custom attributes (CustomFieldConstants) share this prefix
 INTERNAL_NAME, WORKER = "cloud.vm.internal.name", "cloud.vm.worker"
 POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
@@ -62,7 +60,7 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
             inv.host_nics.extend(_host_nics(row, target, name_to_network, services))
     _networks(raw, target, inv)
     _datastores(raw, target, wanted_hosts, inv)
-    _disk_files(raw, target, inv)
+    _disk_files(raw, target, wanted_hosts, inv)
     fields = {f.get("key"): str(f.get("name")) for f in raw.get("custom_fields") or []
               if str(f.get("name")).startswith(CLOUDSTACK_ATTRIBUTE)}
     for row in raw.get("vms", []):
@@ -262,21 +260,44 @@ def _datastores(raw: dict[str, Any], target: str, hosts: set[str], inv: Inventor
                 attached=bool(info.get("mounted", True) and info.get("accessible", True)), mount_path=info.get("path")))
 
 
-def _disk_files(raw: dict[str, Any], target: str, inv: Inventory) -> None:
-    """The datastores' VM disk files (``collectors.vmware_files``) as images; a snapshot's delta (``-000001.vmdk``,
-    VMware's naming) is kind ``snapshot``."""
-    stored = {s.key for s in inv.storage}
-    for moid, files in (raw.get("datastore_files") or {}).items():
-        if moid not in stored:
+def _disk_files(raw: dict[str, Any], target: str, wanted_hosts: set[str], inv: Inventory) -> None:
+    """The datastores' VM disk files (``collectors.vmware_files``) as images, for the datastores only wanted hosts
+    mount (another host's VMs, not read, may use the rest).
+
+    A file in a folder that holds a disk of any VM (read or filtered out) is kind ``vm-file``: a VM's snapshot
+    chain, the base a template's or a linked clone's disk grows on — VMware keeps a VM's disk files together, and
+    which of them a chain needs only the VM's file layout says. Our inference, kept on the safe side: a disk left
+    in such a folder is not judged a leak."""
+    mounted_elsewhere = {row["_moid"] for row in raw.get("datastores", [])
+                         if any(_mount_host(m) not in wanted_hosts for m in row.get("host") or [])}
+    stored = {s.key for s in inv.storage} - mounted_elsewhere
+    vm_folders = {_folder(backing.get("fileName")) for row in raw.get("vms", [])
+                  for device in row.get("config.hardware.device") or [] if isinstance(device, dict)
+                  and isinstance(backing := device.get("backing"), dict) and isinstance(backing.get("fileName"), str)}
+    vm_folders.discard("")
+    listed = raw.get("datastore_files")
+    for moid, files in (listed.items() if isinstance(listed, dict) else ()):
+        if moid not in stored or not isinstance(files, list):
             continue
         for file in files:
-            path = file.get("path")
+            path = file.get("path") if isinstance(file, dict) else None
             if isinstance(path, str) and path:
                 inv.storage_images.append(StorageImage(
                     storage_key=moid, target=target, path=path, name=path.rsplit("/", 1)[-1].rsplit("] ", 1)[-1],
-                    kind="snapshot" if SNAPSHOT_DELTA.search(path) else "disk", format="vmdk",
+                    kind="vm-file" if _folder(path) in vm_folders else "disk", format="vmdk",
                     allocation_bytes=_size(file.get("size"))))
-    inv.problems.extend(str(p) for p in raw.get("datastore_problems") or [])
+    problems = raw.get("datastore_problems")
+    inv.problems.extend(str(why) for moid, why in (problems.items() if isinstance(problems, dict) else ())
+                        if moid in stored)
+
+
+def _mount_host(mount: Any) -> Any:
+    return mount.get("key") if isinstance(mount, dict) else mount
+
+
+def _folder(path: str | None) -> str:
+    """``[ds] dir/file.vmdk`` → ``[ds] dir``; a file at the datastore's root has no folder of a VM."""
+    return path.rsplit("/", 1)[0] if path and "/" in path else ""
 
 
 def _size(value: Any) -> int | None:

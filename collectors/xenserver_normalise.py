@@ -273,17 +273,20 @@ def _images(r: _Reader, srs: dict[str, str], target: str, inv: Inventory) -> Non
     """Every managed VDI on a known SR, by its uuid (what a CloudStack volume's path holds on XenServer). Hidden
     VHD parents (managed false) are XAPI's own and left out."""
     iso_srs = {ref for ref, sr in r.rows("SR").items() if sr.get("content_type") == "iso"}
-    for vdi in r.rows("VDI").values():
+    for ref, vdi in r.rows("VDI").items():
+        if not isinstance(vdi, dict):
+            r.problems.append(f"VDI {str(ref)[:60]}: not a record; left out")
+            continue
         storage_key, uuid = srs.get(str(vdi.get("SR"))), r.text(vdi, "uuid")
         if storage_key is None or uuid is None or r.bool("VDI", vdi, "managed") is False:
             continue
         kind = ("snapshot" if r.bool("VDI", vdi, "is_a_snapshot") else "iso" if vdi.get("SR") in iso_srs
                 or r.bool("VDI", vdi, "is_tools_iso") else r.text(vdi, "type"))
+        sm_config = r.map("VDI", vdi, "sm_config")
         inv.storage_images.append(StorageImage(
             storage_key=storage_key, target=target, path=uuid, name=r.text(vdi, "name_label"), kind=kind,
-            format=r.map("VDI", vdi, "sm_config").get("image-format") or None,
-            capacity_bytes=r.int("VDI", vdi, "virtual_size"), allocation_bytes=r.int("VDI", vdi, "physical_utilisation"),
-            backing=r.map("VDI", vdi, "sm_config").get("vhd-parent") or None))
+            format=sm_config.get("image-format") or None, capacity_bytes=r.int("VDI", vdi, "virtual_size"),
+            allocation_bytes=r.int("VDI", vdi, "physical_utilisation"), backing=sm_config.get("vhd-parent") or None))
 
 
 def _sr_source(config: dict[str, Any]) -> str | None:

@@ -248,15 +248,18 @@ TABLES: tuple[Table, ...] = (
         _c("mount_path", str, "Where it is mounted on the host."),
     ), key=Inventory.KEYS["host_storage"], record="HostStorage"),
     Table("storage_images", "Disk images as their storage lists them, attached to a VM or not: a libvirt pool's "
-                            "volumes (as libvirt last refreshed the pool), an SR's VDIs. A shared pool is listed once "
-                            "per target. Not read from VMware datastores.", (
+                            "volumes (as libvirt last refreshed the pool; a shared pool once per target), an SR's "
+                            "managed VDIs, a datastore's VM disk files (with `datastore_files = true`).", (
         _c("scan_id", int, SCAN_ID.description, 6),
         _c("target", str, TARGET.description, 6),
         _c("storage_key", str, "storage.key.", 6),
-        _c("path", str, "The image's identity on its storage: the file's path (libvirt), the VDI's uuid (XAPI); "
-                        "what `vm_disks.path` holds for an attached image.", 6),
-        _c("name", str, "Its name: the volume's name (libvirt), the VDI's name_label (XAPI).", 6),
-        _c("kind", str, "`disk`, `iso`, `snapshot`, or the VDI type XAPI gives (`user`, `system`, `suspend` …).", 6),
+        _c("path", str, "The image's identity on its storage: the file's path (libvirt), the VDI's uuid (XAPI), "
+                        "`[datastore] folder/file.vmdk` (vSphere); what `vm_disks.path` holds for an attached image.",
+           6),
+        _c("name", str, "Its name: the volume's name (libvirt), the VDI's name_label (XAPI), the file's name "
+                        "(vSphere).", 6),
+        _c("kind", str, "`disk`, `iso`, `directory` (libvirt); `snapshot`, `iso` or the VDI type XAPI gives (`user`, "
+                        "`system`, `suspend` …); `disk`, or `vm-file` in a folder holding a VM's disk (vSphere).", 6),
         _c("format", str, "Image format where the storage says (qcow2, raw, vhd …).", 6),
         _c("capacity_bytes", int, "Virtual size in bytes.", 6),
         _c("allocation_bytes", int, "Space it takes on the storage in bytes.", 6),

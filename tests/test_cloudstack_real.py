@@ -183,7 +183,7 @@ def vcenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VmwareTa
             power_off(content, ["i-2-2-VM"])
             add_disk(content, "i-2-4-VM", "[LocalDS_1] ROOT-4.vmdk")
         target = VmwareTarget(name="vcsim", host=sim.host, port=sim.port, username=USER,
-                              password=Secret("env", "CS_REAL_VC_PASSWORD"), ca_file=tls[0])
+                              password=Secret("env", "CS_REAL_VC_PASSWORD"), ca_file=tls[0], datastore_files=True)
         os.environ["CS_REAL_VC_PASSWORD"] = PASSWORD
         result = VmwareCollector(target).collect()
         assert result.status == "ok", result.error

@@ -1,6 +1,7 @@
 """Many-host KVM clusters through libvirt's own test driver (no daemon)."""
 
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -80,3 +81,35 @@ def test_unreadable_host_file_is_a_one_line_reason(tmp_path: Path, bad: str) -> 
     result = KvmCollector(KvmTarget(name="td", hosts=("h1",), uri=bad, ssh_facts=False)).collect()
     assert result.status == "failed" and result.error and "h1:" in result.error
     assert "\n" not in result.error
+
+
+def test_a_shared_pool_is_listed_by_one_host_and_by_the_next_when_its_listing_fails(tmp_path: Path) -> None:
+    import libvirt
+
+    from collectors.base import Calls
+    from collectors.kvm import PoolClaims, fetch_libvirt
+    hosts = write_cluster(tmp_path / "td", hosts=2, domains_per_host=2, pool_volumes=True)
+    claims = PoolClaims()
+    answers = []
+    for host in hosts:
+        conn = libvirt.openReadOnly(f"test://{host.path}")
+        try:
+            answers.append(fetch_libvirt(conn, host.name, f"test://{host.path}", Calls(), claims))
+        finally:
+            conn.close()
+    listed = [sorted(len(p["volumes"]) for p in a["pools"] if "volumes" in p) for a in answers]
+    assert listed == [[0, 2 * 2 * 2 + 2], [0]]  # the shared NFS pool once; each host its own (empty) local pool
+
+    class Unlistable:  # a pool whose volumes cannot be listed, as libvirt fails a call
+        def __getattr__(self, name: str) -> Any:
+            answers = {"isActive": 1, "XMLDesc": "<pool type='netfs'/>", "autostart": 0, "info": [2, 1, 0, 1],
+                       "UUIDString": "5b2f4e7c-0000-4000-8000-00000000beef"}
+            if name == "listAllVolumes":
+                def fail(*_: Any) -> Any:
+                    raise libvirt.libvirtError("cannot list")
+                return fail
+            return lambda *_: answers[name]
+
+    from collectors.kvm import _pool
+    assert "volumes" not in _pool(Unlistable(), lambda fn, *args: fn(*args), claims)
+    assert claims.claim("5b2f4e7c-0000-4000-8000-00000000beef")  # released: the next host lists it

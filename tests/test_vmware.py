@@ -356,4 +356,21 @@ def test_datastore_search_folders_and_a_datastore_that_cannot_be_searched() -> N
             {"_moid": "ds-3", "name": "gone", "summary": {"accessible": False}}]
     found, problems = datastore_files(None, rows, 5.0, Calls(), vim)
     assert found == {"ds-1": [{"path": "[one] vm/a.vmdk", "size": 7}]}
-    assert problems == ["datastore two: its files not listed (NoPermission: Datastore.Browse)"]
+    assert problems == {"ds-2": "datastore two: its files not listed (NoPermission: Datastore.Browse)"}
+
+
+def test_disk_files_of_vms_a_filter_leaves_out_are_never_judged_leaks() -> None:
+    """A cluster filter reads some VMs only; the datastore's files of the others stay in their VMs' folders: kind
+    ``vm-file``, which the storage-leak rule does not judge. A file in a folder of its own is a ``disk``."""
+    import dataclasses
+
+    from fixtures.cases import HERE, load_case, replay
+    read = load_case(HERE / "vmware" / "vcsim-small")
+    read.target = dataclasses.replace(read.target, clusters=("DC0_C0",))
+    answer = next(iter(read.answers.values()))
+    ((moid, files),) = answer["datastore_files"].items()
+    files.append({"path": "[LocalDS_0] i-2-9-VM/ROOT-9.vmdk", "size": 1})
+    images = {i.path: i.kind for i in replay(read).inventory.storage_images}
+    assert images.pop("[LocalDS_0] i-2-9-VM/ROOT-9.vmdk") == "disk"
+    assert images and set(images.values()) == {"vm-file"}
+    assert any("DC0_H0_VM" in path for path in images)  # a standalone host's VM, filtered out

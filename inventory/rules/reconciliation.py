@@ -35,6 +35,8 @@ EVIDENCE = ("cloudstack_vms", "cloudstack_hosts", "cloudstack_clusters", "clouds
 # the images a leak is judged among: a libvirt pool's disk volumes, XAPI's user VDIs (system VDIs, suspend images,
 # HA and metadata VDIs are XAPI's own; ISOs and snapshots are no volume's)
 IMAGE_KINDS_JUDGED = {"disk", "user"}
+# storage where an image's base is not shown: libvirt lists an RBD clone without its parent (the template's image)
+UNJUDGED_STORAGE = {"rbd"}
 
 
 def matching_of(view: InventoryView) -> Matching | None:
@@ -291,10 +293,12 @@ def volume_wrong_pool(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 @rule("reconcile-storage-leak", hypervisors=KINDS, basis="DIFF", severity="warning",
       remediation="A disk on CloudStack's primary storage that no CloudStack volume owns takes space CloudStack does "
-                  "not account for: after checking nothing uses it, remove it (or import its VM).",
+                  "not account for. Before removing it, make sure it is no template's copy or snapshot CloudStack "
+                  "keeps there (from 4.19 listStoragePoolObjects names the template or snapshot a file belongs to) "
+                  "and that nothing uses it; or import it (importVolume, from 4.19.1).",
       sources=[outside("apache/cloudstack PR #5373; issues #8450, #14206"),
                code("plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/storage/KVMStorageProcessor.java",
-                    "copyTemplateToPrimaryStorage (a template's copy named by its UUID); cloneVolumeFromBaseTemplate "
+                    "copyTemplateToPrimaryStorage (a template's copy on primary storage); cloneVolumeFromBaseTemplate "
                     "(a volume's file named by the volume's UUID, thin ones backed by the copy)", "4.20–4.22"),
                code("plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/xenserver/resource/"
                     "Xenserver625StorageProcessor.java", "copyTemplateToPrimaryStorage (the copy kept as a snapshot "
@@ -307,13 +311,15 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
     volumes, an SR's VDIs, a datastore's VM disk files but snapshot deltas). A disk that is a volume of its own VM recorded
     on another pool is ``reconcile-volume-wrong-pool``, not a leak. An image another image is based on (a
     template's copy under its VMs' disks, a snapshot's base) is not judged, nor ISOs, snapshots (on XenServer a
-    template's copy is a snapshot VDI) and XAPI's own VDIs (suspend, HA, metadata). An image attached to no
+    template's copy is a snapshot VDI), XAPI's own VDIs (suspend, HA, metadata), a VMware disk file in a folder that
+    holds a VM's disk (its snapshot chain, a template's base), nor images on RBD, whose clones libvirt lists
+    without their parent. An image attached to no
     scanned VM is judged only on a pool every host of whose scope (its cluster, or the zone's clusters of its
     hypervisor) was read: else it may be the disk of a VM no target read. Our inference, not
     CloudStack's: on KVM a template's copy that no disk is based on — unused, or only full clones of it
-    (``create.full.clone``, sparse or fat provisioning) — is shown too; its name is the template's UUID. From
-    4.19.1 CloudStack's own ``listVolumesForImport`` lists a KVM or VMware pool's files that are neither volume nor
-    template copy, a cross-check.
+    (``create.full.clone``, sparse or fat provisioning) — is shown too, named by a UUID like a volume. From 4.19
+    CloudStack's ``listStoragePoolObjects`` names the template or snapshot a pool's file belongs to, and from
+    4.19.1 ``listVolumesForImport`` lists a KVM or VMware pool's files that are neither volume nor template copy.
     """
     match = matching_of(view)
     if match is None:
@@ -350,6 +356,7 @@ def _images_no_volume_owns(view: InventoryView, r: Rule, match: Matching,
     based_on = {(i.target, i.storage_key, i.backing) for i in view.storage_images if i.backing}
     named = set().union(*owned.values()) if owned else set()
     scanned_pools: dict[tuple[str, str], bool] = {}
+    storage_kinds = {(s.target, s.key): s.kind for s in view.storage}
 
     def fully_scanned(pool: CloudStackStoragePool) -> bool:
         if (pool.target, pool.key) not in scanned_pools:
@@ -359,6 +366,7 @@ def _images_no_volume_owns(view: InventoryView, r: Rule, match: Matching,
         pool = match.pool_of_storage.get((image.target, image.storage_key))
         stem = volume_stem(image.path).lower()
         if pool is None or image.kind not in IMAGE_KINDS_JUDGED or (image.target, image.path) in in_use \
+                or storage_kinds.get((image.target, image.storage_key)) in UNJUDGED_STORAGE \
                 or (image.target, image.storage_key, image.path) in based_on or stem in named \
                 or not fully_scanned(pool):
             continue
