@@ -199,25 +199,25 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolC
     raw["domains"] = _domains(conn, call)
     raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
                        for n in call(conn.listAllNetworks, 0)]
-    raw["pools"] = [_pool(p, call, claims or PoolClaims(share=False)) for p in call(conn.listAllStoragePools, 0)]
+    raw["pools"] = [_pool(p, call, claims) for p in call(conn.listAllStoragePools, 0)]
     raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
                          for i in _optional(call, conn.listAllInterfaces, 0) or []]
     return raw
 
 
-def _pool(pool: Any, call: Any, claims: PoolClaims) -> dict[str, Any]:
+def _pool(pool: Any, call: Any, claims: PoolClaims | None) -> dict[str, Any]:
     """A storage pool; with its volumes' XML when it is active and no other host of the target listed them (as
     libvirt last refreshed the pool: a read-only connection may not refresh it). ``volumes`` absent: not listed."""
     active = bool(call(pool.isActive))
     found = {"xml": call(pool.XMLDesc, 0), "active": active, "autostart": bool(_optional(call, pool.autostart)),
              "info": call(pool.info)}
     uuid = pool.UUIDString()
-    if active and claims.claim(uuid):
+    if active and (claims is None or claims.claim(uuid)):
         volumes = _optional(call, pool.listAllVolumes, 0)
-        if volumes is None:  # another host of the target may list it
-            claims.release(uuid)
-        else:  # a volume deleted between the listing and its XML is left out
+        if volumes is not None:  # a volume deleted between the listing and its XML is left out
             found["volumes"] = [xml for v in volumes if (xml := _optional(call, v.XMLDesc, 0)) is not None]
+        elif claims is not None:  # another host of the target may list it
+            claims.release(uuid)
     return found
 
 
@@ -225,14 +225,13 @@ class PoolClaims:
     """The pools whose volumes a host of one target lists: a pool the hosts share (same UUID) is listed by the first
     host to reach it; one whose listing failed is released for the next."""
 
-    def __init__(self, share: bool = True) -> None:
-        self._share = share
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._listed: set[str] = set()
 
     def claim(self, uuid: str) -> bool:
         with self._lock:
-            if self._share and uuid in self._listed:
+            if uuid in self._listed:
                 return False
             self._listed.add(uuid)
             return True

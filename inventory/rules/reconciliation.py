@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from inventory.matching import (
     HYPERVISOR_RUNNING, RUNNING_STATES, STOPPED_STATES, Matching, cloudstack_type_of, instance_name_of, volume_stem,
 )
-from inventory.model import CloudStackHost, CloudStackStoragePool, CloudStackVm, Host
+from inventory.model import CloudStackHost, CloudStackVm, Host
 from inventory.rulebook import Finding, InventoryView, Rule, Subject, code, outside, rule
 
 KINDS = {"kvm", "xenserver", "vmware"}
@@ -308,14 +308,13 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Every disk image on CloudStack's primary storage is a volume CloudStack lists on that pool.
 
     Judged: the disks of scanned VMs, and the images the storage lists that no scanned VM uses (a libvirt pool's
-    volumes, an SR's VDIs, a datastore's VM disk files but snapshot deltas). A disk that is a volume of its own VM recorded
-    on another pool is ``reconcile-volume-wrong-pool``, not a leak. An image another image is based on (a
-    template's copy under its VMs' disks, a snapshot's base) is not judged, nor ISOs, snapshots (on XenServer a
-    template's copy is a snapshot VDI), XAPI's own VDIs (suspend, HA, metadata), a VMware disk file in a folder that
-    holds a VM's disk (its snapshot chain, a template's base), nor images on RBD, whose clones libvirt lists
-    without their parent. An image attached to no
-    scanned VM is judged only on a pool every host of whose scope (its cluster, or the zone's clusters of its
-    hypervisor) was read: else it may be the disk of a VM no target read. Our inference, not
+    volumes, an SR's VDIs, a datastore's VM disk files). A disk that is a volume of its own VM recorded on another
+    pool is ``reconcile-volume-wrong-pool``, not a leak. An image another image is based on (a template's copy
+    under its VMs' disks, a snapshot's base) is not judged, nor ISOs, snapshots (on XenServer a template's copy is
+    a snapshot VDI), XAPI's own VDIs (suspend, HA, metadata), a VMware disk file in a folder that holds a VM's disk
+    (its snapshot chain, a template's base), nor images on RBD, whose clones libvirt lists without their parent.
+    An image attached to no scanned VM is judged only on a pool every host of whose scope (its cluster, or the
+    zone's clusters of its hypervisor) was read: else it may be the disk of a VM no target read. Our inference, not
     CloudStack's: on KVM a template's copy that no disk is based on — unused, or only full clones of it
     (``create.full.clone``, sparse or fat provisioning) — is shown too, named by a UUID like a volume. From 4.19
     CloudStack's ``listStoragePoolObjects`` names the template or snapshot a pool's file belongs to, and from
@@ -355,20 +354,15 @@ def _images_no_volume_owns(view: InventoryView, r: Rule, match: Matching,
     in_use = {(d.target, d.path) for d in view.vm_disks if d.path}  # as the storage names it (VMware: [ds] dir/f)
     based_on = {(i.target, i.storage_key, i.backing) for i in view.storage_images if i.backing}
     named = set().union(*owned.values()) if owned else set()
-    scanned_pools: dict[tuple[str, str], bool] = {}
+    fully_scanned = {(p.target, p.key): match.pool_fully_scanned(p) for p in view.cloudstack_storage_pools}
     storage_kinds = {(s.target, s.key): s.kind for s in view.storage}
-
-    def fully_scanned(pool: CloudStackStoragePool) -> bool:
-        if (pool.target, pool.key) not in scanned_pools:
-            scanned_pools[(pool.target, pool.key)] = match.pool_fully_scanned(pool)
-        return scanned_pools[(pool.target, pool.key)]
     for image in view.storage_images:
         pool = match.pool_of_storage.get((image.target, image.storage_key))
         stem = volume_stem(image.path).lower()
         if pool is None or image.kind not in IMAGE_KINDS_JUDGED or (image.target, image.path) in in_use \
                 or storage_kinds.get((image.target, image.storage_key)) in UNJUDGED_STORAGE \
                 or (image.target, image.storage_key, image.path) in based_on or stem in named \
-                or not fully_scanned(pool):
+                or not fully_scanned[(pool.target, pool.key)]:
             continue
         size = f", {image.capacity_bytes / 2**30:.1f} GiB" if image.capacity_bytes else ""
         yield r.finding(Subject("storage", pool.key, pool.target, pool.cluster_key),
