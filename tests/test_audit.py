@@ -11,7 +11,6 @@ import stat
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -264,8 +263,8 @@ def test_diff_reports_findings_new_and_resolved(tmp_path: Path) -> None:
     first = store.write_scan(scan_row(), [result("t1", vms=1)])
     second = store.write_scan(scan_row(), [result("t1", vms=1)])
     finding = Finding("host-memory", "error", "host", "h1", "t1", "h1 has 2 GiB", cluster="c1")
-    store_findings(store, first, [finding, replace(finding, rule_id="xen-pool-ha", message="HA is off")])
-    store_findings(store, second, [replace(finding, rule_id="time-synchronised", message="clock drifts")])
+    store_findings(store, first, [finding, finding._replace(rule_id="xen-pool-ha", message="HA is off")])
+    store_findings(store, second, [finding._replace(rule_id="time-synchronised", message="clock drifts")])
     report = diff_scans(store, first, second)
     assert [f["rule_id"] for f in report.findings_new] == ["time-synchronised"]
     assert sorted(f["rule_id"] for f in report.findings_resolved) == ["host-memory", "xen-pool-ha"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 
 from inventory.model import Host, Vm
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Subject, doc, outside, rule
@@ -60,10 +61,14 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """No two VM NICs share a MAC address, across all targets."""
     # A VM counts once per UUID (a stale copy on a second host is the same VM), and the finding names the
     # first of them by UUID, in no cluster: the MAC's owners may be anywhere.
-    owners: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    # Most estates repeat no MAC: then nothing more is looked at.
+    repeated = {mac for mac, count in Counter(nic.mac for nic in view.vm_nics).items() if mac and count > 1}
+    if not repeated:
+        return
     uuid_of = {(v.target, v.key): v.uuid or v.key for v in view.vms}
+    owners: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for nic in view.vm_nics:
-        if nic.mac:
+        if nic.mac in repeated and nic.mac:
             owners[nic.mac].add((nic.target, uuid_of.get((nic.target, nic.vm_key), nic.vm_key)))
     for mac, vms in owners.items():
         if len(vms) > 1:
@@ -83,10 +88,16 @@ def duplicate_uuid(view: InventoryView, r: Rule) -> Iterator[Finding]:
     yield from _repeated_uuids(r, "host", view.hosts)
 
 
+_UUID = attrgetter("uuid")
+
+
 def _repeated_uuids(r: Rule, what: str, records: Sequence[Vm | Host]) -> Iterator[Finding]:
+    repeated = {uuid for uuid, count in Counter(map(_UUID, records)).items() if uuid and count > 1}
+    if not repeated:  # most estates: nothing more to look at
+        return
     seen: dict[str, list[Vm | Host]] = defaultdict(list)
     for record in records:
-        if record.uuid:
+        if record.uuid in repeated and record.uuid:
             seen[record.uuid].append(record)
     for uuid, dupes in seen.items():
         if len(dupes) > 1:

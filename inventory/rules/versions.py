@@ -210,7 +210,19 @@ def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """Data volumes per VM stay within the release's max_data_volumes_limit."""
     disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
     of_host = {key: view.limits(h.hypervisor, _limits_version(h.hypervisor, h)) for key, h in view.host_by_key.items()}
+    # a VM is judged by its host's limits, else (its host not in the scan) by its target's kind's
+    kinds = {kind for target in {vm.target for vm in view.vms} if (kind := view.kind_of_target(target)) is not None}
+    limits_used = [*of_host.values(), *(view.limits(kind, None) for kind in kinds)]
+    fewest = min((limits.max_data_volumes for limits in limits_used if limits.max_data_volumes is not None),
+                 default=None)
+    if fewest is None:
+        return
+    many = {key for key, count in disks.items() if count - 1 > fewest}  # no other VM can be over any limit
+    if not many:
+        return
     for vm in view.vms:
+        if (vm.target, vm.key) not in many:
+            continue
         limits = of_host.get((vm.target, vm.host_key or ""))
         if limits is None:  # a VM whose host is not in the scan: its target's kind, no version
             kind = view.kind_of_target(vm.target)
