@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 import inventory
+from inventory import lifetime
 from cli.literal import LiteralConsole, printable
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
@@ -169,6 +170,7 @@ def scan(
             elif not version:
                 out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
                           markup=False)
+        lifetime.done_with(result)  # its records: the process ends next
     raise typer.Exit(code)
 
 
@@ -729,8 +731,11 @@ def main() -> NoReturn:
     full collections of the cyclic collector would walk them all again, time after time, for nothing (a quarter
     of a 10,000-VM scan's CPU) — young collections still free short-lived cycles (sessions, threads) — and
     tearing them down one by one at exit takes longer than the checks. So the process ends as soon as the command
-    has: its files are closed, its database closed, its output and log flushed."""
+    has: its files are closed, its database closed, its output and log flushed; and what a command is done with
+    on the way (a scan's parsed answers, its records) is kept until then rather than freed
+    (``inventory.lifetime.keep_until_exit``)."""
     gc.set_threshold(700, 10, 1000)
+    lifetime.keep_until_exit()
     try:
         app()
         code: Any = 0

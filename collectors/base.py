@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from inventory.bounds import bound, unique
 from inventory.errors import CollectorError, ConnectFailed, SdkMissing, TimedOut, TlsRejected
+from inventory.lifetime import bulk
 from inventory.model import EndpointResult, Inventory, JsonDict, TargetConfig, TargetRead, TargetResult
 from inventory.normalise import one_line
 from inventory.parallel import Outcome, run_bounded
@@ -228,14 +229,15 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
     """A target's result from what was read: records, endpoint rows, status and the one-line error."""
     troubled = [e for e in read.endpoints if e.status in ("failed", "partial")]
     errors = [e.error or e.status for e in troubled]
-    try:
-        inventory = cls.normalise(read.answers, read.target) if read.answers else Inventory()
-    except Exception as exc:  # an answer this normaliser cannot make sense of fails the target, not the scan
-        inventory = Inventory()
-        errors.append(f"answer not understood ({describe(exc)}); nothing of this target was kept")
-        read = dataclasses.replace(read, answers={})
-    bound(inventory)
-    unique(inventory)
+    with bulk():  # the records live until the scan is stored
+        try:
+            inventory = cls.normalise(read.answers, read.target) if read.answers else Inventory()
+        except Exception as exc:  # an answer this normaliser cannot make sense of fails the target, not the scan
+            inventory = Inventory()
+            errors.append(f"answer not understood ({describe(exc)}); nothing of this target was kept")
+            read = dataclasses.replace(read, answers={})
+        bound(inventory)
+        unique(inventory)
     if inventory.problems:
         errors.append(f"{len(inventory.problems)} malformed values: " + "; ".join(inventory.problems[:5]))
     status = "failed" if not read.answers else "partial" if errors else "ok"

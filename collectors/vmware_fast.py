@@ -20,6 +20,7 @@ from typing import Any
 
 from collectors.vmware_fast_hosts import SLIMMED, tree_value, xsi_type
 from collectors.vmware_normalise import NIC_MODELS
+from inventory.lifetime import bulk
 
 ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
             'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{}</soapenv:Body>'
@@ -123,7 +124,8 @@ def retrieve_fast(si: Any, content: Any, kind: Any, paths: list[str], *, context
             if waiting:  # ask for the next page before reading this one
                 index_next, body = waiting.popleft()
                 asked.append((index_next, _Fetch(connection, stub.path, body, headers), connection))
-            pages[index].extend(parse_objects(text, nested=nested))
+            with bulk():  # records that live until the scan is stored
+                pages[index].extend(parse_objects(text, nested=nested))
             del text
     finally:
         for connection in connections:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from inventory import config as config_module
-from inventory import recording, registry
+from inventory import lifetime, recording, registry
 from inventory.checks import CheckSettings, Finding, run_checks
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
@@ -126,7 +126,9 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         read = collector.read(deadline)
         if record is not None:
             _record(record, read, targets.index(target))
-        return collector.result(read)
+        result = collector.result(read)
+        lifetime.done_with(read)  # the answers, normalised
+        return result
 
     def done(outcome: Outcome[TargetConfig, TargetResult]) -> None:
         result = outcome.result or _failed(outcome.item, _why(outcome), outcome.duration_s)
@@ -150,11 +152,15 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=interrupted,
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
-        scan_id = store.write_scan(row, results)
         against = _checked_release(checks, version, status)
-        findings = None if checks is None or against is None else run_checks(
-            store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
-            features=checks.features, scanned=results)  # the records in memory: no reading them back
+        try:
+            with lifetime.bulk():  # rows and findings
+                scan_id = store.write_scan(row, results)
+                findings = None if checks is None or against is None else run_checks(
+                    store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
+                    features=checks.features, scanned=results)  # the records in memory: no reading them back
+        finally:
+            lifetime.settle()
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)
