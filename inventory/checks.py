@@ -150,7 +150,7 @@ def group_findings(findings: Sequence[Finding]) -> list[Finding]:
         if group is None or len(group) < GROUP_AT:
             grouped.append(finding)
         elif group[0] is finding:
-            grouped.append(_group(group, (_statement_key(finding) or ("",))[-1]))
+            grouped.append(_group(group))
     return grouped
 
 
@@ -169,8 +169,9 @@ def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
 _NAME, _OBSERVED = itemgetter(Finding._fields.index("object_name")), itemgetter(Finding._fields.index("observed"))
 
 
-def _group(objects: list[Finding], said: str) -> Finding:
+def _group(objects: list[Finding]) -> Finding:
     first = objects[0]
+    said = first.message[len(first.object_name or ""):]  # what each of them says after its name
     names = sorted(map(_NAME, objects))  # each has its name: its statement follows it
     shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES
                                               else "")
