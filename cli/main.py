@@ -732,8 +732,7 @@ def main() -> NoReturn:
     of a 10,000-VM scan's CPU) — young collections still free short-lived cycles (sessions, threads) — and
     tearing them down one by one at exit takes longer than the checks. So the process ends as soon as the command
     has: its files are closed, its database closed, its output and log flushed; and what a command is done with
-    on the way (a scan's parsed answers, its records) is kept until then rather than freed
-    (``inventory.lifetime.keep_until_exit``)."""
+    at its end (a scan's records) is kept until then rather than freed (``inventory.lifetime.keep_until_exit``)."""
     gc.set_threshold(700, 10, 1000)
     lifetime.keep_until_exit()
     try:

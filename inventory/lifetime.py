@@ -10,10 +10,11 @@ them that buy nothing:
   moved out of the young generations (``gc.freeze``) and collection resumes. ``settle()``, at the end of a
   scan, gives those objects back to the old generation, where a full collection sees them as it would have —
   with any cycle another thread (an SSH session) left meanwhile.
-- Freeing them one by one costs as much as a phase of the scan (a 10,000-VM vCenter's parsed answers: 40 ms,
-  on the way from reading to storing). The console script ends its process with ``os._exit`` and has no use
-  for that: it calls ``keep_until_exit()``, and ``done_with(obj)`` then keeps what it is given instead of
-  letting it go. A library caller's objects are freed as usual.
+- Freeing them one by one costs as much as a phase of the scan (a 10,000-VM scan's records: 35 ms). The
+  console script ends its process with ``os._exit`` and has no use for that: it calls ``keep_until_exit()``,
+  and ``done_with(obj)`` then keeps what it is given instead of letting it go. A library caller's objects are
+  freed as usual. Only what lives to the end anyway is worth keeping: a vCenter's parsed answers, kept past
+  their normalising (40 ms saved), would raise the peak (measured at 20,000 VMs: 261 MiB against 246).
 """
 
 from __future__ import annotations

@@ -126,9 +126,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         read = collector.read(deadline)
         if record is not None:
             _record(record, read, targets.index(target))
-        result = collector.result(read)
-        lifetime.done_with(read)  # the answers, normalised
-        return result
+        return collector.result(read)  # the answers are freed here (kept, they would raise the peak)
 
     def done(outcome: Outcome[TargetConfig, TargetResult]) -> None:
         result = outcome.result or _failed(outcome.item, _why(outcome), outcome.duration_s)
