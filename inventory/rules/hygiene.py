@@ -72,7 +72,7 @@ def duplicate_mac(view: InventoryView, r: Rule) -> Iterator[Finding]:
             owners[nic.mac].add((nic.target, uuid_of.get((nic.target, nic.vm_key), nic.vm_key)))
     for mac, vms in owners.items():
         if len(vms) > 1:
-            target, vm = sorted(vms)[0]
+            target, vm = min(vms)
             yield r.finding(Subject("vm", vm, target), f"MAC {mac} is used by {len(vms)} VMs",
                             observed=", ".join(sorted(v for _, v in vms)), expected="one VM per MAC")
 
