@@ -151,14 +151,11 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
         against = _checked_release(checks, version, status)
-        try:
-            with lifetime.bulk():  # rows and findings
-                scan_id = store.write_scan(row, results)
-                findings = None if checks is None or against is None else run_checks(
-                    store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
-                    features=checks.features, scanned=results)  # the records in memory: no reading them back
-        finally:
-            lifetime.settle()
+        with lifetime.bulk():  # rows and findings
+            scan_id = store.write_scan(row, results)
+            findings = None if checks is None or against is None else run_checks(
+                store, scan_id, against, traffic_labels=checks.traffic_labels, settings=checks.settings,
+                features=checks.features, scanned=results)  # the records in memory: no reading them back
         store.close()
         interrupted = interrupted or termination.pending
     counts = _counts(results)

@@ -209,3 +209,19 @@ def test_the_vnc_firewall_rule_finds_the_closed_ports_its_definition_finds(hosts
             findings = run_checks(store, scan_id, "4.20", only=["vmware-vnc-firewall"], scanned=results)
     assert {f.object_key: f.observed for f in findings} == {
         f"h{i}": closed for i, sets in enumerate(hosts) if (closed := closed_as_defined(sets)) is not None}
+
+
+def test_the_vnc_firewall_rule_reads_no_ports_of_a_ruleset_that_is_off() -> None:
+    """A database written before the normaliser checked ports may hold odd ones: a ruleset that is off opens
+    nothing, and what its ports hold is not read."""
+    odd = [{"key": "custom", "enabled": False, "ports": [["50000", "50010"]]},
+           {"key": "other", "enabled": False, "ports": [[50000]]},
+           {"key": "gdbserver", "enabled": False, "ports": [[50000, 50999]]}]
+    inv = Inventory()
+    inv.hosts.append(Host(key="h0", target="vc", cluster_key="c", name="esx0", address="a", hypervisor="vmware",
+                          raw_json={"firewall": odd}))
+    results = [TargetResult(name="vc", hypervisor="vmware", endpoint="vc", status="ok", inventory=inv)]
+    with tempfile.TemporaryDirectory() as folder:
+        with open_store(Path(folder) / "x.db") as store:
+            scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), results)
+            assert run_checks(store, scan_id, "4.20", only=["vmware-vnc-firewall"], scanned=results) == []
