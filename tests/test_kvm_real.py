@@ -216,3 +216,25 @@ def test_many_host_names_in_parallel(real_domains: Any, tmp_path: Path) -> None:
     total = sum(e.duration_s for e in result.endpoints)
     assert result.duration_s < total  # in parallel, not one after another
     assert result.duration_s < slowest * 3 + 1
+
+
+def test_lab_domains_left_by_another_checkout_are_defined_again_on_this_ones_pool(libvirtd: str) -> None:
+    """Two checkouts' labs on one machine share its libvirtd: the second's domains must not keep disks in the
+    first's pool (its CloudStack view then finds no volume on any pool, and the lab cannot plant its differences)."""
+    import libvirt
+
+    from fixtures.libvirtd import LabDomain, define_domains, remove_domains
+    pool, name = "cs-inventory-moved", "i-905-1-VM"
+    first, second = (Path("/var/lib/libvirt/images") / pool / where for where in ("first", "second"))
+    remove_domains([name], pool)
+    try:
+        define_domains([LabDomain(name)], pool, first)
+        define_domains([LabDomain(name)], pool, second)
+        conn = libvirt.open(libvirtd)
+        try:
+            xml = conn.lookupByName(name).XMLDesc(0)
+        finally:
+            conn.close()
+        assert f"{second}/{name}-0.qcow2" in xml and f"{first}/" not in xml
+    finally:
+        remove_domains([name], pool)
