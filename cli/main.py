@@ -262,9 +262,8 @@ def check(
                                             only=rule_ids, skip=skip)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
-            _print_json(({"format": "cs-inventory.findings/1", "scan": resolved,
-                                       "cloudstack_version": version,
-                                       "findings": [f.as_row() for f in findings]}))
+            _print_json({"format": "cs-inventory.findings/1", "scan": resolved, "cloudstack_version": version,
+                         "findings": [f.as_row() for f in findings]})
         else:
             out.print(f"scan {resolved} checked against CloudStack {version}", markup=False)
             _render_findings(findings)
@@ -368,13 +367,13 @@ def rules(
     with error_boundary():
         catalogue = inventory.select_rules()
         if fmt == "json":
-            _print_json(([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
-                                        "any_kind": r.is_for_any_kind, "since": r.since, "basis": r.basis,
-                                        "basis_meaning": inventory.BASES[r.basis].meaning,
-                                        "requirement": r.requirement, "remediation": r.remediation,
-                                        "reference": r.reference, "sources": [str(s) for s in r.sources],
-                                        "evidence": list(r.evidence), "documentation": r.documentation}
-                                       for r in catalogue]))
+            _print_json([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
+                          "any_kind": r.is_for_any_kind, "since": r.since, "basis": r.basis,
+                          "basis_meaning": inventory.BASES[r.basis].meaning,
+                          "requirement": r.requirement, "remediation": r.remediation,
+                          "reference": r.reference, "sources": [str(s) for s in r.sources],
+                          "evidence": list(r.evidence), "documentation": r.documentation}
+                         for r in catalogue])
             return
         if fmt != "table":
             raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
@@ -399,7 +398,7 @@ def show(
         with _reader(config, db) as store:
             summary = inventory.scan_summary(store, store.resolve_scan(scan_id))
         if fmt == "json":
-            _print_json((summary))
+            _print_json(summary)
             return
         if fmt != "table":
             raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
@@ -602,7 +601,7 @@ def history(
         with _reader(config, db) as store:
             rows = inventory.history(store, limit)
         if fmt == "json":
-            _print_json((rows))
+            _print_json(rows)
             return
         table = Table(title=f"{len(rows)} most recent scans")
         for col in ("id", "started", "status", "hosts", "VMs", "errors", "warnings", "info", "failed targets"):
