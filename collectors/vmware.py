@@ -201,6 +201,8 @@ def guard_read_only(si: Any, where: str) -> None:
 
 
 def tls_context(target: VmwareTarget) -> ssl.SSLContext:
+    """vCenter's TLS context, for the login and the fast path alike: verified by default (against ca_file if given);
+    with a pin or verify_tls = false, no verification here (a pin is checked by probe_tls and by pyvmomi)."""
     if target.fingerprint or not target.verify_tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -214,18 +216,9 @@ def connect(target: VmwareTarget) -> Any:
     if target.password is None:
         raise ConfigError(f"target {target.name}: no password configured", hint="give password_env or password_file")
     smart_connect = importlib.import_module("pyVim.connect").SmartConnect
-    context: ssl.SSLContext
-    thumbprint = None
-    if target.fingerprint or not target.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        thumbprint = target.fingerprint
-    else:
-        context = ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
     return smart_connect(host=target.host, port=target.port, user=target.username, pwd=target.password.reveal(),
-                        sslContext=context, thumbprint=thumbprint, httpConnectionTimeout=target.connect_timeout,
-                        connectionPoolTimeout=-1)
+                        sslContext=tls_context(target), thumbprint=target.fingerprint,
+                        httpConnectionTimeout=target.connect_timeout, connectionPoolTimeout=-1)
 
 
 def probe_tls(target: VmwareTarget) -> None:
