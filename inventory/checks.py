@@ -11,18 +11,18 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from inventory.errors import ConfigError
 from inventory.logs import event
-from inventory.model import TargetResult
+from inventory.model import Host, TargetResult, Vm
 from inventory.releases import resolve
-from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule
+from inventory.rulebook import BASES, SEVERITIES, Finding, InventoryView, Rule, Statement
 from inventory.rules import RULES
-from inventory.store import Store
+from inventory.store import SameStatement, Store
 
 __all__ = ["BASES", "GROUP_AT", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster",
-           "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
+           "checked", "exit_code_for", "explain_rule", "findings_of", "group_findings", "run_checks",
            "select_rules", "store_findings"]
 
 
@@ -71,8 +71,8 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     started, cpu = time.perf_counter(), time.thread_time()
     release = resolve(cloudstack_version)
     view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features), scanned)
-    findings = findings_of(view, only, skip)
-    store_findings(store, scan_id, findings)
+    findings, grouped = checked(view, only, skip)
+    _write(store, scan_id, grouped)
     event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3),
           cpu_s=round(time.thread_time() - cpu, 3))
     return findings
@@ -81,26 +81,143 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
 def findings_of(view: InventoryView, only: Sequence[str] | None = None,
                 skip: Sequence[str] | None = None) -> list[Finding]:
     """The selected rules' findings on a view, one per object, in the order they are shown and stored."""
-    findings: list[Finding] = []
-    for chosen in select_rules(only, skip):
-        if chosen.runs_on(view.kinds) and chosen.applies_to(view.release):
-            findings.extend(chosen.fn(view, chosen))
-    findings.sort(key=_order)
-    return findings
+    return checked(view, only, skip)[0]
 
 
 def store_findings(store: Store, scan_id: int, findings: Sequence[Finding]) -> None:
     """Replace a scan's stored findings with these (one per object, in order), grouped (``group_findings``): each a
     ``findings`` row, numbered from 1, and a ``finding_objects`` row for each object it is about."""
+    _write(store, scan_id, group_findings(findings))
+
+
+def _write(store: Store, scan_id: int, grouped: Sequence[Finding]) -> None:
+    """Grouped findings as rows, numbered from 1; a group's objects, which share all but the object, as one
+    ``SameStatement``."""
     rows: list[tuple[Any, ...]] = []
-    objects: list[tuple[Any, ...]] = []
-    for number, f in enumerate(group_findings(findings), 1):
+    objects: list[tuple[Any, ...] | SameStatement] = []
+    for number, f in enumerate(grouped, 1):
         rows.append((scan_id, f.target, f.cluster, f.rule_id, f.severity, f.object_type, f.object_key, f.message,
                      f.observed, f.expected, f.remediation, f.reference, f.basis, number, f.object_count,
                      f.object_name))
-        head = (scan_id, number)
-        objects += [head + _OBJECT_COLUMNS(o) for o in (f.objects or (f,))]
+        if f.objects:  # one statement (group_findings): the same rule, severity, where, what of, expected and words
+            first = f.objects[0]
+            objects.append(SameStatement(number, first.target, first.cluster, first.rule_id, first.severity,
+                                         first.object_type, first.expected,
+                                         first.message[len(first.object_name or ""):], list(map(_OBJECT, f.objects))))
+        else:
+            objects.append((scan_id, number, *_OBJECT_COLUMNS(f)))
     store.write_findings(scan_id, rows, objects)
+
+
+def checked(view: InventoryView, only: Sequence[str] | None = None,
+            skip: Sequence[str] | None = None) -> tuple[list[Finding], list[Finding]]:
+    """The selected rules' findings on a view: one per object in the order they are shown (``_order``: by target,
+    cluster, severity, rule and object, else as made), and grouped (``group_findings``) in the order they are stored.
+
+    Exactly what ordering and grouping the findings one by one gives (``tests/test_checks_as_defined.py`` holds it
+    to that), made faster for a rule's ``Statement``: its objects' findings are made in one step, ordered within
+    each (target, cluster) by their keys alone, and grouped as a block, its statement known rather than read back
+    out of each message. A rule's ``Finding``s take the one-by-one way."""
+    units: dict[tuple[str, str, int, str], list[_Unit]] = defaultdict(list)
+    made = 0  # the position in the order the rules made them: what orders findings whose keys are equal
+    for chosen in select_rules(only, skip):
+        if not (chosen.runs_on(view.kinds) and chosen.applies_to(view.release)):
+            continue
+        for item in chosen.fn(view, chosen):
+            if type(item) is Statement:
+                made = _add_statement(units, item, made)
+            else:
+                finding: Finding = item  # type: ignore[assignment]
+                rule_id, severity, _, object_key, target, _, _, _, _, _, cluster, _, _, _ = finding
+                units[(target, cluster or "", _RANK[severity], rule_id)].append(
+                    _Unit([finding], [object_key], [made], _statement_key(finding)))
+                made += 1
+    segments: list[_Unit] = []
+    for prefix in sorted(units):
+        placed = units[prefix]
+        if len(placed) == 1:
+            segments += placed
+            continue
+        if all(len(unit.findings) == 1 for unit in placed):  # one finding each: by key, then as made
+            segments += sorted(placed, key=_KEY_AND_MADE)
+            continue
+        # several findings under one (target, cluster, severity, rule): each by its key, then as made
+        items = sorted((key, position, finding, unit.statement) for unit in placed
+                       for key, position, finding in zip(unit.keys, unit.made, unit.findings, strict=True))
+        segments += [_Unit([finding], [key], [position], statement) for key, position, finding, statement in items]
+    per_object = [finding for segment in segments for finding in segment.findings]
+    return per_object, _grouped(segments)
+
+
+class _Unit(NamedTuple):
+    """Findings next to each other in the order shown: one the rules made one by one, or a statement's block
+    about one (target, cluster); their object keys, their positions as made, and what they state (else None)."""
+
+    findings: list[Finding]
+    keys: list[str]
+    made: list[int]
+    statement: tuple[Any, ...] | None
+
+
+def _key_and_made(unit: _Unit) -> tuple[str, int]:
+    return unit.keys[0], unit.made[0]
+
+
+_KEY_AND_MADE = _key_and_made
+
+
+def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statement: Statement, made: int) -> int:
+    """A statement's findings as blocks, one per (target, cluster, object type), each ordered by key; an object
+    with no name says nothing others share, and stands alone. Returns the position after them."""
+    r, said, observe, expected = statement.rule, statement.said, statement.observed, statement.expected
+    rule_id, severity, remediation, reference, basis = r.id, r.severity, r.remediation, r.reference, r.basis
+    rank = _RANK[severity]
+    blocks: dict[tuple[str, str | None, str], list[tuple[str, int, Finding]]] = {}
+    new = tuple.__new__
+    for about in statement.objects:
+        kind, name = type(about), about.name
+        if kind is not Vm and kind is not Host or not name:
+            finding = r.finding(about, f"{name}{said}", observed=None if observe is None else observe(about),
+                                expected=expected)
+            units[(finding.target, finding.cluster or "", rank, rule_id)].append(
+                _Unit([finding], [finding.object_key], [made], _statement_key(finding)))
+            made += 1
+            continue
+        object_type = "vm" if kind is Vm else "host"
+        key, target, cluster = about.key, about.target, about.cluster_key
+        value = None if observe is None else observe(about)
+        where = (target, cluster, object_type)
+        block = blocks.get(where)
+        if block is None:
+            block = blocks[where] = []
+        # the finding Rule.finding makes, without its checks: a Vm or Host, at the rule's severity
+        block.append((key, made, new(Finding, (rule_id, severity, object_type, key, target, name + said,
+                                               value if value is None or type(value) is str else str(value),
+                                               expected, remediation, reference, cluster, basis, name, ()))))
+        made += 1
+    for (target, cluster, object_type), block in blocks.items():
+        block.sort()  # by key, then as made: the made positions differ, so findings are never compared
+        keys, positions, findings = zip(*block, strict=True)
+        units[(target, cluster or "", rank, rule_id)].append(_Unit(
+            list(findings), list(keys), list(positions), (rule_id, severity, target, cluster, object_type, expected,
+                                                          said)))
+    return made
+
+
+def _grouped(segments: list[_Unit]) -> list[Finding]:
+    """``group_findings`` of the findings of ``segments`` in order, a segment's statement known (or None)."""
+    members: dict[tuple[Any, ...], list[Finding]] = defaultdict(list)
+    for segment in segments:
+        if segment.statement is not None:
+            members[segment.statement] += segment.findings
+    grouped: list[Finding] = []
+    for segment in segments:
+        group = members[segment.statement] if segment.statement is not None else None
+        if group is None or len(group) < GROUP_AT:
+            grouped += segment.findings
+        elif group[0] is segment.findings[0]:
+            grouped.append(_group(group))
+    return grouped
 
 
 # a finding's values in the order of finding_objects' columns after scan_id and finding: target, cluster, rule_id,
@@ -166,6 +283,7 @@ def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
     return (rule_id, severity, target, cluster, object_type, expected, rest)
 
 
+_OBJECT = itemgetter(*(Finding._fields.index(name) for name in ("object_key", "object_name", "observed")))
 _NAME, _OBSERVED = itemgetter(Finding._fields.index("object_name")), itemgetter(Finding._fields.index("observed"))
 
 

@@ -73,7 +73,7 @@ def reconcile(store: Store, scan_id: int | None = None) -> Reconciliation:
     result.not_compared += _not_compared(view, match)
     order = {r.id: i for i, r in enumerate(reconcile_rules())}
     for chosen in reconcile_rules():
-        for finding in chosen.fn(view, chosen):
+        for finding in chosen.findings(view):
             cluster = (finding.target, finding.cluster or "")
             where = match.zone_cluster(cluster) or _hv_cluster(view, finding.target, finding.cluster)
             result.differences.append({

@@ -17,7 +17,7 @@ from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -31,6 +31,27 @@ WHERE_TIME_LIMIT_S = 30.0            # how long a user's --where may run
 WHERE_VALUE_BYTES = 16 * 2**20       # the largest text or blob a --where may make (SQLite's length limit)
 _ROWS_PER_INSERT = 100
 encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode  # raw_json and detail columns
+
+
+class SameStatement(NamedTuple):
+    """The ``finding_objects`` rows of one finding about many objects (``findings.object_count`` > 1), which differ
+    only in the object: its key, name and observed value; each one's message is its name, then ``said``."""
+
+    finding: int
+    target: str
+    cluster: str | None
+    rule_id: str
+    severity: str
+    object_type: str
+    expected: str | None
+    said: str
+    objects: Sequence[tuple[str, str, str | None]]  # object_key, object_name, observed
+
+
+_ROWS_PER_SAME = 300
+_SAME_INSERT = ("INSERT INTO finding_objects (scan_id, finding, target, cluster, rule_id, severity, object_type, "
+                "object_key, object_name, message, observed, expected) SELECT ?, ?, ?, ?, ?, ?, ?, column1, column2, "
+                "column2 || ?, column3, ? FROM (VALUES ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +136,34 @@ class Store:
             execute(sql, list(chain.from_iterable(chunk)))
 
     def write_findings(self, scan_id: int, findings: Sequence[tuple[Any, ...]],
-                       objects: Sequence[tuple[Any, ...]]) -> None:
-        """Replace the findings of one scan (checks can be re-run): ``findings`` rows and ``finding_objects`` rows,
-        each with every column (``inventory.checks.store_findings`` makes them)."""
+                       objects: Sequence[tuple[Any, ...] | SameStatement]) -> None:
+        """Replace the findings of one scan (checks can be re-run): ``findings`` rows, and ``finding_objects`` rows
+        in order, each with every column or many at once as a ``SameStatement`` (``inventory.checks`` makes them)."""
         self.require_writable()
         with self.db.atomic():
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
             self.db.execute("DELETE FROM finding_objects WHERE scan_id = ?", [scan_id])
             self._insert("findings", findings)
-            self._insert("finding_objects", objects)
+            rows: list[tuple[Any, ...]] = []
+            for part in objects:
+                if type(part) is SameStatement:
+                    self._insert("finding_objects", rows)
+                    rows = []
+                    self._insert_same(scan_id, part)
+                else:
+                    rows.append(part)
+            self._insert("finding_objects", rows)
+
+    def _insert_same(self, scan_id: int, same: SameStatement) -> None:
+        """``finding_objects`` rows that differ only in their object: the columns they share are sent once per
+        statement of ``_ROWS_PER_SAME`` objects, and each message is made by SQLite (the name, then what is said)."""
+        shared = [scan_id, same.finding, same.target, same.cluster, same.rule_id, same.severity, same.object_type,
+                  same.said, same.expected]
+        execute = self.db.conn.execute
+        for start in range(0, len(same.objects), _ROWS_PER_SAME):
+            chunk = same.objects[start:start + _ROWS_PER_SAME]
+            execute(_SAME_INSERT + ", ".join(["(?, ?, ?)"] * len(chunk)) + ")",
+                    [*shared, *chain.from_iterable(chunk)])
 
     def finding_objects(self, scan_id: int, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A scan's findings one per object, as the rules made them (``findings`` rows as they were before findings

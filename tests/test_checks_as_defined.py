@@ -3,19 +3,23 @@ each compared with an oracle written from the definition alone, the plain way (e
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inventory import open_store, run_checks
-from inventory.checks import GROUP_AT, SHOWN_NAMES, group_findings
+from inventory.checks import GROUP_AT, SHOWN_NAMES, checked, group_findings, store_findings
 from inventory.model import Host, Inventory, TargetResult, Vm, VmDisk, VmNic
 from inventory.releases import resolve
-from inventory.rulebook import RULES, Finding
+from inventory.rulebook import ANY_KIND, RULES, Finding, Rule, outside
 from inventory.store import ScanRow
 
 KINDS = {"kvm-a": "kvm", "xen-b": "xenserver"}
@@ -44,12 +48,17 @@ def estate(plans: list[tuple[str, int, int, list[str], str | None]], versions: l
                 continue
             inv.vms.append(Vm(key=f"v{number}", target=target, host_key=f"h{host}", cluster_key="c",
                               name=f"i-2-{number}-VM", uuid=uuid, cs_role="user", power_state="running"))
-            inv.vm_disks += [VmDisk(vm_key=f"v{number}", target=target, device=f"d{d}", disk_type="disk")
+            inv.vm_disks += [VmDisk(vm_key=f"v{number}", target=target, device=f"d{d}", disk_type=disk_type(number, d))
                              for d in range(disks)]
             inv.vm_nics += [VmNic(vm_key=f"v{number}", target=target, device=str(n), mac=mac or None)
                             for n, mac in enumerate(macs)]
         results.append(TargetResult(name=target, hypervisor=kind, endpoint=target, status="ok", inventory=inv))
     return results
+
+
+def disk_type(vm: int, disk: int) -> str | None:
+    """Every other VM has disks of one type ("disk"), the others a mix: "disk", none read, and CD-ROMs."""
+    return "disk" if vm % 2 == 0 else ("disk", None, "cdrom")[(vm + disk) % 3]
 
 
 def said(findings: list[Finding], rule_id: str) -> list[tuple[Any, ...]]:
@@ -65,7 +74,8 @@ def data_volumes_as_defined(results: list[TargetResult], version: str) -> list[t
             host = hosts.get(vm.host_key or "")
             limits = release.limits(host.hypervisor, host.hypervisor_version) if host else release.limits(
                 result.hypervisor, None)
-            data = max(0, sum(d.vm_key == vm.key for d in result.inventory.vm_disks) - 1)
+            data = max(0, sum(d.vm_key == vm.key and d.disk_type in ("disk", None)
+                              for d in result.inventory.vm_disks) - 1)
             if limits.max_data_volumes is not None and data > limits.max_data_volumes:
                 found.append((vm.key, vm.target, f"{vm.name} has {data} data volumes; {limits.row} allows "
                               f"{limits.max_data_volumes}", str(data), f"≤ {limits.max_data_volumes}"))
@@ -225,3 +235,110 @@ def test_the_vnc_firewall_rule_reads_no_ports_of_a_ruleset_that_is_off() -> None
         with open_store(Path(folder) / "x.db") as store:
             scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), results)
             assert run_checks(store, scan_id, "4.20", only=["vmware-vnc-firewall"], scanned=results) == []
+
+
+# -- a rule's statement about many objects: made, ordered and grouped in bulk, as one by one -------------------
+def shown_as_defined(findings: list[Finding]) -> list[Finding]:
+    """The order findings are shown in: by target, cluster (none first), severity (errors first), rule and object
+    key; findings equal in all of these as they were made."""
+    rank = {"error": 0, "warning": 1, "info": 2}
+    return sorted(findings, key=lambda f: (f.target, f.cluster or "", rank[f.severity], f.rule_id, f.object_key))
+
+
+def toy_rules(outputs: list[list[Any]]) -> dict[str, Rule]:
+    """Rules of this test (one DIFF, whose plain findings choose their severity), each yielding what it is given:
+    ("finding", record, message, observed, severity) or ("statement", records, said, observe)."""
+    rules = {}
+    for number, output in enumerate(outputs):
+        diff = number % 2 == 1
+
+        def fn(view: Any, r: Rule, output: list[Any] = output, diff: bool = diff) -> Iterator[Any]:
+            for item in output:
+                if item[0] == "finding":
+                    _, record, message, observed, severity = item
+                    yield r.finding(record, message, observed=observed, expected="x",
+                                    severity=severity if diff else None)
+                else:
+                    _, records, said_, observe = item
+                    yield r.statement(records, said_, observed=observe, expected="x")
+        rule_id = f"zz-toy-{number}"
+        rules[rule_id] = Rule(rule_id, ANY_KIND, "A toy requirement.", "Fix it.", "DIFF" if diff else "INF",
+                              (outside("this test"),), (), None, fn, "warning" if diff else None)
+    return rules
+
+
+def toy_record(kind: str, key: int, name: str, target: str, cluster: str | None) -> Vm | Host:
+    if kind == "vm":
+        return Vm(key=f"k{key}", target=target, host_key="h", cluster_key=cluster, name=name)
+    return Host(key=f"k{key}", target=target, cluster_key=cluster, name=name, address="a", hypervisor="kvm")
+
+
+toy_records = st.builds(toy_record, st.sampled_from(["vm", "host"]), st.integers(0, 12),
+                        st.sampled_from(["", "n1", "n2", "n3", "n4", "n5", "n6"]), st.sampled_from(["t1", "t2"]),
+                        st.sampled_from([None, "", "c1", "c2"]))
+toy_saids = st.sampled_from([" is odd", ": is odd", " is even"])
+toy_observe = st.sampled_from([None, lambda o: o.name, lambda o: 1])
+toy_items = st.one_of(
+    st.tuples(st.just("finding"), toy_records, st.sampled_from(["", "n1", "n2 ", "x"]).flatmap(
+        lambda head: toy_saids.map(lambda tail: head + tail)), st.sampled_from([None, "n1", 1]),
+        st.sampled_from(["error", "warning", "info"])).map(
+        lambda t: (t[0], t[1], (t[1].name + t[2][2:]) if t[2].startswith("n2") else t[2], t[3], t[4])),
+    st.tuples(st.just("statement"), st.lists(toy_records, max_size=12), toy_saids, toy_observe))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(toy_items, max_size=6), min_size=1, max_size=3))
+def test_statements_are_checked_as_their_findings_one_by_one(outputs: list[list[Any]]) -> None:
+    """A rule's statements and findings, mixed — unnamed objects, the same object twice, a plain finding saying
+    what a statement says, clusters none and "", VMs and hosts in one statement — are ordered and grouped exactly
+    as each statement's findings made one by one where it stood."""
+    rules = toy_rules(outputs)
+    view = SimpleNamespace(kinds={"kvm"}, release=resolve("4.20"))
+    with patch.dict(RULES, rules):
+        one_by_one = [f for r in rules.values() for f in r.findings(view)]  # type: ignore[arg-type]
+        per_object, grouped = checked(view, only=list(rules))  # type: ignore[arg-type]
+    expected = shown_as_defined(one_by_one)
+    assert per_object == expected
+    assert grouped == grouped_as_defined(expected)
+
+
+def test_a_statement_says_what_each_of_its_findings_would(tmp_path: Path) -> None:
+    """`unmanaged-vms` states one thing of every stranger's VM: stored, each VM's own finding is the one the rule
+    would have made one by one; fewer than GROUP_AT in a cluster stand alone."""
+    results = estate([("kvm-a", 0, 1, [], None)] * 5 + [("xen-b", 1, 1, [], None)] * 2, [0, 0, 0])
+    for result in results:
+        result.inventory.vms = [dataclasses.replace(vm, cs_role="unmanaged", name=f"web{vm.key}")
+                                for vm in result.inventory.vms]
+    r = RULES["unmanaged-vms"]
+    by_hand = [r.finding(vm, f"{vm.name} is running and is not a CloudStack instance", observed=vm.name,
+                         expected="only i-/r-/s-/v- instances running")
+               for result in results for vm in result.inventory.vms]
+    with open_store(tmp_path / "s.db") as store:
+        scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), results)
+        findings = run_checks(store, scan_id, "4.20", only=["unmanaged-vms"], scanned=results)
+        rows = store.query("SELECT object_type, object_key, object_count, message FROM findings ORDER BY number")
+        per_object = [{k: v for k, v in f.items() if k != "scan_id"} for f in store.finding_objects(scan_id)]
+    assert findings == shown_as_defined(by_hand)
+    assert [(r["object_type"], r["object_key"], r["object_count"]) for r in rows] == [
+        ("cluster", "c", 5), ("vm", "v5", 1), ("vm", "v6", 1)]
+    assert rows[0]["message"] == ("5 VMs (webv0, webv1, webv2, webv3, webv4): each is running and is not a "
+                                  "CloudStack instance")
+    assert per_object == [f.as_row() for f in shown_as_defined(by_hand)]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(findings_to_group, st.sampled_from(["n'; --", "n%s", "ñ€", ""]))
+def test_a_group_stored_at_once_keeps_every_object_as_made(findings: list[Finding], prefix: str) -> None:
+    """A group's objects share all but the object, and are written as one statement: each stored row is still the
+    object's own finding, column for column (names with quotes or "%s", no observed value, no cluster)."""
+    findings = [f._replace(object_name=prefix + f.object_name, message=prefix + f.message) if f.object_name else f
+                for f in findings]
+    grouped = group_findings(findings)
+    with tempfile.TemporaryDirectory() as folder:
+        with open_store(Path(folder) / "g.db") as store:
+            scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None), [])
+            store_findings(store, scan_id, findings)
+            stored = [{k: v for k, v in row.items() if k != "scan_id"} for row in store.finding_objects(scan_id)]
+            numbers = [row["finding"] for row in store.query("SELECT finding FROM finding_objects ORDER BY rowid")]
+    assert stored == [o.as_row() for f in grouped for o in (f.objects or (f,))]
+    assert numbers == [n for n, f in enumerate(grouped, 1) for _ in (f.objects or (f,))]
