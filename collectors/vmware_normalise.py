@@ -271,11 +271,13 @@ def _disk_files(raw: dict[str, Any], target: str, wanted_hosts: set[str], inv: I
     mounted_elsewhere = {row["_moid"] for row in raw.get("datastores", [])
                          if any(_mount_host(m) not in wanted_hosts for m in row.get("host") or [])}
     stored = {s.key for s in inv.storage} - mounted_elsewhere
+    listed = raw.get("datastore_files")
+    # every VM disk's folder: read only when files were listed (off by default, and 10,000 VMs' devices to walk)
     vm_folders = {_folder(backing.get("fileName")) for row in raw.get("vms", [])
                   for device in row.get("config.hardware.device") or [] if isinstance(device, dict)
-                  and isinstance(backing := device.get("backing"), dict) and isinstance(backing.get("fileName"), str)}
+                  and isinstance(backing := device.get("backing"), dict)
+                  and isinstance(backing.get("fileName"), str)} if isinstance(listed, dict) and listed else set()
     vm_folders.discard("")
-    listed = raw.get("datastore_files")
     for moid, files in (listed.items() if isinstance(listed, dict) else ()):
         if moid not in stored or not isinstance(files, list):
             continue
