@@ -111,8 +111,9 @@ def _write(store: Store, scan_id: int, grouped: Sequence[Finding]) -> None:
 
 def checked(view: InventoryView, only: Sequence[str] | None = None,
             skip: Sequence[str] | None = None) -> tuple[list[Finding], list[Finding]]:
-    """The selected rules' findings on a view: one per object in the order they are shown (``_order``: by target,
-    cluster, severity, rule and object, else as made), and grouped (``group_findings``) in the order they are stored.
+    """The selected rules' findings on a view: one per object in the order they are shown (by target, cluster — none
+    first —, severity, rule and object key, else as made), and grouped (``group_findings``) in the order they are
+    stored.
 
     Exactly what ordering and grouping the findings one by one gives (``tests/test_checks_as_defined.py`` holds it
     to that), made faster for a rule's ``Statement``: its objects' findings are made in one step, ordered within
@@ -139,7 +140,7 @@ def checked(view: InventoryView, only: Sequence[str] | None = None,
             segments += placed
             continue
         if all(len(unit.findings) == 1 for unit in placed):  # one finding each: by key, then as made
-            segments += sorted(placed, key=_KEY_AND_MADE)
+            segments += sorted(placed, key=_key_and_made)
             continue
         # several findings under one (target, cluster, severity, rule): each by its key, then as made
         items = sorted((key, position, finding, unit.statement) for unit in placed
@@ -161,9 +162,6 @@ class _Unit(NamedTuple):
 
 def _key_and_made(unit: _Unit) -> tuple[str, int]:
     return unit.keys[0], unit.made[0]
-
-
-_KEY_AND_MADE = _key_and_made
 
 
 def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statement: Statement, made: int) -> int:
@@ -225,11 +223,6 @@ def _grouped(segments: list[_Unit]) -> list[Finding]:
 _OBJECT_COLUMNS = itemgetter(*(Finding._fields.index(name) for name in (
     "target", "cluster", "rule_id", "severity", "object_type", "object_key", "object_name", "message", "observed",
     "expected")))
-
-
-def _order(finding: Finding) -> tuple[str, str, int, str, str]:
-    rule_id, severity, _, object_key, target, _, _, _, _, _, cluster, _, _, _ = finding  # one step, not ten lookups
-    return (target, cluster or "", _RANK[severity], rule_id, object_key)
 
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
