@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -342,3 +343,20 @@ def test_a_group_stored_at_once_keeps_every_object_as_made(findings: list[Findin
             numbers = [row["finding"] for row in store.query("SELECT finding FROM finding_objects ORDER BY rowid")]
     assert stored == [o.as_row() for f in grouped for o in (f.objects or (f,))]
     assert numbers == [n for n, f in enumerate(grouped, 1) for _ in (f.objects or (f,))]
+
+
+@pytest.mark.parametrize("version", ["4.18", "4.20", "4.22"])
+def test_data_volumes_at_the_fewest_limit_and_one_over(version: str, tmp_path: Path) -> None:
+    """A VM with exactly the fewest limit's data volumes, and one with one more, on each host: the second is over
+    (the early "no VM can be over" must not stop at the limit itself)."""
+    release = resolve(version)
+    fewest = min(limits.max_data_volumes for kind, versions in VERSIONS.items() for v in versions
+                 if (limits := release.limits(kind, v)).max_data_volumes is not None)
+    plans = [(target, host, fewest + 1 + extra, [], None) for target in KINDS for host in range(3) for extra in (0, 1)]
+    results = estate(plans, [0, 1, 2])
+    for result in results:  # every disk a data disk but the first
+        result.inventory.vm_disks = [dataclasses.replace(d, disk_type="disk") for d in result.inventory.vm_disks]
+    with open_store(tmp_path / "x.db") as store:
+        scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, version, "test", None), results)
+        findings = run_checks(store, scan_id, version, only=["data-volumes-per-vm"], scanned=results)
+    assert said(findings, "data-volumes-per-vm") == data_volumes_as_defined(results, version) != []

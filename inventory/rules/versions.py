@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from operator import attrgetter
 
 from inventory.model import Host
 from inventory.releases import kvm_os_supported, xen_supported
@@ -201,6 +202,9 @@ def guests_per_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
                             "full", observed=count, expected=f"< {limits.max_guests}")
 
 
+_TARGET = attrgetter("target")
+
+
 @rule("data-volumes-per-vm", hypervisors=ANY_KIND, basis="CODE",
       sources=[code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java", "getMaxDataVolumesSupported",
                     "4.18–4.22 (rows: DB upgrade scripts; 6 when unset)")],
@@ -211,15 +215,15 @@ def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
     disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
     of_host = {key: view.limits(h.hypervisor, _limits_version(h.hypervisor, h)) for key, h in view.host_by_key.items()}
     # a VM is judged by its host's limits, else (its host not in the scan) by its target's kind's
-    kinds = {kind for target in {vm.target for vm in view.vms} if (kind := view.kind_of_target(target)) is not None}
+    kinds = {kind for target in set(map(_TARGET, view.vms)) if (kind := view.kind_of_target(target)) is not None}
     limits_used = [*of_host.values(), *(view.limits(kind, None) for kind in kinds)]
     fewest = min((limits.max_data_volumes for limits in limits_used if limits.max_data_volumes is not None),
                  default=None)
     if fewest is None:
         return
-    many = {key for key, count in disks.items() if count - 1 > fewest}  # no other VM can be over any limit
-    if not many:
+    if max(disks.values(), default=0) - 1 <= fewest:  # most estates: no VM can be over any limit
         return
+    many = {key for key, count in disks.items() if count - 1 > fewest}  # no other VM can be over any limit
     for vm in view.vms:
         if (vm.target, vm.key) not in many:
             continue
