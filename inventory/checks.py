@@ -194,7 +194,7 @@ def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statemen
                                                expected, remediation, reference, cluster, basis, name, ()))))
         made += 1
     for (target, cluster, object_type), block in blocks.items():
-        block.sort()  # by key, then as made: the made positions differ, so findings are never compared
+        block.sort(key=_FIRST)  # by key, then as made (a stable sort of a block in the order made)
         keys, positions, findings = zip(*block, strict=True)
         units[(target, cluster or "", rank, rule_id)].append(_Unit(
             list(findings), list(keys), list(positions), (rule_id, severity, target, cluster, object_type, expected,
@@ -276,6 +276,7 @@ def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
     return (rule_id, severity, target, cluster, object_type, expected, rest)
 
 
+_FIRST = itemgetter(0)
 _OBJECT = itemgetter(*(Finding._fields.index(name) for name in ("object_key", "object_name", "observed")))
 _NAME, _OBSERVED = itemgetter(Finding._fields.index("object_name")), itemgetter(Finding._fields.index("observed"))
 
