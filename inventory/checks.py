@@ -128,10 +128,7 @@ def checked(view: InventoryView, only: Sequence[str] | None = None,
             if type(item) is Statement:
                 made = _add_statement(units, item, made)
             else:
-                finding: Finding = item  # type: ignore[assignment]
-                rule_id, severity, _, object_key, target, _, _, _, _, _, cluster, _, _, _ = finding
-                units[(target, cluster or "", _RANK[severity], rule_id)].append(
-                    _Unit([finding], [object_key], [made], _statement_key(finding)))
+                _add_finding(units, item, made)  # type: ignore[arg-type]
                 made += 1
     segments: list[_Unit] = []
     for prefix in sorted(units):
@@ -164,6 +161,13 @@ def _key_and_made(unit: _Unit) -> tuple[str, int]:
     return unit.keys[0], unit.made[0]
 
 
+def _add_finding(units: dict[tuple[str, str, int, str], list[_Unit]], finding: Finding, made: int) -> None:
+    """A finding made one by one, as a unit of its own under its (target, cluster, severity, rule)."""
+    rule_id, severity, _, object_key, target, _, _, _, _, _, cluster, _, _, _ = finding  # one step, not ten lookups
+    units[(target, cluster or "", _RANK[severity], rule_id)].append(
+        _Unit([finding], [object_key], [made], _statement_key(finding)))
+
+
 def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statement: Statement, made: int) -> int:
     """A statement's findings as blocks, one per (target, cluster, object type), each ordered by key; an object
     with no name says nothing others share, and stands alone. Returns the position after them."""
@@ -175,10 +179,8 @@ def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statemen
     for about in statement.objects:
         kind, name = type(about), about.name
         if kind is not Vm and kind is not Host or not name:
-            finding = r.finding(about, f"{name}{said}", observed=None if observe is None else observe(about),
-                                expected=expected)
-            units[(finding.target, finding.cluster or "", rank, rule_id)].append(
-                _Unit([finding], [finding.object_key], [made], _statement_key(finding)))
+            _add_finding(units, r.finding(about, f"{name}{said}", observed=None if observe is None else observe(about),
+                                          expected=expected), made)
             made += 1
             continue
         object_type = "vm" if kind is Vm else "host"

@@ -4,8 +4,8 @@
 A rule is a function decorated with ``@rule``; its docstring's first line is the requirement
 shown in reports, and the decorator carries the rest of its catalogue entry: the hypervisor
 kinds it is for — named, or ``ANY_KIND`` for a requirement that holds whatever the hypervisor.
-Rules read an ``InventoryView`` of one scan and yield ``Finding``s. The rules live in
-``inventory.rules``; ``inventory.checks`` runs them.
+Rules read an ``InventoryView`` of one scan and yield ``Finding``s (or a ``Statement``: one thing said of
+many VMs or hosts). The rules live in ``inventory.rules``; ``inventory.checks`` runs them.
 """
 
 from __future__ import annotations
