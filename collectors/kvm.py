@@ -197,8 +197,9 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolC
         "domain_capabilities": _optional(call, conn.getDomainCapabilities, None, None, None, None, 0),
     }
     raw["domains"] = _domains(conn, call)
-    raw["networks"] = [{"xml": call(n.XMLDesc, 0), "active": bool(call(n.isActive))}
-                       for n in call(conn.listAllNetworks, 0)]
+    # a network removed between the listing and its XML is left out, as a domain is (_domains)
+    raw["networks"] = [{"xml": xml, "active": bool(call(n.isActive))} for n in call(conn.listAllNetworks, 0)
+                       if (xml := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.XMLDesc, 0)) is not None]
     raw["pools"] = [_pool(p, call, claims) for p in call(conn.listAllStoragePools, 0)]
     raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
                          for i in _optional(call, conn.listAllInterfaces, 0) or []]
@@ -252,8 +253,27 @@ def _domains(conn: Any, call: Any) -> list[dict[str, Any]]:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
             raise
         pairs = [(d, {"state.state": call(d.state)[0]}) for d in call(conn.listAllDomains, 0)]
-    return [{"xml": call(dom.XMLDesc, 0), "stats": stats, "persistent": bool(call(dom.isPersistent))}
-            for dom, stats in pairs]
+    # CloudStack expunges VMs while a scan runs: a domain gone between the listing and its XML is left out (it is
+    # no longer on the host), not a reason to lose the host's answer
+    found = []
+    for dom, stats in pairs:
+        xml = _unless_gone(call, "VIR_ERR_NO_DOMAIN", dom.XMLDesc, 0)
+        persistent = _unless_gone(call, "VIR_ERR_NO_DOMAIN", dom.isPersistent) if xml is not None else None
+        if persistent is not None:
+            found.append({"xml": xml, "stats": stats, "persistent": bool(persistent)})
+    return found
+
+
+def _unless_gone(call: Any, gone: str, fn: Any, *args: Any) -> Any:
+    """``call(fn, *args)``, or None when libvirt says the object no longer exists (error ``gone``); any other
+    error is raised."""
+    libvirt = _libvirt()
+    try:
+        return call(fn, *args)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != getattr(libvirt, gone):
+            raise
+        return None
 
 
 def _optional(call: Any, fn: Any, *args: Any) -> Any:

@@ -1,5 +1,6 @@
 """Many-host KVM clusters through libvirt's own test driver (no daemon)."""
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,47 @@ def test_a_shared_pool_is_listed_by_one_host_and_by_the_next_when_its_listing_fa
     from collectors.kvm import _pool
     assert "volumes" not in _pool(Unlistable(), lambda fn, *args: fn(*args), claims)
     assert claims.claim("5b2f4e7c-0000-4000-8000-00000000beef")  # released: the next host lists it
+
+
+def test_a_domain_or_network_removed_while_the_host_is_read_is_left_out(tmp_path: Path) -> None:
+    """CloudStack expunges VMs while a scan runs: a domain (or network) listed, then gone before its XML is read, is
+    left out of that host's answer, and the host is still read (libvirt's test driver, the removal done through it
+    between the listing and the reads)."""
+    from collectors.base import Calls
+    from collectors.kvm import fetch_libvirt
+    (host,) = write_cluster(tmp_path / "td", hosts=1, domains_per_host=4)
+    conn = libvirt.open(f"test://{host.path}")  # read-write: this test removes what the collector just listed
+    for name in ("cloudbr-a", "cloudbr-b"):
+        conn.networkDefineXML(f"<network><name>{name}</name><bridge name='{name}'/></network>")
+    listed_networks = sorted(n.name() for n in conn.listAllNetworks(0))
+
+    class RemovesAfterListing:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def getAllDomainStats(self, *args: Any) -> Any:
+            pairs = self.real.getAllDomainStats(*args)
+            gone = pairs[1][0]
+            if gone.isActive():
+                gone.destroy()
+            gone.undefine()
+            return pairs
+
+        def listAllNetworks(self, *args: Any) -> Any:
+            networks = sorted(self.real.listAllNetworks(*args), key=lambda n: n.name())
+            networks[0].undefine()
+            return networks
+
+    try:
+        names_before = sorted(d.name() for d in conn.listAllDomains(0))
+        raw = fetch_libvirt(RemovesAfterListing(conn), host.name, f"test://{host.path}", Calls())
+        names_after = sorted(d.name() for d in conn.listAllDomains(0))
+    finally:
+        conn.close()
+    assert len(names_after) == len(names_before) - 1
+    read = sorted(ET.fromstring(d["xml"]).findtext("name") for d in raw["domains"])
+    assert read == names_after
+    assert sorted(ET.fromstring(n["xml"]).findtext("name") for n in raw["networks"]) == listed_networks[1:]
