@@ -200,10 +200,23 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolC
     # a network removed between the listing and its XML is left out, as a domain is (_domains)
     raw["networks"] = [{"xml": xml, "active": bool(call(n.isActive))} for n in call(conn.listAllNetworks, 0)
                        if (xml := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.XMLDesc, 0)) is not None]
-    raw["pools"] = [_pool(p, call, claims) for p in call(conn.listAllStoragePools, 0)]
+    raw["pools"] = _pools(conn, call, claims)
     raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
                          for i in _optional(call, conn.listAllInterfaces, 0) or []]
     return raw
+
+
+def _pools(conn: Any, call: Any, claims: PoolClaims | None) -> list[dict[str, Any]]:
+    """The host's storage pools; one removed while it is read is left out, as a domain is (``_domains``)."""
+    libvirt = _libvirt()
+    found = []
+    for pool in call(conn.listAllStoragePools, 0):
+        try:
+            found.append(_pool(pool, call, claims))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise
+    return found
 
 
 def _pool(pool: Any, call: Any, claims: PoolClaims | None) -> dict[str, Any]:

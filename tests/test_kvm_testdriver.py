@@ -116,8 +116,8 @@ def test_a_shared_pool_is_listed_by_one_host_and_by_the_next_when_its_listing_fa
     assert claims.claim("5b2f4e7c-0000-4000-8000-00000000beef")  # released: the next host lists it
 
 
-def test_a_domain_or_network_removed_while_the_host_is_read_is_left_out(tmp_path: Path) -> None:
-    """CloudStack expunges VMs while a scan runs: a domain (or network) listed, then gone before its XML is read, is
+def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp_path: Path) -> None:
+    """CloudStack expunges VMs while a scan runs: a domain (or network, or pool) listed, then gone before it is read, is
     left out of that host's answer, and the host is still read (libvirt's test driver, the removal done through it
     between the listing and the reads)."""
     from collectors.base import Calls
@@ -148,7 +148,15 @@ def test_a_domain_or_network_removed_while_the_host_is_read_is_left_out(tmp_path
             networks[0].undefine()
             return networks
 
+        def listAllStoragePools(self, *args: Any) -> Any:
+            pools = sorted(self.real.listAllStoragePools(*args), key=lambda p: p.name())
+            if pools[0].isActive():
+                pools[0].destroy()
+            pools[0].undefine()
+            return pools
+
     try:
+        pools_before = sorted(p.name() for p in conn.listAllStoragePools(0))
         names_before = sorted(d.name() for d in conn.listAllDomains(0))
         raw = fetch_libvirt(RemovesAfterListing(conn), host.name, f"test://{host.path}", Calls())
         names_after = sorted(d.name() for d in conn.listAllDomains(0))
@@ -158,3 +166,5 @@ def test_a_domain_or_network_removed_while_the_host_is_read_is_left_out(tmp_path
     read = sorted(ET.fromstring(d["xml"]).findtext("name") for d in raw["domains"])
     assert read == names_after
     assert sorted(ET.fromstring(n["xml"]).findtext("name") for n in raw["networks"]) == listed_networks[1:]
+    assert len(pools_before) > 1
+    assert sorted(ET.fromstring(p["xml"]).findtext("name") for p in raw["pools"]) == pools_before[1:]
