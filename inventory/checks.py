@@ -116,77 +116,79 @@ def checked(view: InventoryView, only: Sequence[str] | None = None,
     stored.
 
     Exactly what ordering and grouping the findings one by one gives (``tests/test_checks_as_defined.py`` holds it
-    to that), made faster for a rule's ``Statement``: its objects' findings are made in one step, ordered within
-    each (target, cluster) by their keys alone, and grouped as a block, its statement known rather than read back
-    out of each message. A rule's ``Finding``s take the one-by-one way."""
-    units: dict[tuple[str, str, int, str], list[_Unit]] = defaultdict(list)
+    to that), made in blocks: the findings of one (target, cluster, severity, rule) that state one thing (a rule's
+    ``Statement``, or findings whose messages say the same of their objects) are one block, ordered by object key
+    alone and grouped as one. A statement's findings are made in one step, its statement known rather than read
+    back out of each message."""
+    blocks: dict[tuple[tuple[str, str, int, str], tuple[Any, ...] | None], list[tuple[str, int, Finding]]] = {}
     made = 0  # the position in the order the rules made them: what orders findings whose keys are equal
     for chosen in select_rules(only, skip):
         if not (chosen.runs_on(view.kinds) and chosen.applies_to(view.release)):
             continue
         for item in chosen.fn(view, chosen):
             if type(item) is Statement:
-                made = _add_statement(units, item, made)
+                made = _add_statement(blocks, item, made)
             else:
-                _add_finding(units, item, made)  # type: ignore[arg-type]
+                _add_finding(blocks, item, made)  # type: ignore[arg-type]
                 made += 1
-    segments: list[_Unit] = []
-    for prefix in sorted(units):
-        placed = units[prefix]
-        if len(placed) == 1:
-            segments += placed
+    placed: dict[tuple[str, str, int, str], list[tuple[tuple[Any, ...] | None, list[tuple[str, int, Finding]]]]] = (
+        defaultdict(list))
+    for (prefix, statement), items in blocks.items():
+        placed[prefix].append((statement, items))
+    segments: list[_Segment] = []
+    for prefix in sorted(placed):
+        here = placed[prefix]
+        if len(here) == 1:  # one block: made in order, so a stable sort by key orders it
+            statement, items = here[0]
+            items.sort(key=_FIRST)
+            segments.append(_Segment(list(map(_THIRD, items)), statement))
             continue
-        if all(len(unit.findings) == 1 for unit in placed):  # one finding each: by key, then as made
-            segments += sorted(placed, key=_key_and_made)
-            continue
-        # several findings under one (target, cluster, severity, rule): each by its key, then as made
-        items = sorted((key, position, finding, unit.statement) for unit in placed
-                       for key, position, finding in zip(unit.keys, unit.made, unit.findings, strict=True))
-        segments += [_Unit([finding], [key], [position], statement) for key, position, finding, statement in items]
+        # several blocks under one (target, cluster, severity, rule): each finding by its key, then as made
+        merged = sorted((key, position, finding, statement) for statement, items in here
+                        for key, position, finding in items)
+        segments += [_Segment([finding], statement) for _, _, finding, statement in merged]
     per_object = [finding for segment in segments for finding in segment.findings]
     return per_object, _grouped(segments)
 
 
-class _Unit(NamedTuple):
-    """Findings next to each other in the order shown: one the rules made one by one, or a statement's block
-    about one (target, cluster); their object keys, their positions as made, and what they state (else None)."""
+class _Segment(NamedTuple):
+    """Findings next to each other in the order shown, and what they state (None: each stands alone)."""
 
     findings: list[Finding]
-    keys: list[str]
-    made: list[int]
     statement: tuple[Any, ...] | None
 
 
-def _key_and_made(unit: _Unit) -> tuple[str, int]:
-    return unit.keys[0], unit.made[0]
+_Blocks = dict[tuple[tuple[str, str, int, str], tuple[Any, ...] | None], list[tuple[str, int, Finding]]]
 
 
-def _add_finding(units: dict[tuple[str, str, int, str], list[_Unit]], finding: Finding, made: int) -> None:
-    """A finding made one by one, as a unit of its own under its (target, cluster, severity, rule)."""
+def _add_finding(blocks: _Blocks, finding: Finding, made: int) -> None:
+    """A finding made one by one, into the block of its (target, cluster, severity, rule) and statement."""
     rule_id, severity, _, object_key, target, _, _, _, _, _, cluster, _, _, _ = finding  # one step, not ten lookups
-    units[(target, cluster or "", _RANK[severity], rule_id)].append(
-        _Unit([finding], [object_key], [made], _statement_key(finding)))
+    where = ((target, cluster or "", _RANK[severity], rule_id), _statement_key(finding))
+    block = blocks.get(where)
+    if block is None:
+        block = blocks[where] = []
+    block.append((object_key, made, finding))
 
 
-def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statement: Statement, made: int) -> int:
-    """A statement's findings as blocks, one per (target, cluster, object type), each ordered by key; an object
-    with no name says nothing others share, and stands alone. Returns the position after them."""
+def _add_statement(blocks: _Blocks, statement: Statement, made: int) -> int:
+    """A statement's findings into blocks, one per (target, cluster, object type); an object with no name says
+    nothing others share, and stands alone. Returns the position after them."""
     r, said, observe, expected = statement.rule, statement.said, statement.observed, statement.expected
     rule_id, severity, remediation, reference, basis = r.id, r.severity, r.remediation, r.reference, r.basis
     rank = _RANK[severity]
-    blocks: dict[tuple[str, str | None, str], list[tuple[str, int, Finding]]] = {}
     new = tuple.__new__
     for about in statement.objects:
         kind, name = type(about), about.name
         if kind is not Vm and kind is not Host or not name:
-            _add_finding(units, r.finding(about, f"{name}{said}", observed=None if observe is None else observe(about),
-                                          expected=expected), made)
+            _add_finding(blocks, r.finding(about, f"{name}{said}", observed=None if observe is None else observe(about),
+                                           expected=expected), made)
             made += 1
             continue
         object_type = "vm" if kind is Vm else "host"
         key, target, cluster = about.key, about.target, about.cluster_key
         value = None if observe is None else observe(about)
-        where = (target, cluster, object_type)
+        where = ((target, cluster or "", rank, rule_id), (rule_id, severity, target, cluster, object_type, expected, said))
         block = blocks.get(where)
         if block is None:
             block = blocks[where] = []
@@ -195,16 +197,10 @@ def _add_statement(units: dict[tuple[str, str, int, str], list[_Unit]], statemen
                                                value if value is None or type(value) is str else str(value),
                                                expected, remediation, reference, cluster, basis, name, ()))))
         made += 1
-    for (target, cluster, object_type), block in blocks.items():
-        block.sort(key=_FIRST)  # by key, then as made (a stable sort of a block in the order made)
-        keys, positions, findings = zip(*block, strict=True)
-        units[(target, cluster or "", rank, rule_id)].append(_Unit(
-            list(findings), list(keys), list(positions), (rule_id, severity, target, cluster, object_type, expected,
-                                                          said)))
     return made
 
 
-def _grouped(segments: list[_Unit]) -> list[Finding]:
+def _grouped(segments: list[_Segment]) -> list[Finding]:
     """``group_findings`` of the findings of ``segments`` in order, a segment's statement known (or None)."""
     members: dict[tuple[Any, ...], list[Finding]] = defaultdict(list)
     for segment in segments:
@@ -278,7 +274,7 @@ def _statement_key(finding: Finding) -> tuple[Any, ...] | None:
     return (rule_id, severity, target, cluster, object_type, expected, rest)
 
 
-_FIRST = itemgetter(0)
+_FIRST, _THIRD = itemgetter(0), itemgetter(2)
 _OBJECT = itemgetter(*(Finding._fields.index(name) for name in ("object_key", "object_name", "observed")))
 _NAME, _OBSERVED = itemgetter(Finding._fields.index("object_name")), itemgetter(Finding._fields.index("observed"))
 
