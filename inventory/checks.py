@@ -109,6 +109,11 @@ def _write(store: Store, scan_id: int, grouped: Sequence[Finding]) -> None:
     store.write_findings(scan_id, rows, objects)
 
 
+# findings by (target, cluster, severity rank, rule) and statement (None: none), each with its object key and its
+# position as made
+_Blocks = dict[tuple[tuple[str, str, int, str], tuple[Any, ...] | None], list[tuple[str, int, Finding]]]
+
+
 def checked(view: InventoryView, only: Sequence[str] | None = None,
             skip: Sequence[str] | None = None) -> tuple[list[Finding], list[Finding]]:
     """The selected rules' findings on a view: one per object in the order they are shown (by target, cluster — none
@@ -120,7 +125,7 @@ def checked(view: InventoryView, only: Sequence[str] | None = None,
     ``Statement``, or findings whose messages say the same of their objects) are one block, ordered by object key
     alone and grouped as one. A statement's findings are made in one step, its statement known rather than read
     back out of each message."""
-    blocks: dict[tuple[tuple[str, str, int, str], tuple[Any, ...] | None], list[tuple[str, int, Finding]]] = {}
+    blocks: _Blocks = {}
     made = 0  # the position in the order the rules made them: what orders findings whose keys are equal
     for chosen in select_rules(only, skip):
         if not (chosen.runs_on(view.kinds) and chosen.applies_to(view.release)):
@@ -156,9 +161,6 @@ class _Segment(NamedTuple):
 
     findings: list[Finding]
     statement: tuple[Any, ...] | None
-
-
-_Blocks = dict[tuple[tuple[str, str, int, str], tuple[Any, ...] | None], list[tuple[str, int, Finding]]]
 
 
 def _add_finding(blocks: _Blocks, finding: Finding, made: int) -> None:
