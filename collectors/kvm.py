@@ -198,11 +198,13 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolC
     }
     raw["domains"] = _domains(conn, call)
     # a network removed between the listing and its XML is left out, as a domain is (_domains)
-    raw["networks"] = [{"xml": xml, "active": bool(call(n.isActive))} for n in call(conn.listAllNetworks, 0)
-                       if (xml := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.XMLDesc, 0)) is not None]
+    raw["networks"] = [{"xml": xml, "active": bool(active)} for n in call(conn.listAllNetworks, 0)
+                       if (xml := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.XMLDesc, 0)) is not None
+                       and (active := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.isActive)) is not None]
     raw["pools"] = _pools(conn, call, claims)
-    raw["interfaces"] = [{"xml": call(i.XMLDesc, 0), "active": bool(call(i.isActive))}
-                         for i in _optional(call, conn.listAllInterfaces, 0) or []]
+    raw["interfaces"] = [{"xml": xml, "active": bool(active)} for i in _optional(call, conn.listAllInterfaces, 0) or []
+                         if (xml := _unless_gone(call, "VIR_ERR_NO_INTERFACE", i.XMLDesc, 0)) is not None
+                         and (active := _unless_gone(call, "VIR_ERR_NO_INTERFACE", i.isActive)) is not None]
     return raw
 
 

@@ -116,8 +116,8 @@ def test_a_shared_pool_is_listed_by_one_host_and_by_the_next_when_its_listing_fa
     assert claims.claim("5b2f4e7c-0000-4000-8000-00000000beef")  # released: the next host lists it
 
 
-def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp_path: Path) -> None:
-    """CloudStack expunges VMs while a scan runs: a domain (or network, or pool) listed, then gone before it is read, is
+def test_a_domain_network_pool_or_interface_removed_while_the_host_is_read_is_left_out(tmp_path: Path) -> None:
+    """CloudStack expunges VMs while a scan runs: a domain (network, pool, interface) listed, then gone before it is read, is
     left out of that host's answer, and the host is still read (libvirt's test driver, the removal done through it
     between the listing and the reads)."""
     from collectors.base import Calls
@@ -126,6 +126,7 @@ def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp
     conn = libvirt.open(f"test://{host.path}")  # read-write: this test removes what the collector just listed
     for name in ("cloudbr-a", "cloudbr-b"):
         conn.networkDefineXML(f"<network><name>{name}</name><bridge name='{name}'/></network>")
+    conn.interfaceDefineXML("<interface type='ethernet' name='eth9'><mac address='52:54:00:00:00:09'/></interface>")
     listed_networks = sorted(n.name() for n in conn.listAllNetworks(0))
 
     class RemovesAfterListing:
@@ -148,6 +149,11 @@ def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp
             networks[0].undefine()
             return networks
 
+        def listAllInterfaces(self, *args: Any) -> Any:
+            interfaces = self.real.listAllInterfaces(*args)
+            self.real.interfaceLookupByName("eth9").undefine()
+            return interfaces
+
         def listAllStoragePools(self, *args: Any) -> Any:
             pools = sorted(self.real.listAllStoragePools(*args), key=lambda p: p.name())
             if pools[0].isActive():
@@ -156,6 +162,7 @@ def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp
             return pools
 
     try:
+        interfaces_before = sorted(i.name() for i in conn.listAllInterfaces(0))
         pools_before = sorted(p.name() for p in conn.listAllStoragePools(0))
         names_before = sorted(d.name() for d in conn.listAllDomains(0))
         raw = fetch_libvirt(RemovesAfterListing(conn), host.name, f"test://{host.path}", Calls())
@@ -167,4 +174,7 @@ def test_a_domain_network_or_pool_removed_while_the_host_is_read_is_left_out(tmp
     assert read == names_after
     assert sorted(ET.fromstring(n["xml"]).findtext("name") for n in raw["networks"]) == listed_networks[1:]
     assert len(pools_before) > 1
+    assert "eth9" in interfaces_before
+    assert sorted(ET.fromstring(i["xml"]).get("name") for i in raw["interfaces"]) == [
+        name for name in interfaces_before if name != "eth9"]
     assert sorted(ET.fromstring(p["xml"]).findtext("name") for p in raw["pools"]) == pools_before[1:]
