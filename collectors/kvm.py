@@ -197,15 +197,18 @@ def fetch_libvirt(conn: Any, address: str, uri: str, calls: Calls, claims: PoolC
         "domain_capabilities": _optional(call, conn.getDomainCapabilities, None, None, None, None, 0),
     }
     raw["domains"] = _domains(conn, call)
-    # a network removed between the listing and its XML is left out, as a domain is (_domains)
-    raw["networks"] = [{"xml": xml, "active": bool(active)} for n in call(conn.listAllNetworks, 0)
-                       if (xml := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.XMLDesc, 0)) is not None
-                       and (active := _unless_gone(call, "VIR_ERR_NO_NETWORK", n.isActive)) is not None]
+    raw["networks"] = _described(call, call(conn.listAllNetworks, 0), "VIR_ERR_NO_NETWORK")
     raw["pools"] = _pools(conn, call, claims)
-    raw["interfaces"] = [{"xml": xml, "active": bool(active)} for i in _optional(call, conn.listAllInterfaces, 0) or []
-                         if (xml := _unless_gone(call, "VIR_ERR_NO_INTERFACE", i.XMLDesc, 0)) is not None
-                         and (active := _unless_gone(call, "VIR_ERR_NO_INTERFACE", i.isActive)) is not None]
+    raw["interfaces"] = _described(call, _optional(call, conn.listAllInterfaces, 0) or [], "VIR_ERR_NO_INTERFACE")
     return raw
+
+
+def _described(call: Any, listed: list[Any], gone: str) -> list[dict[str, Any]]:
+    """Each listed network or interface: its XML and whether it is active. One removed between the listing and
+    these reads (libvirt's error ``gone``) is left out, as a domain is (``_domains``)."""
+    return [{"xml": xml, "active": bool(active)} for item in listed
+            if (xml := _unless_gone(call, gone, item.XMLDesc, 0)) is not None
+            and (active := _unless_gone(call, gone, item.isActive)) is not None]
 
 
 def _pools(conn: Any, call: Any, claims: PoolClaims | None) -> list[dict[str, Any]]:
