@@ -63,8 +63,8 @@ def is_kept(kind: Any, has_mac: bool) -> bool:
 
 def slim_host(record: dict[str, Any]) -> dict[str, Any]:
     """A host record with its data objects slimmed to what the normaliser reads: hardware summary, product, virtual
-    switches, port groups, VMkernel NICs and their services, firewall rulesets, SCSI LUNs, CPU packages and proxy
-    switches."""
+    switches, port groups, VMkernel NICs and their services, firewall rulesets (their inbound TCP rules), SCSI LUNs,
+    CPU packages and proxy switches."""
     if (configs := record.get("config.virtualNicManagerInfo.netConfig")) is not None:
         record["config.virtualNicManagerInfo.netConfig"] = [
             {"nicType": c.get("nicType"), "selectedVnic": [str(v) for v in _items(c.get("selectedVnic"))],
@@ -73,7 +73,8 @@ def slim_host(record: dict[str, Any]) -> dict[str, Any]:
         record["config.firewall"] = {"ruleset": [
             {"key": r.get("key"), "enabled": _truth(r.get("enabled")),
              "rule": [{"port": _number(x.get("port")), "endPort": _number(x.get("endPort")),
-                       "direction": x.get("direction"), "protocol": x.get("protocol")} for x in _items(r.get("rule"))]}
+                       "direction": x.get("direction"), "protocol": x.get("protocol")} for x in _items(r.get("rule"))
+                      if x.get("direction") == "inbound" and x.get("protocol") == "tcp"]}  # all the normaliser reads
             for r in _items((firewall or {}).get("ruleset"))]}
     if (luns := record.get("config.storageDevice.scsiLun")) is not None:
         record["config.storageDevice.scsiLun"] = [

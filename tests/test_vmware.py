@@ -303,10 +303,14 @@ def test_the_fast_path_keeps_what_slim_vm_keeps_and_reads_host_values_or_refuses
     assert record["config.hardware.device"] == kept_devices(plain) == [
         {"_type": "VirtualLsiLogicController", "key": 1000}, *plain[1:4]]  # the keyboard goes; a NIC without a MAC stays
     firewall = ('<propSet><name>config.firewall</name><val xsi:type="HostFirewallInfo"><ruleset><key>a&amp;b</key>'
+                '<rule><port>902</port><direction>outbound</direction><portType>dst</portType><protocol>tcp</protocol>'
+                '</rule><rule><port>902</port><direction>inbound</direction><portType>dst</portType>'
+                '<protocol>udp</protocol></rule>'
                 '<rule><port>902</port><direction>inbound</direction><portType>dst</portType><protocol>tcp</protocol>'
                 '</rule><enabled>true</enabled><allowedHosts><allIp>true</allIp></allowedHosts></ruleset></val>'
                 '</propSet>')
     (host,) = parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall}</objects>', nested=True)
+    # only inbound TCP rules are kept: the only ones the normaliser reads (most of a host's rules are not)
     assert slim_host(host)["config.firewall"] == {"ruleset": [{"key": "a&b", "enabled": True, "rule": [
         {"port": 902, "endPort": None, "direction": "inbound", "protocol": "tcp"}]}]}
     with pytest.raises(HostValueNotRead):
