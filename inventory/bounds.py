@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from collections.abc import Callable
 from operator import attrgetter
@@ -54,30 +55,45 @@ def _text(value: Any) -> str | None:
 
 
 def _raw(value: Any) -> str | None:
+    """None when ``value`` is a storable raw_json, else why it is not."""
+    found = _plain_raw(value)
+    return found if isinstance(found, str) else None
+
+
+def _plain_raw(value: Any) -> tuple[dict[str, Any], str] | str:
+    """``value`` as the store gives it back (keys sorted, tuples as lists, number keys as text) and the JSON text
+    the store writes of it; or why it cannot be stored. Encoded and decoded again, at C speed, its nesting read off
+    the text."""
     if not isinstance(value, dict):
         return f"is {type(value).__name__}, not an object"
-    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
-        return f"nests deeper than {MAX_DEPTH} levels"
     try:
-        size = len(_encode(value).encode())
-    except (TypeError, ValueError, RecursionError) as exc:
+        text = _encode(value)
+    except RecursionError:  # nested beyond what the encoder follows (or holding itself)
+        return f"nests deeper than {MAX_DEPTH} levels"
+    except (TypeError, ValueError) as exc:
         return f"is not plain JSON ({type(exc).__name__})"
-    return None if size <= MAX_RAW_BYTES else f"is {size:,} bytes (at most {MAX_RAW_BYTES:,})"
+    if _text_depth(text) > MAX_DEPTH:
+        return f"nests deeper than {MAX_DEPTH} levels"
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_RAW_BYTES:
+        return f"is {size:,} bytes (at most {MAX_RAW_BYTES:,})"
+    return json.loads(text), text
 
 
-def _depth(value: Any, limit: int, level: int = 1) -> int:
-    """How deep ``value`` nests, counting no further than one past ``limit``."""
-    if level > limit:
-        return level
-    deepest = level
-    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
-        if isinstance(child, (dict, list)):
-            depth = _depth(child, limit, level + 1)
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    break
-    return deepest
+_JSON_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _text_depth(text: str) -> int:
+    """How deep the JSON ``text`` nests (an object or array is one level), counting no further than one past
+    ``MAX_DEPTH``: its brackets outside strings, the innermost pairs taken away one level at a time."""
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", text))
+    depth = 0
+    while brackets and depth <= MAX_DEPTH:
+        brackets = _INNERMOST.sub("", brackets)
+        depth += 1
+    return depth
 
 
 def _short(value: Any) -> str:
@@ -149,16 +165,16 @@ def _plain_raws(inventory: Inventory, table: str, records: list[Any], values: li
     for index, raw in enumerate(values):
         if raw is None or (type(raw) is dict and _flat_and_small(raw) and _sorted_text_keys(raw)):
             continue  # most of them: flat, small, keys in order
-        why = _raw(raw)
+        found = _plain_raw(raw)
         record = records[index]
-        if why is None:
-            plain = raw if is_plain(raw) else json.loads(_encode(raw))
-            if plain is not raw:
-                records[index] = dataclasses.replace(record, raw_json=plain)
+        if isinstance(found, str):
+            replacement, stored = _replacement("raw_json", raw, found, True, dict)
+            records[index] = dataclasses.replace(record, raw_json=replacement)
+            inventory.problems.append(f"{table} {_short(_who(record))}: raw_json {found}; {stored}")
             continue
-        replacement, stored = _replacement("raw_json", raw, why, True, dict)
-        records[index] = dataclasses.replace(record, raw_json=replacement)
-        inventory.problems.append(f"{table} {_short(_who(record))}: raw_json {why}; {stored}")
+        plain, text = found
+        records[index] = dataclasses.replace(record, raw_json=plain)
+        inventory.raw_texts[id(plain)] = (plain, text)  # the store writes this text rather than encode it again
 
 
 def _sorted_text_keys(raw: dict[str, Any]) -> bool:
@@ -194,10 +210,11 @@ def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> boo
 
 
 def _flat_and_small(raw: dict[str, Any]) -> bool:
-    """A raw_json with only scalar values and short text needs no deeper look (most of them)."""
+    """A raw_json with only scalar values and short text needs no deeper look (most of them); one with a nested
+    value is looked at closer (``_plain_raw``)."""
     values = raw.values()
     if not set(map(type, values)) <= _SCALARS:
-        return _raw(raw) is None
+        return False
     return sum(len(v) for v in values if type(v) is str) <= MAX_RAW_BYTES // 4 and all(
         INT_MIN <= v <= INT_MAX for v in values if type(v) is int) and all(
         math.isfinite(v) for v in values if type(v) is float)

@@ -359,6 +359,8 @@ class Inventory:
     problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
     bounded: bool = False  # inventory.bounds.bound made every record storable, each raw_json as the store gives it back
+    # the JSON text bound made of a nested raw_json, by id(raw_json) with the raw_json itself: the store's text of it
+    raw_texts: dict[int, tuple[JsonDict, str]] = field(default_factory=dict, repr=False, compare=False)
 
     TABLES = (  # what the hypervisors run
         "clusters", "hosts", "vms", "vm_disks", "vm_nics",
@@ -382,6 +384,7 @@ class Inventory:
     def extend(self, other: Inventory) -> None:
         for table in self.ALL_TABLES:
             getattr(self, table).extend(getattr(other, table))
+        self.raw_texts.update(other.raw_texts)
 
     def counts(self) -> dict[str, int]:
         """Rows per table: every hypervisor table, and the CloudStack tables that hold any."""

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -100,10 +100,13 @@ class Store:
                                        for r in results for e in r.endpoints])
             for table_name in schema.INVENTORY_TABLES:
                 for result in results:
-                    self._insert_records(table_name, scan_id, getattr(result.inventory, table_name))
+                    self._insert_records(table_name, scan_id, getattr(result.inventory, table_name),
+                                         result.inventory.raw_texts)
         return scan_id
 
-    def _insert_records(self, table_name: str, scan_id: int, records: Sequence[Any]) -> None:
+    def _insert_records(self, table_name: str, scan_id: int, records: Sequence[Any],
+                        raw_texts: Mapping[int, tuple[Any, str]]) -> None:
+        """``raw_texts``: the JSON text of a raw_json already encoded (``Inventory.raw_texts``), by its id."""
         if not records:
             return
         table = schema.TABLES_BY_NAME[table_name]
@@ -117,7 +120,9 @@ class Store:
             for rec in records:
                 values = list(get(rec))
                 raw = values[raw_index]
-                values[raw_index] = None if raw is None else encode_json(raw)
+                if raw is not None:
+                    known = raw_texts.get(id(raw))
+                    values[raw_index] = known[1] if known is not None and known[0] is raw else encode_json(raw)
                 rows.append((scan_id, *values))
         self._insert(table_name, rows)
 

@@ -111,6 +111,18 @@ def test_bound_drops_raw_json_nested_deeper_than_json_readers_go() -> None:
     assert len(inv.problems) == 1 and "v1" in inv.problems[0]
 
 
+@pytest.mark.parametrize(("raw", "kept"), [
+    (nested(31), True), (nested(32), False), (nested(5000), False),  # 32 levels at most; beyond the encoder too
+    ({"a": [[{"b": '\\"[[[{{' * 40, "c": ["]]", "}"]}]], "d": {"e": "\\"}}, True),  # brackets in text are text
+    ({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}, False)])  # an empty list is a level
+def test_bound_counts_the_levels_of_a_raw_json_outside_its_text(raw: dict[str, Any], kept: bool) -> None:
+    inv = Inventory()
+    inv.vms.append(Vm(key="v1", target="t", host_key=None, cluster_key=None, name="n", raw_json=raw))
+    bound(inv)
+    assert (inv.vms[0].raw_json == raw) is kept and len(inv.problems) == (0 if kept else 1)
+    assert kept or inv.vms[0].raw_json == {"dropped": "raw_json nests deeper than 32 levels"}
+
+
 @pytest.mark.parametrize("source", ["synthetic", "real"])
 def test_a_hostile_dump_imports_with_its_problems(source: str, tmp_path: Path) -> None:
     from tests.conftest import real_dump
@@ -155,14 +167,16 @@ def test_bound_leaves_raw_json_as_the_store_gives_it_back(tmp_path: Path) -> Non
     from inventory.view import InventoryView
     inv = Inventory()
     raws = [{"b": 1, "a": (1, [2, (3,)])}, {2: "two", 1: {"z": None, "y": True}}, {"b": 1, 1: "one"},
-            {"a": 1.5, "b": "x"}]
+            {"a": 1.5, "b": "x"}, {"a": (1, 2), "b": {"z": 1, "y": [{"d": 0, "c": 0}]}}]  # the last: in order on top
     inv.hosts += [Host(key=f"h{i}", target="t", cluster_key=None, name="h", address="a", hypervisor="x", raw_json=raw)
                   for i, raw in enumerate(raws)]
     plain_one = inv.hosts[3].raw_json
     bound(inv)
     assert [h.raw_json for h in inv.hosts] == [{"a": [1, [2, [3]]], "b": 1}, {"1": {"y": True, "z": None}, "2": "two"},
-                                              {"dropped": "raw_json is not plain JSON (TypeError)"}, {"a": 1.5, "b": "x"}]
+                                              {"dropped": "raw_json is not plain JSON (TypeError)"}, {"a": 1.5, "b": "x"},
+                                              {"a": [1, 2], "b": {"y": [{"c": 0, "d": 0}], "z": 1}}]
     assert [list(h.raw_json or {}) for h in inv.hosts[:2]] == [["a", "b"], ["1", "2"]] and inv.bounded
+    assert list(inv.hosts[4].raw_json["b"]) == ["y", "z"] and list(inv.hosts[4].raw_json["b"]["y"][0]) == ["c", "d"]
     assert inv.hosts[3].raw_json is plain_one and len(inv.problems) == 1 and "h2" in inv.problems[0]
     with open_store(tmp_path / "raw.db") as store:
         scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None),
