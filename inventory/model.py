@@ -360,6 +360,7 @@ class Inventory:
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
     bounded: bool = False  # inventory.bounds.bound made every record storable, each raw_json as the store gives it back
     # the JSON text bound made of a nested raw_json, by id(raw_json) with the raw_json itself: the store's text of it
+    # (a raw_json is not changed in place after bound: replace it, and the store encodes the new one)
     raw_texts: dict[int, tuple[JsonDict, str]] = field(default_factory=dict, repr=False, compare=False)
 
     TABLES = (  # what the hypervisors run
