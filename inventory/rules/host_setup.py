@@ -257,9 +257,10 @@ def vmware_vnc_firewall(view: InventoryView, r: Rule) -> Iterator[Finding]:
         rulesets = raw_of(host).get("firewall")
         if rulesets is None:
             continue
-        # the open ranges that meet the console's: one that misses it opens none of it (_uncovered)
-        open_ranges = [(a, b) for rs in rulesets if rs.get("enabled") or str(rs.get("key")).lower()
-                       in VNC_RULESETS_CLOUDSTACK_ENABLES for a, b in rs.get("ports") or () if a <= last and b >= first]
+        # the open ranges that meet the console's: one that misses it opens none of it (_uncovered); a ruleset with
+        # no ports (most of them) is passed over first, and the ports of one that is off are not read
+        open_ranges = [(a, b) for rs in rulesets if rs.get("ports") and (rs.get("enabled") or str(rs.get("key")).lower()
+                       in VNC_RULESETS_CLOUDSTACK_ENABLES) for a, b in rs["ports"] if a <= last and b >= first]
         gaps = _uncovered(first, last, open_ranges)
         if gaps:
             shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in gaps[:3])
