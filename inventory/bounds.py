@@ -61,39 +61,44 @@ def _raw(value: Any) -> str | None:
 
 
 def _plain_raw(value: Any) -> tuple[dict[str, Any], str] | str:
-    """``value`` as the store gives it back (keys sorted, tuples as lists, number keys as text) and the JSON text
-    the store writes of it; or why it cannot be stored. Encoded and decoded again, at C speed, its nesting read off
-    the text."""
+    """``value`` as the store gives it back (keys sorted as text, tuples as lists, number keys as text) and the JSON
+    text the store writes of it; or why it cannot be stored. Encoded and decoded again, at C speed."""
     if not isinstance(value, dict):
         return f"is {type(value).__name__}, not an object"
+    if _depth(value) > MAX_DEPTH:
+        return f"nests deeper than {MAX_DEPTH} levels"
     try:
         text = _encode(value)
-    except RecursionError:  # nested beyond what the encoder follows (or holding itself)
-        return f"nests deeper than {MAX_DEPTH} levels"
-    except (TypeError, ValueError) as exc:
+        size = len(text) if text.isascii() else len(text.encode())  # a lone surrogate has no UTF-8
+    except (TypeError, ValueError, RecursionError) as exc:
         return f"is not plain JSON ({type(exc).__name__})"
-    if _text_depth(text) > MAX_DEPTH:
-        return f"nests deeper than {MAX_DEPTH} levels"
-    size = len(text) if text.isascii() else len(text.encode())
     if size > MAX_RAW_BYTES:
         return f"is {size:,} bytes (at most {MAX_RAW_BYTES:,})"
-    return json.loads(text), text
+    plain = json.loads(text)
+    if _NUMBER_KEY.search(text):  # a key that may have been a number, true, false or null: sorted as a number was
+        text = _encode(plain)
+        plain = json.loads(text)
+    return plain, text
 
 
-_JSON_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
-_INNERMOST = re.compile(r"\[\]|\{\}")
+# a key as the encoder writes an int, float, true, false or null key (or a text key that looks like one)
+_NUMBER_KEY = re.compile(r'"(?:-?\d[^"]*|true|false|null)": ')
 
 
-def _text_depth(text: str) -> int:
-    """How deep the JSON ``text`` nests (an object or array is one level), counting no further than one past
-    ``MAX_DEPTH``: its brackets outside strings, the innermost pairs taken away one level at a time."""
-    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", text))
-    depth = 0
-    while brackets and depth <= MAX_DEPTH:
-        brackets = _INNERMOST.sub("", brackets)
-        depth += 1
-    return depth
+def _depth(value: Any, limit: int = MAX_DEPTH, level: int = 1) -> int:
+    """How deep ``value`` nests (dicts, lists and tuples: tuples are stored as lists), counting no further than one
+    past ``limit`` (a value that holds itself is too deep)."""
+    if level > limit:
+        return level
+    deepest = level
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ():
+        if isinstance(child, (dict, list, tuple)):
+            depth = _depth(child, limit, level + 1)
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+    return deepest
 
 
 def _short(value: Any) -> str:

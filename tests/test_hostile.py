@@ -7,6 +7,7 @@ NULL with a line in the target's problems, and exit 3.
 
 from __future__ import annotations
 
+import functools
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -114,13 +115,45 @@ def test_bound_drops_raw_json_nested_deeper_than_json_readers_go() -> None:
 @pytest.mark.parametrize(("raw", "kept"), [
     (nested(31), True), (nested(32), False), (nested(5000), False),  # 32 levels at most; beyond the encoder too
     ({"a": [[{"b": '\\"[[[{{' * 40, "c": ["]]", "}"]}]], "d": {"e": "\\"}}, True),  # brackets in text are text
-    ({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}, False)])  # an empty list is a level
+    ({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}, False),  # an empty list is a level
+    ({"a": functools.reduce(lambda inner, _: (inner,), range(40), 0)}, False)])  # tuples: stored as lists
 def test_bound_counts_the_levels_of_a_raw_json_outside_its_text(raw: dict[str, Any], kept: bool) -> None:
     inv = Inventory()
     inv.vms.append(Vm(key="v1", target="t", host_key=None, cluster_key=None, name="n", raw_json=raw))
     bound(inv)
     assert (inv.vms[0].raw_json == raw) is kept and len(inv.problems) == (0 if kept else 1)
     assert kept or inv.vms[0].raw_json == {"dropped": "raw_json nests deeper than 32 levels"}
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    ({"a": ["\ud800"]}, "is not plain JSON (UnicodeEncodeError)"),  # a lone surrogate: no UTF-8 for it
+    ({4: "\udfff"}, "is not plain JSON (UnicodeEncodeError)"),
+    ({"a": {1}, "b": nested(40)}, "nests deeper than 32 levels"),  # too deep and not JSON: the depth is said first
+    ({"a": {1}, "b": nested(3)}, "is not plain JSON (TypeError)")])
+def test_bound_drops_a_raw_json_it_cannot_store_and_says_why(raw: dict[Any, Any], why: str) -> None:
+    inv = Inventory()
+    inv.vms.append(Vm(key="v1", target="t", host_key=None, cluster_key=None, name="n", raw_json=raw))
+    bound(inv)
+    assert inv.vms[0].raw_json == {"dropped": f"raw_json {why}"} and len(inv.problems) == 1
+
+
+def test_bound_sorts_number_keys_as_the_text_they_become(tmp_path: Path) -> None:
+    """Keys 2 and 10 are stored as "10" and "2", in that order (text order), in memory as in the database."""
+    from inventory import open_store
+    from inventory.model import TargetResult
+    from inventory.store import ScanRow, encode_json
+    inv = Inventory()
+    inv.vms.append(Vm(key="v1", target="t", host_key=None, cluster_key=None, name="n",
+                      raw_json={"a": {2: "x", 10: "y", -1: {True: 0, 3: 1}}}))
+    bound(inv)
+    raw = inv.vms[0].raw_json
+    assert raw == {"a": {"-1": {"3": 1, "true": 0}, "10": "y", "2": "x"}} and not inv.problems
+    assert list(raw["a"]) == ["-1", "10", "2"] and list(raw["a"]["-1"]) == ["3", "true"]
+    with open_store(tmp_path / "keys.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None),
+                         [TargetResult(name="t", hypervisor="x", endpoint="e", status="ok", inventory=inv)])
+        (stored,) = store.db.execute("SELECT raw_json FROM vms").fetchone()
+    assert stored == encode_json(raw)
 
 
 @pytest.mark.parametrize("source", ["synthetic", "real"])
