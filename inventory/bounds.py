@@ -50,8 +50,23 @@ def _bool(value: Any) -> str | None:
 
 def _text(value: Any) -> str | None:
     if type(value) is str:
-        return None if len(value) <= MAX_TEXT else f"is {len(value):,} characters long (at most {MAX_TEXT:,})"
+        if len(value) > MAX_TEXT:
+            return f"is {len(value):,} characters long (at most {MAX_TEXT:,})"
+        return None if _unicode(value) else "is not valid Unicode (a lone surrogate, which has no UTF-8)"
     return f"is {type(value).__name__}, not text"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")  # what JSON's "\\ud800" decodes to on its own: no UTF-8 for it
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` can be stored (encoded as UTF-8): it holds no lone surrogate."""
+    return text.isascii() or _SURROGATES.search(text) is None
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` with U+FFFD for each lone surrogate (which has no UTF-8): for what is stored without ``bound``."""
+    return text if text is None or _unicode(text) else _SURROGATES.sub("\ufffd", text)
 
 
 def _raw(value: Any) -> str | None:
@@ -168,7 +183,7 @@ _SCALARS = {str, int, float, bool, type(None)}
 def _plain_raws(inventory: Inventory, table: str, records: list[Any], values: list[Any]) -> None:
     """Each raw_json storable and as the store gives it back, or a note saying why it is not (and a problem)."""
     for index, raw in enumerate(values):
-        if raw is None or (type(raw) is dict and _flat_and_small(raw) and _sorted_text_keys(raw)):
+        if raw is None or (type(raw) is dict and _flat_and_small(raw)):
             continue  # most of them: flat, small, keys in order
         found = _plain_raw(raw)
         record = records[index]
@@ -210,17 +225,22 @@ def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> boo
     if base is float:
         return all(map(math.isfinite, filter(None, values)))
     if base is str:
-        return max(map(len, filter(None, values)), default=0) <= MAX_TEXT
+        texts = list(filter(None, values))
+        return max(map(len, texts), default=0) <= MAX_TEXT and _unicode("".join(texts))
     return True
 
 
-def _flat_and_small(raw: dict[str, Any]) -> bool:
-    """A raw_json with only scalar values and short text needs no deeper look (most of them); one with a nested
-    value is looked at closer (``_plain_raw``)."""
+def _flat_and_small(raw: dict[Any, Any]) -> bool:
+    """A raw_json with only scalar values, text keys in order and short Unicode text needs no deeper look (most of
+    them); any other is looked at closer (``_plain_raw``)."""
     values = raw.values()
     if not set(map(type, values)) <= _SCALARS:
         return False
-    return sum(len(v) for v in values if type(v) is str) <= MAX_RAW_BYTES // 4 and all(
+    keys = list(raw)
+    if not (all(type(k) is str for k in keys) and keys == sorted(keys)):
+        return False
+    text = "".join(keys) + "".join([v for v in values if type(v) is str])
+    return len(text) <= MAX_RAW_BYTES // 4 and _unicode(text) and all(
         INT_MIN <= v <= INT_MAX for v in values if type(v) is int) and all(
         math.isfinite(v) for v in values if type(v) is float)
 
@@ -254,7 +274,12 @@ def _replacement(name: str, value: Any, why: str, optional: bool, base: Any) -> 
         return {"dropped": f"raw_json {why}"}, "its raw_json dropped"
     if base is str and (type(value) is str or not optional):
         text = value if type(value) is str else str(value)
-        return (text[:MAX_TEXT - 1] + "…" if len(text) > MAX_TEXT else text), "stored shortened, as text"
+        marked = storable(text) or ""
+        said = "stored shortened, as text" if marked == text else "stored with U+FFFD for what is not Unicode"
+        if len(marked) > MAX_TEXT:
+            marked = marked[:MAX_TEXT - 1] + "…"
+            said += ", shortened" if said.startswith("stored with") else ""
+        return marked, said
     if optional:
         return None, "stored as NULL"
     if base is bool:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from inventory import schema
+from inventory.bounds import storable
 from inventory.errors import StoreError
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.model import TargetResult
@@ -92,10 +93,11 @@ class Store:
                 [scan.started_at, scan.finished_at, scan.status, scan.error, scan.cloudstack_version,
                  scan.tool_version, scan.config_path])
             scan_id = int(cursor.lastrowid or 0)
-            self._insert("targets", [(scan_id, r.name, r.hypervisor, r.endpoint, r.status, r.error,
+            # what an endpoint said (errors, its detail) is not bounded as records are: only made storable
+            self._insert("targets", [(scan_id, r.name, r.hypervisor, storable(r.endpoint), r.status, storable(r.error),
                                       round(r.duration_s, 3), r.api_calls,
-                                      None if r.detail is None else encode_json(r.detail)) for r in results])
-            self._insert("endpoints", [(scan_id, e.target, e.endpoint, e.status, e.error,
+                                      None if r.detail is None else storable(encode_json(r.detail))) for r in results])
+            self._insert("endpoints", [(scan_id, e.target, storable(e.endpoint), e.status, storable(e.error),
                                         round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])
             for table_name in schema.INVENTORY_TABLES:

@@ -137,6 +137,42 @@ def test_bound_drops_a_raw_json_it_cannot_store_and_says_why(raw: dict[Any, Any]
     assert inv.vms[0].raw_json == {"dropped": f"raw_json {why}"} and len(inv.problems) == 1
 
 
+def test_text_that_is_not_unicode_is_stored_marked_and_listed(tmp_path: Path) -> None:
+    """A lone surrogate (JSON's "\\ud800" decodes to one: a CloudStack answer, a recording) has no UTF-8: in a name it
+    becomes U+FFFD and is listed, in a raw_json the raw_json is dropped and listed; the scan is stored, not lost."""
+    from inventory import open_store
+    from inventory.model import TargetResult
+    from inventory.store import ScanRow
+    inv = Inventory()
+    inv.vms += [Vm(key="v1", target="t", host_key=None, cluster_key=None, name="bad\ud800name", raw_json={"a": "x"}),
+                Vm(key="v2", target="t", host_key=None, cluster_key=None, name="ok", raw_json={"a": "x\udfff"}),
+                Vm(key="v3", target="t", host_key=None, cluster_key=None, name="ok", raw_json={"\udc80": 1})]
+    bound(inv)
+    assert [v.name for v in inv.vms] == ["bad\ufffdname", "ok", "ok"]
+    assert [v.raw_json for v in inv.vms] == [{"a": "x"}, *[{"dropped": "raw_json is not plain JSON (UnicodeEncodeError)"}] * 2]
+    assert len(inv.problems) == 3 and "v1" in inv.problems[0] and "not valid Unicode" in inv.problems[0]
+    with open_store(tmp_path / "u.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "ok", None, "4.20", "test", None),
+                         [TargetResult(name="t", hypervisor="x", endpoint="e", status="ok", inventory=inv)])
+        assert [r[0] for r in store.db.execute("SELECT name FROM vms ORDER BY key").fetchall()] == ["bad\ufffdname",
+                                                                                                  "ok", "ok"]
+
+
+def test_a_target_error_or_detail_that_is_not_unicode_is_stored_marked(tmp_path: Path) -> None:
+    """What an endpoint said of itself or of its failure may come from JSON too: stored with U+FFFD, not lost."""
+    from inventory import open_store
+    from inventory.model import EndpointResult, TargetResult
+    from inventory.store import ScanRow
+    result = TargetResult(name="t", hypervisor="x", endpoint="e", status="partial", error="said \ud800",
+                          detail={"version": "4.20\udfff"}, inventory=Inventory(),
+                          endpoints=[EndpointResult("t", "e", "partial", "said \ud800", 0.1, 1)])
+    with open_store(tmp_path / "t.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [result])
+        assert store.db.execute("SELECT error, detail FROM targets").fetchone() == (
+            "said \ufffd", '{"version": "4.20\ufffd"}')
+        assert store.db.execute("SELECT error FROM endpoints").fetchone() == ("said \ufffd",)
+
+
 def test_bound_sorts_number_keys_as_the_text_they_become(tmp_path: Path) -> None:
     """Keys 2 and 10 are stored as "10" and "2", in that order (text order), in memory as in the database."""
     from inventory import open_store
