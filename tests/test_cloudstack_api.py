@@ -430,3 +430,19 @@ def test_a_vdi_no_volume_names_and_no_vm_uses_is_a_leak_but_a_template_copy_is_n
         xen.stop()
     assert [d["difference"] for d in found] == ["reconcile-storage-leak"], found
     assert "forgotten-data" in found[0]["message"] and "00000000-0000-4000-8000-00000000feed" in found[0]["hypervisor_side"]
+
+
+def test_a_name_that_is_not_unicode_is_stored_marked_and_the_scan_kept(server: Any, tmp_path: Path) -> None:
+    """CloudStack's JSON may carry a lone surrogate ("\\ud800", as Java strings can hold one): the VM is kept with
+    U+FFFD for it and listed, the target partial, and the scan stored rather than lost in its write."""
+    from inventory.store import ScanRow
+    listed = vms(3)
+    listed[1]["name"] = "tenant\ud800vm"
+    running = server({"vms": listed})
+    result = CloudStackApiCollector(target(running.url)).collect()
+    assert result.status == "partial" and result.error and "not valid Unicode" in result.error
+    with open_store(tmp_path / "cs.db") as store:
+        scan_id = store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [result])
+        names = [row[0] for row in store.db.execute("SELECT name FROM cloudstack_vms WHERE scan_id = ? ORDER BY key",
+                                                    [scan_id])]
+    assert names == ["vm1", "tenant\ufffdvm", "vm3"]
