@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any
 
 from inventory.model import Inventory
+from inventory.normalise import is_unicode, storable
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 MAX_TEXT = 65_536          # characters in one text value
@@ -52,21 +53,10 @@ def _text(value: Any) -> str | None:
     if type(value) is str:
         if len(value) > MAX_TEXT:
             return f"is {len(value):,} characters long (at most {MAX_TEXT:,})"
-        return None if _unicode(value) else "is not valid Unicode (a lone surrogate, which has no UTF-8)"
+        return None if is_unicode(value) else "is not valid Unicode (a lone surrogate, which has no UTF-8)"
     return f"is {type(value).__name__}, not text"
 
 
-_SURROGATES = re.compile("[\ud800-\udfff]")  # what JSON's "\\ud800" decodes to on its own: no UTF-8 for it
-
-
-def _unicode(text: str) -> bool:
-    """Whether ``text`` can be stored (encoded as UTF-8): it holds no lone surrogate."""
-    return text.isascii() or _SURROGATES.search(text) is None
-
-
-def storable(text: str | None) -> str | None:
-    """``text`` with U+FFFD for each lone surrogate (which has no UTF-8): for what is stored without ``bound``."""
-    return text if text is None or _unicode(text) else _SURROGATES.sub("\ufffd", text)
 
 
 def _raw(value: Any) -> str | None:
@@ -226,7 +216,7 @@ def _column_fine(values: list[Any], base: Any, name: str, optional: bool) -> boo
         return all(map(math.isfinite, filter(None, values)))
     if base is str:
         texts = list(filter(None, values))
-        return max(map(len, texts), default=0) <= MAX_TEXT and _unicode("".join(texts))
+        return max(map(len, texts), default=0) <= MAX_TEXT and is_unicode("".join(texts))
     return True
 
 
@@ -240,7 +230,7 @@ def _flat_and_small(raw: dict[Any, Any]) -> bool:
     if not (all(type(k) is str for k in keys) and keys == sorted(keys)):
         return False
     text = "".join(keys) + "".join([v for v in values if type(v) is str])
-    return len(text) <= MAX_RAW_BYTES // 4 and _unicode(text) and all(
+    return len(text) <= MAX_RAW_BYTES // 4 and is_unicode(text) and all(
         INT_MIN <= v <= INT_MAX for v in values if type(v) is int) and all(
         math.isfinite(v) for v in values if type(v) is float)
 
@@ -274,7 +264,7 @@ def _replacement(name: str, value: Any, why: str, optional: bool, base: Any) -> 
         return {"dropped": f"raw_json {why}"}, "its raw_json dropped"
     if base is str and (type(value) is str or not optional):
         text = value if type(value) is str else str(value)
-        marked = storable(text) or ""
+        marked = storable(text)
         said = "stored shortened, as text" if marked == text else "stored with U+FFFD for what is not Unicode"
         if len(marked) > MAX_TEXT:
             marked = marked[:MAX_TEXT - 1] + "…"

@@ -5,6 +5,8 @@ Messages are one line and say what failed and where; ``hint`` says what to try.
 
 from __future__ import annotations
 
+from inventory.normalise import storable
+
 
 class InventoryError(Exception):
     exit_code = 2
@@ -17,7 +19,7 @@ class InventoryError(Exception):
 
     def one_line(self) -> str:
         text = " ".join(self.message.split())
-        return f"{text} ({' '.join(self.hint.split())})" if self.hint else text
+        return storable(f"{text} ({' '.join(self.hint.split())})" if self.hint else text)
 
 
 class ConfigError(InventoryError):

@@ -101,9 +101,22 @@ def parse_properties(text: str) -> dict[str, str]:
 
 
 def one_line(text: object, limit: int = 300) -> str:
-    """Collapse whitespace so an error always fits on one line."""
-    flat = " ".join(str(text).split())
+    """Collapse whitespace so an error always fits on one line (and can be printed and stored: ``storable``)."""
+    flat = storable(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")  # what JSON's "\\ud800" decodes to on its own: no UTF-8 for it
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be printed and stored (encoded as UTF-8): it holds no lone surrogate."""
+    return text.isascii() or _SURROGATES.search(text) is None
+
+
+def storable(text: str) -> str:
+    """``text`` with U+FFFD for each lone surrogate (which has no UTF-8)."""
+    return text if is_unicode(text) else _SURROGATES.sub("\ufffd", text)
 
 
 def sha256_fingerprint(value: str) -> str:

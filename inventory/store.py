@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from inventory import schema
-from inventory.bounds import storable
+from inventory.normalise import storable
 from inventory.errors import StoreError
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.model import TargetResult
@@ -32,6 +32,10 @@ WHERE_TIME_LIMIT_S = 30.0            # how long a user's --where may run
 WHERE_VALUE_BYTES = 16 * 2**20       # the largest text or blob a --where may make (SQLite's length limit)
 _ROWS_PER_INSERT = 100
 encode_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode  # raw_json and detail columns
+
+
+def _text(text: str | None) -> str | None:
+    return None if text is None else storable(text)
 
 
 class SameStatement(NamedTuple):
@@ -94,10 +98,10 @@ class Store:
                  scan.tool_version, scan.config_path])
             scan_id = int(cursor.lastrowid or 0)
             # what an endpoint said (errors, its detail) is not bounded as records are: only made storable
-            self._insert("targets", [(scan_id, r.name, r.hypervisor, storable(r.endpoint), r.status, storable(r.error),
+            self._insert("targets", [(scan_id, r.name, r.hypervisor, storable(r.endpoint), r.status, _text(r.error),
                                       round(r.duration_s, 3), r.api_calls,
                                       None if r.detail is None else storable(encode_json(r.detail))) for r in results])
-            self._insert("endpoints", [(scan_id, e.target, storable(e.endpoint), e.status, storable(e.error),
+            self._insert("endpoints", [(scan_id, e.target, storable(e.endpoint), e.status, _text(e.error),
                                         round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])
             for table_name in schema.INVENTORY_TABLES:

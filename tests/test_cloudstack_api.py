@@ -446,3 +446,30 @@ def test_a_name_that_is_not_unicode_is_stored_marked_and_the_scan_kept(server: A
         names = [row[0] for row in store.db.execute("SELECT name FROM cloudstack_vms WHERE scan_id = ? ORDER BY key",
                                                     [scan_id])]
     assert names == ["vm1", "tenant\ufffdvm", "vm3"]
+
+
+def test_an_error_text_that_is_not_unicode_is_printed_and_logged_marked(server: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """CloudStack's own words (an errortext) may carry a lone surrogate too: the command says it, stores it and
+    logs it with U+FFFD, and exits 3 for the failed target, never with a traceback."""
+    running = server({"vms": vms(2)})
+    original = running.api.handle
+
+    def failing(params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params.get("command") == "listHosts":
+            return 530, {"listhostsresponse": {"uuidList": [], "errorcode": 530, "cserrorcode": 9999,
+                                               "errortext": "Unable to find host h\udc80st"}}
+        return original(params)
+    monkeypatch.setattr(running.api, "handle", failing)
+    config = tmp_path / "cs-inventory.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n\n[[cloudstack_api]]\nname = "mgmt1"\n'
+                      f'url = "{running.url}"\napi_key = "{ADMIN_KEY}"\nsecret_key_env = "CS_SECRET"\n')
+    for options in ((), ("--log-format", "json", "--log-file", str(tmp_path / "log.json"))):
+        done = run_tool(*options, "scan", "--config", str(config))
+        assert done.returncode == 3 and "Traceback" not in done.stderr and "internal error" not in done.stderr, (
+            done.stdout + done.stderr)
+        assert "Unable to find host h\ufffdst" in done.stdout + done.stderr
+    assert "Unable to find host h\ufffdst" in (tmp_path / "log.json").read_text(encoding="utf-8")
+    targets = json.loads(run_tool("export", "--config", str(config), "--table", "targets", "--format", "json",
+                                  "--scan", "2").stdout)  # a failed scan: named
+    assert "Unable to find host h\ufffdst" in targets[-1]["error"]
