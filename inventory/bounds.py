@@ -1,10 +1,11 @@
 """Values kept within what the store, the exports and the checks can hold.
 
 Whatever a hypervisor, a dump or a recording sent, each record field must be of its declared type:
-integers within SQLite's 64 bits, floats finite, booleans real booleans, text of bounded length,
-``raw_json`` plain JSON of bounded depth and size. A value that is not becomes NULL (``raw_json``: a
-note saying why) and one line in the target's problems — the target is then ``partial`` and the
-scan exits 3 — never an exception that loses the scan.
+integers within SQLite's 64 bits, floats finite, booleans real booleans, text of bounded length and
+with UTF-8 (no lone surrogate), ``raw_json`` plain JSON of bounded depth and size. A value that is not
+becomes NULL (text: shortened, or U+FFFD for a surrogate; ``raw_json``: a note saying why) and one line in
+the target's problems — the target is then ``partial`` and the scan exits 3 — never an exception that loses
+the scan.
 """
 
 from __future__ import annotations
