@@ -23,6 +23,7 @@ from inventory import registry
 from inventory.config import build_target
 from inventory.errors import ConfigError
 from inventory.model import EndpointResult, JsonDict, Secret, TargetConfig, TargetRead
+from inventory.normalise import is_unicode
 from inventory.version import TOOL_VERSION
 
 FORMAT = "cs-inventory.recording/1"
@@ -89,7 +90,10 @@ def prepare(folder: Path) -> Path:
 def write(folder: Path, read: TargetRead, position: int = 0) -> Path:
     """Write one target's recording, owner-only (it describes the estate)."""
     path = folder / file_name(position, read.target.name)
-    text = json.dumps(to_json(read), ensure_ascii=False, indent=1, default=_unknown)
+    answer = to_json(read)
+    text = json.dumps(answer, ensure_ascii=False, indent=1, default=_unknown)
+    if not is_unicode(text):  # a lone surrogate, which UTF-8 cannot hold: kept as JSON's escape, as it was sent
+        text = json.dumps(answer, ensure_ascii=True, indent=1, default=_unknown)
     partial = path.with_name(path.name + ".part")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

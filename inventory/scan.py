@@ -258,8 +258,9 @@ def _record(folder: Path, read: TargetRead, position: int) -> None:
     try:
         written = recording.write(folder, read, position)
         event("target recorded", target=read.target.name, file=str(written))
-    except OSError as exc:
-        event("recording failed", logging.WARNING, target=read.target.name, error=exc.strerror or str(exc))
+    except (OSError, ValueError) as exc:  # a full disk, or an answer JSON cannot hold: the scan goes on without it
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc, 200)
+        event("recording failed", logging.WARNING, target=read.target.name, error=error)
 
 
 def _why(outcome: Outcome[TargetConfig, TargetResult]) -> str:

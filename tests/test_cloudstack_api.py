@@ -473,3 +473,25 @@ def test_an_error_text_that_is_not_unicode_is_printed_and_logged_marked(server: 
     targets = json.loads(run_tool("export", "--config", str(config), "--table", "targets", "--format", "json",
                                   "--scan", "2").stdout)  # a failed scan: named
     assert "Unable to find host h\ufffdst" in targets[-1]["error"]
+
+
+def test_a_name_that_is_not_unicode_is_recorded_as_sent_and_replays_the_same(server: Any, tmp_path: Path) -> None:
+    """`scan --record` keeps the answer as it was sent, a lone surrogate as JSON's escape (UTF-8 has none for it),
+    and importing the recording stores what the live scan stored."""
+    from inventory import import_path, load_config
+    listed = vms(2)
+    listed[0]["name"] = "tenant\ud800vm"
+    running = server({"vms": listed})
+    config_file = tmp_path / "cs-inventory.toml"
+    config_file.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n\n[[cloudstack_api]]\nname = "mgmt1"\n'
+                           f'url = "{running.url}"\napi_key = "{ADMIN_KEY}"\nsecret_key_env = "CS_SECRET"\n')
+    config = load_config(config_file)
+    live = scan(config, record=tmp_path / "rec")
+    assert live.status == "partial" and [t.status for t in live.targets] == ["partial"]
+    (recorded,) = (tmp_path / "rec").iterdir()
+    assert "tenant\\ud800vm" in recorded.read_text(encoding="utf-8")
+    replayed = import_path("recorded", tmp_path / "rec", config.database_path)
+    with open_store_readonly(config.database_path) as store:
+        names = [[row[0] for row in store.db.execute("SELECT name FROM cloudstack_vms WHERE scan_id = ? ORDER BY key",
+                                                     [scan_id])] for scan_id in (live.scan_id, replayed.scan_id)]
+    assert names[0] == names[1] == ["tenant\ufffdvm", "vm2"]

@@ -133,3 +133,17 @@ def test_a_wrong_recording_is_a_one_line_error(content: str, says: str, tmp_path
         import_path("recorded", tmp_path / "empty", tmp_path / "inv.db")
     with pytest.raises(ConfigError, match="unknown format"):
         import_path("pcap", tmp_path, tmp_path / "inv.db")
+
+
+def test_a_recording_that_cannot_be_made_is_logged_and_the_target_kept(tmp_path: Path, pool: XapiServer,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever stops a recording (a full disk, an answer JSON cannot hold) is logged; the target is stored."""
+    import inventory.recording
+    def refuse(folder: Path, read: Any, position: int = 0) -> Path:
+        raise ValueError("Circular reference detected")
+    monkeypatch.setattr(inventory.recording, "write", refuse)
+    config = load_config(config_for(tmp_path, pool))
+    live = scan(config, record=tmp_path / "rec")
+    assert [t.status for t in live.targets] == ["partial", "ok"]  # as without --record (a KVM host is gone)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"].count("recording failed") == 2
