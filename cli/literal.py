@@ -4,7 +4,7 @@ VM, host, pool and cluster names are chosen by tenants and other people. Printed
 could be markup (``[link=…]``), emoji codes (``:thumbs_up:``) or, passed through untouched, terminal
 control sequences (an ESC that recolours, clears the screen or writes the clipboard) and bidirectional
 overrides that make text read backwards. ``LiteralConsole`` turns all of that off and shows control
-and format characters as visible escapes (``\\x1b``, ``\\u202e``), in tables, titles and lines alike:
+and format characters (and lone surrogates) as visible escapes (``\\x1b``, ``\\u202e``), in tables, titles and lines alike:
 one place, so no command can forget it.
 """
 
@@ -20,13 +20,14 @@ from rich.text import Text
 
 def printable(value: object) -> str:
     """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
-    start a line of its own that reads like ours) shown as an escape."""
+    start a line of its own that reads like ours) shown as an escape, and every lone surrogate (Cs: a path's byte
+    that is not UTF-8, JSON's ``\\ud800`` on its own), which no terminal could be sent, too."""
     text = str(value)
     if text.isprintable():
         return text
     out = []
     for char in text:
-        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"):
             out.append(char)
         elif ord(char) < 0x100:
             out.append(f"\\x{ord(char):02x}")

@@ -94,8 +94,8 @@ class Store:
             cursor = self.db.execute(
                 "INSERT INTO scans (started_at, finished_at, status, error, cloudstack_version, "
                 "tool_version, config_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [scan.started_at, scan.finished_at, scan.status, scan.error, scan.cloudstack_version,
-                 scan.tool_version, scan.config_path])
+                [scan.started_at, scan.finished_at, scan.status, _text(scan.error), _text(scan.cloudstack_version),
+                 scan.tool_version, _text(scan.config_path)])  # a path's byte that is not UTF-8: U+FFFD
             scan_id = int(cursor.lastrowid or 0)
             # what an endpoint said (errors, its detail) is not bounded as records are: only made storable
             self._insert("targets", [(scan_id, r.name, r.hypervisor, storable(r.endpoint), r.status, _text(r.error),

@@ -422,3 +422,24 @@ def test_a_value_of_the_wrong_type_is_listed_and_the_checks_still_run(case: str,
         assert run_checks(store, scan_id, "4.20") == run_checks(store, scan_id, "4.20", scanned=[result])
     finally:
         store.close()
+
+
+def test_a_config_and_database_in_a_folder_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    """A folder named in Latin-1 on a UTF-8 system (Python holds its byte as a lone surrogate): the scan is stored
+    and said, its paths shown with that byte as an escape and stored with U+FFFD for it, never an internal error."""
+    import os
+    import subprocess
+    from tests.conftest import TOOL
+    folder = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")
+    os.makedirs(folder)
+    config = Path(folder) / "cs-inventory.toml"
+    config.write_text('[[vmware]]\nname = "vc"\nhost = "127.0.0.1"\nport = 9\nusername = "u"\n'
+                      'password_env = "CSI_NOT_UTF8_PW"\n')
+    database = str(Path(folder) / "inv.db")
+    done = subprocess.run([str(TOOL), "scan", "--config", str(config), "--db", database], capture_output=True,
+                          env={**os.environ, "CSI_NOT_UTF8_PW": "pw"}, timeout=120)
+    out = (done.stdout + done.stderr).decode("utf-8")  # what it printed is UTF-8
+    assert done.returncode == 3 and "internal error" not in out, out  # the one target failed: connection refused
+    assert "caf\\udce9/inv.db" in out  # shown as the escape of what it is, as a control character would be
+    exported = run_tool("export", "--db", database, "--table", "scans", "--format", "json", "--scan", "1")
+    assert json.loads(exported.stdout)[0]["config_path"].endswith("caf\ufffd/cs-inventory.toml"), exported.stderr
