@@ -54,7 +54,8 @@ def configure(log_file: Path | None, fmt: str = "text", debug: bool = False) -> 
                           hint="create it (owned by the user cron runs as), or log elsewhere")
     try:
         os.close(os.open(log_file, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        # a lone surrogate (a path's byte that is not UTF-8) is written as its escape, not lost with its event
+        handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
     except OSError as exc:
         raise ConfigError(f"--log-file {log_file}: cannot append to it ({exc.strerror})",
                           hint="give a file you may write to") from exc

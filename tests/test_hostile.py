@@ -436,10 +436,14 @@ def test_a_config_and_database_in_a_folder_whose_name_is_not_utf8(tmp_path: Path
     config.write_text('[[vmware]]\nname = "vc"\nhost = "127.0.0.1"\nport = 9\nusername = "u"\n'
                       'password_env = "CSI_NOT_UTF8_PW"\n')
     database = str(Path(folder) / "inv.db")
-    done = subprocess.run([str(TOOL), "scan", "--config", str(config), "--db", database], capture_output=True,
-                          env={**os.environ, "CSI_NOT_UTF8_PW": "pw"}, timeout=120)
+    log = tmp_path / "log.json"
+    done = subprocess.run([str(TOOL), "--log-format", "json", "--log-file", str(log), "scan", "--config", str(config),
+                           "--db", database], capture_output=True, env={**os.environ, "CSI_NOT_UTF8_PW": "pw"},
+                          timeout=120)
     out = (done.stdout + done.stderr).decode("utf-8")  # what it printed is UTF-8
-    assert done.returncode == 3 and "internal error" not in out, out  # the one target failed: connection refused
+    assert done.returncode == 3 and "internal error" not in out and "Logging error" not in out, out
     assert "caf\\udce9/inv.db" in out  # shown as the escape of what it is, as a control character would be
+    started = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()][0]
+    assert started["message"] == "scan started" and started["database"] == database  # JSON's escape: as it is
     exported = run_tool("export", "--db", database, "--table", "scans", "--format", "json", "--scan", "1")
     assert json.loads(exported.stdout)[0]["config_path"].endswith("caf\ufffd/cs-inventory.toml"), exported.stderr
