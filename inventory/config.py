@@ -43,7 +43,11 @@ class Config:
 def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> Config:
     """Read and check a config file; raise ``ConfigError`` naming file, entry and key."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")  # TOML is UTF-8, whatever the locale says
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8: byte 0x{exc.object[exc.start]:02x} on line {line}",
+                          hint="TOML files are UTF-8: save it as UTF-8") from exc
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found",
                           hint="pass --config PATH, or create cs-inventory.toml (see docs/configuration.md)") from exc
