@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from inventory import schema
 from inventory.errors import ConfigError
+from inventory.normalise import is_unicode
 from inventory.store import WHERE_TIME_LIMIT_S, Store
 
 FORMATS = ("csv", "json", "ndjson")
@@ -38,6 +39,8 @@ def export_table(store: Store, table: str, scan_id: int | None, fmt: str, out: T
         raise ConfigError(f"table {table} has no column {unknown[0]!r}", hint=f"columns: {', '.join(known)}")
     if not where_timeout > 0:
         raise ConfigError(f"--where-timeout must be more than 0 seconds, not {where_timeout:g}")
+    if where is not None and not is_unicode(where):  # a byte the shell passed that is not UTF-8
+        raise ConfigError(f"--where {where!r} holds a byte that is not UTF-8", hint="write the condition in UTF-8")
     rows = store.select(table, store.resolve_scan(scan_id), chosen, where, time_limit_s=where_timeout)
     return write_rows(rows, chosen, fmt, out, table)
 
