@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory import schema
+from inventory.normalise import storable
 from inventory.queries import QUERIES
 from inventory.version import TOOL_VERSION
 
@@ -31,5 +32,5 @@ def datasette_metadata(database: Path | str) -> dict[str, Any]:
         "title": "cs-inventory",
         "description": f"Hypervisor inventory behind Apache CloudStack, one row set per scan (written by cs-inventory "
                       f"{TOOL_VERSION}; schema {schema.SCHEMA_VERSION}). The latest_* views hold the newest scan.",
-        "databases": {Path(database).stem: {"tables": tables, "queries": queries}},
+        "databases": {storable(Path(database).stem): {"tables": tables, "queries": queries}},  # a byte not UTF-8
     }

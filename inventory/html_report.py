@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from inventory.normalise import storable
 from inventory.report import Audit
 from inventory.version import TOOL_VERSION
 
@@ -108,7 +109,7 @@ def render_html_report(audit: Audit, *, database: str = "", now: datetime | None
     """The report of one scan's audit as a complete HTML document."""
     threshold = float(audit.threshold.value)
     return _environment().get_template("report.html.j2").render(
-        a=audit, figures=audit.figures, scan=audit.scan, database=database, version=TOOL_VERSION,
+        a=audit, figures=audit.figures, scan=audit.scan, database=storable(database), version=TOOL_VERSION,
         generated=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         hosts_chart=host_chart(audit.host_vms), storage_chart=storage_chart(audit.storage, threshold),
         threshold=threshold, max_rows=MAX_ROWS, label_w=LABEL_W, bar_w=BAR_W, chart_w=CHART_W, top=TOP, row_h=ROW_H)
