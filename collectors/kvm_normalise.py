@@ -16,7 +16,7 @@ from inventory.model import (
     VmNic,
 )
 from inventory.normalise import (
-    parse_instance_name, power_state_from_libvirt, prefix_to_netmask, to_bytes, version_from_int,
+    parse_instance_name, power_state_from_libvirt, prefix_to_netmask, storable, to_bytes, version_from_int,
 )
 
 SHARED_FS = {"nfs", "nfs4", "gfs2", "ocfs2", "glusterfs", "fuse.glusterfs", "ceph", "cephfs", "cifs", "smb3"}
@@ -24,6 +24,11 @@ POOL_KINDS = {"netfs": "nfs", "logical": "lvm", "iscsi": "iscsi", "iscsi-direct"
               "gluster": "gluster", "disk": "disk", "fs": "local", "scsi": "fc", "mpath": "fc", "zfs": "zfs"}
 SHARED_POOL_KINDS = {"nfs", "iscsi", "rbd", "gluster", "fc", "sharedmountpoint", "cifs"}
 
+
+def _xml(text: str) -> ET.Element:
+    """libvirt's XML, parsed: a lone surrogate (live libvirt sends UTF-8 only; a recording is JSON and may hold one,
+    which no XML parser takes) is U+FFFD first, so one odd name costs that name, not its host."""
+    return ET.fromstring(storable(text))
 
 def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str, ...] | list[str],
                      cluster: str | None) -> Inventory:
@@ -53,7 +58,7 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
 
 def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) -> Inventory:
     facts = parse_facts(raw.get("facts"))
-    caps = ET.fromstring(raw["capabilities"])
+    caps = _xml(raw["capabilities"])
     key = host_key(raw, caps, target)
     pools = [_pool(p, target, key, facts) for p in raw.get("pools", [])]
     inv = Inventory()
@@ -89,7 +94,7 @@ def host_key(raw: dict[str, Any], caps: ET.Element, target: str) -> str:
     """libvirt's host UUID (capabilities, else SMBIOS), else the configured address."""
     uuid = (caps.findtext("host/uuid") or "").strip()
     if not uuid and raw.get("sysinfo"):
-        uuid = (ET.fromstring(raw["sysinfo"]).findtext("system/entry[@name='uuid']") or "").strip()
+        uuid = (_xml(raw["sysinfo"]).findtext("system/entry[@name='uuid']") or "").strip()
     if uuid and uuid.strip("0-"):
         return uuid.lower()
     return f"{target}:{raw['address']}"
@@ -155,7 +160,7 @@ def uefi_loaders(domain_capabilities: str | None) -> list[str]:
     """The UEFI firmware files libvirt offers (domain capabilities, os/loader), when it supports a loader."""
     if not domain_capabilities:
         return []
-    loader = ET.fromstring(domain_capabilities).find("os/loader")
+    loader = _xml(domain_capabilities).find("os/loader")
     if loader is None or loader.get("supported") != "yes":
         return []
     return [v.text or "" for v in loader.findall("value") if v.text]
@@ -163,7 +168,7 @@ def uefi_loaders(domain_capabilities: str | None) -> list[str]:
 
 def _domain(inv: Inventory, dom: dict[str, Any], target: str, host: str, cluster_key: str | None,
             pool_by_name: dict[str, Storage], pool_paths: list[tuple[str, str]]) -> None:
-    root = ET.fromstring(dom["xml"])
+    root = _xml(dom["xml"])
     stats = dom.get("stats") or {}
     name = root.findtext("name") or ""
     uuid = (root.findtext("uuid") or "").lower()
@@ -256,7 +261,7 @@ def _nic(nic: ET.Element, index: int, vm_key: str, target: str) -> VmNic:
 
 
 def _pool(pool: dict[str, Any], target: str, host: str, facts: dict[str, Any]) -> tuple[Storage, HostStorage]:
-    root = ET.fromstring(pool["xml"])
+    root = _xml(pool["xml"])
     ptype = root.get("type", "")
     fmt = root.find("source/format")
     kind = POOL_KINDS.get(ptype, ptype)
@@ -287,7 +292,7 @@ def _pool(pool: dict[str, Any], target: str, host: str, facts: dict[str, Any]) -
 
 def _volume(xml: str, storage_key: str, target: str) -> StorageImage:
     """A pool's volume: its path (what a domain's disk names as its source), format, sizes and backing file."""
-    root = ET.fromstring(xml)
+    root = _xml(xml)
     name = root.findtext("name")
     path = root.findtext("target/path") or root.findtext("key") or f"{storage_key}/{name}"
     fmt = root.find("target/format")
@@ -328,7 +333,7 @@ def _mount_storage(inv: Inventory, facts: dict[str, Any], host: str, target: str
 
 
 def _libvirt_network(net: dict[str, Any], target: str) -> Network:
-    root = ET.fromstring(net["xml"])
+    root = _xml(net["xml"])
     name = root.findtext("name") or ""
     bridge = root.find("bridge")
     mtu = root.find("mtu")
@@ -345,7 +350,7 @@ def _libvirt_network(net: dict[str, Any], target: str) -> Network:
 def _libvirt_interfaces(interfaces: list[dict[str, Any]], host: str, target: str) -> list[HostNic]:
     nics = []
     for iface in interfaces:
-        root = ET.fromstring(iface["xml"])
+        root = _xml(iface["xml"])
         name = root.get("name", "")
         kind = root.get("type")
         ip = root.find("protocol/ip")
