@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from inventory.checks import CheckSettings, Finding, run_checks
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
 from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
-from inventory.normalise import one_line
+from inventory.normalise import is_unicode, one_line, storable
 from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
@@ -200,11 +201,13 @@ def import_path(fmt: str, path: Path, db_path: Path, *, name: str | None = None,
     if fmt not in formats:
         raise ConfigError(f"import: unknown format {fmt!r}", hint=f"formats: {', '.join(formats)}")
     started, started_at = time.monotonic(), _now()
-    if fmt == "recorded":
-        reads = recording.load(path)
+    if fmt == "recorded":  # JSON: a target's name may hold a lone surrogate, which its records take too
+        reads = [read if is_unicode(read.target.name) else dataclasses.replace(
+            read, target=dataclasses.replace(read.target, name=storable(read.target.name)))
+            for read in recording.load(path)]
     else:
         importer = registry.collector_class(formats[fmt]).importers[fmt]
-        reads = [importer(path, name or f"dump:{path.stem}")]
+        reads = [importer(path, storable(name or f"dump:{path.stem}"))]  # a file name's byte not UTF-8: U+FFFD
     results = [registry.collector_class(read.kind)(read.target).result(read) for read in reads]
     status = _status(results, None)
     with writer_lock(db_path, lock_timeout):

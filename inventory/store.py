@@ -98,11 +98,11 @@ class Store:
                  scan.tool_version, _text(scan.config_path)])  # a path's byte that is not UTF-8: U+FFFD
             scan_id = int(cursor.lastrowid or 0)
             # what an endpoint said (errors, its detail) is not bounded as records are: only made storable
-            self._insert("targets", [(scan_id, r.name, r.hypervisor, storable(r.endpoint), r.status, _text(r.error),
-                                      round(r.duration_s, 3), r.api_calls,
+            self._insert("targets", [(scan_id, storable(r.name), storable(r.hypervisor), storable(r.endpoint),
+                                      storable(r.status), _text(r.error), round(r.duration_s, 3), r.api_calls,
                                       None if r.detail is None else storable(encode_json(r.detail))) for r in results])
-            self._insert("endpoints", [(scan_id, e.target, storable(e.endpoint), e.status, _text(e.error),
-                                        round(e.duration_s, 3), e.api_calls)
+            self._insert("endpoints", [(scan_id, storable(e.target), storable(e.endpoint), storable(e.status),
+                                        _text(e.error), round(e.duration_s, 3), e.api_calls)
                                        for r in results for e in r.endpoints])
             for table_name in schema.INVENTORY_TABLES:
                 for result in results:
