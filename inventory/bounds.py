@@ -58,8 +58,6 @@ def _text(value: Any) -> str | None:
     return f"is {type(value).__name__}, not text"
 
 
-
-
 def _raw(value: Any) -> str | None:
     """None when ``value`` is a storable raw_json, else why it is not."""
     found = _plain_raw(value)

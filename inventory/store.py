@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from inventory import schema
-from inventory.normalise import storable
 from inventory.errors import StoreError
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.model import TargetResult
+from inventory.normalise import storable
 
 BUSY_TIMEOUT_MS = 30_000
 WHERE_TIME_LIMIT_S = 30.0            # how long a user's --where may run
