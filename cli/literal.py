@@ -4,8 +4,8 @@ VM, host, pool and cluster names are chosen by tenants and other people. Printed
 could be markup (``[link=…]``), emoji codes (``:thumbs_up:``) or, passed through untouched, terminal
 control sequences (an ESC that recolours, clears the screen or writes the clipboard) and bidirectional
 overrides that make text read backwards. ``LiteralConsole`` turns all of that off and shows control
-and format characters (and lone surrogates) as visible escapes (``\\x1b``, ``\\u202e``), in tables, titles and lines alike:
-one place, so no command can forget it.
+and format characters (and lone surrogates) as visible escapes (``\\x1b``, ``\\u202e``), in tables, titles
+and lines alike: one place, so no command can forget it.
 """
 
 from __future__ import annotations

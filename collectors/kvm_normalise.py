@@ -30,6 +30,7 @@ def _xml(text: str) -> ET.Element:
     which no XML parser takes) is U+FFFD first, so one odd name costs that name, not its host."""
     return ET.fromstring(storable(text))
 
+
 def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str, ...] | list[str],
                      cluster: str | None) -> Inventory:
     """A KVM target's records from its hosts' answers (in configured order; hosts that failed are absent).
