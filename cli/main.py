@@ -158,18 +158,13 @@ def scan(
             result = inventory.scan(cfg, db_path=db, only=only, deadline_s=deadline, progress=on_progress,
                                     lock_timeout=lock_timeout, record=record, checks=checks)
         findings = result.findings
-        version = result.checked_against
         code = result.exit_code or (inventory.exit_code_for(findings, fail_on) if findings else 0)
         if not quiet or code:
             _render_scan(result)
             if findings is not None:
                 _render_findings(findings, brief=True)
-            elif result.cloudstack_version:
-                out.print(f"checks skipped: CloudStack {result.cloudstack_version} (read from its API) is not in "
-                          "cs-inventory's tables; set [cloudstack] version", markup=False)
-            elif not version:
-                out.print("checks skipped: no [cloudstack] version in the config (or --cloudstack-version)",
-                          markup=False)
+            elif result.checks_skipped:
+                out.print(f"checks skipped: {result.checks_skipped}", markup=False)
         lifetime.done_with(result)  # its records: the process ends next
     raise typer.Exit(code)
 

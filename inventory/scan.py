@@ -47,6 +47,7 @@ class ScanResult:
     cloudstack_version: str | None = None  # the config's, else what a cloudstack_api target reported
     findings: list[Finding] | None = None  # one per object, when `scan` was asked to check (``checks``) and did
     checked_against: str | None = None  # the release those findings are for
+    checks_skipped: str | None = None  # why the checks asked for did not run
 
     @property
     def exit_code(self) -> int:
@@ -151,7 +152,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         row = ScanRow(started_at=started_at, finished_at=_now(), status=status, error=interrupted,
                       cloudstack_version=version, tool_version=TOOL_VERSION,
                       config_path=str(config.path) if config.path else None)
-        against = _checked_release(checks, version, status)
+        against, skipped = _checked_release(checks, version, status)
         with lifetime.bulk():  # rows and findings
             scan_id = store.write_scan(row, results)
             findings = None if checks is None or against is None else run_checks(
@@ -161,7 +162,7 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
         interrupted = interrupted or termination.pending
     counts = _counts(results)
     outcome = ScanResult(scan_id, status, results, time.monotonic() - started, store.path, counts, interrupted, version,
-                         findings, against if findings is not None else None)
+                         findings, against if findings is not None else None, skipped)
     event("scan stored", scan_id=scan_id, status=status, error=interrupted,
           duration_s=round(outcome.duration_s, 3), **counts)
     if interrupted:
@@ -170,17 +171,21 @@ def _scan_locked(config: Config, targets: list[TargetConfig], path: Path, deadli
     return outcome
 
 
-def _checked_release(checks: CheckSettings | None, version: str | None, status: str) -> str | None:
-    """The release a scan is checked against: the one asked for, else the one its CloudStack reported when
-    cs-inventory knows it; none for a failed scan."""
-    if checks is None or status == "failed":
-        return None
+def _checked_release(checks: CheckSettings | None, version: str | None, status: str) -> tuple[str | None, str | None]:
+    """The release a scan is checked against — the one asked for, else the one its CloudStack reported when
+    cs-inventory knows it; none for a failed scan — or, when checks were asked for and cannot run, why not."""
+    if checks is None:
+        return None, None
+    if status == "failed":
+        return None, "every target failed: nothing to check"
     if checks.cloudstack_version:
-        return checks.cloudstack_version
+        return checks.cloudstack_version, None
+    if not version:
+        return None, "no [cloudstack] version in the config (or --cloudstack-version)"
     try:
-        return resolve_release(version).asked if version else None
+        return resolve_release(version).asked, None
     except ConfigError:
-        return None
+        return None, f"CloudStack {version} (read from its API) is not in cs-inventory's tables; set [cloudstack] version"
 
 
 IMPORT_FORMATS_HELP = "recorded (a folder `scan --record` wrote), or a kind's own format such as xapi-dump"

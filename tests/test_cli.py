@@ -127,6 +127,37 @@ def test_an_unknown_cloudstack_release_fails_before_scanning(tmp_path: Path) -> 
     assert not (tmp_path / "inv.db").exists()
 
 
+def test_a_scan_whose_every_target_failed_says_so_rather_than_blame_the_release(tmp_path: Path) -> None:
+    """The release comes from the config and is known: the checks were skipped because nothing was read."""
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'
+                      f'[[vmware]]\nname = "vc"\nhost = "127.0.0.1"\nport = {port}\nusername = "u"\n'
+                      'password_env = "CSI_TEST_NOPE"\n')
+    result = run_tool("scan", "--config", str(config), env={"CSI_TEST_NOPE": "x"})
+    assert result.returncode == 3, result.stderr
+    assert "read from its API" not in result.stdout and "not in cs-inventory's tables" not in result.stdout
+    assert "checks skipped: every target failed: nothing to check" in result.stdout
+
+
+@pytest.mark.parametrize("asked, reported, status, expected", [
+    ("4.19", "4.20.1.0", "partial", ("4.19", None)),
+    (None, "4.20.1.0", "ok", ("4.20.1.0", None)),
+    (None, "4.99.0.0", "ok", (None, "CloudStack 4.99.0.0 (read from its API) is not in cs-inventory's tables; "
+                                    "set [cloudstack] version")),
+    (None, None, "ok", (None, "no [cloudstack] version in the config (or --cloudstack-version)")),
+    ("4.20", None, "failed", (None, "every target failed: nothing to check")),
+])
+def test_why_a_scan_was_not_checked(asked: str | None, reported: str | None, status: str,
+                                    expected: tuple[str | None, str | None]) -> None:
+    from inventory.checks import CheckSettings
+    from inventory.scan import _checked_release
+    assert _checked_release(CheckSettings(asked), reported, status) == expected
+    assert _checked_release(None, reported, status) == (None, None)  # not asked for: nothing to say
+
+
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
     result = run_tool("export", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 2 and "does not exist" in result.stderr
