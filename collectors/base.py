@@ -227,8 +227,7 @@ class Collector(Generic[TargetT, SessionT]):
 
 def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
     """A target's result from what was read: records, endpoint rows, status and the one-line error."""
-    troubled = [e for e in read.endpoints if e.status in ("failed", "partial")]
-    errors = [e.error or e.status for e in troubled]
+    errors = []
     with bulk():  # the records live until the scan is stored
         try:
             inventory = cls.normalise(read.answers, read.target) if read.answers else Inventory()
@@ -238,6 +237,9 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
             read = dataclasses.replace(read, answers={})
         bound(inventory)
         unique(inventory)
+    if inventory.left_out:  # an endpoint of which nothing was kept failed, as one that did not answer did
+        read = _without(read, inventory.left_out, cls.has_hosts)
+    errors[:0] = [e.error or e.status for e in read.endpoints if e.status in ("failed", "partial")]
     if inventory.problems:
         errors.append(f"{len(inventory.problems)} malformed values: " + "; ".join(inventory.problems[:5]))
     status = "failed" if not read.answers else "partial" if errors else "ok"
@@ -245,6 +247,15 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
                         status=status, error=one_line("; ".join(errors), 2000) if errors else None,
                         duration_s=read.duration_s, api_calls=sum(e.api_calls for e in read.endpoints),
                         inventory=inventory, endpoints=list(read.endpoints), detail=inventory.detail)
+
+
+def _without(read: TargetRead, left_out: dict[str, str], labelled: bool) -> TargetRead:
+    """``read`` with these endpoints failed, for these reasons, and their answers no longer counted as read."""
+    endpoints = [dataclasses.replace(e, status="failed", error=f"{e.endpoint}: {left_out[e.endpoint]}" if labelled
+                                     else left_out[e.endpoint]) if e.endpoint in left_out else e
+                 for e in read.endpoints]
+    answers = {endpoint: answer for endpoint, answer in read.answers.items() if endpoint not in left_out}
+    return dataclasses.replace(read, endpoints=endpoints, answers=answers)
 
 
 def translate_common(exc: BaseException, where: str, timeout_hint: str) -> CollectorError | None:

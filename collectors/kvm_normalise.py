@@ -39,13 +39,14 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
     """
     inventories = []
     problems = []
+    left_out = {}
     for address in hosts:
         if address not in answers:
             continue
         try:
             inv = normalise_host(answers[address], target, cluster)
         except Exception as exc:  # one host's answer that makes no sense leaves that host out, not the target
-            problems.append(f"{address}: answer not understood ({type(exc).__name__}: {str(exc)[:160]}); host left out")
+            left_out[address] = f"answer not understood ({type(exc).__name__}: {str(exc)[:160]}); host left out"
             continue
         if cluster is None:
             agent_cluster = inv.hosts[0].agent_cluster
@@ -54,6 +55,7 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
         problems += inv.problems
     merged = merge_hosts(inventories, target)
     merged.problems = problems
+    merged.left_out = left_out
     return merged
 
 

@@ -98,11 +98,12 @@ def diff_scans(store: Store, old: int | None = None, new: int | None = None, *,
         raise StoreError("give both scans to compare, or neither (the last two completed scans)")
     old, new = store.resolve_scan(old), store.resolve_scan(new)
     not_compared, skip_targets, skip_hosts = _not_compared(store, old, new)
+    skip_storage = _storage_of_only(store, old, new, skip_hosts)
     changes: list[Change] = []
     ignored = IGNORED if include_usage else IGNORED | USAGE
     for table, key in KEYS.items():
-        before = _index(store, table, old, key, skip_targets, skip_hosts)
-        after = _index(store, table, new, key, skip_targets, skip_hosts)
+        before = _index(store, table, old, key, skip_targets, skip_hosts, skip_storage)
+        after = _index(store, table, new, key, skip_targets, skip_hosts, skip_storage)
         for ident in sorted(after.keys() - before.keys()):
             changes.append(Change(table, "added", ident[0], _key_text(ident), after[ident].get("name")))
         for ident in sorted(before.keys() - after.keys()):
@@ -145,8 +146,22 @@ def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]
     return report, skip_targets, skip_hosts
 
 
+def _storage_of_only(store: Store, old: int, new: int, hosts: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The storage (target, key) attached, in either scan, to none but these hosts: not compared with them (a
+    host's local pool is not gone because its host did not answer)."""
+    if not hosts:
+        return set()
+    attached: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for row in store.query("SELECT target, host_key, storage_key FROM host_storage WHERE scan_id IN (?, ?)",
+                           [old, new]):
+        attached.setdefault((row["target"], row["storage_key"]), set()).add((row["target"], row["host_key"]))
+    return {storage for storage, on in attached.items() if on <= hosts}
+
+
 def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
-           skip_hosts: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+           skip_hosts: set[tuple[str, str]],
+           skip_storage: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    storage_key = {"storage": "key", "storage_images": "storage_key"}.get(table) if skip_storage else None
     skip_vms = set()
     if skip_hosts and table in ("vm_disks", "vm_nics"):
         skip_vms = {(r["target"], r["key"]) for r in store.query(
@@ -160,6 +175,8 @@ def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_ta
         if skip_hosts and (target, row.get("host_key") or row.get("key")) in skip_hosts:
             continue
         if skip_vms and (target, row.get("vm_key")) in skip_vms:
+            continue
+        if storage_key and (target, row[storage_key]) in skip_storage:
             continue
         index[(target, *(row[k] for k in key))] = row
     return index

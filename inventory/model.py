@@ -357,6 +357,8 @@ class Inventory:
     cloudstack_settings: list[CloudStackSetting] = field(default_factory=list)
     cloudstack_traffic_labels: list[CloudStackTrafficLabel] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
+    # endpoints whose answer made no sense as a whole, and why: nothing of them was kept (they count as failed)
+    left_out: dict[str, str] = field(default_factory=dict)
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
     bounded: bool = False  # inventory.bounds.bound made every record storable, each raw_json as the store gives it back
     # the JSON text bound made of a nested raw_json, by id(raw_json) with the raw_json itself: the store's text of it

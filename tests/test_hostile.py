@@ -518,6 +518,39 @@ def test_a_kvm_recording_with_a_name_that_is_not_unicode_keeps_its_host(tmp_path
     assert f"{name}\ufffd" in {v["name"] for v in vms}
 
 
+def test_a_kvm_host_whose_answer_is_not_understood_is_failed_and_not_compared_never_removed(tmp_path: Path) -> None:
+    """A host the normaliser had to leave out is that host failed (the target partial), as a host that did not
+    answer is: `diff` lists it as not compared, and removes neither it nor its VMs."""
+    from fixtures.cases import HERE
+    recording = json.loads((HERE / "kvm" / "testdriver-cluster" / "recording.json").read_text())
+    for number, edit in ((1, False), (2, True)):
+        if edit:  # XML libvirt would never send: a control character in a domain's name
+            domain = recording["answers"]["kvm001"]["domains"][0]
+            name = domain["xml"].split("<name>", 1)[1].split("</name>", 1)[0]
+            domain["xml"] = domain["xml"].replace(f"<name>{name}</name>", f"<name>{name}\x1b</name>", 1)
+        (tmp_path / f"rec{number}").mkdir()
+        (tmp_path / f"rec{number}" / "000-kvm.json").write_text(json.dumps(recording), encoding="utf-8")
+        run_tool("import", "recorded", str(tmp_path / f"rec{number}"), "--db", str(tmp_path / "k.db"))
+    endpoints = json.loads(run_tool("export", "--db", str(tmp_path / "k.db"), "--table", "endpoints", "--format",
+                                    "json", "--scan", "2").stdout)
+    kvm001 = next(e for e in endpoints if e["endpoint"] == "kvm001")
+    assert kvm001["status"] == "failed" and "kvm001: answer not understood (ParseError" in kvm001["error"], kvm001
+    assert [(e["endpoint"], e["status"]) for e in endpoints if e["endpoint"] != "kvm001"] == [
+        ("kvm002", "ok"), ("kvm003", "ok"), ("kvm-gone", "failed")]  # as recorded: one host never answered
+    targets = json.loads(run_tool("export", "--db", str(tmp_path / "k.db"), "--table", "targets", "--format", "json",
+                                  "--scan", "2").stdout)
+    assert targets[0]["status"] == "partial" and targets[0]["error"].count("answer not understood") == 1, targets
+    diff = json.loads(run_tool("diff", "--db", str(tmp_path / "k.db"), "--format", "json").stdout)
+    assert not [c for c in diff["changes"] if c["change"] == "removed"], diff["changes"]
+    assert [(n["target"], n["endpoint"]) for n in diff["not_compared"]] == [
+        ("testdriver", "kvm-gone"), ("testdriver", "kvm-gone"), ("testdriver", "kvm001")], diff
+    from inventory.diff import _storage_of_only
+    from inventory.store import open_store_readonly
+    with open_store_readonly(tmp_path / "k.db") as store:  # its local pool is not compared; the shared one is
+        assert _storage_of_only(store, 1, 2, {("testdriver", "testdriver:kvm001")}) == {
+            ("testdriver", "2d70d31d-1902-520e-b457-35a042776997")}
+
+
 def test_a_recorded_target_name_that_is_not_unicode_is_one_name_with_u_fffd(tmp_path: Path) -> None:
     """A recording is JSON: a target name holding a lone surrogate is stored with U+FFFD, on the target and on each
     of its records alike, not listed once per record."""
