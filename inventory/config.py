@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inventory import settings as setting_values
 from inventory.errors import ConfigError
 from inventory.model import Secret, TargetConfig
 
@@ -58,7 +59,14 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse_config(data, path, target_types)
-    return dataclasses.replace(config, warnings=permission_warnings(path, config))
+    return dataclasses.replace(config, warnings=permission_warnings(path, config) + setting_warnings(config))
+
+
+def setting_warnings(config: Config) -> tuple[str, ...]:
+    """A setting the checks do not read (a misspelt name, most likely) is left aside, and said to be."""
+    return tuple(f"[cloudstack.settings] {name} is not a setting the checks read; it is ignored (they read "
+                 f"{', '.join(setting_values.DEFAULTS)})" for name in config.settings
+                 if name not in setting_values.DEFAULTS)
 
 
 def permission_warnings(path: Path, config: Config) -> tuple[str, ...]:
@@ -97,6 +105,13 @@ def parse_config(data: Mapping[str, Any], path: Path,
     if not isinstance(settings, dict) or not all(isinstance(v, (str, int, float, bool)) for v in settings.values()):
         raise ConfigError(f"{path}: [cloudstack.settings] must map CloudStack setting names to values",
                           hint='e.g. "pool.storage.capacity.disablethreshold" = 0.9')
+    stated = {name: _setting_text(value) for name, value in settings.items()}
+    for name, value in stated.items():
+        why = setting_values.unreadable(name, value)
+        if why is not None:
+            raise ConfigError(f"{path}: [cloudstack.settings] {name}: {value!r} {why}",
+                              hint=f"write it as CloudStack holds it; its default is "
+                                   f"{setting_values.DEFAULTS[name]}")
     features = cloudstack.get("features", [])
     if not isinstance(features, list) or not all(f in FEATURES for f in features):
         raise ConfigError(f"{path}: [cloudstack] features must list some of: {', '.join(FEATURES)}")
@@ -118,7 +133,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
             names.add(target.name)
             targets.append(target)
     return Config(path=path, database_path=resolve_path(db_path, base), cloudstack_version=version,
-                  traffic_labels=dict(labels), settings={k: _setting_text(v) for k, v in settings.items()},
+                  traffic_labels=dict(labels), settings=stated,
                   features=tuple(features), targets=tuple(targets))
 
 

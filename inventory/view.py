@@ -25,6 +25,7 @@ from inventory.model import (
     CloudStackVolume, CloudStackZone, Cluster, Host, HostNic, HostStorage, HypervisorKind, JsonDict, Network, Storage,
     StorageImage, TargetResult, Vm, VmDisk, VmNic,
 )
+from inventory import settings
 from inventory.releases import Limits, Release
 from inventory.store import Store, encode_json
 
@@ -174,17 +175,7 @@ class Setting:
     source: str  # "CloudStack's default", "[cloudstack] in the config", or the CloudStack API target it was read from
 
 
-# CloudStack's defaults for the global settings rules read (Config.java / ConfigKey declarations).
-SETTING_DEFAULTS = {
-    "pool.storage.capacity.disablethreshold": "0.85",
-    "pool.storage.allocated.capacity.disablethreshold": "0.85",
-    "storage.overprovisioning.factor": "2",
-    "vmware.management.portgroup": "Management Network",
-    "control.cidr": "169.254.0.0/16",
-    "ca.plugin.root.auth.strictness": "true",  # a fresh installation's (hosts.rst: upgraded ones keep false)
-    "vmware.additional.vnc.portrange.start": "50000",
-    "vmware.additional.vnc.portrange.size": "1000",
-}
+SETTING_DEFAULTS = settings.DEFAULTS
 
 
 @dataclass
@@ -220,8 +211,12 @@ class InventoryView:
         states (``[cloudstack.settings]``), else CloudStack's default."""
         for row in self.cloudstack_settings:
             if row.name == name and row.value is not None:
-                return Setting(name, row.value, f"CloudStack API target {row.target}")
-        if name in self.settings:
+                why = settings.unreadable(name, row.value)
+                if why is None:
+                    return Setting(name, row.value, f"CloudStack API target {row.target}")
+                return Setting(name, SETTING_DEFAULTS[name], f"CloudStack's default; CloudStack API target "
+                                                             f"{row.target} has {row.value!r}, which {why}")
+        if name in self.settings:  # the config's values are checked as it loads
             return Setting(name, self.settings[name], "[cloudstack.settings] in the config")
         return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default")
 

@@ -158,6 +158,37 @@ def test_why_a_scan_was_not_checked(asked: str | None, reported: str | None, sta
     assert _checked_release(None, reported, status) == (None, None)  # not asked for: nothing to say
 
 
+@pytest.mark.parametrize("name, value, said", [
+    ("pool.storage.capacity.disablethreshold", '"85%"', "'85%' is not a number"),
+    ("storage.overprovisioning.factor", '"two"', "'two' is not a number"),
+    ("vmware.additional.vnc.portrange.start", '"x"', "'x' is not a whole number"),
+    ("vmware.additional.vnc.portrange.size", "10.5", "'10.5' is not a whole number"),
+    ("control.cidr", '"169.254.0.0/33"', "'169.254.0.0/33' is not a network such as 169.254.0.0/16"),
+])
+def test_a_setting_the_checks_cannot_read_is_a_config_error_before_scanning(tmp_path: Path, name: str, value: str,
+                                                                           said: str) -> None:
+    """It used to end in an internal error (exit 4) after the whole scan had been collected and stored."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'
+                      f'[cloudstack.settings]\n"{name}" = {value}\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    result = run_tool("scan", "--config", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: {config}: [cloudstack.settings] {name}: {said}"), result.stderr
+    assert len(result.stderr.splitlines()) == 2 and not (tmp_path / "inv.db").exists()
+
+
+def test_a_setting_cs_inventory_does_not_read_is_a_warning(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'
+                      '[cloudstack.settings]\n"pool.storage.capacity.disablethresold" = 0.9\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    result = run_tool("scan", "--config", str(config))
+    assert result.returncode in (0, 1), result.stderr
+    assert ("warning: [cloudstack.settings] pool.storage.capacity.disablethresold is not a setting the checks "
+            "read; it is ignored") in result.stderr
+
+
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
     result = run_tool("export", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 2 and "does not exist" in result.stderr

@@ -291,6 +291,18 @@ def test_a_failed_cloudstack_target_is_not_compared_and_stops_nothing(estate: An
     assert any(f.rule_id == "unmanaged-vms" for f in findings)  # the fallback, when CloudStack's list is missing
 
 
+def test_a_live_setting_that_is_not_a_number_leaves_the_default_and_says_so(estate: Any, tmp_path: Path) -> None:
+    """CloudStack's API is a source like any other: a value the rules cannot read must not stop the checks."""
+    scenario = mirror(estate[1], settings={"storage.overprovisioning.factor": "lots"})
+    scan_with(estate, scenario, tmp_path / "live.db")
+    with open_store(tmp_path / "live.db") as store:
+        view = InventoryView(store, store.resolve_scan(None), resolve("4.20"), {})
+        setting = view.setting("storage.overprovisioning.factor")
+        assert setting.value == "2" and setting.source == (
+            "CloudStack's default; CloudStack API target mgmt1 has 'lots', which is not a number")
+        assert run_checks(store, view.scan_id, "4.20")  # the checks ran
+
+
 def test_live_settings_and_labels_reach_the_rules(estate: Any, tmp_path: Path) -> None:
     scenario = mirror(estate[1], settings={"storage.overprovisioning.factor": "3.5"})
     scan_with(estate, scenario, tmp_path / "live.db")
