@@ -10,12 +10,22 @@ and lines alike: one place, so no command can forget it.
 
 from __future__ import annotations
 
+import os
+import sys
 import unicodedata
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.text import Text
 
+EXIT_READER_GONE = 141  # as a Unix tool that SIGPIPE ends: 128 + 13
+
+
+def reader_gone() -> NoReturn:
+    """The reader of standard output went away (``| head``): nothing more is written, and nobody is told."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, rather than fail again at exit
+    raise SystemExit(EXIT_READER_GONE)
 
 
 def printable(value: object) -> str:
@@ -46,3 +56,6 @@ class LiteralConsole(Console):
     def render_str(self, text: str, **options: Any) -> Text:
         options.update(markup=False, emoji=False, highlight=False)
         return super().render_str(printable(text), **options)
+
+    def on_broken_pipe(self) -> None:  # Rich's own exits 1, which is this tool's "findings"
+        reader_gone()

@@ -19,7 +19,7 @@ from rich.table import Table
 
 import inventory
 from inventory import lifetime
-from cli.literal import LiteralConsole, printable
+from cli.literal import LiteralConsole, printable, reader_gone
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
@@ -30,7 +30,7 @@ app = typer.Typer(
           "stores every scan in SQLite, and reports: an HTML audit, Prometheus metrics, xlsx, CSV/JSON.\n\n"
           "Exit codes: 0 clean; 1 error-severity findings; 2 usage or config error; 3 some targets "
           "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
-          "database (lock wait timed out)."),
+          "database (lock wait timed out); 141 the reader of the output went away (| head)."),
 )
 out = LiteralConsole(soft_wrap=True)
 if not out.is_terminal:
@@ -82,6 +82,8 @@ def error_boundary() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:  # the reader went away (`| head`)
+        reader_gone()
     except Exception as exc:  # anything else is our bug: say so, briefly unless --debug
         err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
         if _state["debug"]:

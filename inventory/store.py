@@ -12,6 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -248,9 +249,10 @@ class Store:
                              hint="raise --where-timeout, or ask for less" if timed_out else
                              "an SQL condition on the table's columns, e.g. \"power_state = 'running'\"") from exc
         finally:
-            conn.set_progress_handler(None, 0)
-            conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
-            self.db.execute(f"PRAGMA query_only = {'OFF' if self.writable else 'ON'}")
+            with suppress(sqlite3.ProgrammingError):  # closed before this was (a reader that went away): no matter
+                conn.set_progress_handler(None, 0)
+                conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length)
+                self.db.execute(f"PRAGMA query_only = {'OFF' if self.writable else 'ON'}")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, list(params)))

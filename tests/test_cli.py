@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -187,6 +188,29 @@ def test_a_setting_cs_inventory_does_not_read_is_a_warning(tmp_path: Path) -> No
     assert result.returncode in (0, 1), result.stderr
     assert ("warning: [cloudstack.settings] pool.storage.capacity.disablethresold is not a setting the checks "
             "read; it is ignored") in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "--table", "vms"], ["export", "--table", "vms", "--format", "json"], ["diff", "--format", "csv"],
+    ["show"], ["history"],
+])
+def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path, command: list[str]) -> None:
+    """`cs-inventory export | head`: once the reader is gone there is no one to tell; exit 141, as a Unix tool
+    that SIGPIPE ends does, and no 'internal error' or traceback."""
+    from fixtures.cases import HERE
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "000-pool.json").write_bytes((HERE / "xenserver" / "xcp-ng-8.3-pool" / "recording.json")
+                                                     .read_bytes())
+    for _ in range(2):
+        run_tool("import", "recorded", str(tmp_path / "rec"), "--db", str(tmp_path / "x.db"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([str(TOOL), *command, "--db", str(tmp_path / "x.db")], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == "", done.stderr
 
 
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
