@@ -36,7 +36,7 @@ from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Inventory, JsonDict, Secret, TargetConfig,
 )
-from inventory.normalise import one_line, sha256_fingerprint
+from inventory.normalise import one_line, refuse_password_in, sha256_fingerprint
 
 _SDK = Sdk("cs", pip="cs", extra="cloudstack", debian="python3-cs")
 
@@ -81,6 +81,7 @@ class CloudStackApiTarget(TargetConfig):
                                                           "default.page.size when that is smaller"})
 
     def __post_init__(self) -> None:
+        refuse_password_in("url", self.url, "the API is signed with api_key and secret_key_env or secret_key_file")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {self.url!r} must look like https://cloudstack.example:8443/client/api")

@@ -27,7 +27,7 @@ from collectors.kvm_normalise import normalise_target
 from collectors.ssh_facts import SshSession, facts_script, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
 from inventory.model import Inventory, JsonDict, TargetConfig
-from inventory.normalise import one_line
+from inventory.normalise import one_line, refuse_password_in
 
 _LIBSSH_TRANSPORTS = {"libssh", "libssh2"}  # refused in the config: see KvmTarget
 _SDK = Sdk("libvirt", pip="libvirt-python", extra="kvm", debian="python3-libvirt")
@@ -63,6 +63,7 @@ class KvmTarget(TargetConfig):
     parallel: int = field(default=16, metadata={"help": "hosts read at once"})
 
     def __post_init__(self) -> None:
+        refuse_password_in("uri", self.uri, "SSH logs in with a key")
         object.__setattr__(self, "known_hosts", self.known_hosts.expanduser())
         if not self.hosts:
             raise ValueError("hosts must list at least one host")

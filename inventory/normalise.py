@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # CloudStack names its instances <prefix>-...-<instance.name>; instance.name defaults to "VM".
 _USER_VM = re.compile(r"^i-(\d+)-(\d+)-[A-Za-z0-9]+$")
@@ -125,3 +126,14 @@ def sha256_fingerprint(value: str) -> str:
     if len(normal) != 64 or any(c not in "0123456789abcdef" for c in normal):
         raise ValueError("fingerprint must be a SHA-256 hex digest (64 hex digits, colons allowed)")
     return normal
+
+
+def refuse_password_in(key: str, url: str, instead: str) -> None:
+    """Secrets are never values in the config: a URL with a password in its user part (``https://root:pw@host``)
+    is refused, in words that do not repeat it (the URL would reach the console, the database and the logs)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a port that is not a number: said by the caller's own check, with the URL
+        return
+    if password is not None:
+        raise ValueError(f"{key}: a password in the URL is not accepted; leave it out (user@host is fine): {instead}")

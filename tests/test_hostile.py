@@ -493,6 +493,27 @@ def test_a_where_condition_that_is_not_utf8_is_a_one_line_error(tmp_path: Path) 
         done.stderr)
 
 
+@pytest.mark.parametrize("table", [
+    '[[xenserver]]\nname = "pool"\nurl = "https://root:Hunter2Secret@127.0.0.1:9/"\npassword_env = "X"\n',
+    '[[xenserver]]\nname = "pool"\nurl = "https://root:Hunter2Secret@/"\npassword_env = "X"\n',  # malformed too
+    '[[cloudstack_api]]\nname = "cs"\nurl = "https://admin:Hunter2Secret@cs.example:8443/client/api"\n'
+    'api_key = "k"\nsecret_key_env = "X"\n',
+    '[[kvm]]\nname = "k"\nhosts = ["h"]\nuri = "qemu+ssh://root:Hunter2Secret@{host}/system"\n',
+])
+def test_a_password_written_into_a_url_is_refused_and_never_repeated(tmp_path: Path, table: str) -> None:
+    """Secrets are never values in the config file; one written into a URL's user part would have reached the
+    console, the database, the log and the recording with the URL."""
+    config = tmp_path / "cs-inventory.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n{table}')
+    done = run_tool("--log-file", str(tmp_path / "log"), "scan", "--config", str(config), "--record",
+                    str(tmp_path / "rec"), env={"X": "x"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "a password in the URL is not accepted" in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+    leaked = [done.stdout, done.stderr, *(p.read_text() for p in tmp_path.rglob("*") if p.is_file()
+                                          and p.name != "cs-inventory.toml")]
+    assert not [text for text in leaked if "Hunter2Secret" in text]
+
+
 def test_a_config_file_that_is_not_utf8_is_a_one_line_error(tmp_path: Path) -> None:
     config = tmp_path / "cs-inventory.toml"
     config.write_bytes(b'[[vmware]]\nname = "p\xe9ol"\nhost = "127.0.0.1"\nusername = "u"\npassword_env = "X"\n')
