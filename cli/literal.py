@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-import unicodedata
 from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.text import Text
+
+from inventory.normalise import printable
+
+__all__ = ["EXIT_READER_GONE", "LiteralConsole", "printable", "reader_gone"]
 
 EXIT_READER_GONE = 141  # as a Unix tool that SIGPIPE ends: 128 + 13
 
@@ -26,24 +29,6 @@ def reader_gone() -> NoReturn:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, rather than fail again at exit
     raise SystemExit(EXIT_READER_GONE)
-
-
-def printable(value: object) -> str:
-    """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
-    start a line of its own that reads like ours) shown as an escape, and every lone surrogate (Cs: a path's byte
-    that is not UTF-8, JSON's ``\\ud800`` on its own), which no terminal could be sent, too."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"):
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(f"\\u{ord(char):04x}")
-    return "".join(out)
 
 
 class LiteralConsole(Console):

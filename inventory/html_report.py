@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from inventory.normalise import storable
+from inventory.normalise import printable, storable
 from inventory.report import Audit
 from inventory.version import TOOL_VERSION
 
@@ -90,9 +90,9 @@ def size(value: int | None) -> str:
 
 
 def one_line(value: Any) -> str:
-    """Names may hold newlines and control characters: shown, but on one line (↵ for a newline)."""
-    text = "" if value is None else str(value)
-    return "".join("↵" if c == "\n" else f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    """Names may hold newlines, control and format characters: shown, on one line (↵ for a newline), and as the
+    console shows them (``printable``): a right-to-left override must not turn the rest of the page around."""
+    return printable("" if value is None else str(value).replace("\n", "↵"))
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,33 @@ def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"fields": fields})
 
 
+_ESCAPED = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # controls, format characters (bidi overrides …), separators, surrogates
+
+
+def escaped(line: str) -> str:
+    """``line`` with every control and format character, line or paragraph separator and lone surrogate written as
+    JSON's ``\\uXXXX`` escape (a pair beyond the BMP): a log read in a terminal shows a tenant's right-to-left
+    override rather than obey it, and a JSON line, all of whose text is in strings, decodes to the same text."""
+    if line.isprintable():
+        return line
+    out = []
+    for char in line:
+        if unicodedata.category(char) not in _ESCAPED:
+            out.append(char)
+        elif ord(char) > 0xFFFF:
+            high, low = divmod(ord(char) - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
                  "level": record.levelname.lower(), "message": record.getMessage()}
         entry.update(getattr(record, "fields", {}) or {})
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return escaped(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -36,7 +58,7 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", {}) or {}
         tail = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in fields.items())
         stamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="seconds")
-        return f"{stamp} {record.levelname.lower()} {record.getMessage()}" + (f" {tail}" if tail else "")
+        return escaped(f"{stamp} {record.levelname.lower()} {record.getMessage()}" + (f" {tail}" if tail else ""))
 
 
 def configure(log_file: Path | None, fmt: str = "text", debug: bool = False) -> None:

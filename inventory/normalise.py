@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -137,3 +138,21 @@ def refuse_password_in(key: str, url: str, instead: str) -> None:
         return
     if password is not None:
         raise ValueError(f"{key}: a password in the URL is not accepted; leave it out (user@host is fine): {instead}")
+
+
+def printable(value: object) -> str:
+    """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
+    start a line of its own that reads like ours) shown as an escape, and every lone surrogate (Cs: a path's byte
+    that is not UTF-8, JSON's ``\\ud800`` on its own), which no terminal could be sent, too."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            out.append(char)
+        elif ord(char) < 0x100:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)

@@ -55,6 +55,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        "--db", str(database))
         assert imported.returncode == 0, imported.stdout + imported.stderr
         assert "\x1b" not in imported.stdout and "pool" in imported.stdout
+    # scan 2 checked (scan 1 not): `diff` shows its findings, some naming the VM, whichever test runs first
+    checked = run("check", "--cloudstack-version", "4.20", "--fail-on", "never", "--db", str(database))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     return database
 
 
@@ -101,3 +104,21 @@ def test_an_export_to_a_terminal_shows_control_characters_escaped(db: Path) -> N
     os.waitpid(pid, 0)
     seen = b"".join(chunks).decode()
     assert "\\x1b[31mred" in seen and "\x1b" not in seen and "i-" in seen
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_log_line_shows_format_characters_rather_than_obey_them(tmp_path: Path, fmt: str) -> None:
+    """A name with a right-to-left override, a zero-width space, a C1 control, a line separator or a tag character
+    (beyond the BMP) must not turn a log line around when it is read in a terminal; a JSON line still decodes to the
+    very name."""
+    from inventory.logs import configure, event
+    name = "gnp\u202eexe\u200b\x85\u2028\U000e0001.txt"
+    configure(tmp_path / "log", fmt)
+    try:
+        event("target read", target=name)
+    finally:
+        configure(None)
+    line = (tmp_path / "log").read_text(encoding="utf-8").strip()
+    assert line.isprintable() and "\\u202e" in line and "\\udb40\\udc01" in line, line
+    if fmt == "json":
+        assert json.loads(line)["target"] == name
