@@ -94,6 +94,12 @@ def error_boundary() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def _one_of(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """A usage error for a value ``option`` does not take, said before anything is read or written."""
+    if value not in choices:
+        raise inventory.ConfigError(f"unknown {option} {value!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
+
+
 def _config(path: Path | None, *, required: bool) -> inventory.Config | None:
     if path is None:
         path = Path(inventory.DEFAULT_CONFIG)
@@ -148,6 +154,7 @@ def scan(
     with its reason and the rest go on. Exit code 3 when any target or host failed.
     """
     with error_boundary():
+        inventory.exit_code_for([], fail_on)  # a --fail-on it does not take is said before collecting
         cfg = _config(config, required=True)
         assert cfg is not None
         _warn(cfg, quiet)
@@ -238,7 +245,8 @@ def check(
 ) -> NoReturn:
     """Check a stored scan (latest by default) against CloudStack's requirements for a release.
 
-    Findings are stored with the scan (replacing earlier ones) and printed grouped by target and cluster.
+    Findings are stored with the scan (replacing earlier ones, and the release it was checked against) and
+    printed grouped by target and cluster; with --rule or --skip-rule they are only printed.
     Exit code 1 when a finding reaches --fail-on (default: error). Severity follows each rule's basis:
     CODE (CloudStack's code enforces it) error, DOC (documented) warning, BP (recommended) and INF
     (cs-inventory's inference) info.
@@ -249,20 +257,25 @@ def check(
                 out.print(line)
         raise typer.Exit(EXIT_OK)
     with error_boundary():
+        _one_of("--format", fmt, ("table", "json"))
+        inventory.exit_code_for([], fail_on)
         cfg = _config(config, required=False)
+        some = bool(rule_ids or skip)  # a look at some rules: the scan keeps the findings of its whole check
         with inventory.open_store(_existing(_db_path(config, db))) as store:  # findings are stored with the scan
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")
             findings = inventory.run_checks(store, resolved, version, traffic_labels=cfg.traffic_labels if cfg else {},
                                             settings=cfg.settings if cfg else {}, features=cfg.features if cfg else (),
-                                            only=rule_ids, skip=skip)
+                                            only=rule_ids, skip=skip, keep=not some)
         code = inventory.exit_code_for(findings, fail_on)
         if fmt == "json":
             _print_json({"format": "cs-inventory.findings/1", "scan": resolved, "cloudstack_version": version,
-                         "findings": [f.as_row() for f in findings]})
+                         "stored": not some, "findings": [f.as_row() for f in findings]})
         else:
-            out.print(f"scan {resolved} checked against CloudStack {version}", markup=False)
+            out.print(f"scan {resolved} checked against CloudStack {version}" + (
+                " (some rules: not stored; the scan keeps the findings of its whole check)" if some else ""),
+                markup=False)
             _render_findings(findings)
     raise typer.Exit(code)
 
@@ -595,6 +608,7 @@ def history(
 ) -> None:
     """List stored scans: time, status, hosts and VMs, findings by severity, failed targets."""
     with error_boundary():
+        _one_of("--format", fmt, ("table", "json"))
         with _reader(config, db) as store:
             rows = inventory.history(store, limit)
         if fmt == "json":

@@ -60,9 +60,11 @@ class CheckSettings:
 def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
                traffic_labels: Mapping[str, str] | None = None, settings: Mapping[str, str] | None = None,
                features: Sequence[str] = (), only: Sequence[str] | None = None,
-               skip: Sequence[str] | None = None, scanned: Sequence[TargetResult] | None = None) -> list[Finding]:
+               skip: Sequence[str] | None = None, scanned: Sequence[TargetResult] | None = None,
+               keep: bool = True) -> list[Finding]:
     """Run the selected rules on one scan; store the findings (replacing earlier ones), the same statement about
-    many objects as one (``group_findings``); return them one per object, as the rules made them.
+    many objects as one (``group_findings``), and the release they were checked against as the scan's; return them
+    one per object, as the rules made them. ``keep=False``: store nothing (a look at some rules).
 
     ``settings`` are CloudStack global settings as the operator states them (else CloudStack's defaults);
     ``features`` the optional CloudStack features in use (``inventory.config.FEATURES``); ``scanned`` the target
@@ -72,7 +74,8 @@ def run_checks(store: Store, scan_id: int, cloudstack_version: str | None, *,
     release = resolve(cloudstack_version)
     view = InventoryView(store, scan_id, release, traffic_labels or {}, settings or {}, frozenset(features), scanned)
     findings, grouped = checked(view, only, skip)
-    _write(store, scan_id, grouped)
+    if keep:
+        _write(store, scan_id, grouped, release.asked)
     event("checks run", scan_id=scan_id, findings=len(findings), duration_s=round(time.perf_counter() - started, 3),
           cpu_s=round(time.thread_time() - cpu, 3))
     return findings
@@ -90,9 +93,9 @@ def store_findings(store: Store, scan_id: int, findings: Sequence[Finding]) -> N
     _write(store, scan_id, group_findings(findings))
 
 
-def _write(store: Store, scan_id: int, grouped: Sequence[Finding]) -> None:
+def _write(store: Store, scan_id: int, grouped: Sequence[Finding], release: str | None = None) -> None:
     """Grouped findings as rows, numbered from 1; a group's objects, which share all but the object, as one
-    ``SameStatement``."""
+    ``SameStatement``; ``release``, when given, recorded as the one the scan was checked against."""
     rows: list[tuple[Any, ...]] = []
     objects: list[tuple[Any, ...] | SameStatement] = []
     for number, f in enumerate(grouped, 1):
@@ -106,7 +109,7 @@ def _write(store: Store, scan_id: int, grouped: Sequence[Finding]) -> None:
                                          first.message[len(first.object_name or ""):], list(map(_OBJECT, f.objects))))
         else:
             objects.append((scan_id, number, *_OBJECT_COLUMNS(f)))
-    store.write_findings(scan_id, rows, objects)
+    store.write_findings(scan_id, rows, objects, release)
 
 
 # findings by (target, cluster, severity rank, rule) and statement (None: none), each with its object key and its

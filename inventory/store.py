@@ -148,11 +148,14 @@ class Store:
             execute(sql, list(chain.from_iterable(chunk)))
 
     def write_findings(self, scan_id: int, findings: Sequence[tuple[Any, ...]],
-                       objects: Sequence[tuple[Any, ...] | SameStatement]) -> None:
+                       objects: Sequence[tuple[Any, ...] | SameStatement], release: str | None = None) -> None:
         """Replace the findings of one scan (checks can be re-run): ``findings`` rows, and ``finding_objects`` rows
-        in order, each with every column or many at once as a ``SameStatement`` (``inventory.checks`` makes them)."""
+        in order, each with every column or many at once as a ``SameStatement`` (``inventory.checks`` makes them);
+        ``release``: the one they were checked against, then the scan's ``cloudstack_version``."""
         self.require_writable()
         with self.db.atomic():
+            if release is not None:
+                self.db.execute("UPDATE scans SET cloudstack_version = ? WHERE id = ?", [release, scan_id])
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
             self.db.execute("DELETE FROM finding_objects WHERE scan_id = ?", [scan_id])
             self._insert("findings", findings)

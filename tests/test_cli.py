@@ -213,6 +213,50 @@ def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path, comman
     assert done.returncode == 141 and done.stderr == "", done.stderr
 
 
+def test_check_of_some_rules_stores_nothing_and_one_of_another_release_says_so_in_the_scan(tmp_path: Path) -> None:
+    """The stored findings are the scan's record (history, diff, the report, metrics): a look at one rule must not
+    replace them, and findings of another release must not sit under the scan's old one."""
+    from fixtures.cases import HERE
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "000-pool.json").write_bytes((HERE / "xenserver" / "xcp-ng-8.3-pool" / "recording.json")
+                                                     .read_bytes())
+    db = str(tmp_path / "x.db")
+    run_tool("import", "recorded", str(tmp_path / "rec"), "--db", db)
+
+    def stored() -> tuple[int, str]:
+        findings = json.loads(run_tool("export", "--db", db, "--table", "findings", "--format", "json").stdout)
+        scans = json.loads(run_tool("export", "--db", db, "--table", "scans", "--format", "json").stdout)
+        return len(findings), scans[0]["cloudstack_version"]
+
+    assert run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--fail-on", "never").returncode == 0
+    everything = stored()
+    assert everything[0] >= 1 and everything[1] == "4.20", everything
+    some = run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--rule", "duplicate-mac",  # none here
+                    "--fail-on", "never")
+    assert some.returncode == 0 and "not stored" in some.stdout, some.stdout + some.stderr
+    assert stored() == everything
+    assert run_tool("check", "--db", db, "--cloudstack-version", "4.18", "--fail-on", "never").returncode == 0
+    assert stored()[1] == "4.18"
+
+
+@pytest.mark.parametrize("args, said", [
+    (["check", "--fail-on", "warn"], "--fail-on 'warn'"), (["check", "--format", "csv"], "--format 'csv'"),
+    (["history", "--format", "bogus"], "--format 'bogus'"),
+])
+def test_a_bad_option_value_is_a_usage_error_before_anything_is_read_or_stored(tmp_path: Path, args: list[str],
+                                                                                said: str) -> None:
+    done = run_tool(*args, "--db", str(tmp_path / "none.db"))  # no database: the option is judged first
+    assert done.returncode == 2 and said in done.stderr and "does not exist" not in done.stderr, done.stderr
+
+
+def test_scan_judges_fail_on_before_collecting(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    done = run_tool("scan", "--config", str(config), "--fail-on", "warn")
+    assert done.returncode == 2 and "--fail-on 'warn'" in done.stderr and not (tmp_path / "inv.db").exists()
+
+
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
     result = run_tool("export", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 2 and "does not exist" in result.stderr
