@@ -100,6 +100,12 @@ def _one_of(option: str, value: str, choices: tuple[str, ...]) -> None:
         raise inventory.ConfigError(f"unknown {option} {value!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
 
 
+def _no_table_output(fmt: str, output: Path | None) -> None:
+    if fmt == "table" and output is not None:
+        raise inventory.ConfigError(f"--output writes json or csv, not the table (which is for the terminal): "
+                                    f"{output} was not written", hint="add --format csv or --format json")
+
+
 def _config(path: Path | None, *, required: bool) -> inventory.Config | None:
     if path is None:
         path = Path(inventory.DEFAULT_CONFIG)
@@ -331,8 +337,8 @@ def reconcile(
     is an error (like check).
     """
     with error_boundary():
-        if fmt not in ("table", "json", "csv"):
-            raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table, json or csv")
+        _one_of("--format", fmt, ("table", "json", "csv"))
+        _no_table_output(fmt, output)
         with _reader(config, db) as store:
             result = inventory.reconcile(store, scan_id)
         if fmt == "table":
@@ -660,6 +666,8 @@ def diff(
     A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
     """
     with error_boundary():
+        _one_of("--format", fmt, ("table", "json", "csv", "ndjson"))
+        _no_table_output(fmt, output)
         with _reader(config, db) as store:
             result = inventory.diff_scans(store, old, new, include_usage=include_usage)
         if fmt == "table":

@@ -249,6 +249,20 @@ def test_a_bad_option_value_is_a_usage_error_before_anything_is_read_or_stored(t
     assert done.returncode == 2 and said in done.stderr and "does not exist" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("command", [["diff"], ["reconcile"], ["diff", "--format", "table"]])
+def test_output_with_the_table_format_is_a_usage_error_not_a_file_silently_unwritten(tmp_path: Path,
+                                                                                     command: list[str]) -> None:
+    done = run_tool(*command, "--output", str(tmp_path / "out.txt"), "--db", str(tmp_path / "none.db"))
+    assert done.returncode == 2 and "--output writes json or csv" in done.stderr, done.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_diff_says_which_formats_it_takes(tmp_path: Path) -> None:
+    done = run_tool("diff", "--format", "bogus", "--db", str(tmp_path / "none.db"))
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown --format 'bogus'"), done.stderr
+    assert "table, json, csv or ndjson" in done.stderr
+
+
 def test_scan_judges_fail_on_before_collecting(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'
