@@ -15,6 +15,21 @@ from inventory.view import InventoryView, Setting
 ROLES = ("user", "router", "ssvm", "cpvm", "worker", "unmanaged")
 
 
+def unread(store: Store, scan_id: int) -> list[dict[str, Any]]:
+    """What a scan did not read, or not fully, with the reason: each endpoint (host, pool master, vCenter) that
+    was not ``ok``, and each target that was not ``ok`` with no such endpoint to say why (one a deadline or a
+    signal stopped before any endpoint was read; one whose values were malformed), in the order they were read."""
+    return store.query(
+        "SELECT target, endpoint, status, error FROM ("
+        " SELECT e.target, e.endpoint, e.status, e.error, t.rowid AS t_order, e.rowid AS e_order FROM endpoints e"
+        " JOIN targets t ON t.scan_id = e.scan_id AND t.name = e.target WHERE e.scan_id = ? AND e.status != 'ok'"
+        " UNION ALL"
+        " SELECT t.name, COALESCE(t.endpoint, ''), t.status, t.error, t.rowid, 0 FROM targets t"
+        " WHERE t.scan_id = ? AND t.status != 'ok' AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE"
+        " e.scan_id = t.scan_id AND e.target = t.name AND e.status != 'ok')"
+        ") ORDER BY t_order, e_order", [scan_id, scan_id])
+
+
 def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:
     """A scan's targets with their clusters, hosts, VMs by role and power state, and failures."""
     scan = store.scan(scan_id)
@@ -43,8 +58,7 @@ def scan_summary(store: Store, scan_id: int) -> dict[str, Any]:
         if entry is not None:
             entry["roles"][row["cs_role"]] = row["n"]
             entry["running"] += row["running"] or 0
-    failures = store.query("SELECT target, endpoint, status, error FROM endpoints "
-                           "WHERE scan_id = ? AND status != 'ok' ORDER BY rowid", [scan_id])
+    failures = unread(store, scan_id)
     for target in targets:
         target["clusters"] = [c for (t, _), c in by_cluster.items() if t == target["name"]]
     return {"scan": scan, "targets": targets, "failures": failures,
@@ -127,8 +141,7 @@ def audit(store: Store, scan_id: int, *, include_usage: bool = False) -> Audit:
     threshold = storage_threshold(store, scan_id)
     return Audit(
         scan=scan, previous=previous, targets=_coverage(store, scan_id),
-        failures=store.query("SELECT target, endpoint, status, error FROM endpoints "
-                             "WHERE scan_id = ? AND status != 'ok' ORDER BY rowid", [scan_id]),
+        failures=unread(store, scan_id),
         estate=estate, power_states=states, findings=findings, reconciliation=reconciliation,
         drift=diff_scans(store, previous, scan_id, include_usage=include_usage) if previous else None,
         host_vms=_host_vms(store, scan_id), storage=_storage(store, scan_id, float(threshold.value)),

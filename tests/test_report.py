@@ -186,3 +186,24 @@ def test_a_database_without_scans_is_refused_clearly(tmp_path: Path, lab_like: P
     assert done.returncode == 2 and "does not exist" in done.stderr and not (tmp_path / "r.html").exists()
     bad = run_tool("report", "--db", str(tmp_path / "copy.db"), "--format", "pdf")
     assert bad.returncode == 2 and "unknown report format 'pdf'" in bad.stderr
+
+
+def test_a_target_that_failed_before_any_host_answered_is_listed_with_its_reason(tmp_path: Path) -> None:
+    """A scan deadline or SIGTERM fails a target that has no endpoint row yet: the report must not say every
+    target was read, and `show` must give the reason (as it does for a host)."""
+    from inventory import open_store
+    from inventory.model import EndpointResult, TargetResult
+    from inventory.store import ScanRow
+    why = "scan deadline reached before this target finished"
+    with open_store(tmp_path / "s.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [
+            TargetResult(name="pool", hypervisor="xenserver", endpoint="https://xen.example", status="failed",
+                         error=why, duration_s=2.0),
+            TargetResult(name="kvm", hypervisor="kvm", endpoint="", status="ok", error=None, duration_s=1.0,
+                         endpoints=[EndpointResult("kvm", "h1", "ok", None, 1.0, 3)])])
+    page = run_tool("report", "--db", str(tmp_path / "s.db"), "--output", str(tmp_path / "r.html"))
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "Every target and host was read." not in html and why in html
+    shown = run_tool("show", "--db", str(tmp_path / "s.db"))
+    assert f"failed: pool/https://xen.example: {why}" in shown.stdout, shown.stdout
