@@ -258,8 +258,20 @@ def _without(read: TargetRead, left_out: dict[str, str], labelled: bool) -> Targ
     return dataclasses.replace(read, endpoints=endpoints, answers=answers)
 
 
+class ConnectTimedOut(OSError):
+    """Connecting — TCP and the TLS handshake — took longer than the target's ``connect_timeout`` (a firewall that
+    drops, a host that is down, a port that accepts and never answers): not an answer that took too long."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"could not connect within {seconds:g}s")
+        self.seconds = seconds
+
+
 def translate_common(exc: BaseException, where: str, timeout_hint: str) -> CollectorError | None:
     """Socket, DNS, TLS and timeout errors, the same words for every kind."""
+    if isinstance(exc, ConnectTimedOut):
+        return TimedOut(f"{where}: could not connect within {exc.seconds:g}s",
+                        hint="is the address right, and the port open to this machine? (else raise connect_timeout)")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
                            hint="set ca_file to the CA that signed it, or pin its SHA-256 fingerprint")

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from collectors.base import Calls, Collector, Sdk, Session
+from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session
 from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_files import datastore_files
 from collectors.vmware_normalise import normalise_vcenter
@@ -227,9 +227,12 @@ def probe_tls(target: VmwareTarget) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((target.host, target.port), timeout=target.connect_timeout) as raw_socket:
-        with context.wrap_socket(raw_socket, server_hostname=target.host) as tls_socket:
-            seen = hashlib.sha256(tls_socket.getpeercert(binary_form=True) or b"").hexdigest()
+    try:
+        with socket.create_connection((target.host, target.port), timeout=target.connect_timeout) as raw_socket:
+            with context.wrap_socket(raw_socket, server_hostname=target.host) as tls_socket:
+                seen = hashlib.sha256(tls_socket.getpeercert(binary_form=True) or b"").hexdigest()
+    except TimeoutError as exc:
+        raise ConnectTimedOut(target.connect_timeout) from exc
     if target.fingerprint and seen != target.fingerprint:
         raise TlsRejected(f"vmware {target.host}:{target.port}: certificate fingerprint {seen[:16]}… is not the pinned "
                           f"{(target.fingerprint or '')[:16]}…",

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from collectors.base import Calls, Collector, Sdk, Session
+from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session
 from collectors.xenserver_normalise import normalise_pool
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
@@ -134,7 +134,10 @@ class _TimedHTTP(http.client.HTTPConnection):
         self.read_timeout = read_timeout
 
     def connect(self) -> None:
-        super().connect()
+        try:
+            super().connect()
+        except TimeoutError as exc:
+            raise ConnectTimedOut(self.timeout or 0) from exc
         assert self.sock is not None
         self.sock.settimeout(self.read_timeout)
 
@@ -147,7 +150,10 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.fingerprint = fingerprint
 
     def connect(self) -> None:
-        super().connect()
+        try:
+            super().connect()  # TCP and the TLS handshake, within connect_timeout
+        except TimeoutError as exc:
+            raise ConnectTimedOut(self.timeout or 0) from exc
         assert isinstance(self.sock, ssl.SSLSocket)
         if self.fingerprint:
             seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()

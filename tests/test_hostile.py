@@ -310,6 +310,35 @@ def test_a_server_that_drips_one_byte_at_a_time_is_cut_at_the_overall_timeout(tm
     assert "no answer within 3s" in (result.error or "")
 
 
+@pytest.mark.parametrize("kind", ["xenserver", "vmware"])
+def test_a_host_that_accepts_and_never_shakes_hands_is_a_connect_timeout_not_an_answer_timeout(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A firewall or a dead master: connect_timeout ran out, and raising timeout (what the error used to say, with
+    the number of seconds it had not waited) would change nothing."""
+    import socket
+    import time
+    from collectors.vmware import VmwareCollector, VmwareTarget
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepted by the kernel, never answered: no TLS handshake ever comes
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("CSI_HOLE_PW", "x")
+    password = Secret("env", "CSI_HOLE_PW")
+    try:
+        started = time.monotonic()
+        if kind == "xenserver":
+            result = XenServerCollector(XenTarget(name="hole", url=f"https://127.0.0.1:{port}", password=password,
+                                                  connect_timeout=1.0, timeout=60.0)).collect()
+        else:
+            result = VmwareCollector(VmwareTarget(name="hole", host="127.0.0.1", port=port, username="u",
+                                                  password=password, connect_timeout=1.0, timeout=60.0)).collect()
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+    assert result.status == "failed" and took < 5, (took, result.error)
+    assert "could not connect within 1s" in (result.error or "") and "60" not in (result.error or ""), result.error
+
+
 def test_a_where_that_runs_forever_or_grows_without_bound_is_stopped(tmp_path: Path) -> None:
     dump = tmp_path / "pool.xml"
     dump.write_text(generate(1, 3, "xcp-ng-8.3", seed="where"))
