@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -161,6 +162,11 @@ def scan(
     """
     with error_boundary():
         inventory.exit_code_for([], fail_on)  # a --fail-on it does not take is said before collecting
+        if deadline is not None and not (deadline > 0 and math.isfinite(deadline)):
+            raise inventory.ConfigError(f"--deadline must be more than 0 seconds, not {deadline:g}",
+                                        hint="leave it out for no deadline")
+        if cloudstack_version:
+            inventory.check_release_shape(cloudstack_version)
         cfg = _config(config, required=True)
         assert cfg is not None
         _warn(cfg, quiet)
@@ -265,6 +271,8 @@ def check(
     with error_boundary():
         _one_of("--format", fmt, ("table", "json"))
         inventory.exit_code_for([], fail_on)
+        if cloudstack_version:
+            inventory.check_release_shape(cloudstack_version)
         cfg = _config(config, required=False)
         some = bool(rule_ids or skip)  # a look at some rules: the scan keeps the findings of its whole check
         with inventory.open_store(_existing(_db_path(config, db))) as store:  # findings are stored with the scan

@@ -206,7 +206,8 @@ class Collector(Generic[TargetT, SessionT]):
         if outcome.timed_out:
             limit = self.endpoint_timeout()
             why = f"no answer within {limit:g}s" if limit is not None else "no answer"
-            error = self._label(endpoint, TimedOut(f"{self.where(endpoint)}: {why} (timeout or scan deadline)",
+            said = f"{why} (timeout or scan deadline)"  # a host is named once, by _label
+            error = self._label(endpoint, TimedOut(said if self.has_hosts else f"{self.where(endpoint)}: {said}",
                                                    hint=self.timeout_hint).one_line())
             return [EndpointResult(name, endpoint, "failed", error, outcome.duration_s, calls)]
         if outcome.result is None:

@@ -69,6 +69,8 @@ class KvmTarget(TargetConfig):
             raise ValueError("hosts must list at least one host")
         if len(set(self.hosts)) != len(self.hosts):
             raise ValueError("hosts lists a host twice")
+        if not all(host.strip() for host in self.hosts):
+            raise ValueError("hosts must not hold an empty name (it would be read as this machine)")
         try:
             self.uri.format(host="h", user="u", port=22)
         except (KeyError, IndexError, ValueError) as exc:

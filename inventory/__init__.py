@@ -17,6 +17,7 @@ from inventory.diff import ROW_COLUMNS as DIFF_COLUMNS
 from inventory.diff import ScanDiff, diff_scans
 from inventory.export import FORMATS, export_table, write_rows
 from inventory.history import PruneResult, history, prune
+from inventory.releases import check_shape as check_release_shape
 from inventory.releases import resolve as resolve_release
 from inventory.lock import DatabaseBusy, writer_lock
 from inventory.logs import configure as configure_logging
@@ -46,7 +47,8 @@ __all__ = [
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff", "RECONCILE_COLUMNS", "Reconciliation", "reconcile",
     "BASES", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",
     "group_findings", "run_checks", "select_rules",
-    "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release", "write_rows", "writer_lock",
+    "check_release_shape", "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release",
+    "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
     "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",
     "QUERIES", "Audit", "audit", "datasette_metadata", "metrics_text", "render_html_report", "write_workbook",

@@ -22,6 +22,7 @@ from typing import Any
 from inventory import settings as setting_values
 from inventory.errors import ConfigError
 from inventory.model import Secret, TargetConfig
+from inventory.releases import check_shape
 
 DEFAULT_CONFIG = "cs-inventory.toml"
 DEFAULT_DATABASE = "cs-inventory.db"
@@ -98,6 +99,11 @@ def parse_config(data: Mapping[str, Any], path: Path,
     version = cloudstack.get("version")
     if version is not None and not isinstance(version, str):
         raise ConfigError(f"{path}: [cloudstack] version must be a string like \"4.20\"")
+    if version is not None:
+        try:
+            check_shape(version)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [cloudstack] version: {exc.message}", hint=exc.hint) from None
     labels = cloudstack.get("traffic_labels", {})
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ConfigError(f"{path}: [cloudstack.traffic_labels] must map traffic types to label strings")
@@ -153,6 +159,9 @@ def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, ba
     name = entry.get("name")
     if isinstance(name, str):
         where = f"{where} (name {name!r})"
+        if not name.strip():
+            raise ConfigError(f"{path}: {where}: name must not be empty",
+                              hint="scans, exports and findings tell targets apart by name")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     accepted = accepted_keys(cls)

@@ -33,7 +33,14 @@ def parse_age(text: str) -> timedelta:
     if not match:
         raise ConfigError(f"--older-than {text!r} is not an age", hint="use e.g. 30d, 12h or 2w")
     number, unit = int(match.group(1)), match.group(2)
-    return {"h": timedelta(hours=number), "d": timedelta(days=number), "w": timedelta(weeks=number)}[unit]
+    try:
+        return {"h": timedelta(hours=number), "d": timedelta(days=number), "w": timedelta(weeks=number)}[unit]
+    except OverflowError:
+        raise _too_old(text) from None
+
+
+def _too_old(text: str) -> ConfigError:
+    return ConfigError(f"--older-than {text!r} is further back than any date", hint="use e.g. 30d, 12h or 2w")
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,11 @@ def prune(store: Store, *, keep: int | None = None, older_than: str | None = Non
     if keep is not None:
         doomed = [r["id"] for r in scans[keep:]]
     else:
-        cutoff = (now or datetime.now(timezone.utc)) - parse_age(older_than or "")
+        age = parse_age(older_than or "")
+        try:
+            cutoff = (now or datetime.now(timezone.utc)) - age
+        except OverflowError:
+            raise _too_old(older_than or "") from None
         doomed = [r["id"] for r in scans if datetime.fromisoformat(r["started_at"]) < cutoff]
     removed = sorted(i for i in doomed if i not in protected)
     before = _size(store)

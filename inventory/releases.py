@@ -89,6 +89,17 @@ def vmware_parent_version(version: str) -> str | None:
     return ".".join(parts[:2]) if parts[2] == "0" else ".".join(parts[:3])
 
 
+_SHAPE = re.compile(r"\d+\.\d+(?:\.\d+){0,2}")
+
+
+def check_shape(version: str) -> None:
+    """An operator's release (the config's, an option's) is written like 4.20 or 4.19.1.0: ``4.2O`` is a typo, not
+    release 4.2. (A version CloudStack's API reports is read leniently by ``resolve``.)"""
+    if not _SHAPE.fullmatch(version.strip()):
+        raise ConfigError(f"CloudStack version {version!r} is not like 4.20 or 4.19.1.0",
+                          hint="write the release as CloudStack names it, e.g. 4.20")
+
+
 def resolve(version: str | None) -> Release:
     """``4.20`` → the newest 4.20 entry known; ``4.19.1.2`` → the entry covering it."""
     if not version:
@@ -96,7 +107,8 @@ def resolve(version: str | None) -> Release:
                           hint='set [cloudstack] version = "4.20" in the config, or pass --cloudstack-version')
     asked = _version(version)
     if len(asked) < 2:
-        raise ConfigError(f"CloudStack version {version!r} is not like 4.20 or 4.19.1.0")
+        raise ConfigError(f"CloudStack version {version!r} is not like 4.20 or 4.19.1.0",
+                          hint="write the release as CloudStack names it, e.g. 4.20")
     keys = sorted(facts()["supported_versions"], key=_version)
     known = [k for k in keys if _version(k)[:2] == asked[:2]]
     if not known:

@@ -263,6 +263,27 @@ def test_diff_says_which_formats_it_takes(tmp_path: Path) -> None:
     assert "table, json, csv or ndjson" in done.stderr
 
 
+@pytest.mark.parametrize("deadline", ["-1", "0", "nan", "inf"])
+def test_a_deadline_that_cannot_be_seconds_is_a_usage_error(tmp_path: Path, deadline: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    done = run_tool("scan", "--config", str(config), "--deadline", deadline)
+    assert done.returncode == 2 and "--deadline must be more than 0 seconds" in done.stderr, done.stderr
+    assert not (tmp_path / "inv.db").exists()
+
+
+@pytest.mark.parametrize("age", ["1000000000d", "99999999w", "999999999999h"])
+def test_an_age_beyond_any_date_is_a_usage_error(tmp_path: Path, age: str) -> None:
+    from fixtures.cases import HERE
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "000-pool.json").write_bytes((HERE / "xenserver" / "xcp-ng-8.3-pool" / "recording.json")
+                                                     .read_bytes())
+    run_tool("import", "recorded", str(tmp_path / "rec"), "--db", str(tmp_path / "x.db"))
+    done = run_tool("prune", "--older-than", age, "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 2 and f"--older-than {age!r} is further back than any date" in done.stderr, done.stderr
+
+
 def test_scan_judges_fail_on_before_collecting(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[cloudstack]\nversion = "4.20"\n'

@@ -53,6 +53,10 @@ def test_design_example_loads_with_defaults_and_relative_paths(tmp_path: Path) -
     ('[[hyperv]]\nname = "a"\n', "unknown table [hyperv]"),
     ('[database]\npth = "x"\n', "[database]: unknown key 'pth'"),
     ('[cloudstack]\nversion = 4.2\n', "version must be a string"),
+    ('[[kvm]]\nname = ""\nhosts = ["h"]\n', "[[kvm]] #1 (name ''): name must not be empty"),
+    ('[[kvm]]\nname = " "\nhosts = ["h"]\n', "name must not be empty"),
+    ('[[kvm]]\nname = "a"\nhosts = ["h", ""]\n', "hosts must not hold an empty name"),
+    ('[cloudstack]\nversion = "banana"\n', "[cloudstack] version: CloudStack version 'banana' is not like 4.20"),
     ('[[kvm]\nname = "a"\n', "not valid TOML"),
 ])
 def test_bad_config_names_file_entry_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -172,6 +172,7 @@ def test_a_host_that_answers_slowly_is_cut_at_host_timeout(real_domains: Any, ss
                                      host_timeout=2.0)).collect()
     assert result.status == "failed"
     assert "no answer within 2s" in (result.error or "")
+    assert "127.0.0.1: 127.0.0.1:" not in (result.error or ""), result.error  # the host named once
     assert result.duration_s < 6
 
 
