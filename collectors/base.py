@@ -240,6 +240,8 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
         unique(inventory)
     if inventory.left_out:  # an endpoint of which nothing was kept failed, as one that did not answer did
         read = _without(read, inventory.left_out, cls.has_hosts)
+        rows = {e.endpoint for e in read.endpoints}  # a recording made by hand may lack an endpoint's row
+        errors += [f"{endpoint}: {why}" for endpoint, why in inventory.left_out.items() if endpoint not in rows]
     errors[:0] = [e.error or e.status for e in read.endpoints if e.status in ("failed", "partial")]
     if inventory.problems:
         errors.append(f"{len(inventory.problems)} malformed values: " + "; ".join(inventory.problems[:5]))

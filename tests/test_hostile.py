@@ -601,6 +601,21 @@ def test_a_kvm_host_whose_answer_is_not_understood_is_failed_and_not_compared_ne
             ("testdriver", "2d70d31d-1902-520e-b457-35a042776997")}
 
 
+def test_a_host_left_out_that_has_no_endpoint_row_is_still_said(tmp_path: Path) -> None:
+    """A recording edited by hand may list no row for a host it has an answer of: its reason is not lost."""
+    from collectors.base import result_of
+    from collectors.kvm import KvmCollector
+    from fixtures.cases import HERE
+    from inventory.recording import load
+    recording = json.loads((HERE / "kvm" / "testdriver-cluster" / "recording.json").read_text())
+    recording["answers"]["kvm001"]["capabilities"] = "<capabilities"  # not XML
+    recording["endpoints"] = [e for e in recording["endpoints"] if e["endpoint"] != "kvm001"]
+    (tmp_path / "000-kvm.json").write_text(json.dumps(recording))
+    (read,) = load(tmp_path)
+    result = result_of(KvmCollector, read)
+    assert result.status == "partial" and "kvm001: answer not understood" in (result.error or ""), result.error
+
+
 def test_a_recorded_target_name_that_is_not_unicode_is_one_name_with_u_fffd(tmp_path: Path) -> None:
     """A recording is JSON: a target name holding a lone surrogate is stored with U+FFFD, on the target and on each
     of its records alike, not listed once per record."""
