@@ -207,3 +207,18 @@ def test_a_target_that_failed_before_any_host_answered_is_listed_with_its_reason
     assert "Every target and host was read." not in html and why in html
     shown = run_tool("show", "--db", str(tmp_path / "s.db"))
     assert f"failed: pool/https://xen.example: {why}" in shown.stdout, shown.stdout
+
+
+def test_a_failed_scan_is_not_said_to_be_checked(tmp_path: Path) -> None:
+    from inventory import open_store
+    from inventory.model import TargetResult
+    from inventory.store import ScanRow
+    with open_store(tmp_path / "f.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "failed", "terminated by SIGTERM", "4.20", "test", None), [
+            TargetResult(name="pool", hypervisor="xenserver", endpoint="https://xen.example", status="failed",
+                         error="terminated by SIGTERM", duration_s=2.0)])
+    done = run_tool("report", "--db", str(tmp_path / "f.db"), "--scan", "1", "--output", str(tmp_path / "r.html"))
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "checked against CloudStack" not in html and "not checked: nothing was read" in html
+    assert "every target failed: there was nothing to check" in html
