@@ -274,7 +274,7 @@ def translate_common(exc: BaseException, where: str, timeout_hint: str) -> Colle
     """Socket, DNS, TLS and timeout errors, the same words for every kind."""
     if isinstance(exc, ConnectTimedOut):
         return TimedOut(f"{where}: could not connect within {exc.seconds:g}s",
-                        hint="is the address right, and the port open to this machine? (else raise connect_timeout)")
+                        hint="is the address right, and the port open to this machine? if so, raise connect_timeout")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
                            hint="set ca_file to the CA that signed it, or pin its SHA-256 fingerprint")
