@@ -7,7 +7,8 @@ that the rules can compare it with what the hypervisors run. Signed requests thr
 (HMAC-SHA1, ``signatureVersion=3`` with an expiry); an allow-list refuses any command but the list calls
 below before a byte is sent. Needs a root admin's API key: CloudStack shows a VM's ``instancename`` and
 host, and a volume's path and pool, to root admins only. Lists are paged (``page`` + ``pagesize``) until
-``count`` — a list without paging is silently cut at ``default.page.size`` — with the page size lowered to
+``count`` — a list without paging is silently cut at ``default.page.size``; a page of nothing new (a server
+that repeats a page) ends the list, said as the endpoint's problem — with the page size lowered to
 the server's ``default.page.size`` when that is smaller (read first; else learnt from the 431 answer). VMs,
 routers, internal LB VMs and volumes are read in two passes merged by id, ``listall=true`` (every account)
 and ``projectid=-1`` with ``listall=true`` (project resources: older releases list only those, the newest
@@ -17,6 +18,7 @@ or per-cluster overrides of settings (the global values are read), and anything 
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Iterator
@@ -132,13 +134,20 @@ class CloudStackSession(Session):
 
     def _pages(self, command: str, params: dict[str, Any]) -> list[JsonDict]:
         items: list[JsonDict] = []
+        seen: dict[str, int] = {}  # id → the page it came on
         page = 1
         while True:
             answer = self.call(command, page=page, pagesize=self.page_size, **params)
             found = [value for key, value in answer.items() if key != "count" and isinstance(value, list)]
             batch: list[JsonDict] = found[0] if found else []
-            items.extend(batch)
             count = answer.get("count")
+            ids = [_identity(item) for item in batch]
+            if ids and all(i in seen for i in ids):  # a page of nothing new: the server repeats itself
+                self.degraded.append(f"{command}: page {page} repeats page {seen[ids[0]]}; {len(items)} of "
+                                     f"{count if isinstance(count, int) else '?'} read")
+                return items
+            seen.update((i, page) for i in ids if i not in seen)
+            items.extend(batch)
             if not batch or not isinstance(count, int) or len(items) >= count:
                 return items
             page += 1
@@ -150,6 +159,13 @@ class CloudStackSession(Session):
             for item in self.list_all(command, **scope, **params):
                 merged.setdefault(str(item.get("id")), item)
         return list(merged.values())
+
+
+def _identity(item: Any) -> str:
+    """What tells a listed item from another: its id, else (settings, traffic types) the whole item."""
+    if isinstance(item, dict) and item.get("id") is not None:
+        return f"id {item['id']}"
+    return json.dumps(item, sort_keys=True, default=str)
 
 
 class CloudStackApiCollector(Collector[CloudStackApiTarget, CloudStackSession]):

@@ -112,6 +112,25 @@ def test_the_page_size_is_learnt_from_the_431_when_the_setting_is_not_read(serve
     assert result.detail["page_size"] == 3
 
 
+@pytest.mark.parametrize("count", [None, 10**6])
+def test_a_server_that_repeats_a_page_is_partial_not_silently_short(server: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                     count: int | None) -> None:
+    """Paging trusts count: a server that answers page 1 whatever page is asked (with the true count, or one far
+    too high) must not leave 7 of 12 VMs out unsaid, nor page on until the deadline."""
+    running = server({"vms": vms(12), "settings": {"default.page.size": "5"}})
+    served = running.api._page
+
+    def always_page_one(items: list[dict[str, Any]], params: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
+        page, total = served(items, {**params, "page": "1"} if "page" in params else params)
+        return page, count or total
+
+    monkeypatch.setattr(running.api, "_page", always_page_one)
+    result = CloudStackApiCollector(target(running.url, overall_timeout=20)).collect()
+    assert result.status == "partial", result.error
+    assert "listVirtualMachines: page 2 repeats page 1" in (result.error or ""), result.error
+    assert running.calls["listVirtualMachines"] <= 4  # two passes, stopped at their second page
+
+
 def test_two_passes_find_project_vms_on_old_and_new_releases(server: Any) -> None:
     for old in (False, True):
         running = server({"vms": vms(10, projects_every=3), "release_lists_projects_only": old})
