@@ -35,9 +35,20 @@ class _Reader:
     def __init__(self, raw: dict[str, dict[str, dict[str, Any]]]) -> None:
         self.raw = raw
         self.problems: list[str] = []
+        self._rows: dict[str, dict[str, dict[str, Any]]] = {}
 
     def rows(self, cls: str) -> dict[str, dict[str, Any]]:
-        return self.raw.get(cls) or {}
+        """A class's records by ref; one that is not a struct is left out, and listed once."""
+        if cls not in self._rows:
+            given = self.raw.get(cls) or {}
+            if not isinstance(given, dict):
+                self.problems.append(f"{cls}: not a map of records; left out")
+                given = {}
+            for ref, record in given.items():
+                if not isinstance(record, dict):
+                    self.problems.append(f"{cls} {str(ref)[:60]}: not a record; left out")
+            self._rows[cls] = {ref: record for ref, record in given.items() if isinstance(record, dict)}
+        return self._rows[cls]
 
     def get(self, cls: str, ref: Any) -> dict[str, Any]:
         if not isinstance(ref, str) or ref == NULL:
@@ -148,7 +159,7 @@ def _host(r: _Reader, ref: str, uuid: str, target: str, cluster_key: str, is_mas
     enabled = r.bool("host", rec, "enabled")
     live = r.bool("host_metrics", metrics, "live")
     state = "disabled" if enabled is False else "disconnected" if live is False else "connected"
-    capabilities = [str(c) for c in rec.get("capabilities", []) if c]
+    capabilities = [c for c in r.refs("host", rec, "capabilities") if c]  # a set of strings, like refs
     return Host(
         key=uuid, target=target, cluster_key=cluster_key,
         name=r.text(rec, "hostname") or r.text(rec, "name_label") or uuid,
@@ -273,10 +284,7 @@ def _images(r: _Reader, srs: dict[str, str], target: str, inv: Inventory) -> Non
     """Every managed VDI on a known SR, by its uuid (what a CloudStack volume's path holds on XenServer). Hidden
     VHD parents (managed false) are XAPI's own and left out."""
     iso_srs = {ref for ref, sr in r.rows("SR").items() if sr.get("content_type") == "iso"}
-    for ref, vdi in r.rows("VDI").items():
-        if not isinstance(vdi, dict):
-            r.problems.append(f"VDI {str(ref)[:60]}: not a record; left out")
-            continue
+    for vdi in r.rows("VDI").values():
         storage_key, uuid = srs.get(str(vdi.get("SR"))), r.text(vdi, "uuid")
         if storage_key is None or uuid is None or r.bool("VDI", vdi, "managed") is False:
             continue
@@ -300,6 +308,10 @@ def _sr_source(config: dict[str, Any]) -> str | None:
 def _vm(r: _Reader, ref: str, vm: dict[str, Any], uuid: str, hosts: dict[str, str], networks: dict[str, str],
         srs: dict[str, str], target: str, cluster_key: str, inv: Inventory) -> None:
     name = r.text(vm, "name_label") or uuid
+    resident_on = vm.get("resident_on")
+    if isinstance(resident_on, str) and resident_on != NULL and resident_on not in hosts:
+        r.problems.append(f"VM {uuid}: resident_on names no host of this pool ({resident_on[:60]}); its host is "
+                          "left empty")
     parsed = parse_instance_name(name)
     guest = r.get("VM_guest_metrics", vm.get("guest_metrics"))
     os_version = r.map("VM_guest_metrics", guest, "os_version") if guest else {}

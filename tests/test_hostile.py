@@ -63,6 +63,37 @@ def pools(tmp_path: Path) -> Iterator[tuple[XapiServer, XapiServer]]:
     good.stop()
 
 
+def test_a_pool_with_a_record_or_a_set_of_the_wrong_shape_keeps_the_rest(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One host's capabilities that are not a set, a record that is not a struct, a running VM on a host the pool
+    does not have: each is listed, and the pool is kept (a capabilities string was walked character by character
+    into 'no HVM'; the others lost the whole pool, or the VM's host without a word)."""
+    dump = tmp_path / "shapes.xml"
+    dump.write_text(generate(2, 8, "xcp-ng-8.3", seed="shapes"))
+    server = serve_dump(dump, password=PASSWORD)
+    records = server.api.records
+    first, second = list(records["host"].values())[:2]
+    first["capabilities"] = 1
+    second["capabilities"] = "hvm-3.0-x86_64 hvm-3.0-x86_32"
+    records["VIF"][next(iter(records["VIF"]))] = "not a struct"
+    running = next(v for v in records["VM"].values() if v["power_state"] == "Running" and not v["is_control_domain"])
+    running["resident_on"] = "OpaqueRef:00000000-dead-beef-0000-000000000000"
+    monkeypatch.setenv("CSI_SHAPES_PW", PASSWORD)
+    try:
+        result = XenServerCollector(XenTarget(name="shapes", url=server.url,
+                                              password=Secret("env", "CSI_SHAPES_PW"))).collect()
+    finally:
+        server.stop()
+    assert result.status == "partial" and len(result.inventory.hosts) == 2 and len(result.inventory.vms) == 8
+    problems = "\n".join(result.inventory.problems)
+    assert f"host {first['uuid']}: capabilities is not a set" in problems
+    assert f"host {second['uuid']}: capabilities is not a set" in problems
+    assert {h.hvm for h in result.inventory.hosts} == {None}  # unknown, not 'no HVM'
+    assert "VIF OpaqueRef:" in problems and "not a record; left out" in problems
+    assert f"VM {running['uuid']}: resident_on names no host of this pool" in problems
+    assert next(v for v in result.inventory.vms if v.key == running["uuid"]).host_key is None
+
+
 def test_a_hostile_pool_is_stored_with_its_problems_listed(pools: tuple[XapiServer, XapiServer],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSI_HOSTILE_PW", PASSWORD)
