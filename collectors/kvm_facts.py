@@ -28,7 +28,7 @@ def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
     """
     if not outputs:
         return {}
-    facts: dict[str, Any] = {"unknown": []}
+    facts: dict[str, Any] = {"unknown": [], "problems": []}
 
     def ok(name: str) -> str | None:
         result = outputs.get(name)
@@ -60,11 +60,11 @@ def parse_facts(outputs: dict[str, Any] | None) -> dict[str, Any]:
     if result is not None and result["rc"] == 0:
         props = parse_properties(result["out"])
         facts["agent_properties"] = {k: props[k] for k in AGENT_KEYS if k in props}
-    if (text := ok("links")) is not None:
-        facts["links"] = json.loads(text or "[]")
-    if (text := ok("default_route")) is not None:
-        routes = json.loads(text or "[]")
-        facts["default_route_dev"] = routes[0].get("dev") if routes else None
+    if (text := ok("links")) is not None and (links := _json_list(facts, "links", text)) is not None:
+        facts["links"] = links
+    if (text := ok("default_route")) is not None and (routes := _json_list(facts, "default_route", text)) is not None:
+        dev = routes[0].get("dev") if routes and isinstance(routes[0], dict) else None
+        facts["default_route_dev"] = dev if isinstance(dev, str) else None
     if (text := ok("ovs")) is not None:
         facts["ovs"] = {line.split(":", 1)[0]: line.split(":", 1)[1].split()
                         for line in text.splitlines() if ":" in line}
@@ -156,9 +156,24 @@ def _network_facts(facts: dict[str, Any], ok: Any) -> None:
             facts["firewall"] = "ufw"
         elif settings.get("firewalld") or "ENABLED" in settings:
             facts["firewall"] = "none"
-    if (text := ok("routes")) is not None:
-        facts["routes"] = [{"dst": r.get("dst"), "dev": r.get("dev")} for r in json.loads(text or "[]")]
+    if (text := ok("routes")) is not None and (routes := _json_list(facts, "routes", text)) is not None:
+        facts["routes"] = [{"dst": r.get("dst"), "dev": r.get("dev")} for r in routes if isinstance(r, dict)]
 
+
+def _json_list(facts: dict[str, Any], name: str, text: str) -> list[Any] | None:
+    """A command's JSON list (``ip -j …``); one that is not (iproute2 5.9 wrote invalid JSON for ERSPAN links)
+    leaves the fact unknown and says so, and costs nothing else."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError as exc:
+        facts["unknown"].append(name)
+        facts["problems"].append(f"fact {name}: not JSON ({exc}); left unknown")
+        return None
+    if not isinstance(value, list):
+        facts["unknown"].append(name)
+        facts["problems"].append(f"fact {name}: not a list; left unknown")
+        return None
+    return value
 
 
 def _time_synced(text: str) -> bool | None:

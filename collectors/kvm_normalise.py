@@ -83,14 +83,27 @@ def normalise_host(raw: dict[str, Any], target: str, cluster_key: str | None) ->
         _domain(inv, dom, target, key, cluster_key, pool_by_name, pool_paths)
     for net in raw.get("networks", []):
         inv.networks.append(_libvirt_network(net, target))
-    if facts.get("links") is not None:
-        _host_links(inv, facts, raw["address"], key, target)
-    else:
+    inv.problems.extend(f"{raw.get('address')}: {problem}" for problem in facts.get("problems", ()))
+    if not (facts.get("links") is not None and _links_read(inv, facts, raw, key, target)):
         inv.host_nics.extend(_libvirt_interfaces(raw.get("interfaces", []), key, target))
         inv.networks.extend(Network(key=n.network_key, target=target, name=n.device, kind="bridge",
                                     bridge=n.device) for n in inv.host_nics
                             if n.kind == "bridge" and n.network_key)
     return inv
+
+
+def _links_read(inv: Inventory, facts: dict[str, Any], raw: dict[str, Any], key: str, target: str) -> bool:
+    """The host's NICs and bridges from its links (``ip -j -d addr``); False, said, when they are not what iproute2
+    writes: then libvirt's interfaces stand in, and nothing else of the host is lost."""
+    nics, networks = len(inv.host_nics), len(inv.networks)
+    try:
+        _host_links(inv, facts, raw["address"], key, target)
+        return True
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        del inv.host_nics[nics:], inv.networks[networks:]
+        inv.problems.append(f"{raw.get('address')}: fact links: not understood ({type(exc).__name__}: "
+                            f"{str(exc)[:80]}); libvirt's interfaces read instead")
+        return False
 
 
 def host_key(raw: dict[str, Any], caps: ET.Element, target: str) -> str:
