@@ -254,6 +254,8 @@ def check(
     explain: Annotated[Optional[str], typer.Option(
         "--explain", metavar="RULE", help="Print what RULE checks, its basis, sources and evidence fields; "
                                           "no scan is read.")] = None,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", help="Seconds to wait for another run writing the same database; then exit 5.")] = 60.0,
 ) -> NoReturn:
     """Check a stored scan (latest by default) against CloudStack's requirements for a release.
 
@@ -275,7 +277,8 @@ def check(
             inventory.check_release_shape(cloudstack_version)
         cfg = _config(config, required=False)
         some = bool(rule_ids or skip)  # a look at some rules: the scan keeps the findings of its whole check
-        with inventory.open_store(_existing(_db_path(config, db))) as store:  # findings are stored with the scan
+        path = _existing(_db_path(config, db))
+        with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:  # findings are stored
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")

@@ -9,7 +9,7 @@ from typing import Any
 
 from inventory import schema
 from inventory.errors import ConfigError
-from inventory.store import Store
+from inventory.store import Store, writing
 
 
 def history(store: Store, limit: int = 50) -> list[dict[str, Any]]:
@@ -80,12 +80,14 @@ def prune(store: Store, *, keep: int | None = None, older_than: str | None = Non
     before = _size(store)
     if removed and not dry_run:
         marks = ", ".join("?" * len(removed))
-        with store.db.atomic():
+        with writing(store.path), store.db.atomic():
             for table in schema.TABLES:
                 column = "id" if table.name == "scans" else "scan_id"
                 store.db.execute(f"DELETE FROM {table.name} WHERE {column} IN ({marks})", removed)
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        store.db.execute("VACUUM")
+        with writing(store.path, f"scans {', '.join(map(str, removed))} were removed, but the space they held was "
+                                 "not given back (VACUUM needs room for a copy of the database)"):
+            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.db.execute("VACUUM")
     return PruneResult(removed=removed, kept=[r["id"] for r in scans if r["id"] not in removed],
                        protected=sorted(protected), bytes_before=before, bytes_after=_size(store))
 

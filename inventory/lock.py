@@ -1,7 +1,7 @@
 """One writer at a time per database: overlapping cron runs wait a bounded time, then give up.
 
-A ``flock`` on ``<database>.lock`` (owner-only, holding the writer's pid) is held for a whole
-scan — collection and write — and for prune. The kernel drops it when the process dies, so a
+A ``flock`` on ``<database>.lock`` (owner-only, holding the writer's pid; beside the file a symlink points to) is
+held for a whole scan — collection and write — and for check, import, prune and upgrade. The kernel drops it when the process dies, so a
 killed run never leaves a stale lock behind.
 """
 
@@ -27,7 +27,8 @@ class DatabaseBusy(InventoryError):
 
 @contextmanager
 def writer_lock(db_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
-    lock_path = db_path.with_name(db_path.name + ".lock")
+    real = db_path.resolve()  # a symlink to the database shares its lock: SQLite writes the file it points to
+    lock_path = real.with_name(real.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -91,7 +91,7 @@ class Store:
     def write_scan(self, scan: ScanRow, results: Sequence[TargetResult]) -> int:
         """Write a scan, its targets, endpoints and records in one transaction; return its id."""
         self.require_writable()
-        with self.db.atomic():
+        with writing(self.path), self.db.atomic():
             cursor = self.db.execute(
                 "INSERT INTO scans (started_at, finished_at, status, error, cloudstack_version, "
                 "tool_version, config_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -153,7 +153,7 @@ class Store:
         in order, each with every column or many at once as a ``SameStatement`` (``inventory.checks`` makes them);
         ``release``: the one they were checked against, then the scan's ``cloudstack_version``."""
         self.require_writable()
-        with self.db.atomic():
+        with writing(self.path), self.db.atomic():
             if release is not None:
                 self.db.execute("UPDATE scans SET cloudstack_version = ? WHERE id = ?", [release, scan_id])
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
@@ -439,6 +439,28 @@ def _applied_steps(db: Database, path: Path) -> int:
     return len(applied)
 
 
+_FULL = ("database or disk is full", "disk I/O error")  # SQLite's words for ENOSPC, EFBIG (a file-size limit), EIO
+
+
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    if str(exc) in _FULL:
+        return _unwritable(path, exc, "nothing was written")
     return StoreError(f"cannot use database {path}: {exc}",
                       hint="is it a cs-inventory database? point [database] path or --db elsewhere")
+
+
+def _unwritable(path: Path, exc: sqlite3.DatabaseError, done: str) -> StoreError:
+    return StoreError(f"cannot write {path}: {exc}; {done}",
+                      hint="is the disk full, or a file-size limit set? free some space and run again")
+
+
+@contextmanager
+def writing(path: Path, done: str = "nothing was written (the transaction was rolled back)") -> Iterator[None]:
+    """Writes to ``path``: a full disk, a file-size limit or an I/O error is a one-line error that says what became
+    of the write (``done``), not an internal error."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if str(exc) not in _FULL:
+            raise
+        raise _unwritable(path, exc, done) from exc

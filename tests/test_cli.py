@@ -292,6 +292,53 @@ def test_scan_judges_fail_on_before_collecting(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--fail-on 'warn'" in done.stderr and not (tmp_path / "inv.db").exists()
 
 
+def _imported(tmp_path: Path) -> str:
+    from fixtures.cases import HERE
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "000-pool.json").write_bytes((HERE / "xenserver" / "xcp-ng-8.3-pool" / "recording.json")
+                                                     .read_bytes())
+    run_tool("import", "recorded", str(tmp_path / "rec"), "--db", str(tmp_path / "x.db"))
+    return str(tmp_path / "x.db")
+
+
+def test_check_waits_for_the_writer_lock_like_every_writer(tmp_path: Path) -> None:
+    """check writes findings (and upgrades an old schema): run beside prune it left findings of a pruned scan."""
+    from inventory.lock import writer_lock
+    db = _imported(tmp_path)
+    with writer_lock(Path(db), 0):
+        done = run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--lock-timeout", "1")
+    assert done.returncode == 5 and "being written by another cs-inventory" in done.stderr, done.stderr
+    assert run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--fail-on", "never").returncode == 0
+
+
+def test_a_database_named_through_a_symlink_shares_its_writer_lock(tmp_path: Path) -> None:
+    from inventory.lock import DatabaseBusy, writer_lock
+    real = tmp_path / "real.db"
+    real.write_bytes(b"")
+    (tmp_path / "link.db").symlink_to(real)
+    with writer_lock(real, 0):
+        with pytest.raises(DatabaseBusy):
+            with writer_lock(tmp_path / "link.db", 0):
+                pass
+
+
+def test_a_full_disk_is_a_one_line_error_not_an_internal_error(tmp_path: Path) -> None:
+    """A file-size limit stands in for a full disk: SQLite says 'disk I/O error' or 'database or disk is full'."""
+    import resource
+    db = _imported(tmp_path)
+    size = Path(db).stat().st_size
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 4, size // 4))  # less than one scan writes
+        import signal as signals
+        signals.signal(signals.SIGXFSZ, signals.SIG_IGN)  # the write fails with EFBIG instead of killing us
+
+    done = subprocess.run([str(TOOL), "import", "recorded", str(tmp_path / "rec"), "--db", db], capture_output=True,
+                          text=True, timeout=120, preexec_fn=limited)
+    assert done.returncode == 2 and "internal error" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: cannot write {db}: ") and "is the disk full" in done.stderr, done.stderr
+
+
 def test_missing_database_and_usage_errors(tmp_path: Path) -> None:
     result = run_tool("export", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 2 and "does not exist" in result.stderr
