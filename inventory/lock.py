@@ -1,8 +1,8 @@
 """One writer at a time per database: overlapping cron runs wait a bounded time, then give up.
 
 A ``flock`` on ``<database>.lock`` (owner-only, holding the writer's pid; beside the file a symlink points to) is
-held for a whole scan — collection and write — and for check, import, prune and upgrade. The kernel drops it when the process dies, so a
-killed run never leaves a stale lock behind.
+held for a whole scan — collection and write — and for check, import, prune and upgrade. The kernel drops it when
+the process dies, so a killed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
