@@ -10,6 +10,8 @@ host, and a host no target read is *not covered*, never missing.
 
 from __future__ import annotations
 
+import ipaddress
+
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,6 +29,15 @@ WORKER = "cloud.vm.worker"
 _EXTENSION = re.compile(r"\.(qcow2|raw|img|vhd|vhdx|vmdk|iso)$", re.IGNORECASE)
 
 HostRef = tuple[str, str]  # (target, key)
+
+
+def _short_name(name: str) -> str | None:
+    """A host name's first label (kvm01 of kvm01.dc1.example); none for an IP address."""
+    try:
+        ipaddress.ip_address(name)
+        return None
+    except ValueError:
+        return name.lower().split(".")[0] or None
 
 
 def instance_name_of(vm: Vm) -> str:
@@ -60,20 +71,26 @@ class Matching:
     def __post_init__(self) -> None:
         by_address: dict[str, list[Host]] = defaultdict(list)
         by_name: dict[str, list[Host]] = defaultdict(list)
+        by_short: dict[str, list[Host]] = defaultdict(list)
         for host in self.view.hosts:
             if host.address:
                 by_address[host.address.lower()].append(host)
-            for name in {host.name.lower(), host.name.lower().split(".")[0]}:
-                by_name[name].append(host)
+            by_name[host.name.lower()].append(host)
+            if short := _short_name(host.name):
+                by_short[short].append(host)
         for nic in self.view.host_nics:
             owner = self.view.host_by_key.get((nic.target, nic.host_key))
             for ip in [nic.ip, *(a.split("/")[0] for a in (nic.ip_addresses or "").split(",") if a)]:
                 if ip and owner is not None and owner not in by_address[ip.lower()]:
                     by_address[ip.lower()].append(owner)
         for cs in self.view.cloudstack_hosts:
+            # the address, else the name, else the short name (kvm01 of kvm01.dc1.example, never an IP's first
+            # number) — each only when it names one scanned host: two is not a match but a guess, not compared
+            short = _short_name(cs.name)
             found = by_address.get((cs.address or "").lower()) or by_name.get(cs.name.lower()) or \
-                by_name.get(cs.name.lower().split(".")[0])
-            if found:
+                (by_short.get(short) if short and short == cs.name.lower() else None) or \
+                (by_name.get(short) if short else None)
+            if found and len({(h.target, h.key) for h in found}) == 1:
                 host = found[0]
                 self.host_of_cs[(cs.target, cs.key)] = host
                 self.cs_of_host.setdefault((host.target, host.key), cs)

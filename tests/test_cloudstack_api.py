@@ -278,6 +278,28 @@ def test_the_clean_control_has_no_difference(estate: Any, tmp_path: Path) -> Non
     assert reconciled.differences == [] and reconciled.not_compared == [] and reconciled.exit_code == 0
 
 
+def test_a_vm_in_transition_is_cloudstacks_work_in_progress_not_a_difference(estate: Any, tmp_path: Path) -> None:
+    """CloudStack sets a starting VM's host before it prepares its volumes (minutes from a template), and a
+    migrating VM's host to the destination while it runs on the source; its own power-state sync postpones a
+    report while a job works on the VM. Running with the same facts is a difference (the control)."""
+    scenario = mirror(estate[1])
+    hosts = {h["name"]: h for h in scenario["hosts"]}
+    stopped = next(v for v in scenario["vms"] if v["state"] == "Stopped" and v["hypervisor"] == "KVM")
+    running = next(v for v in scenario["vms"] if v["state"] == "Running" and v["hypervisor"] == "KVM")
+    on = next(v for v in estate[1].vms if v.name == stopped["displayname"])
+    host_of_stopped = next(h for h in estate[1].hosts if (h.target, h.key) == (on.target, on.host_key))
+    other = next(h for name, h in hosts.items() if h["clusterid"] == hosts[running["hostname"]]["clusterid"]
+                 and name != running["hostname"])
+    for state, expected in (("Running", 2), ("Starting", 0)):
+        stopped.update(state=state, hostid=hosts[host_of_stopped.name]["id"], hostname=host_of_stopped.name)
+        running.update(state="Running" if expected else "Migrating", hostid=other["id"], hostname=other["name"])
+        scan_with(estate, scenario, tmp_path / f"{state}.db")
+        with open_store_readonly(tmp_path / f"{state}.db") as store:
+            found = {(d["difference"], d["object_key"]) for d in reconcile(store).differences}
+        about = {rule for rule, key in found if key in (stopped["id"], running["id"])}
+        assert len(about) == expected, (state, found)
+
+
 def test_each_planted_difference_is_found_once_with_both_sides(estate: Any, tmp_path: Path) -> None:
     planted_scenario, planted = plant(mirror(estate[1]), estate[1])
     scan_with(estate, planted_scenario, tmp_path / "planted.db")
@@ -526,3 +548,25 @@ def test_a_name_that_is_not_unicode_is_recorded_as_sent_and_replays_the_same(ser
         names = [[row[0] for row in store.db.execute("SELECT name FROM cloudstack_vms WHERE scan_id = ? ORDER BY key",
                                                      [scan_id])] for scan_id in (live.scan_id, replayed.scan_id)]
     assert names[0] == names[1] == ["tenant\ufffdvm", "vm2"]
+
+
+@pytest.mark.parametrize("scanned, listed, matched", [
+    (["10.1.0.11", "10.1.0.12"], "10.2.0.21", None),                  # an IP's first number is no short name
+    (["kvm01.dc1.example"], "kvm01.dc2.example", None),                # nor another site's host of the same name
+    (["kvm01.dc1.example"], "kvm01", "kvm01.dc1.example"),             # a short name, unique: matched
+    (["kvm01.example"], "kvm01.example", "kvm01.example"),
+    (["kvm01.dc1.example", "kvm01.dc2.example"], "kvm01", None),        # ambiguous: not compared, never the first
+])
+def test_a_cloudstack_host_is_matched_only_to_the_one_scanned_host_it_names(scanned: list[str], listed: str,
+                                                                            matched: str | None) -> None:
+    from types import SimpleNamespace
+
+    from inventory.matching import Matching
+    from inventory.model import CloudStackHost, Host
+    hosts = [Host(key=f"k{i}", target="kvm", cluster_key="c", name=name, address=f"192.0.2.{i}", hypervisor="kvm")
+             for i, name in enumerate(scanned)]
+    cs = CloudStackHost(key="cs1", target="mgmt", name=listed, address="198.51.100.9")
+    view = SimpleNamespace(hosts=hosts, host_nics=[], cloudstack_hosts=[cs],
+                           host_by_key={(h.target, h.key): h for h in hosts})
+    found = Matching(view).host_of_cs.get(("mgmt", "cs1"))  # type: ignore[arg-type]
+    assert (found.name if found else None) == matched

@@ -23,6 +23,13 @@ KINDS = {"kvm", "xenserver", "vmware"}
 SYNC = code("engine/orchestration/src/main/java/com/cloud/vm/VirtualMachinePowerStateSyncImpl.java",
             "processReport (a domain it does not know is only logged)", "4.18–4.22")
 ISSUES = outside("apache/cloudstack issues #14206, #10406, #12920, #12411, #12922, #3664, #4290")
+# a VM with a job working on it is CloudStack's work in progress: its power reports wait (main's VmPowerStateSync-
+# ManagerImpl.handlePowerStateReport; in 4.18–4.22 VirtualMachineManagerImpl's, by our reading), a starting VM has
+# its host before its volumes are prepared, a migrating one has the destination while it runs on the source
+IN_TRANSITION = frozenset({"Starting", "Stopping", "Migrating"})
+PENDING = code("engine/orchestration/src/main/java/com/cloud/vm/VmPowerStateSyncManagerImpl.java",
+               "handlePowerStateReport (pending work jobs postpone the power report)",
+               "main; VirtualMachineManagerImpl in 4.18–4.22 (our reading)")
 VOLUME_API = code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java", "attach / migrate", "4.18–4.22")
 VOLUME_MIGRATE = code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java",
                       "migrateVolume (a volume changes pools through CloudStack, which records the new one)", "4.18–4.22")
@@ -91,14 +98,16 @@ def vm_unknown_to_cloudstack(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("reconcile-vm-not-running", hypervisors=KINDS, basis="DIFF", severity="error",
       remediation="CloudStack counts it as running: start it from CloudStack (or stop it there, so HA and capacity "
                   "are right); find out why it went down (virsh destroy, power loss, a fenced host).",
-      sources=[SYNC, ISSUES], evidence=EVIDENCE)
+      sources=[SYNC, ISSUES, PENDING], evidence=EVIDENCE)
 def vm_not_running(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """A VM CloudStack lists as Running, Starting, Stopping or Migrating runs on a scanned host."""
+    """A VM CloudStack lists as Running runs on a scanned host; one in transition is not compared.
+
+    Starting, Stopping and Migrating are CloudStack's work in progress (see ``IN_TRANSITION``)."""
     match = matching_of(view)
     if match is None:
         return
     for vm in view.cloudstack_vms:
-        if vm.state not in RUNNING_STATES or not vm.host_key:
+        if vm.state not in RUNNING_STATES or vm.state in IN_TRANSITION or not vm.host_key:
             continue
         cs_host = match.cs_host_by_key.get((vm.target, vm.host_key))
         if cs_host is None or (cs_host.target, cs_host.key) not in match.host_of_cs:
@@ -136,14 +145,14 @@ def vm_running_unexpectedly(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("reconcile-vm-wrong-host", hypervisors=KINDS, basis="DIFF", severity="warning",
       remediation="CloudStack's record of the VM's host is stale (an out-of-band migration, DRS): migrate it back or "
                   "let the power-state sync catch up; capacity and HA decisions use CloudStack's record.",
-      sources=[SYNC, outside("apache/cloudstack issue #3741")], evidence=EVIDENCE)
+      sources=[SYNC, outside("apache/cloudstack issue #3741"), PENDING], evidence=EVIDENCE)
 def vm_wrong_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """A running VM runs on the host CloudStack records for it."""
+    """A running VM runs on the host CloudStack records for it (a migrating one's record is its destination)."""
     match = matching_of(view)
     if match is None:
         return
     for vm in view.cloudstack_vms:
-        if not vm.host_key or vm.state in STOPPED_STATES:
+        if not vm.host_key or vm.state in STOPPED_STATES or vm.state in IN_TRANSITION:
             continue
         running = [v for v in match.hv_vms_of(vm) if v.power_state in HYPERVISOR_RUNNING]
         for found in running:
