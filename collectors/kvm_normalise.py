@@ -450,13 +450,11 @@ def merge_hosts(inventories: list[Inventory], target: str) -> Inventory:
     images: set[tuple[str, str]] = set()
     for inv in inventories:
         host = inv.hosts[0]
-        again = host.key in host_keys  # the same host under another name (its UUID seen): the same local pools
-        if again:
+        if host.key in host_keys:
             inv = _rekey_host(inv, f"{host.key}@{host.address}")
         host_keys.add(inv.hosts[0].key)
         inv = _unique_vms(inv, vm_keys)
-        if not again:
-            inv = _unique_local_storage(inv, storage, merged.problems)
+        inv = _unique_local_storage(inv, storage, merged.problems)
         merged.hosts += inv.hosts
         merged.vms += inv.vms
         merged.vm_disks += inv.vm_disks
