@@ -54,7 +54,7 @@ def normalise_target(answers: dict[str, JsonDict], target: str, hosts: tuple[str
         inventories.append(inv)
         problems += inv.problems
     merged = merge_hosts(inventories, target)
-    merged.problems = problems + merged.problems  # the hosts' own, then what merging them found
+    merged.problems = problems
     merged.left_out = left_out
     return merged
 
@@ -454,7 +454,6 @@ def merge_hosts(inventories: list[Inventory], target: str) -> Inventory:
             inv = _rekey_host(inv, f"{host.key}@{host.address}")
         host_keys.add(inv.hosts[0].key)
         inv = _unique_vms(inv, vm_keys)
-        inv = _unique_local_storage(inv, storage, merged.problems)
         merged.hosts += inv.hosts
         merged.vms += inv.vms
         merged.vm_disks += inv.vm_disks
@@ -486,24 +485,6 @@ def _rekey_host(inv: Inventory, key: str) -> Inventory:
     inv.vms = [replace(v, host_key=key) for v in inv.vms]
     inv.host_nics = [replace(n, host_key=key) for n in inv.host_nics]
     inv.host_storage = [replace(s, host_key=key) for s in inv.host_storage]
-    return inv
-
-
-def _unique_local_storage(inv: Inventory, seen: set[str], problems: list[str]) -> Inventory:
-    """A host's own pool (not shared) whose UUID another host's pool has — a cloned host, a copied pool
-    definition — is its own: kept under ``UUID@host``, with its volumes and disks, and said. A shared pool seen
-    by many hosts is one pool, as its UUID says."""
-    host = inv.hosts[0].key
-    renamed = {s.key: f"{s.key}@{host}" for s in inv.storage if s.key in seen and s.shared is False}
-    if renamed:
-        problems.extend(f"{host}: local pool {s.name} has the UUID of another host's local pool ({s.key}; a cloned "
-                        f"host?); kept as {renamed[s.key]}" for s in inv.storage if s.key in renamed)
-        inv.storage = [replace(s, key=renamed.get(s.key, s.key)) for s in inv.storage]
-        inv.host_storage = [replace(a, storage_key=renamed.get(a.storage_key, a.storage_key)) for a in inv.host_storage]
-        inv.storage_images = [replace(i, storage_key=renamed.get(i.storage_key, i.storage_key))
-                              for i in inv.storage_images]
-        inv.vm_disks = [replace(d, storage_key=renamed.get(d.storage_key, d.storage_key)) if d.storage_key else d
-                        for d in inv.vm_disks]
     return inv
 
 

@@ -679,29 +679,6 @@ def test_one_fact_a_host_garbles_costs_that_fact_not_the_host(tmp_path: Path, fa
         assert result.status == "partial" and said in (result.error or ""), result.error
 
 
-def test_two_hosts_whose_local_pools_share_a_uuid_keep_both_and_say_so(tmp_path: Path) -> None:
-    """A cloned host (a copied /etc/libvirt/storage, the same local.storage.uuid): each local pool is its host's,
-    with its own capacity and volumes; merging them by UUID kept one and said nothing."""
-    from collectors.base import result_of
-    from collectors.kvm import KvmCollector
-    from fixtures.cases import HERE
-    from inventory.recording import load
-    recording = json.loads((HERE / "kvm" / "testdriver-cluster" / "recording.json").read_text())
-    first, second = "2d70d31d-1902-520e-b457-35a042776997", "dfec73d9-3f7b-5311-beec-0a907f9e839c"  # kvm001's, 002's
-    pools = recording["answers"]["kvm002"]["pools"]
-    for pool in pools:
-        pool["xml"] = pool["xml"].replace(second, first)
-    (tmp_path / "000-kvm.json").write_text(json.dumps(recording))
-    (read,) = load(tmp_path)
-    result = result_of(KvmCollector, read)
-    local = sorted(s.key for s in result.inventory.storage if s.shared is False)
-    assert local == [first, f"{first}@testdriver:kvm002", "413efef8-23ac-5c73-8b5b-e7d473c68f7d"], local
-    attached = {(a.host_key, a.storage_key) for a in result.inventory.host_storage}
-    assert ("testdriver:kvm002", f"{first}@testdriver:kvm002") in attached and (
-        "testdriver:kvm002", first) not in attached
-    assert result.status == "partial" and "the UUID of another host's local pool" in (result.error or ""), result.error
-
-
 def test_a_recorded_target_name_that_is_not_unicode_is_one_name_with_u_fffd(tmp_path: Path) -> None:
     """A recording is JSON: a target name holding a lone surrogate is stored with U+FFFD, on the target and on each
     of its records alike, not listed once per record."""
