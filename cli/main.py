@@ -127,6 +127,13 @@ def _reader(config_path: Path | None, db: Path | None) -> inventory.Store:
     return inventory.open_store_readonly(_db_path(config_path, db))
 
 
+@contextmanager
+def _writer(path: Path, lock_timeout: float) -> Iterator[inventory.Store]:
+    """The database opened for writing, holding the writer lock (exit 5 after ``lock_timeout``)."""
+    with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:
+        yield store
+
+
 def _existing(path: Path) -> Path:
     """check and prune write to a database, but only to one a scan made."""
     if not path.exists():
@@ -278,7 +285,7 @@ def check(
         cfg = _config(config, required=False)
         some = bool(rule_ids or skip)  # a look at some rules: the scan keeps the findings of its whole check
         path = _existing(_db_path(config, db))
-        with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:  # findings are stored
+        with (_reader(config, db) if some else _writer(path, lock_timeout)) as store:  # findings are stored
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")

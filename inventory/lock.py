@@ -27,7 +27,11 @@ class DatabaseBusy(InventoryError):
 
 @contextmanager
 def writer_lock(db_path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
-    real = db_path.resolve()  # a symlink to the database shares its lock: SQLite writes the file it points to
+    try:
+        real = db_path.resolve()  # a symlink to the database shares its lock: SQLite writes the file it points to
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise StoreError(f"database {db_path}: cannot follow its path ({exc})",
+                         hint="point [database] path or --db at the file itself") from exc
     lock_path = real.with_name(real.name + ".lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)

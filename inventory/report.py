@@ -26,7 +26,7 @@ def unread(store: Store, scan_id: int) -> list[dict[str, Any]]:
         " UNION ALL"
         " SELECT t.name, COALESCE(t.endpoint, ''), t.status, t.error, t.rowid, 0 FROM targets t"
         " WHERE t.scan_id = ? AND t.status != 'ok' AND NOT EXISTS (SELECT 1 FROM endpoints e WHERE"
-        " e.scan_id = t.scan_id AND e.target = t.name AND e.status != 'ok')"
+        " e.scan_id = t.scan_id AND e.target = t.name AND e.status IN ('failed', 'partial'))"
         ") ORDER BY t_order, e_order", [scan_id, scan_id])
 
 

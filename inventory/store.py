@@ -153,7 +153,7 @@ class Store:
         in order, each with every column or many at once as a ``SameStatement`` (``inventory.checks`` makes them);
         ``release``: the one they were checked against, then the scan's ``cloudstack_version``."""
         self.require_writable()
-        with writing(self.path), self.db.atomic():
+        with writing(self.path, "the findings were not stored (a scan written before them stays)"), self.db.atomic():
             if release is not None:
                 self.db.execute("UPDATE scans SET cloudstack_version = ? WHERE id = ?", [release, scan_id])
             self.db.execute("DELETE FROM findings WHERE scan_id = ?", [scan_id])
@@ -299,7 +299,7 @@ def open_store(path: Path) -> Store:
             db.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         db.close()
-        raise _unusable(path, exc) from exc
+        raise _unusable(path, exc, writing=True) from exc
     return Store(db, path, writable=True)
 
 
@@ -442,8 +442,8 @@ def _applied_steps(db: Database, path: Path) -> int:
 _FULL = ("database or disk is full", "disk I/O error")  # SQLite's words for ENOSPC, EFBIG (a file-size limit), EIO
 
 
-def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
-    if str(exc) in _FULL:
+def _unusable(path: Path, exc: sqlite3.DatabaseError, writing: bool = False) -> StoreError:
+    if writing and str(exc) in _FULL:
         return _unwritable(path, exc, "nothing was written")
     return StoreError(f"cannot use database {path}: {exc}",
                       hint="is it a cs-inventory database? point [database] path or --db elsewhere")

@@ -209,16 +209,17 @@ class InventoryView:
         """A CloudStack global setting for rules, and where it came from: the live value when the scan read one
         from a ``cloudstack_api`` target (the first that answered, in config order), else the value the config
         states (``[cloudstack.settings]``), else CloudStack's default."""
+        aside = ""  # a live value the rules cannot read, set aside for the next source, and said
         for row in self.cloudstack_settings:
             if row.name == name and row.value is not None:
                 why = settings.unreadable(name, row.value)
                 if why is None:
                     return Setting(name, row.value, f"CloudStack API target {row.target}")
-                return Setting(name, SETTING_DEFAULTS[name], f"CloudStack's default; CloudStack API target "
-                                                             f"{row.target} has {row.value!r}, which {why}")
+                aside = f"; CloudStack API target {row.target} has {row.value!r}, which {why}"
+                break
         if name in self.settings:  # the config's values are checked as it loads
-            return Setting(name, self.settings[name], "[cloudstack.settings] in the config")
-        return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default")
+            return Setting(name, self.settings[name], "[cloudstack.settings] in the config" + aside)
+        return Setting(name, SETTING_DEFAULTS[name], "CloudStack's default" + aside)
 
     def uses(self, feature: str) -> bool:
         """Whether the estate uses an optional CloudStack feature (``[cloudstack] features``)."""

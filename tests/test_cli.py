@@ -311,6 +311,25 @@ def test_check_waits_for_the_writer_lock_like_every_writer(tmp_path: Path) -> No
     assert run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--fail-on", "never").returncode == 0
 
 
+def test_check_of_some_rules_reads_only_and_waits_for_no_writer(tmp_path: Path) -> None:
+    from inventory.lock import writer_lock
+    db = _imported(tmp_path)
+    with writer_lock(Path(db), 0):  # a scan writing
+        done = run_tool("check", "--db", db, "--cloudstack-version", "4.20", "--rule", "unmanaged-vms",
+                        "--lock-timeout", "0", "--fail-on", "never")
+    assert done.returncode == 0 and "not stored" in done.stdout, done.stderr
+
+
+def test_a_database_behind_a_symlink_loop_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "a.db").symlink_to(tmp_path / "b.db")
+    (tmp_path / "b.db").symlink_to(tmp_path / "a.db")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "a.db"}"\n'
+                      '[[kvm]]\nname = "x"\nhosts = ["h"]\nuri = "test:///default"\nssh_facts = false\n')
+    done = run_tool("scan", "--config", str(config))
+    assert done.returncode == 2 and "internal error" not in done.stderr and "a.db" in done.stderr, done.stderr
+
+
 def test_a_database_named_through_a_symlink_shares_its_writer_lock(tmp_path: Path) -> None:
     from inventory.lock import DatabaseBusy, writer_lock
     real = tmp_path / "real.db"

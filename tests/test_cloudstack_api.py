@@ -342,6 +342,10 @@ def test_a_live_setting_that_is_not_a_number_leaves_the_default_and_says_so(esta
         assert setting.value == "2" and setting.source == (
             "CloudStack's default; CloudStack API target mgmt1 has 'lots', which is not a number")
         assert run_checks(store, view.scan_id, "4.20")  # the checks ran
+        stated = InventoryView(store, view.scan_id, resolve("4.20"), {}, {"storage.overprovisioning.factor": "3"})
+        setting = stated.setting("storage.overprovisioning.factor")  # the next source in order: the config's
+        assert setting.value == "3" and setting.source == (
+            "[cloudstack.settings] in the config; CloudStack API target mgmt1 has 'lots', which is not a number")
 
 
 def test_live_settings_and_labels_reach_the_rules(estate: Any, tmp_path: Path) -> None:

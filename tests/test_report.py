@@ -222,3 +222,20 @@ def test_a_failed_scan_is_not_said_to_be_checked(tmp_path: Path) -> None:
     html = (tmp_path / "r.html").read_text()
     assert "checked against CloudStack" not in html and "not checked: nothing was read" in html
     assert "every target failed: there was nothing to check" in html
+
+
+def test_a_redirect_hides_no_target_reason(tmp_path: Path) -> None:
+    """A pool member that redirected to its master is a `redirected` row, not a failure that says why the target is
+    partial: the target's own reason (malformed values) is still listed."""
+    from inventory import open_store
+    from inventory.model import EndpointResult, TargetResult
+    from inventory.store import ScanRow
+    why = "2 malformed values: VM x: VCPUs_at_startup 'lots' is not an integer"
+    with open_store(tmp_path / "r.db") as store:
+        store.write_scan(ScanRow("t0", "t1", "partial", None, "4.20", "test", None), [
+            TargetResult(name="pool", hypervisor="xenserver", endpoint="https://member", status="partial", error=why,
+                         duration_s=1.0, endpoints=[
+                             EndpointResult("pool", "https://member", "redirected", "followed to the master", 0, 0),
+                             EndpointResult("pool", "https://master", "ok", None, 1.0, 22)])])
+    shown = run_tool("show", "--db", str(tmp_path / "r.db"))
+    assert why in shown.stdout, shown.stdout
