@@ -23,6 +23,8 @@ from inventory import lifetime
 from cli.literal import LiteralConsole, printable, reader_gone
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
+RECONCILE_FORMATS = ("table", "json", "csv")
+DIFF_FORMATS = ("table", "json", "csv", "ndjson")
 
 app = typer.Typer(
     name="cs-inventory", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -101,10 +103,12 @@ def _one_of(option: str, value: str, choices: tuple[str, ...]) -> None:
         raise inventory.ConfigError(f"unknown {option} {value!r}", hint=f"use {', '.join(choices[:-1])} or {choices[-1]}")
 
 
-def _no_table_output(fmt: str, output: Path | None) -> None:
+def _no_table_output(fmt: str, output: Path | None, formats: tuple[str, ...]) -> None:
     if fmt == "table" and output is not None:
-        raise inventory.ConfigError(f"--output writes json or csv, not the table (which is for the terminal): "
-                                    f"{output} was not written", hint="add --format csv or --format json")
+        written = [f for f in formats if f != "table"]
+        raise inventory.ConfigError(f"--output writes {', '.join(written[:-1])} or {written[-1]}, not the table "
+                                    f"(which is for the terminal): {output} was not written",
+                                    hint=f"add --format {written[-1]} or --format {written[0]}")
 
 
 def _config(path: Path | None, *, required: bool) -> inventory.Config | None:
@@ -355,8 +359,8 @@ def reconcile(
     is an error (like check).
     """
     with error_boundary():
-        _one_of("--format", fmt, ("table", "json", "csv"))
-        _no_table_output(fmt, output)
+        _one_of("--format", fmt, RECONCILE_FORMATS)
+        _no_table_output(fmt, output, RECONCILE_FORMATS)
         with _reader(config, db) as store:
             result = inventory.reconcile(store, scan_id)
         if fmt == "table":
@@ -399,6 +403,7 @@ def rules(
     one rule in full.
     """
     with error_boundary():
+        _one_of("--format", fmt, ("table", "json"))
         catalogue = inventory.select_rules()
         if fmt == "json":
             _print_json([{"id": r.id, "severity": r.severity, "hypervisors": sorted(r.hypervisors),
@@ -409,8 +414,6 @@ def rules(
                           "evidence": list(r.evidence), "documentation": r.documentation}
                          for r in catalogue])
             return
-        if fmt != "table":
-            raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
         table = Table(title=f"{len(catalogue)} rules")
         for col in ("id", "severity", "basis", "hypervisors", "requirement", "sources"):
             table.add_column(col, overflow="fold")
@@ -429,13 +432,12 @@ def show(
 ) -> None:
     """Summarise a stored scan: per target and cluster, hosts, VMs by CloudStack role, failures."""
     with error_boundary():
+        _one_of("--format", fmt, ("table", "json"))  # said before the database is read
         with _reader(config, db) as store:
             summary = inventory.scan_summary(store, store.resolve_scan(scan_id))
         if fmt == "json":
             _print_json(summary)
             return
-        if fmt != "table":
-            raise inventory.ConfigError(f"unknown --format {fmt!r}", hint="use table or json")
         _render_summary(summary)
 
 
@@ -684,8 +686,8 @@ def diff(
     A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
     """
     with error_boundary():
-        _one_of("--format", fmt, ("table", "json", "csv", "ndjson"))
-        _no_table_output(fmt, output)
+        _one_of("--format", fmt, DIFF_FORMATS)
+        _no_table_output(fmt, output, DIFF_FORMATS)
         with _reader(config, db) as store:
             result = inventory.diff_scans(store, old, new, include_usage=include_usage)
         if fmt == "table":

@@ -161,7 +161,7 @@ def _storage_of_only(store: Store, old: int, new: int, hosts: set[tuple[str, str
 def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
            skip_hosts: set[tuple[str, str]],
            skip_storage: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    storage_key = {"storage": "key", "storage_images": "storage_key"}.get(table) if skip_storage else None
+    storage_key = "key" if table == "storage" and skip_storage else None
     skip_vms = set()
     if skip_hosts and table in ("vm_disks", "vm_nics"):
         skip_vms = {(r["target"], r["key"]) for r in store.query(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory.errors import ConfigError
+from inventory.normalise import UNSHOWN
 
 LOGGER_NAME = "cs_inventory"
 log = logging.getLogger(LOGGER_NAME)
@@ -22,9 +23,6 @@ log = logging.getLogger(LOGGER_NAME)
 
 def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"fields": fields})
-
-
-_ESCAPED = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # controls, format characters (bidi overrides …), separators, surrogates
 
 
 def escaped(line: str) -> str:
@@ -35,7 +33,7 @@ def escaped(line: str) -> str:
         return line
     out = []
     for char in line:
-        if unicodedata.category(char) not in _ESCAPED:
+        if unicodedata.category(char) not in UNSHOWN:
             out.append(char)
         elif ord(char) > 0xFFFF:
             high, low = divmod(ord(char) - 0x10000, 0x400)

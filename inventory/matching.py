@@ -23,6 +23,10 @@ from inventory.view import InventoryView
 
 RUNNING_STATES = frozenset({"Running", "Starting", "Stopping", "Migrating"})
 STOPPED_STATES = frozenset({"Stopped", "Destroyed", "Expunging", "Error"})
+# CloudStack's work in progress: a job works on the VM, and CloudStack's own power-state sync postpones its report;
+# a starting VM has its host before its volumes are prepared, a migrating one the destination while it runs on the
+# source (rules/reconciliation.py PENDING)
+IN_TRANSITION = frozenset({"Starting", "Stopping", "Migrating"})
 HYPERVISOR_RUNNING = frozenset({"running", "paused"})
 INTERNAL_NAME = "cloud.vm.internal.name"
 WORKER = "cloud.vm.worker"

@@ -140,6 +140,11 @@ def refuse_password_in(key: str, url: str, instead: str) -> None:
         raise ValueError(f"{key}: a password in the URL is not accepted; leave it out (user@host is fine): {instead}")
 
 
+# what no name is shown as: controls, format characters (bidi overrides, zero-width), line and paragraph separators,
+# lone surrogates
+UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
 def printable(value: object) -> str:
     """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
     start a line of its own that reads like ours) shown as an escape, and every lone surrogate (Cs: a path's byte
@@ -149,7 +154,7 @@ def printable(value: object) -> str:
         return text
     out = []
     for char in text:
-        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+        if unicodedata.category(char) not in UNSHOWN:
             out.append(char)
         elif ord(char) < 0x100:
             out.append(f"\\x{ord(char):02x}")

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from inventory.matching import (
-    HYPERVISOR_RUNNING, RUNNING_STATES, STOPPED_STATES, Matching, cloudstack_type_of, instance_name_of, volume_stem,
+    HYPERVISOR_RUNNING, IN_TRANSITION, STOPPED_STATES, Matching, cloudstack_type_of, instance_name_of, volume_stem,
 )
 from inventory.model import CloudStackHost, CloudStackVm, Host
 from inventory.rulebook import Finding, InventoryView, Rule, Subject, code, outside, rule
@@ -23,10 +23,8 @@ KINDS = {"kvm", "xenserver", "vmware"}
 SYNC = code("engine/orchestration/src/main/java/com/cloud/vm/VirtualMachinePowerStateSyncImpl.java",
             "processReport (a domain it does not know is only logged)", "4.18–4.22")
 ISSUES = outside("apache/cloudstack issues #14206, #10406, #12920, #12411, #12922, #3664, #4290")
-# a VM with a job working on it is CloudStack's work in progress: its power reports wait (main's VmPowerStateSync-
-# ManagerImpl.handlePowerStateReport; in 4.18–4.22 VirtualMachineManagerImpl's, by our reading), a starting VM has
-# its host before its volumes are prepared, a migrating one has the destination while it runs on the source
-IN_TRANSITION = frozenset({"Starting", "Stopping", "Migrating"})
+# a VM with a job working on it (matching.IN_TRANSITION): its power reports wait (main's VmPowerStateSyncManagerImpl;
+# in 4.18–4.22 VirtualMachineManagerImpl's, by our reading)
 PENDING = code("engine/orchestration/src/main/java/com/cloud/vm/VmPowerStateSyncManagerImpl.java",
                "handlePowerStateReport (pending work jobs postpone the power report)",
                "main; VirtualMachineManagerImpl in 4.18–4.22 (our reading)")
@@ -107,7 +105,7 @@ def vm_not_running(view: InventoryView, r: Rule) -> Iterator[Finding]:
     if match is None:
         return
     for vm in view.cloudstack_vms:
-        if vm.state not in RUNNING_STATES or vm.state in IN_TRANSITION or not vm.host_key:
+        if vm.state != "Running" or not vm.host_key:
             continue
         cs_host = match.cs_host_by_key.get((vm.target, vm.host_key))
         if cs_host is None or (cs_host.target, cs_host.key) not in match.host_of_cs:
