@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from inventory.errors import ConfigError
-from inventory.normalise import UNSHOWN
+from inventory.normalise import printable
 
 LOGGER_NAME = "cs_inventory"
 log = logging.getLogger(LOGGER_NAME)
@@ -25,22 +24,18 @@ def event(message: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, message, extra={"fields": fields})
 
 
+def _json_escape(char: str) -> str:
+    if ord(char) > 0xFFFF:  # a pair of surrogates, as JSON writes what is beyond the BMP
+        high, low = divmod(ord(char) - 0x10000, 0x400)
+        return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+    return f"\\u{ord(char):04x}"
+
+
 def escaped(line: str) -> str:
     """``line`` with every control and format character, line or paragraph separator and lone surrogate written as
-    JSON's ``\\uXXXX`` escape (a pair beyond the BMP): a log read in a terminal shows a tenant's right-to-left
+    JSON's ``\\uXXXX`` escape (``printable``'s characters): a log read in a terminal shows a tenant's right-to-left
     override rather than obey it, and a JSON line, all of whose text is in strings, decodes to the same text."""
-    if line.isprintable():
-        return line
-    out = []
-    for char in line:
-        if unicodedata.category(char) not in UNSHOWN:
-            out.append(char)
-        elif ord(char) > 0xFFFF:
-            high, low = divmod(ord(char) - 0x10000, 0x400)
-            out.append(f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}")
-        else:
-            out.append(f"\\u{ord(char):04x}")
-    return "".join(out)
+    return printable(line, _json_escape)
 
 
 class JsonFormatter(logging.Formatter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -145,19 +146,17 @@ def refuse_password_in(key: str, url: str, instead: str) -> None:
 UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-def printable(value: object) -> str:
+def shown_escape(char: str) -> str:
+    """How ``printable`` shows a character it does not print: ``\\x1b``, ``\\u202e``."""
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def printable(value: object, escape: Callable[[str], str] = shown_escape) -> str:
     """``value`` as text with every control and format character (Unicode Cc, Cf; newlines too: a name must not
     start a line of its own that reads like ours) shown as an escape, and every lone surrogate (Cs: a path's byte
-    that is not UTF-8, JSON's ``\\ud800`` on its own), which no terminal could be sent, too."""
+    that is not UTF-8, JSON's ``\\ud800`` on its own), which no terminal could be sent, too. ``escape`` writes one
+    such character (the logs write JSON's escapes)."""
     text = str(value)
     if text.isprintable():
         return text
-    out = []
-    for char in text:
-        if unicodedata.category(char) not in UNSHOWN:
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(f"\\u{ord(char):04x}")
-    return "".join(out)
+    return "".join(escape(char) if unicodedata.category(char) in UNSHOWN else char for char in text)
