@@ -137,12 +137,21 @@ class Matching:
         return self.managed_hv_clusters.get((host.target, host.cluster_key or host.target))
 
     @cached_property
-    def cs_vm_by_name(self) -> dict[str, CloudStackVm]:
-        found: dict[str, CloudStackVm] = {}
+    def cs_vm_by_name(self) -> dict[tuple[str, str], CloudStackVm]:
+        """CloudStack's VMs by (CloudStack target, instance name): two clouds in one scan repeat names."""
+        found: dict[tuple[str, str], CloudStackVm] = {}
         for vm in self.view.cloudstack_vms:
             for name in {vm.instance_name, vm.name if vm.role != "user" else None}:
                 if name:
-                    found.setdefault(name.lower(), vm)
+                    found.setdefault((vm.target, name.lower()), vm)
+        return found
+
+    @cached_property
+    def targets_of_cloud(self) -> dict[str, set[str]]:
+        """The hypervisor targets each CloudStack target's hosts were matched to."""
+        found: dict[str, set[str]] = defaultdict(set)
+        for (cloud, _), host in self.host_of_cs.items():
+            found[cloud].add(host.target)
         return found
 
     @cached_property
@@ -155,11 +164,15 @@ class Matching:
         return found
 
     def hv_vms_of(self, vm: CloudStackVm) -> list[Vm]:
-        """The scanned VMs a CloudStack VM is, by instance name; when the name is on several targets (two clouds in
-        one scan), those on the target of the host CloudStack records, else those of its hypervisor type."""
+        """The scanned VMs a CloudStack VM is, by instance name; when the name is on several targets, those on the
+        targets its own CloudStack's hosts are on (two clouds in one scan repeat names; one cloud over two targets
+        keeps a second copy in view), else those on the target of the host CloudStack records, else those of its
+        hypervisor type."""
         found = self.hv_vms_by_name.get((vm.instance_name or vm.name).lower(), [])
         if len({v.target for v in found}) < 2:
             return found
+        if mine := self.targets_of_cloud.get(vm.target):
+            return [v for v in found if v.target in mine]
         host = self.host_of_cs.get((vm.target, vm.host_key or ""))
         if host is not None:
             return [v for v in found if v.target == host.target]

@@ -574,3 +574,65 @@ def test_a_cloudstack_host_is_matched_only_to_the_one_scanned_host_it_names(scan
                            host_by_key={(h.target, h.key): h for h in hosts})
     found = Matching(view).host_of_cs.get(("mgmt", "cs1"))  # type: ignore[arg-type]
     assert (found.name if found else None) == matched
+
+
+def _reconciled(folder: Path, kvm: list[KvmTarget], clouds: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Scan these KVM targets and CloudStack servers (one per scenario), then reconcile: (difference, message)."""
+    running = [serve(Scenario.from_json(s), KEYS) for s in clouds]
+    db = folder / "r.db"
+    try:
+        api = [target(r.url, name=f"mgmt{i + 1}") for i, r in enumerate(running)]
+        scan(Config(path=None, database_path=db, targets=(*kvm, *api)), db_path=db)
+    finally:
+        for r in running:
+            r.stop()
+    with open_store_readonly(db) as store:
+        return sorted((d["difference"], d["message"]) for d in reconcile(store).differences)
+
+
+def _kvm(folder: Path, name: str, prefix: str, pool: str | None = None, **options: Any) -> tuple[KvmTarget, Inventory]:
+    """A test-driver cluster of two hosts; ``pool``: its NFS pool's UUID (each cluster has the same one)."""
+    hosts = write_cluster(folder / name, hosts=2, domains_per_host=6, prefix=prefix, **options)
+    for host in hosts if pool else ():
+        host.path.write_text(host.path.read_text().replace("5b2f4e7c-0000-4000-8000-00000000cafe", pool or ""))
+    kvm = KvmTarget(name=name, hosts=tuple(h.name for h in hosts), uri=f"test://{folder / name}/{{host}}.xml",
+                    ssh_facts=False, cluster=f"cluster-{name}")
+    return kvm, collector_class("kvm")(kvm).collect().inventory
+
+
+def test_two_clouds_in_one_scan_are_each_compared_with_their_own_hosts(tmp_path: Path) -> None:
+    """Instance names repeat across two CloudStack installations (ids start low in each): a VM one cloud lists
+    must not hide the other's leftover of the same name."""
+    (a, inv_a), (b, inv_b) = _kvm(tmp_path, "kvm-a", "kvma"), _kvm(tmp_path, "kvm-b", "kvmb")
+    cloud_a, cloud_b = mirror(inv_a, seed="cloud-a", zone="zone-a"), mirror(inv_b, seed="cloud-b", zone="zone-b")
+    assert _reconciled(tmp_path / "clean", [a, b], [cloud_a, cloud_b]) == []
+    name = next(v.name for v in inv_b.vms if v.name.startswith("i-") and v.power_state == "running")
+    assert any(v.name == name for v in inv_a.vms)  # cloud A has a VM of that name too
+    forgotten = next(v for v in cloud_b["vms"] if v.get("instancename") == name)
+    cloud_b["vms"].remove(forgotten)
+    cloud_b["volumes"] = [v for v in cloud_b["volumes"] if v.get("virtualmachineid") != forgotten["id"]]
+    found = _reconciled(tmp_path / "leftover", [a, b], [cloud_a, cloud_b])
+    assert any(rule == "reconcile-vm-unknown-to-cloudstack" and message.startswith(f"{name} (running) on kvmb")
+               for rule, message in found), found
+
+
+def test_a_vm_running_on_two_targets_of_one_cloud_is_found(tmp_path: Path) -> None:
+    """One CloudStack over two KVM clusters read as two targets: a second running copy on the other cluster (a
+    disk written twice) is as much a difference as one on the same cluster."""
+    (a, inv_a) = _kvm(tmp_path, "kvm-a", "kvma")
+    (b, inv_b) = _kvm(tmp_path, "kvm-b", "kvmb", pool="5b2f4e7c-0000-4000-8000-00000000beef", id_base=5000,
+                      system_vms=False)  # one CloudStack: one pool of each UUID
+    both = Inventory()
+    both.extend(inv_a)
+    both.extend(inv_b)
+    cloud = mirror(both)
+    twice = next(v for v in inv_a.vms if v.name.startswith("i-") and v.power_state == "running")
+    source = (tmp_path / "kvm-a" / f"{twice.host_key.split(':')[-1]}.xml")
+    domain = source.read_text().split(f"<domain type='test'><name>{twice.name}</name>", 1)[1].split("</domain>", 1)[0]
+    copy = f"<domain type='test'><name>{twice.name}</name>{domain}</domain>".replace(
+        f"<uuid>{twice.uuid}</uuid>", "<uuid>0badc0de-0000-4000-8000-000000000001</uuid>")
+    other = next((tmp_path / "kvm-b").glob("*.xml"))
+    other.write_text(other.read_text().replace("<domain type='test'>", copy + "<domain type='test'>", 1))
+    found = _reconciled(tmp_path / "twice", [a, b], [cloud])
+    assert any(rule == "reconcile-vm-wrong-host" and message.startswith(f"{twice.name} runs on kvmb")
+               for rule, message in found), found

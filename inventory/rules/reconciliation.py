@@ -78,13 +78,13 @@ def vm_unknown_to_cloudstack(view: InventoryView, r: Rule) -> Iterator[Finding]:
     if match is None:
         return
     for name, vms in match.hv_vms_by_name.items():
-        if name in match.cs_vm_by_name:
-            continue
         for vm in vms:
             host = match.host_of_vm(vm)
             cluster = match.cs_cluster_of_host(host) if host is not None else None
             if cluster is None:
                 continue  # not on a host of a cluster CloudStack manages: not compared
+            if (cluster[0], name) in match.cs_vm_by_name:
+                continue  # listed by the CloudStack that manages its host (another cloud's of that name is not it)
             leftover = vm.cs_role != "unmanaged"
             yield r.finding(Subject("vm", vm.key, vm.target, cluster[1]),
                             f"{instance_name_of(vm)} ({vm.power_state}) on {_where(host)} is not in CloudStack"
@@ -343,7 +343,7 @@ def storage_leak(view: InventoryView, r: Rule) -> Iterator[Finding]:
             continue
         stem = volume_stem(disk.path).lower()
         vm = vms.get((disk.target, disk.vm_key))
-        listed = match.cs_vm_by_name.get(instance_name_of(vm).lower()) if vm else None
+        listed = match.cs_vm_by_name.get((pool.target, instance_name_of(vm).lower())) if vm else None
         if stem in owned.get((pool.target, pool.key), set()) or \
                 (listed is not None and stem in of_vm.get((listed.target, listed.key), set())):
             continue
