@@ -89,12 +89,13 @@ class Matching:
                     by_address[ip.lower()].append(owner)
         for cs in self.view.cloudstack_hosts:
             # the address, else the name, else the short name (kvm01 of kvm01.dc1.example, never an IP's first
-            # number) — each only when it names one scanned host: two is not a match but a guess, not compared
+            # number) — each only when it names one scanned machine (a host listed twice is two rows of one UUID):
+            # two is not a match but a guess, not compared
             short = _short_name(cs.name)
             found = by_address.get((cs.address or "").lower()) or by_name.get(cs.name.lower()) or \
                 (by_short.get(short) if short and short == cs.name.lower() else None) or \
                 (by_name.get(short) if short else None)
-            if found and len({(h.target, h.key) for h in found}) == 1:
+            if found and len({(h.target, h.uuid or h.key) for h in found}) == 1:  # one machine, maybe two rows
                 host = found[0]
                 self.host_of_cs[(cs.target, cs.key)] = host
                 self.cs_of_host.setdefault((host.target, host.key), cs)

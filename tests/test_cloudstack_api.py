@@ -576,6 +576,24 @@ def test_a_cloudstack_host_is_matched_only_to_the_one_scanned_host_it_names(scan
     assert (found.name if found else None) == matched
 
 
+def test_one_host_read_under_two_names_is_one_match() -> None:
+    """A KVM host listed twice in a target (by name and by address) is two rows of one machine (its UUID, its key
+    again with @address): matched, to the first row, not taken for two hosts."""
+    from types import SimpleNamespace
+
+    from inventory.matching import Matching
+    from inventory.model import CloudStackHost, Host
+    hosts = [Host(key="uuid-1", target="kvm", cluster_key="c", name="kvm01", address="kvm01", hypervisor="kvm",
+                  uuid="uuid-1"),
+             Host(key="uuid-1@192.0.2.1", target="kvm", cluster_key="c", name="kvm01", address="192.0.2.1",
+                  hypervisor="kvm", uuid="uuid-1")]
+    cs = CloudStackHost(key="cs1", target="mgmt", name="kvm01", address="198.51.100.9")
+    view = SimpleNamespace(hosts=hosts, host_nics=[], cloudstack_hosts=[cs],
+                           host_by_key={(h.target, h.key): h for h in hosts})
+    found = Matching(view).host_of_cs.get(("mgmt", "cs1"))  # type: ignore[arg-type]
+    assert found is not None and found.key == "uuid-1"
+
+
 def _reconciled(folder: Path, kvm: list[KvmTarget], clouds: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Scan these KVM targets and CloudStack servers (one per scenario), then reconcile: (difference, message)."""
     running = [serve(Scenario.from_json(s), KEYS) for s in clouds]
