@@ -289,7 +289,7 @@ def check(
         cfg = _config(config, required=False)
         some = bool(rule_ids or skip)  # a look at some rules: the scan keeps the findings of its whole check
         path = _existing(_db_path(config, db))
-        with (_reader(config, db) if some else _writer(path, lock_timeout)) as store:  # findings are stored
+        with (inventory.open_store_readonly(path) if some else _writer(path, lock_timeout)) as store:
             resolved = store.resolve_scan(scan_id)
             version = cloudstack_version or (cfg.cloudstack_version if cfg else None) or store.scan(resolved).get(
                 "cloudstack_version")

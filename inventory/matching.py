@@ -11,7 +11,6 @@ host, and a host no target read is *not covered*, never missing.
 from __future__ import annotations
 
 import ipaddress
-
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,11 +20,10 @@ from inventory import registry
 from inventory.model import CloudStackCluster, CloudStackHost, CloudStackStoragePool, CloudStackVm, Host, Storage, Vm
 from inventory.view import InventoryView
 
-RUNNING_STATES = frozenset({"Running", "Starting", "Stopping", "Migrating"})
 STOPPED_STATES = frozenset({"Stopped", "Destroyed", "Expunging", "Error"})
 # CloudStack's work in progress: a job works on the VM, and CloudStack's own power-state sync postpones its report;
 # a starting VM has its host before its volumes are prepared, a migrating one the destination while it runs on the
-# source (rules/reconciliation.py PENDING)
+# source (rules/reconciliation.py PENDING); only Running is settled
 IN_TRANSITION = frozenset({"Starting", "Stopping", "Migrating"})
 HYPERVISOR_RUNNING = frozenset({"running", "paused"})
 INTERNAL_NAME = "cloud.vm.internal.name"
@@ -93,8 +91,7 @@ class Matching:
             # two is not a match but a guess, not compared
             short = _short_name(cs.name)
             found = by_address.get((cs.address or "").lower()) or by_name.get(cs.name.lower()) or \
-                (by_short.get(short) if short and short == cs.name.lower() else None) or \
-                (by_name.get(short) if short else None)
+                ((by_short if short == cs.name.lower() else by_name).get(short) if short else None)
             if found and len({(h.target, h.uuid or h.key) for h in found}) == 1:  # one machine, maybe two rows
                 host = found[0]
                 self.host_of_cs[(cs.target, cs.key)] = host

@@ -2,7 +2,7 @@
 checks to read it (CloudStack keeps every setting as text).
 
 A value from the config that is not readable is a config error; one read from CloudStack's API is set aside for
-the default, and the finding says so (``inventory.view.InventoryView.setting``).
+the next source (the config's, else the default), and the finding says so (``inventory.view.InventoryView.setting``).
 """
 
 from __future__ import annotations
