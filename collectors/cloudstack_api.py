@@ -70,9 +70,11 @@ def _cs() -> ModuleType:
 class CloudStackApiTarget(TargetConfig):
     """A CloudStack management server's API, read with a root admin's API key (list calls only)."""
 
-    url: str = field(default="", metadata={"help": "the API URL, e.g. https://cloudstack.example:8443/client/api"})
+    url: str = field(default="", metadata={"help": "the API URL, e.g. https://cloudstack.example:8443/client/api",
+                                           "required": True})
     api_key: str = field(default="", metadata={"help": "a root admin's API key (an identifier: kept in the config "
-                                                       "only, never stored or recorded)", "private": True})
+                                                       "only, never stored or recorded)", "private": True,
+                                                 "required": True})
     secret_key: Secret | None = field(default=None, metadata={"help": "the API key's secret key", "required": True})
     ca_file: Path | None = field(default=None, metadata={"help": "CA bundle for the server's certificate"})
     fingerprint: str | None = field(default=None, metadata={"help": "pinned SHA-256 of the server's certificate"})

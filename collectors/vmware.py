@@ -80,9 +80,9 @@ def vim_type(name: str) -> Any:
 class VmwareTarget(TargetConfig):
     """A vCenter (never an ESXi host), read through pyvmomi."""
 
-    host: str = field(default="", metadata={"help": "vCenter address"})
+    host: str = field(default="", metadata={"help": "vCenter address", "required": True})
     port: int = field(default=443, metadata={"help": "vCenter HTTPS port"})
-    username: str = field(default="", metadata={"help": "vCenter account (read-only role is enough)"})
+    username: str = field(default="", metadata={"help": "vCenter account (read-only role is enough)", "required": True})
     password: Secret | None = field(default=None, metadata={"help": "password reference", "required": True})
     ca_file: Path | None = field(default=None, metadata={"help": "CA bundle for vCenter's certificate"})
     fingerprint: str | None = field(default=None, metadata={"help": "pinned SHA-256 of vCenter's certificate"})

@@ -65,7 +65,7 @@ DUMP_URL = "https://pool-database-dump.invalid"  # a dump has no URL; .invalid n
 class XenTarget(TargetConfig):
     """A XenServer/XCP-ng pool, read through XenAPI on its master."""
 
-    url: str = field(default="", metadata={"help": "pool master, e.g. https://xen-master.example"})
+    url: str = field(default="", metadata={"help": "pool master, e.g. https://xen-master.example", "required": True})
     username: str = field(default="root", metadata={"help": "pool account (read-only role is enough)"})
     password: Secret | None = field(default=None, metadata={"help": "password reference", "required": True})
     ca_file: Path | None = field(default=None, metadata={"help": "CA bundle for the pool's certificate"})

@@ -179,7 +179,8 @@ def build_target(cls: type[TargetConfig], entry: Any, path: Path, where: str, ba
                                   hint=f"{fname}_env names an environment variable, {fname}_file a file holding it")
             continue
         if fname not in entry:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING) or (
+                    secrets and f.metadata.get("required")):
                 raise ConfigError(f"{path}: {where}: missing key {fname!r}",
                                   hint=_describe(f))
             continue

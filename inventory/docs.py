@@ -30,18 +30,21 @@ def config_reference() -> str:
         for field in dataclasses.fields(cls):
             help_text = field.metadata.get("help", "unique target name" if field.name == "name" else "")
             if Secret in typing.get_args(hints[field.name]):
-                lines.append(f"| `{field.name}_env` / `{field.name}_file` | — | {help_text} |")
+                default = "required" if field.metadata.get("required") else "—"
+                lines.append(f"| `{field.name}_env` / `{field.name}_file` | {default} | {help_text} |")
                 continue
-            if field.default is not dataclasses.MISSING:
-                default = "—" if field.default is None else f"`{_toml(field.default)}`"
-            else:
+            if field.default is dataclasses.MISSING or field.metadata.get("required"):
                 default = "required"
+            else:
+                default = "—" if field.default is None else f"`{_toml(field.default)}`"
             lines.append(f"| `{field.name}` | {default} | {help_text} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else _toml(v) for v in value) + "]"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

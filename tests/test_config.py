@@ -97,3 +97,49 @@ def test_cloudstack_settings_and_features_as_the_operator_states_them(tmp_path: 
     for bad in ('features = ["teleport"]', 'settings = "x"'):
         with pytest.raises(ConfigError):
             load_config(write(tmp_path, f'[cloudstack]\n{bad}\n'))
+
+
+MINIMAL_TARGETS = {
+    "kvm": {"name": "k", "hosts": '["kvm01.example"]'},
+    "xenserver": {"name": "x", "url": '"https://xen-master.example"', "password_env": '"XPW"'},
+    "vmware": {"name": "v", "host": '"vcenter.example"', "username": '"reader"', "password_env": '"VPW"'},
+    "cloudstack_api": {"name": "c", "url": '"https://cs.example:8443/client/api"', "api_key": '"k"',
+                       "secret_key_env": '"CSK"'},
+}
+
+
+def _documented_required() -> dict[str, list[str]]:
+    """The keys docs/configuration.md's generated table calls required, per target kind."""
+    from inventory import docs
+    required: dict[str, list[str]] = {}
+    kind = ""
+    for line in docs.config_reference().splitlines():
+        if line.startswith("`[["):
+            kind = line[3:line.index("]]")]
+        elif line.startswith("| `") and "| required |" in line:
+            keys = [part.strip(" `") for part in line.split("|")[1].split("/")]
+            required.setdefault(kind, []).append(keys[0].removesuffix("_env"))
+    return required
+
+
+@pytest.mark.parametrize("kind", sorted(MINIMAL_TARGETS))
+def test_a_key_the_reference_calls_required_is_refused_when_missing(tmp_path: Path, kind: str) -> None:
+    entry = MINIMAL_TARGETS[kind]
+    load_config(write(tmp_path, f"[[{kind}]]\n" + "".join(
+        f'{k} = {v}\n' if k != "name" else f'name = "{v}"\n' for k, v in entry.items())))
+    documented = _documented_required()[kind]
+    assert {k.removesuffix("_env") for k in entry} <= set(documented), f"{kind}: a needed key is not called required"
+    for key in documented:
+        if key == "name":
+            continue
+        kept = {k: v for k, v in entry.items() if k.split("_env")[0] != key}
+        assert kept != entry, f"{kind}: the test's minimal config lacks {key}"
+        text = f"[[{kind}]]\n" + "".join(f'{k} = {v}\n' if k != "name" else f'name = "{v}"\n' for k, v in kept.items())
+        with pytest.raises(ConfigError, match=key):
+            load_config(write(tmp_path, text))
+
+
+def test_the_reference_shows_empty_lists_as_toml() -> None:
+    from inventory import docs
+    assert "`()`" not in docs.config_reference()
+    assert "| `clusters` | `[]` |" in docs.config_reference()
