@@ -31,8 +31,9 @@ app = typer.Typer(
     help=("What is really running on your hypervisors, and is it fit for Apache CloudStack?\n\n"
           "Reads KVM hosts (libvirt + SSH), XenServer pools (XenAPI) and vCenter (pyvmomi) read-only, "
           "stores every scan in SQLite, and reports: an HTML audit, Prometheus metrics, xlsx, CSV/JSON.\n\n"
-          "Exit codes: 0 clean; 1 error-severity findings; 2 usage or config error; 3 some targets "
-          "failed (scan partial) or the scan was interrupted; 4 internal error; 5 another run holds the "
+          "Exit codes: 0 clean; 1 a finding at or above --fail-on (default: error), or an error-severity "
+          "difference (reconcile); 2 usage or config error; 3 some targets failed (the scan is partial, or failed "
+          "when all did) or the scan was interrupted; 4 internal error; 5 another run holds the "
           "database (lock wait timed out); 141 the reader of the output went away (| head)."),
 )
 out = LiteralConsole(soft_wrap=True)
@@ -46,7 +47,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
     help="Config file (TOML). Default: ./cs-inventory.toml.", show_default=False)]
 DbOpt = Annotated[Optional[Path], typer.Option(
     "--db", envvar="CS_INVENTORY_DB", help="Database file; overrides [database] path.", show_default=False)]
-ScanOpt = Annotated[Optional[int], typer.Option("--scan", help="Scan id; default: the latest stored scan.")]
+ScanOpt = Annotated[Optional[int], typer.Option(
+    "--scan", help="Scan id; default: the latest scan that is ok or partial (a failed scan only by its id).")]
 
 
 def _version(value: bool) -> None:
@@ -150,8 +152,9 @@ def scan(
     config: ConfigOpt = None,
     db: DbOpt = None,
     only: Annotated[Optional[list[str]], typer.Option(
-        "--only", help="Scan only targets of this kind (the name of its [[table]] in the config, e.g. kvm) "
-                       "or the target of this name; repeatable.")] = None,
+        "--only", metavar="KIND|TARGET",
+        help="Scan only targets of this kind (the name of its [[table]] in the config, e.g. kvm) or the target of this "
+             "name; repeat the option for more.")] = None,
     deadline: Annotated[Optional[float], typer.Option(
         "--deadline", help="Give up on targets still running after this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")] = False,
@@ -257,8 +260,10 @@ def check(
     scan_id: ScanOpt = None,
     cloudstack_version: Annotated[Optional[str], typer.Option(
         "--cloudstack-version", help="CloudStack release to check against; overrides [cloudstack] version.")] = None,
-    rule_ids: Annotated[Optional[list[str]], typer.Option("--rule", help="Run only this rule; repeatable.")] = None,
-    skip: Annotated[Optional[list[str]], typer.Option("--skip-rule", help="Skip this rule; repeatable.")] = None,
+    rule_ids: Annotated[Optional[list[str]], typer.Option(
+        "--rule", metavar="RULE", help="Run only this rule; repeat the option for more.")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option(
+        "--skip-rule", metavar="RULE", help="Skip this rule; repeat the option for more.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="Exit 1 when a finding is at least this severe: error, warning, info or never.")] = "error",
@@ -467,8 +472,9 @@ def export(
     config: ConfigOpt = None,
     db: DbOpt = None,
     tables: Annotated[Optional[list[str]], typer.Option(
-        "--table", "-t", help="Table to export (vms, hosts, vm_disks, …; default vms). xlsx: a sheet per table, "
-                              "repeatable, default every table.", show_default=False)] = None,
+        "--table", "-t", metavar="TABLE",
+        help="Table to export (vms, hosts, vm_disks, …; default vms). xlsx: a sheet per table, repeat the option for "
+             "more, default every table.", show_default=False)] = None,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help="csv, json, ndjson, xlsx, prometheus or datasette-metadata.")] = "csv",
     scan_id: ScanOpt = None,
@@ -745,7 +751,7 @@ def import_(
     fmt: Annotated[str, typer.Argument(
         metavar="FORMAT", help="recorded: a folder (or file) `scan --record` wrote, any kind; xapi-dump: a "
                                "XenServer/XCP-ng pool database dump (xe pool-dump-database file-name=FILE).")],
-    path: Annotated[Path, typer.Argument(help="The folder or file to import.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="The folder or file to import.")],
     config: ConfigOpt = None,
     db: DbOpt = None,
     name: Annotated[Optional[str], typer.Option(

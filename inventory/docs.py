@@ -12,12 +12,13 @@ import sys
 import typing
 from pathlib import Path
 
-from inventory import ledger, queries, schema
+from inventory import ledger, queries, schema, settings
 from inventory.checks import select_rules
 from inventory.model import Secret
 from inventory.registry import target_types
 
-SECTIONS = {"config": "configuration.md", "schema": "database.md", "queries": "database.md", "rules": "checks.md",
+SECTIONS = {"config": "configuration.md", "settings": "configuration.md", "schema": "database.md",
+            "queries": "database.md", "rules": "checks.md",
             "ledger": "checks.md"}  # section → page in docs/
 
 
@@ -42,6 +43,12 @@ def config_reference() -> str:
     return "\n".join(lines)
 
 
+def settings_reference() -> str:
+    lines = ["| setting | CloudStack's default | a value must be |", "| --- | --- | --- |"]
+    lines += [f"| `{name}` | `{default}` | {settings.accepted(name)} |" for name, default in settings.DEFAULTS.items()]
+    return "\n".join(lines)
+
+
 def _toml(value: object) -> str:
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else _toml(v) for v in value) + "]"
@@ -59,8 +66,8 @@ def rules_table() -> str:
 
 
 def render(section: str) -> str:
-    return {"config": config_reference, "schema": schema.markdown, "queries": queries.markdown,
-            "rules": rules_table, "ledger": ledger.markdown}[section]().strip()
+    return {"config": config_reference, "settings": settings_reference, "schema": schema.markdown,
+            "queries": queries.markdown, "rules": rules_table, "ledger": ledger.markdown}[section]().strip()
 
 
 def update(text: str, section: str) -> str:

@@ -31,6 +31,18 @@ def _number(value: str) -> str | None:
         return "is not a number"
 
 
+def _fraction(value: str) -> str | None:
+    """A threshold: CloudStack's updateConfiguration refuses one outside 0-1 (ConfigurationManagerImpl
+    .validateConfigurationValue, its weight-based parameters, 4.18-4.22)."""
+    return _number(value) or (None if 0 <= float(value) <= 1 else "is not between 0 and 1 (0.85 is 85 %)")
+
+
+def _factor(value: str) -> str | None:
+    """An overprovisioning factor: CloudStack refuses one of 0 or less (the same method, its overprovisioning
+    factors)."""
+    return _number(value) or (None if float(value) > 0 else "is not more than 0")
+
+
 def _whole(value: str) -> str | None:
     try:
         int(value)
@@ -49,13 +61,29 @@ def _network(value: str) -> str | None:
 
 # what a value must be for the rules that read it (a setting not here is read as text)
 _READ_AS: dict[str, Callable[[str], str | None]] = {
-    "pool.storage.capacity.disablethreshold": _number,
-    "pool.storage.allocated.capacity.disablethreshold": _number,
-    "storage.overprovisioning.factor": _number,
+    "pool.storage.capacity.disablethreshold": _fraction,
+    "pool.storage.allocated.capacity.disablethreshold": _fraction,
+    "storage.overprovisioning.factor": _factor,
     "control.cidr": _network,
     "vmware.additional.vnc.portrange.start": _whole,
     "vmware.additional.vnc.portrange.size": _whole,
 }
+
+
+# what each value must be, in the documentation's words
+ACCEPTED: dict[Callable[[str], str | None], str] = {
+    _fraction: "a number from 0 to 1 (0.85 is 85 %)", _factor: "a number above 0",
+    _network: "a network, e.g. 169.254.0.0/16", _whole: "a whole number"}
+
+
+def accepted(name: str) -> str:
+    """What a value of this setting must be, for the configuration page."""
+    check = _READ_AS.get(name)
+    if check is not None:
+        return ACCEPTED[check]
+    if DEFAULTS.get(name) in ("true", "false"):  # Boolean.parseBoolean, as CloudStack reads a Boolean ConfigKey
+        return "true or false (anything else reads as false, as in CloudStack)"
+    return "text"
 
 
 def unreadable(name: str, value: str) -> str | None:

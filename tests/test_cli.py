@@ -165,6 +165,10 @@ def test_why_a_scan_was_not_checked(asked: str | None, reported: str | None, sta
     ("vmware.additional.vnc.portrange.start", '"x"', "'x' is not a whole number"),
     ("vmware.additional.vnc.portrange.size", "10.5", "'10.5' is not a whole number"),
     ("control.cidr", '"169.254.0.0/33"', "'169.254.0.0/33' is not a network such as 169.254.0.0/16"),
+    # CloudStack's own updateConfiguration refuses these (ConfigurationManagerImpl.validateConfigurationValue)
+    ("pool.storage.capacity.disablethreshold", "85", "'85' is not between 0 and 1 (0.85 is 85 %)"),
+    ("pool.storage.allocated.capacity.disablethreshold", "-0.1", "'-0.1' is not between 0 and 1 (0.85 is 85 %)"),
+    ("storage.overprovisioning.factor", "0", "'0' is not more than 0"),
 ])
 def test_a_setting_the_checks_cannot_read_is_a_config_error_before_scanning(tmp_path: Path, name: str, value: str,
                                                                            said: str) -> None:

@@ -63,3 +63,10 @@ def test_public_api_is_listed() -> None:
     public = {name for name in vars(inventory) if not name.startswith("_")
               and not isinstance(getattr(inventory, name), type(inventory))}
     assert public == set(inventory.__all__)
+
+
+def test_every_setting_the_checks_read_is_in_the_configuration_page() -> None:
+    from inventory import settings
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    for name, default in settings.DEFAULTS.items():
+        assert f"| `{name}` | `{default}` |" in page, name
