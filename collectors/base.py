@@ -205,10 +205,12 @@ class Collector(Generic[TargetT, SessionT]):
         name = self.target.name
         if outcome.timed_out:
             limit = self.endpoint_timeout()
-            why = f"no answer within {limit:g}s" if limit is not None else "no answer"
-            said = f"{why} (timeout or scan deadline)"  # a host is named once, by _label
+            if limit is not None and outcome.duration_s >= limit * 0.98:  # its own limit ran out
+                said, hint = f"no answer within {limit:g}s", self.timeout_hint
+            else:  # the scan's --deadline came first
+                said, hint = f"stopped at the scan's deadline, after {outcome.duration_s:.1f}s", "raise --deadline"
             error = self._label(endpoint, TimedOut(said if self.has_hosts else f"{self.where(endpoint)}: {said}",
-                                                   hint=self.timeout_hint).one_line())
+                                                   hint=hint).one_line())  # a host is named once, by _label
             return [EndpointResult(name, endpoint, "failed", error, outcome.duration_s, calls)]
         if outcome.result is None:
             return [EndpointResult(name, endpoint, "failed", self._label(endpoint, describe(outcome.error)),
@@ -273,8 +275,9 @@ class ConnectTimedOut(OSError):
 def translate_common(exc: BaseException, where: str, timeout_hint: str) -> CollectorError | None:
     """Socket, DNS, TLS and timeout errors, the same words for every kind."""
     if isinstance(exc, ConnectTimedOut):
-        return TimedOut(f"{where}: could not connect within {exc.seconds:g}s",
-                        hint="is the address right, and the port open to this machine? if so, raise connect_timeout")
+        return TimedOut(f"{where}: could not connect within {exc.seconds:g}s (no TCP connection, or no TLS handshake)",
+                        hint="is the address right, the port open to this machine, and a TLS service on it? if so, "
+                             "raise connect_timeout")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TlsRejected(f"{where}: certificate not trusted ({exc.verify_message})",
                            hint="set ca_file to the CA that signed it, or pin its SHA-256 fingerprint")

@@ -341,6 +341,24 @@ def test_a_server_that_drips_one_byte_at_a_time_is_cut_at_the_overall_timeout(tm
     assert "no answer within 3s" in (result.error or "")
 
 
+def test_a_target_the_scan_deadline_ends_says_the_deadline_not_a_timeout_that_never_ran_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`scan --deadline 1.5` ended it: "no answer within 30s" named a limit that had not been reached."""
+    import time
+    dump = tmp_path / "pool.xml"
+    dump.write_text(generate(1, 2, "xcp-ng-8.3", seed="deadline"))
+    server = serve_dump(dump, password=PASSWORD, drip_s=0.5)
+    monkeypatch.setenv("CSI_DEADLINE_PW", PASSWORD)
+    try:
+        result = XenServerCollector(XenTarget(name="slow", url=server.url, password=Secret("env", "CSI_DEADLINE_PW"),
+                                              timeout=20.0, overall_timeout=30.0)).collect(time.monotonic() + 1.5)
+    finally:
+        server.stop()
+    assert result.status == "failed", result.error
+    assert "the scan's deadline" in (result.error or "") and "30s" not in (result.error or ""), result.error
+    assert "raise --deadline" in (result.error or ""), result.error
+
+
 @pytest.mark.parametrize("kind", ["xenserver", "vmware"])
 def test_a_host_that_accepts_and_never_shakes_hands_is_a_connect_timeout_not_an_answer_timeout(
         kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
