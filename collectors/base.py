@@ -245,6 +245,7 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
         rows = {e.endpoint for e in read.endpoints}  # a recording made by hand may lack an endpoint's row
         errors += [f"{endpoint}: {why}" for endpoint, why in inventory.left_out.items() if endpoint not in rows]
     errors[:0] = [e.error or e.status for e in read.endpoints if e.status in ("failed", "partial")]
+    errors += inventory.unmatched
     if inventory.problems:
         errors.append(f"{len(inventory.problems)} malformed values: " + "; ".join(inventory.problems[:5]))
     status = "failed" if not read.answers else "partial" if errors else "ok"

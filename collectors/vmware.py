@@ -90,8 +90,10 @@ class VmwareTarget(TargetConfig):
     connect_timeout: float = field(default=15.0, metadata={"help": "seconds to connect"})
     timeout: float = field(default=300.0, metadata={"help": "seconds per API call"})
     fast_parser: bool = field(default=True, metadata={"help": "read bulk VM properties with the fast parser"})
-    datacenters: tuple[str, ...] = field(default=(), metadata={"help": "only these datacenters (names)"})
-    clusters: tuple[str, ...] = field(default=(), metadata={"help": "only these clusters (names)"})
+    datacenters: tuple[str, ...] = field(default=(), metadata={
+        "help": "only these datacenters (names; one that matches none makes the target partial)"})
+    clusters: tuple[str, ...] = field(default=(), metadata={
+        "help": "only these clusters (names; one that matches none makes the target partial)"})
     datastore_files: bool = field(default=False, metadata={
         "help": "list the datastores' VM disk files (a datastore search task each; needs Datastore.Browse, which "
                 "the Read-only role lacks) to find disks no CloudStack volume owns"})

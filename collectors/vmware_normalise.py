@@ -42,6 +42,8 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
             return False
         return not clusters or (row is not None and row.get("name") in clusters)
 
+    inv.unmatched += _unmatched("datacenters", datacenters, [str(d.get("name")) for d in raw.get("datacenters", [])])
+    inv.unmatched += _unmatched("clusters", clusters, [str(c.get("name")) for c in cluster_rows.values()])
     wanted_hosts = {h for h, c in host_cluster.items() if wanted_cluster(c) or (c is None and not clusters
                                                                                  and not datacenters)}
     for moid, row in cluster_rows.items():
@@ -68,6 +70,17 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
         if host in wanted_hosts or (host is None and not clusters and not datacenters):
             _vm(row, target, host, host_cluster.get(host or ""), network_names, fields, inv)
     return inv
+
+
+def _unmatched(key: str, asked: Sequence[str], present: list[str]) -> list[str]:
+    """The names a filter asks for that this vCenter does not have (a typo, a renamed cluster), said with those
+    it has: the target is then partial, not an `ok` of fewer hosts than meant."""
+    missing = [name for name in asked if name not in present]
+    if not missing:
+        return []
+    have = sorted(set(present))
+    shown = ", ".join(have[:10]) + (f" … ({len(have)})" if len(have) > 10 else "")
+    return [f"{key} {', '.join(repr(m) for m in missing)} match no {key[:-1]} of this vCenter (it has: {shown or 'none'})"]
 
 
 def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], host_count: int) -> Cluster:

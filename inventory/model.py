@@ -357,6 +357,8 @@ class Inventory:
     cloudstack_settings: list[CloudStackSetting] = field(default_factory=list)
     cloudstack_traffic_labels: list[CloudStackTrafficLabel] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # values that were missing or malformed (now NULL)
+    # what the target's own settings asked for and the answer does not have (a cluster filter matching none)
+    unmatched: list[str] = field(default_factory=list)
     # endpoints whose answer made no sense as a whole, and why: nothing of them was kept (they count as failed)
     left_out: dict[str, str] = field(default_factory=dict)
     detail: JsonDict | None = None  # what the endpoint says about itself (product, version, licence …)
@@ -387,6 +389,7 @@ class Inventory:
     def extend(self, other: Inventory) -> None:
         for table in self.ALL_TABLES:
             getattr(self, table).extend(getattr(other, table))
+        self.unmatched.extend(other.unmatched)
         self.raw_texts.update(other.raw_texts)
 
     def counts(self) -> dict[str, int]:

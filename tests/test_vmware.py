@@ -326,6 +326,13 @@ def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:
     assert len(only.inventory.vms) == 3 and {v.cluster_key for v in only.inventory.vms} == {only.inventory.clusters[0].key}
     none = VmwareCollector(dataclasses.replace(target(vcenter, tls), datacenters=("Elsewhere",))).collect()
     assert not none.inventory.hosts and not none.inventory.vms
+    # a name that matches nothing (a typo, a renamed cluster) was an `ok` target of 0 hosts, and exit 0
+    assert none.status == "partial" and "datacenters 'Elsewhere' match no datacenter of this vCenter (it has: DC0)" \
+        in (none.error or ""), none.error
+    typo = VmwareCollector(dataclasses.replace(target(vcenter, tls), clusters=("DC0_C1", "DC0_C9"))).collect()
+    assert typo.status == "partial" and len(typo.inventory.hosts) == len(only.inventory.hosts)
+    assert "clusters 'DC0_C9' match no cluster of this vCenter (it has: DC0_C0, DC0_C1" in (typo.error or ""), typo.error
+    assert only.status == "ok", only.error
     everything = VmwareCollector(target(vcenter, tls)).collect()
     assert everything.detail and everything.detail["api_type"] == "VirtualCenter"
     assert everything.detail["version"] == "6.5.0" and everything.detail["license_editions"] == ["eval"]
