@@ -641,6 +641,8 @@ def history(
     """List stored scans: time, status, hosts and VMs, findings by severity, failed targets."""
     with error_boundary():
         _one_of("--format", fmt, ("table", "json"))
+        if limit < 1:
+            raise inventory.ConfigError(f"--limit must be at least 1, not {limit}", hint="the number of scans to list")
         with _reader(config, db) as store:
             rows = inventory.history(store, limit)
         if fmt == "json":
@@ -756,6 +758,8 @@ def import_(
     db: DbOpt = None,
     name: Annotated[Optional[str], typer.Option(
         "--name", help="Target name to store a dump under (a recording keeps its own names).")] = None,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", help="Seconds to wait for another run writing the same database; then exit 5.")] = 60.0,
 ) -> NoReturn:
     """Store inventory taken elsewhere as a scan, through the same normalisers as a live scan (no credentials).
 
@@ -765,7 +769,8 @@ def import_(
         cfg = _config(config, required=False)
         path_db = db or (cfg.database_path if cfg else Path("cs-inventory.db"))
         result = inventory.import_path(fmt, path, path_db, name=name,
-                                       cloudstack_version=cfg.cloudstack_version if cfg else None)
+                                       cloudstack_version=cfg.cloudstack_version if cfg else None,
+                                       lock_timeout=lock_timeout)
         _render_scan(result)
     raise typer.Exit(result.exit_code)
 

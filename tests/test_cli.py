@@ -409,3 +409,22 @@ host_timeout = 60
     assert db.execute("SELECT COUNT(*) FROM vms WHERE scan_id = 2 AND target = 'td'").fetchone() == (40,)
     # views keep showing the last scan that completed, not the interrupted one
     assert db.execute("SELECT DISTINCT scan_id FROM latest_vms").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_history_limit_is_a_count_of_scans(tmp_path: Path, limit: str) -> None:
+    """`--limit -1` listed every scan (SQLite's LIMIT -1 is no limit)."""
+    done = run_tool("history", "--db", str(tmp_path / "none.db"), "--limit", limit)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: --limit must be at least 1, not {limit}"), \
+        done.stderr
+
+
+def test_import_waits_for_the_writer_lock_only_as_long_as_asked(tmp_path: Path) -> None:
+    from inventory.lock import writer_lock
+    db = tmp_path / "inv.db"
+    dump = tmp_path / "pool.xml"
+    from fixtures.xapi.synth import generate
+    dump.write_text(generate(1, 1, "xcp-ng-8.3", seed="lock"))
+    with writer_lock(db, 1):
+        done = run_tool("import", "xapi-dump", str(dump), "--db", str(db), "--lock-timeout", "0.2")
+    assert done.returncode == 5, done.stdout + done.stderr
