@@ -407,6 +407,11 @@ page_size = 7
     assert table.returncode == 1 and "reconcile-vm-not-running — zone1 / " in table.stdout, table.stderr
     as_json = json.loads(run_tool("reconcile", "--config", str(config), "--format", "json").stdout)
     assert as_json["cloudstack"][0]["cloudstack_version"] == "4.20.1.0" and len(as_json["differences"]) >= 10
+    # the CloudStack side is what CloudStack shows: for what it has no record of, that it has none (it held the
+    # rule's expectation, "listed by CloudStack", which read as if CloudStack listed it)
+    sides = {d["difference"]: d["cloudstack_side"] for d in as_json["differences"]}
+    assert sides["reconcile-vm-unknown-to-cloudstack"] == "not listed", sides
+    assert not any("listed by CloudStack" in side or side == "read by a target" for side in sides.values()), sides
     csv_text = run_tool("reconcile", "--config", str(config), "--format", "csv").stdout
     assert csv_text.splitlines()[0] == ("difference,severity,zone_cluster,object_type,object_key,target,message,"
                                         "hypervisor_side,cloudstack_side")

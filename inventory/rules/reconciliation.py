@@ -39,6 +39,12 @@ EVIDENCE = ("cloudstack_vms", "cloudstack_hosts", "cloudstack_clusters", "clouds
             "vms", "hosts", "vm_disks", "storage", "host_storage")
 # the images a leak is judged among: a libvirt pool's disk volumes, XAPI's user VDIs (system VDIs, suspend images,
 # HA and metadata VDIs are XAPI's own; ISOs and snapshots are no volume's)
+# Where CloudStack has no record of the object, a finding's `expected` is what it should have ("listed by
+# CloudStack"); what CloudStack shows — reconcile's CloudStack side — is then this:
+CLOUDSTACK_HAS_NO_RECORD = {"reconcile-vm-unknown-to-cloudstack": "not listed",
+                            "reconcile-host-unknown-to-cloudstack": "not listed",
+                            "reconcile-storage-leak": "no volume on the pool names it",
+                            "reconcile-host-not-covered": "a host of the cluster"}
 IMAGE_KINDS_JUDGED = {"disk", "user"}
 # storage where an image's base is not shown: libvirt lists an RBD clone without its parent (the template's image)
 UNJUDGED_STORAGE = {"rbd"}
