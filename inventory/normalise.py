@@ -11,13 +11,15 @@ from urllib.parse import urlsplit
 
 # CloudStack names its instances <prefix>-...-<instance.name>; instance.name defaults to "VM".
 _USER_VM = re.compile(r"^i-(\d+)-(\d+)-[A-Za-z0-9]+$")
-_SYSTEM_VM = re.compile(r"^([rsv])-(\d+)-[A-Za-z0-9]+$")
-_SYSTEM_ROLES = {"r": "router", "s": "ssvm", "v": "cpvm"}
+_SYSTEM_VM = re.compile(r"^([rsvb])-(\d+)-[A-Za-z0-9]+$")
+# b-: an internal load balancer VM (InternalLoadBalancerVMManagerImpl names it getSystemVmName(id, instance, "b"),
+# 4.18-4.22); listInternalLoadBalancerVMs lists it, so the CloudStack side calls it internal_lb too
+_SYSTEM_ROLES = {"r": "router", "s": "ssvm", "v": "cpvm", "b": "internal_lb"}
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceName:
-    role: str  # user | router | ssvm | cpvm | unmanaged
+    role: str  # user | router | internal_lb | ssvm | cpvm | unmanaged
     account_id: int | None
     cs_id: int | None
 

@@ -12,7 +12,7 @@ from inventory.rulebook import SEVERITIES
 from inventory.store import Store
 from inventory.view import InventoryView, Setting
 
-ROLES = ("user", "router", "ssvm", "cpvm", "worker", "unmanaged")
+ROLES = ("user", "router", "internal_lb", "ssvm", "cpvm", "worker", "unmanaged")
 
 
 def unread(store: Store, scan_id: int) -> list[dict[str, Any]]:

@@ -163,7 +163,8 @@ TABLES: tuple[Table, ...] = (
         _c("name", str, "Name as the hypervisor shows it."),
         _c("uuid", str, "VM UUID as reported."),
         _c("instance_name", str, "CloudStack's internal name if it follows CloudStack's naming."),
-        _c("cs_role", str, "`user`, `router`, `ssvm`, `cpvm` or `unmanaged` (from the instance name; on VMware the "
+        _c("cs_role", str, "`user`, `router`, `internal_lb`, `ssvm`, `cpvm` or `unmanaged` (from the instance name; "
+                           "on VMware the "
                            "`cloud.vm.internal.name` attribute when set), or `worker` (a VMware helper VM CloudStack "
                            "marked `cloud.vm.worker`)."),
         _c("cs_account_id", int, "CloudStack account id from `i-<account>-<id>-VM`."),

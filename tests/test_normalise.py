@@ -13,6 +13,7 @@ from inventory.normalise import (
     ("r-4-VM", "router", None, 4),
     ("s-1-VM", "ssvm", None, 1),
     ("v-2-VM", "cpvm", None, 2),
+    ("b-7-VM", "internal_lb", None, 7),         # InternalLoadBalancerVMManagerImpl: getSystemVmName(id, instance, "b")
     ("i-2-VM", "unmanaged", None, None),      # a user VM name needs account and id
     ("x-1-VM", "unmanaged", None, None),
     ("r-4-VM-old", "unmanaged", None, None),
