@@ -109,6 +109,24 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+REDACTED = "***"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every one of ``secrets`` (the passwords and keys a target uses) shown as ``***``: what a server
+    echoes (a login's parameters in its error) is never stored, logged, printed or recorded. A text cut short by
+    ``one_line`` (it ends in "…") loses a secret's cut-off beginning too."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        if text.endswith("…"):
+            body = text[:-1]
+            for length in range(len(secret) - 1, 2, -1):
+                if body.endswith(secret[:length]):
+                    text = body[:-length] + REDACTED + "…"
+                    break
+    return text
+
+
 _SURROGATES = re.compile("[\ud800-\udfff]")  # what JSON's "\\ud800" decodes to on its own: no UTF-8 for it
 
 
