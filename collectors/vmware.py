@@ -36,7 +36,7 @@ from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
 )
 from inventory.model import Inventory, JsonDict, Secret, TargetConfig
-from inventory.normalise import one_line, sha256_fingerprint
+from inventory.normalise import bare_host, one_line, sha256_fingerprint
 
 _SDK = Sdk("pyVmomi", pip="pyvmomi", extra="vmware", debian="python3-pyvmomi")
 PAGE_SIZE = 1000  # objects per RetrievePropertiesEx page (pyvmomi's path)
@@ -100,6 +100,7 @@ class VmwareTarget(TargetConfig):
     def __post_init__(self) -> None:
         if not self.host:
             raise ValueError("give host (the vCenter address)")
+        bare_host("host", self.host, "vcenter.example or 10.0.0.5")
         if not self.username:
             raise ValueError("give username")
         if self.fingerprint is not None:

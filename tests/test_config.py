@@ -143,3 +143,45 @@ def test_the_reference_shows_empty_lists_as_toml() -> None:
     from inventory import docs
     assert "`()`" not in docs.config_reference()
     assert "| `clusters` | `[]` |" in docs.config_reference()
+
+
+XEN = '[[xenserver]]\nname = "pool1"\npassword_env = "X"\nurl = "{}"\n'
+CS = '[[cloudstack_api]]\nname = "cs"\napi_key = "k"\nsecret_key_env = "X"\nurl = "{}"\n'
+VC = '[[vmware]]\nname = "vc1"\nusername = "u"\npassword_env = "X"\nhost = "{}"\n'
+KVM = '[[kvm]]\nname = "k"\nhosts = ["h"]\nuri = "{}"\n'
+
+
+@pytest.mark.parametrize("table, value, expected", [
+    (XEN, "root:Hunter2pw@xen-master.example", "url: "),  # no scheme
+    (XEN, "https:/root:Hunter2pw@xen-master.example", "url: "),  # one slash
+    (XEN, "https://root:Hunter2pw@", "url: "),
+    (XEN, "host:443:root:Hunter2pw", "url must look like"),
+    (XEN, "https://host:443:root:Hunter2pw/", "url must look like"),  # a port that is no number
+    (XEN, "https://root@xen-master.example", "url: "),  # a user name too: username says it
+    (CS, "admin:Hunter2pw@cs.example:8443/client/api", "url: "),
+    (CS, "https:/admin:Hunter2pw@cs.example/client/api", "url: "),
+    (CS, "cs.example:8443:admin:Hunter2pw", "url must look like"),
+    (VC, "https://vcuser:Hunter2pw@127.0.0.1", "host must be a bare host name or address"),
+    (VC, "vcuser:Hunter2pw@127.0.0.1", "host must be a bare host name or address"),
+    (VC, "vcenter.example:443", "host must be a bare host name or address"),
+    (VC, "vcenter.example/Hunter2pw", "host must be a bare host name or address"),
+    (KVM, "qemu+ssh:/root:Hunter2pw@{host}/system", "uri: "),
+    (KVM, "qemu+ssh://root:Hunter2pw@{host}/system", "uri: "),
+])
+def test_a_url_or_host_that_may_hold_a_password_is_refused_without_repeating_it(
+        tmp_path: Path, table: str, value: str, expected: str) -> None:
+    path = write(tmp_path, table.format(value))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.one_line()
+    assert expected in message and "Hunter2pw" not in message and "\n" not in message, message
+    assert value not in message
+
+
+@pytest.mark.parametrize("table, value", [
+    (VC, "vcenter.example"), (VC, "10.0.0.5"), (VC, "fe80::1"), (VC, "[fe80::1]"), (VC, "vc-01.lab_a.example"),
+    (XEN, "https://xen-master.example"), (XEN, "http://10.0.0.5:8080/"), (XEN, "https://[fe80::1]:443/"),
+    (CS, "https://cs.example:8443/client/api"), (KVM, "qemu+ssh://{user}@{host}:{port}/system"),
+])
+def test_urls_and_hosts_without_credentials_are_accepted(tmp_path: Path, table: str, value: str) -> None:
+    assert load_config(write(tmp_path, table.format(value))).targets
