@@ -60,7 +60,24 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse_config(data, path, target_types)
-    return dataclasses.replace(config, warnings=permission_warnings(path, config) + setting_warnings(config))
+    return dataclasses.replace(config, warnings=permission_warnings(path, config) + transport_warnings(config)
+                               + setting_warnings(config))
+
+
+def transport_warnings(config: Config) -> tuple[str, ...]:
+    """A target read without TLS verification (``verify_tls = false`` and no pinned ``fingerprint``) or over plain
+    ``http://`` is the operator's choice, and said on every scan: a password or signed requests anyone between can
+    read. One line per target and key."""
+    warnings = []
+    for target in config.targets:
+        url = getattr(target, "url", None)
+        if isinstance(url, str) and url.lower().startswith("http://"):
+            warnings.append(f"target {target.name}: url is http://: the password (or the signed requests) and every "
+                            "answer travel unencrypted; use https://")
+        elif getattr(target, "verify_tls", True) is False and not getattr(target, "fingerprint", None):
+            warnings.append(f"target {target.name}: verify_tls = false: the server's certificate is not checked, so "
+                            "whoever is in between can read the password; give ca_file or pin its fingerprint")
+    return tuple(warnings)
 
 
 def setting_warnings(config: Config) -> tuple[str, ...]:

@@ -185,3 +185,21 @@ def test_a_url_or_host_that_may_hold_a_password_is_refused_without_repeating_it(
 ])
 def test_urls_and_hosts_without_credentials_are_accepted(tmp_path: Path, table: str, value: str) -> None:
     assert load_config(write(tmp_path, table.format(value))).targets
+
+
+def test_unverified_tls_and_plain_http_are_warned_about_per_target(tmp_path: Path) -> None:
+    text = (XEN.format("http://xen-master.example").replace('"pool1"', '"pool-http"')
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-unverified"') + "verify_tls = false\n"
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-pinned"') + "verify_tls = false\n"
+            + f'fingerprint = "{"ab" * 32}"\n'
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-fine"')
+            + VC.format("vcenter.example") + "verify_tls = false\n"
+            + CS.format("http://cs.example:8080/client/api"))
+    warnings = load_config(write(tmp_path, text)).warnings
+    said = "\n".join(warnings)
+    assert [w for w in warnings if "pool-http" in w and "url is http://" in w and "unencrypted" in w], said
+    assert [w for w in warnings if "pool-unverified" in w and "verify_tls = false" in w and "not checked" in w], said
+    assert [w for w in warnings if "vc1" in w and "verify_tls = false" in w], said
+    assert [w for w in warnings if "target cs:" in w and "url is http://" in w], said
+    assert "pool-pinned" not in said and "pool-fine" not in said
+    assert all("\n" not in w for w in warnings) and len(warnings) == 4, said
