@@ -101,6 +101,7 @@ def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | N
     """
     targets = select_targets(config, only)
     config_module.check_secrets(config, targets)
+    config_module.check_files(config, targets)
     path = db_path or config.database_path
     folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):

@@ -203,3 +203,20 @@ def test_unverified_tls_and_plain_http_are_warned_about_per_target(tmp_path: Pat
     assert [w for w in warnings if "target cs:" in w and "url is http://" in w], said
     assert "pool-pinned" not in said and "pool-fine" not in said
     assert all("\n" not in w for w in warnings) and len(warnings) == 4, said
+
+
+@pytest.mark.parametrize("table", [XEN.format("https://xen-master.example"), VC.format("vcenter.example"),
+                                   CS.format("https://cs.example:8443/client/api")])
+@pytest.mark.parametrize("problem", ["missing", "not a certificate"])
+def test_a_ca_file_that_is_missing_or_no_certificate_is_a_config_error_naming_the_key(
+        tmp_path: Path, table: str, problem: str) -> None:
+    from tests.conftest import run_tool
+    ca = tmp_path / "ca.pem"
+    if problem != "missing":
+        ca.write_text("not a PEM certificate\n")
+    config = write(tmp_path, f'[database]\npath = "{tmp_path / "inv.db"}"\n' + table + f'ca_file = "{ca}"\n')
+    done = run_tool("scan", "--config", str(config), env={"X": "pw"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "ca_file" in line and str(ca) in line and problem in line, done.stderr
+    assert not (tmp_path / "inv.db").exists() or "scan" not in done.stdout
