@@ -389,6 +389,9 @@ def _set_read_timeout(si: Any, seconds: float) -> None:
 def translate_vmware_error(exc: BaseException, where: str, target: VmwareTarget) -> CollectorError | None:
     """pyVmomi's faults in one line; sockets and TLS are left to the shared words."""
     pyvmomi = _pyvmomi()
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, pyvmomi.vmodl.MethodFault) and isinstance(cause, CollectorError):
+        return cause  # pyVim's connect wraps what failed (a pin refused) in a HostConnectFault: said as it was
     if isinstance(exc, pyvmomi.vim.fault.InvalidLogin):
         return AuthFailed(f"{where}: user {target.username!r} was refused (InvalidLogin)",
                           hint="check username and the password reference")

@@ -458,6 +458,7 @@ def test_a_pin_is_checked_on_every_connection_before_anything_is_sent(vcenter: V
     if proxy.seen > passed:  # a connection met the other certificate: refused, said in one line
         assert result.status == "failed", result.error
         assert result.error and "\n" not in result.error and "fingerprint" in result.error
+        assert "HostConnectFault" not in result.error and result.error.count("vmware 127.0.0.1") == 1, result.error
         assert PASSWORD not in result.error
     else:  # the proxy relays faithfully: the pin holds for vCenter's own certificate on every connection
         assert result.status == "ok", result.error
