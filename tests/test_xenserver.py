@@ -361,3 +361,32 @@ class _Dispatch:
 
     def _dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
         return self._dispatch_fn(method, params)
+
+
+def test_an_echoed_password_reaches_no_output_log_recording_export_or_report(small_pool: Path, tmp_path: Path) -> None:
+    from fixtures.xapi.server import XapiServer
+    from tests.conftest import run_tool
+    secret = "Hunter2-echoed-everywhere"
+    echoing = _Echoing(to_api(load_dump(small_pool)).records, fault=False)
+    server = XapiServer(echoing.api)
+    server.server.register_instance(_Dispatch(echoing.dispatch))
+    server.start()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool1"\nurl = "{server.url}"\n'
+                      'password_env = "CSI_ECHOED"\n')
+    config.chmod(0o600)
+    log = tmp_path / "scan.log"
+    try:
+        scan = run_tool("--log-file", str(log), "scan", "--config", str(config), "--record", str(tmp_path / "rec"),
+                        env={"CSI_ECHOED": secret})
+    finally:
+        server.stop()
+    assert scan.returncode == 3 and "INTERNAL_ERROR" in scan.stdout + scan.stderr, scan.stdout + scan.stderr
+    said = [scan.stdout, scan.stderr, log.read_text()]
+    said += [run_tool("export", "--config", str(config), "--table", table, "--format", "json").stdout
+             for table in ("targets", "endpoints")]
+    report = run_tool("report", "--config", str(config), "--format", "html", "--output", str(tmp_path / "r.html"))
+    said += [report.stdout, report.stderr]
+    files = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "c.toml"]
+    assert any(b"INTERNAL_ERROR" in f for f in files)  # what the server said is kept, blanked
+    assert not [text for text in said if secret in text] and not [f for f in files if secret.encode() in f]
