@@ -27,8 +27,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 from inventory.bounds import bound, unique
 from inventory.errors import CollectorError, ConnectFailed, SdkMissing, TimedOut, TlsRejected
 from inventory.lifetime import bulk
-from inventory.model import EndpointResult, Inventory, JsonDict, TargetConfig, TargetRead, TargetResult
-from inventory.normalise import one_line
+from inventory.model import (
+    EndpointResult, Inventory, JsonDict, TargetConfig, TargetRead, TargetResult, secret_values,
+)
+from inventory.normalise import one_line, redact
 from inventory.parallel import Outcome, run_bounded
 
 _REGISTRY: dict[str, type[Collector[Any, Any]]] = {}
@@ -202,6 +204,14 @@ class Collector(Generic[TargetT, SessionT]):
 
     def _endpoint_rows(self, endpoint: str, outcome: Outcome[int, tuple[JsonDict, Session]],
                        calls: int) -> list[EndpointResult]:
+        """The endpoint's rows; whatever a server said in them (an error, a redirect) with the target's secrets
+        blanked (``redact``): the one place every kind's words pass before they are stored, logged or recorded."""
+        secrets = secret_values(self.target)
+        return [dataclasses.replace(row, error=redact(row.error, secrets)) if row.error else row
+                for row in self._rows(endpoint, outcome, calls)]
+
+    def _rows(self, endpoint: str, outcome: Outcome[int, tuple[JsonDict, Session]],
+              calls: int) -> list[EndpointResult]:
         name = self.target.name
         if outcome.timed_out:
             limit = self.endpoint_timeout()
@@ -249,8 +259,10 @@ def result_of(cls: type[Collector[Any, Any]], read: TargetRead) -> TargetResult:
     if inventory.problems:
         errors.append(f"{len(inventory.problems)} malformed values: " + "; ".join(inventory.problems[:5]))
     status = "failed" if not read.answers else "partial" if errors else "ok"
+    secrets = secret_values(read.target)  # none from a recording, which holds none
+    error = redact(one_line(redact("; ".join(errors), secrets), 2000), secrets) if errors else None
     return TargetResult(name=read.target.name, hypervisor=read.kind, endpoint=read.endpoint or read.target.endpoint,
-                        status=status, error=one_line("; ".join(errors), 2000) if errors else None,
+                        status=status, error=error,
                         duration_s=read.duration_s, api_calls=sum(e.api_calls for e in read.endpoints),
                         inventory=inventory, endpoints=list(read.endpoints), detail=inventory.detail)
 

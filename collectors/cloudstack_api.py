@@ -28,7 +28,6 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from collectors.base import Calls, Collector, Sdk, Session
 from inventory.errors import (
@@ -38,7 +37,7 @@ from inventory.model import (
     CloudStackCluster, CloudStackHost, CloudStackSetting, CloudStackStoragePool, CloudStackTrafficLabel, CloudStackVm,
     CloudStackVolume, CloudStackZone, Inventory, JsonDict, Secret, TargetConfig,
 )
-from inventory.normalise import one_line, refuse_password_in, sha256_fingerprint
+from inventory.normalise import check_url, one_line, refuse_password_in, sha256_fingerprint
 
 _SDK = Sdk("cs", pip="cs", extra="cloudstack", debian="python3-cs")
 
@@ -85,10 +84,9 @@ class CloudStackApiTarget(TargetConfig):
                                                           "default.page.size when that is smaller"})
 
     def __post_init__(self) -> None:
-        refuse_password_in("url", self.url, "the API is signed with api_key and secret_key_env or secret_key_file")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url {self.url!r} must look like https://cloudstack.example:8443/client/api")
+        refuse_password_in("url", self.url, "the API is signed with api_key and secret_key_env or secret_key_file",
+                           user=False)
+        check_url("url", self.url, "https://cloudstack.example:8443/client/api")
         if not self.api_key:
             raise ValueError("give api_key (a root admin's API key) and secret_key_env or secret_key_file")
         if self.page_size < 1:

@@ -8,6 +8,7 @@ unknown or changed key is refused — never added.
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import socket
 import time
@@ -130,6 +131,84 @@ def translate_ssh_errors(where: str, known_hosts: Path | None) -> Iterator[None]
         raise ConnectFailed(f"ssh {where}: {exc.strerror or one_line(exc, 200)}") from exc
 
 
+class KnownHosts:
+    """A known_hosts file read line by line, as OpenSSH writes it: plain lines are the trusted keys; ``@revoked``
+    lines' keys are refused, for any host, even if a plain line lists them too; ``@cert-authority`` lines are
+    skipped (paramiko checks plain host keys only) and counted, to be said when a host's key is not found. A line
+    not understood is a ``HostKeyRejected`` naming the file and the line: the host's SSH facts are not read, the
+    rest of the host is."""
+
+    def __init__(self) -> None:
+        self.trusted: list[tuple[list[str], Any]] = []
+        self.revoked: set[bytes] = set()
+        self.authorities = 0
+
+    @classmethod
+    def load(cls, path: Path) -> KnownHosts:
+        known = cls()
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as exc:
+            raise HostKeyRejected(f"known_hosts {path} cannot be read: {exc.strerror}") from exc
+        trusted: list[tuple[list[str], Any]] = []
+        for number, raw in enumerate(lines, start=1):
+            line = " ".join(raw.split())
+            if not line or line.startswith("#"):
+                continue
+            marker = None
+            if line.startswith("@"):
+                marker, _, line = line.partition(" ")
+                if marker == "@cert-authority":
+                    known.authorities += 1
+                    continue
+                if marker != "@revoked":
+                    raise _not_understood(path, number, f"marker {marker[:20]!r} is not @cert-authority or @revoked")
+            entry = _entry(path, number, line)
+            if entry is None:
+                continue  # a key type paramiko does not know: it could not be this host's key
+            if marker == "@revoked":
+                known.revoked.add(entry[1].asbytes())
+            else:
+                trusted.append(entry)
+        known.trusted = [(names, key) for names, key in trusted if key.asbytes() not in known.revoked]
+        return known
+
+
+def _entry(path: Path, number: int, line: str) -> tuple[list[str], Any] | None:
+    """One known_hosts line's host patterns and key; None for a key type paramiko does not know."""
+    hostkeys = importlib.import_module("paramiko.hostkeys")
+    if len(line.split(" ")) < 3:
+        raise _not_understood(path, number, "not host names, key type and key")
+    try:
+        entry = hostkeys.HostKeyEntry.from_line(line, number)
+    except Exception as exc:  # InvalidHostKey (not base64), SSHException (a key that does not parse)
+        raise _not_understood(path, number, f"the key is not understood ({type(exc).__name__})") from exc
+    return None if entry is None else (list(entry.hostnames), entry.key)
+
+
+def _not_understood(path: Path, number: int, why: str) -> HostKeyRejected:
+    return HostKeyRejected(f"known_hosts {path} line {number} is not understood: {why}",
+                           hint="fix or remove that line (ssh-keygen -R HOST -f FILE removes a host's lines)")
+
+
+class _Refuse:
+    """paramiko's policy for a key known_hosts does not trust: refused, in words that say why (revoked, unknown —
+    and that @cert-authority lines are not used, if the file has some)."""
+
+    def __init__(self, where: str, path: Path | None, known: KnownHosts) -> None:
+        self.where, self.path, self.known = where, path, known
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        offered = f"{key.get_name()} {key.get_fingerprint().hex()[:16]}…"
+        if key.asbytes() in self.known.revoked:
+            raise HostKeyRejected(f"ssh {self.where}: host key {offered} is marked @revoked in {self.path}",
+                                  hint="the host must get a new key; verify it and add it to known_hosts")
+        unused = (f"; its {self.known.authorities} @cert-authority line(s) are not used: SSH facts check plain host "
+                  "keys only") if self.known.authorities else ""
+        raise HostKeyRejected(f"ssh {self.where}: host key {offered} not in {self.path}{unused}",
+                              hint="verify the host's key and add it (ssh-keyscan) to known_hosts")
+
+
 class SshSession:
     """One paramiko connection to a host; ``run`` executes a command of ``allowed`` (the fixed, read-only fact
     script) and refuses any other before anything is sent."""
@@ -144,14 +223,21 @@ class SshSession:
         self.command_timeout = command_timeout
         self.calls = calls or Calls()
         self.client = paramiko.SSHClient()
-        with translate_ssh_errors(self.where, known_hosts):
-            if known_hosts is not None and known_hosts.exists():
-                self.client.load_host_keys(str(known_hosts))
-            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            self.client.connect(host, port=port, username=user,
-                                key_filename=str(key_file) if key_file else None,
-                                look_for_keys=key_file is None, allow_agent=True, timeout=timeout,
-                                banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
+        known = KnownHosts.load(known_hosts) if known_hosts is not None and known_hosts.exists() else KnownHosts()
+        trusted = self.client.get_host_keys()
+        for names, key in known.trusted:
+            for name in names:
+                trusted.add(name, key.get_name(), key)
+        self.client.set_missing_host_key_policy(_Refuse(self.where, known_hosts, known))
+        try:
+            with translate_ssh_errors(self.where, known_hosts):
+                self.client.connect(host, port=port, username=user,
+                                    key_filename=str(key_file) if key_file else None,
+                                    look_for_keys=key_file is None, allow_agent=True, timeout=timeout,
+                                    banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
+        except BaseException:
+            self.client.close()
+            raise
 
     def run(self, command: str, timeout: float | None = None) -> dict[str, Any]:
         """Run a command; return its exit code and standard output (rc 124 on timeout)."""

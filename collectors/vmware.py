@@ -13,7 +13,6 @@ switches come in the same host request; VMs' custom attribute values (``customVa
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib
 import socket
 import ssl
@@ -28,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session
+from collectors.tls_pin import pinned_context
 from collectors.vmware_fast import FastPathError, retrieve_fast
 from collectors.vmware_files import datastore_files
 from collectors.vmware_normalise import normalise_vcenter
@@ -36,7 +36,7 @@ from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
 )
 from inventory.model import Inventory, JsonDict, Secret, TargetConfig
-from inventory.normalise import one_line, sha256_fingerprint
+from inventory.normalise import bare_host, one_line, sha256_fingerprint
 
 _SDK = Sdk("pyVmomi", pip="pyvmomi", extra="vmware", debian="python3-pyvmomi")
 PAGE_SIZE = 1000  # objects per RetrievePropertiesEx page (pyvmomi's path)
@@ -102,6 +102,7 @@ class VmwareTarget(TargetConfig):
     def __post_init__(self) -> None:
         if not self.host:
             raise ValueError("give host (the vCenter address)")
+        bare_host("host", self.host, "vcenter.example or 10.0.0.5")
         if not self.username:
             raise ValueError("give username")
         if self.fingerprint is not None:
@@ -203,42 +204,45 @@ def guard_read_only(si: Any, where: str) -> None:
 
 
 def tls_context(target: VmwareTarget) -> ssl.SSLContext:
-    """vCenter's TLS context, for the login and the fast path alike: verified by default (against ca_file if given);
-    with a pin or verify_tls = false, no verification here (a pin is checked by probe_tls and by pyvmomi)."""
-    if target.fingerprint or not target.verify_tls:
+    """vCenter's TLS context, for the login, every pooled connection, the fast path and the datastore browser alike:
+    verified by default (against ca_file if given); with a pin, every connection's certificate is compared with it
+    right after the handshake (``collectors.tls_pin``); with verify_tls = false, no verification."""
+    if target.fingerprint:
+        return pinned_context(target.fingerprint, f"vmware {target.host}:{target.port}", "vCenter's certificate")
+    if not target.verify_tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # a pin was checked by probe_tls
+        context.verify_mode = ssl.CERT_NONE  # chosen, and warned about when the config is read
         return context
     return ssl.create_default_context(cafile=str(target.ca_file) if target.ca_file else None)
 
 
 def connect(target: VmwareTarget) -> Any:
-    """A pyvmomi ServiceInstance; TLS verified by default, or against ca_file, or pinned."""
+    """A pyvmomi ServiceInstance; TLS verified by default, or against ca_file, or pinned (on every connection: the
+    context checks it, not pyvmomi's ``thumbprint``, which it compares only after a verification error)."""
     if target.password is None:
         raise ConfigError(f"target {target.name}: no password configured", hint="give password_env or password_file")
     smart_connect = importlib.import_module("pyVim.connect").SmartConnect
     return smart_connect(host=target.host, port=target.port, user=target.username, pwd=target.password.reveal(),
-                        sslContext=tls_context(target), thumbprint=target.fingerprint,
-                        httpConnectionTimeout=target.connect_timeout, connectionPoolTimeout=-1)
+                        sslContext=tls_context(target), httpConnectionTimeout=target.connect_timeout,
+                        connectionPoolTimeout=-1)
 
 
 def probe_tls(target: VmwareTarget) -> None:
     """Connect and shake hands within connect_timeout, and check the pinned SHA-256 — before any credential
     is sent. (pyvmomi's own connect can wait forever on a server that accepts and never answers.)"""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if target.fingerprint:
+        context = tls_context(target)
+    else:  # only the handshake's time is tried here; pyvmomi's connection verifies the certificate
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
         with socket.create_connection((target.host, target.port), timeout=target.connect_timeout) as raw_socket:
-            with context.wrap_socket(raw_socket, server_hostname=target.host) as tls_socket:
-                seen = hashlib.sha256(tls_socket.getpeercert(binary_form=True) or b"").hexdigest()
+            with context.wrap_socket(raw_socket, server_hostname=target.host):
+                pass
     except TimeoutError as exc:
         raise ConnectTimedOut(target.connect_timeout) from exc
-    if target.fingerprint and seen != target.fingerprint:
-        raise TlsRejected(f"vmware {target.host}:{target.port}: certificate fingerprint {seen[:16]}… is not the pinned "
-                          f"{(target.fingerprint or '')[:16]}…",
-                          hint="if vCenter's certificate was renewed, verify it and update fingerprint")
 
 
 def fetch_vcenter(session: VcenterSession, target: VmwareTarget) -> JsonDict:
@@ -387,6 +391,9 @@ def _set_read_timeout(si: Any, seconds: float) -> None:
 def translate_vmware_error(exc: BaseException, where: str, target: VmwareTarget) -> CollectorError | None:
     """pyVmomi's faults in one line; sockets and TLS are left to the shared words."""
     pyvmomi = _pyvmomi()
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, pyvmomi.vmodl.MethodFault) and isinstance(cause, CollectorError):
+        return cause  # pyVim's connect wraps what failed (a pin refused) in a HostConnectFault: said as it was
     if isinstance(exc, pyvmomi.vim.fault.InvalidLogin):
         return AuthFailed(f"{where}: user {target.username!r} was refused (InvalidLogin)",
                           hint="check username and the password reference")

@@ -35,7 +35,7 @@ from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
 )
 from inventory.model import EndpointResult, Inventory, JsonDict, Secret, TargetConfig, TargetRead
-from inventory.normalise import one_line, refuse_password_in, sha256_fingerprint
+from inventory.normalise import check_url, one_line, refuse_password_in, sha256_fingerprint
 
 _SDK = Sdk("XenAPI", pip="XenAPI", extra="xenserver", debian="python3-xenapi (or pip install XenAPI)")
 
@@ -76,10 +76,9 @@ class XenTarget(TargetConfig):
     overall_timeout: float = field(default=600.0, metadata={"help": "seconds for the whole pool, login to logout"})
 
     def __post_init__(self) -> None:
-        refuse_password_in("url", self.url, "give it with password_env or password_file")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url {self.url!r} must look like https://xen-master.example")
+        refuse_password_in("url", self.url, "give username, and password_env or password_file",
+                           user=False)
+        check_url("url", self.url, "https://xen-master.example")
         if self.fingerprint is not None:
             object.__setattr__(self, "fingerprint", sha256_fingerprint(self.fingerprint))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import ssl
 import tomllib
 import types
 import typing
@@ -60,7 +61,24 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse_config(data, path, target_types)
-    return dataclasses.replace(config, warnings=permission_warnings(path, config) + setting_warnings(config))
+    return dataclasses.replace(config, warnings=permission_warnings(path, config) + transport_warnings(config)
+                               + setting_warnings(config))
+
+
+def transport_warnings(config: Config) -> tuple[str, ...]:
+    """A target read without TLS verification (``verify_tls = false`` and no pinned ``fingerprint``) or over plain
+    ``http://`` is the operator's choice, and said on every scan: a password or signed requests anyone between can
+    read. One line per target and key."""
+    warnings = []
+    for target in config.targets:
+        url = getattr(target, "url", None)
+        if isinstance(url, str) and url.lower().startswith("http://"):
+            warnings.append(f"target {target.name}: url is http://: the password (or the signed requests) and every "
+                            "answer travel unencrypted; use https://")
+        elif getattr(target, "verify_tls", True) is False and not getattr(target, "fingerprint", None):
+            warnings.append(f"target {target.name}: verify_tls = false: the server's certificate is not checked, so "
+                            "whoever is in between can read the password; give ca_file or pin its fingerprint")
+    return tuple(warnings)
 
 
 def setting_warnings(config: Config) -> tuple[str, ...]:
@@ -219,6 +237,24 @@ def check_secrets(config: Config, targets: Sequence[TargetConfig]) -> None:
             if not value:
                 raise ConfigError(f"{where}: {secret.reference.split(':', 1)[1]} is empty",
                                   hint="put the secret there, or point the key at the right variable or file")
+
+
+def check_files(config: Config, targets: Sequence[TargetConfig]) -> None:
+    """A ``ca_file`` these targets name that is missing, unreadable or holds no PEM certificate is a configuration
+    error before anything is collected, naming the target, the key and the path (as a password file's is)."""
+    for target in targets:
+        ca_file = getattr(target, "ca_file", None)
+        if not isinstance(ca_file, Path):
+            continue
+        where = f"{config.path}: target {target.name!r}: ca_file {ca_file}"
+        hint = "point ca_file at the PEM file of the CA that signed the server's certificate, or pin its fingerprint"
+        if not ca_file.is_file():
+            raise ConfigError(f"{where}: {'missing' if not ca_file.exists() else 'not a file'}", hint=hint)
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except OSError as exc:  # ssl.SSLError too
+            why = exc.strerror if exc.strerror and not isinstance(exc, ssl.SSLError) else "not a certificate (PEM)"
+            raise ConfigError(f"{where}: {why}", hint=hint) from None
 
 
 def accepted_keys(cls: type[TargetConfig]) -> list[str]:

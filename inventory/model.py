@@ -7,6 +7,7 @@ never "zero" or "false".
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,3 +485,21 @@ class Secret:
         return f"Secret({self.reference}, value=***)"
 
     __str__ = __repr__
+
+
+def secret_values(target: TargetConfig) -> tuple[str, ...]:
+    """The secrets a target uses, as values — its passwords and keys (``Secret`` fields) and the identifiers kept in
+    the config only (fields marked ``private``: an API key) — to blank wherever a server echoes them. A secret that
+    cannot be read (an unset variable) is one no server was sent."""
+    values = []
+    for setting in dataclasses.fields(target):
+        value = getattr(target, setting.name)
+        if isinstance(value, Secret):
+            try:
+                values.append(value.reveal())
+            except ConfigError:
+                continue
+        elif setting.metadata.get("private") and isinstance(value, str):
+            values.append(value)
+    return tuple(v for v in values if v)
+

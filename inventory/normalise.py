@@ -111,6 +111,24 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+REDACTED = "***"
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every one of ``secrets`` (the passwords and keys a target uses) shown as ``***``: what a server
+    echoes (a login's parameters in its error) is never stored, logged, printed or recorded. A text cut short by
+    ``one_line`` (it ends in "…") loses a secret's cut-off beginning too."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        if text.endswith("…"):
+            body = text[:-1]
+            for length in range(len(secret) - 1, 2, -1):
+                if body.endswith(secret[:length]):
+                    text = body[:-length] + REDACTED + "…"
+                    break
+    return text
+
+
 _SURROGATES = re.compile("[\ud800-\udfff]")  # what JSON's "\\ud800" decodes to on its own: no UTF-8 for it
 
 
@@ -132,15 +150,46 @@ def sha256_fingerprint(value: str) -> str:
     return normal
 
 
-def refuse_password_in(key: str, url: str, instead: str) -> None:
-    """Secrets are never values in the config: a URL with a password in its user part (``https://root:pw@host``)
-    is refused, in words that do not repeat it (the URL would reach the console, the database and the logs)."""
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$")
+
+
+def refuse_password_in(key: str, url: str, instead: str, *, user: bool = True) -> None:
+    """Secrets are never values in the config: a URL with a password in its user part (``https://root:pw@host``,
+    also written wrongly: ``root:pw@host``, ``https:/root:pw@host``) is refused, in words that never repeat the URL
+    (it would reach the console, the database and the logs). ``user=False``: no ``user@`` part at all (the user is
+    a key of its own). Looked for in the text itself, before any parsing a malformed URL could slip by."""
+    head, at, _ = url.partition("@")
+    userinfo = _SCHEME.sub("", head, count=1)
+    if at and (not user or ":" in userinfo or "/" in userinfo):
+        said = "a password in the URL is not accepted" + ("" if user else ", nor a user@ part")
+        fine = " (user@host is fine)" if user else ""
+        raise ValueError(f"{key}: {said}; leave it out{fine}, the URL is shown and stored: {instead}")
+
+
+def check_url(key: str, url: str, example: str) -> None:
+    """An http(s) URL with a host (and a port that is a number), or a one-line error that never repeats it: a URL
+    written wrongly may hold what was meant to be a password (``host:443:root:pw``)."""
     try:
-        password = urlsplit(url).password
-    except ValueError:  # a port that is not a number: said by the caller's own check, with the URL
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # a port that is not a number raises, with the URL in its words
+    except ValueError:
+        raise ValueError(f"{key} must look like {example} (a port, if given, is a number)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} must look like {example} (http:// or https://, then the host)")
+
+
+def bare_host(key: str, host: str, example: str) -> None:
+    """A host name or an IP address, nothing more — no scheme, user, password, port or path; else a one-line error
+    that does not repeat the value (it may hold a password: ``https://user:pw@vcenter``)."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
         return
-    if password is not None:
-        raise ValueError(f"{key}: a password in the URL is not accepted; leave it out (user@host is fine): {instead}")
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(host):
+        raise ValueError(f"{key} must be a bare host name or address, like {example}: no scheme, user, password, "
+                         "port or path (the port is a key of its own)")
 
 
 # what no name is shown as: controls, format characters (bidi overrides, zero-width), line and paragraph separators,

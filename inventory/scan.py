@@ -22,8 +22,8 @@ from inventory import lifetime, recording, registry
 from inventory.checks import CheckSettings, Finding, run_checks
 from inventory.config import Config
 from inventory.errors import ConfigError, ScanInterrupted
-from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult
-from inventory.normalise import is_unicode, one_line, storable
+from inventory.model import EndpointResult, TargetConfig, TargetRead, TargetResult, secret_values
+from inventory.normalise import is_unicode, one_line, redact, storable
 from inventory.parallel import Outcome, run_bounded
 from inventory.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from inventory.logs import event
@@ -101,6 +101,7 @@ def scan(config: Config, *, db_path: Path | None = None, only: Sequence[str] | N
     """
     targets = select_targets(config, only)
     config_module.check_secrets(config, targets)
+    config_module.check_files(config, targets)
     path = db_path or config.database_path
     folder = recording.prepare(record) if record is not None else None
     with writer_lock(path, lock_timeout):
@@ -274,7 +275,8 @@ def _record(folder: Path, read: TargetRead, position: int) -> None:
 def _why(outcome: Outcome[TargetConfig, TargetResult]) -> str:
     if outcome.timed_out:
         return "scan deadline reached before this target finished"
-    return f"internal error {type(outcome.error).__name__}: {one_line(outcome.error, 200)}"
+    return redact(f"internal error {type(outcome.error).__name__}: {one_line(outcome.error, 200)}",
+                  secret_values(outcome.item))
 
 
 def _now() -> str:

@@ -143,3 +143,80 @@ def test_the_reference_shows_empty_lists_as_toml() -> None:
     from inventory import docs
     assert "`()`" not in docs.config_reference()
     assert "| `clusters` | `[]` |" in docs.config_reference()
+
+
+XEN = '[[xenserver]]\nname = "pool1"\npassword_env = "X"\nurl = "{}"\n'
+CS = '[[cloudstack_api]]\nname = "cs"\napi_key = "k"\nsecret_key_env = "X"\nurl = "{}"\n'
+VC = '[[vmware]]\nname = "vc1"\nusername = "u"\npassword_env = "X"\nhost = "{}"\n'
+KVM = '[[kvm]]\nname = "k"\nhosts = ["h"]\nuri = "{}"\n'
+
+
+@pytest.mark.parametrize("table, value, expected", [
+    (XEN, "root:Hunter2pw@xen-master.example", "url: "),  # no scheme
+    (XEN, "https:/root:Hunter2pw@xen-master.example", "url: "),  # one slash
+    (XEN, "https://root:Hunter2pw@", "url: "),
+    (XEN, "host:443:root:Hunter2pw", "url must look like"),
+    (XEN, "https://host:443:root:Hunter2pw/", "url must look like"),  # a port that is no number
+    (XEN, "https://root@xen-master.example", "url: "),  # a user name too: username says it
+    (CS, "admin:Hunter2pw@cs.example:8443/client/api", "url: "),
+    (CS, "https:/admin:Hunter2pw@cs.example/client/api", "url: "),
+    (CS, "cs.example:8443:admin:Hunter2pw", "url must look like"),
+    (VC, "https://vcuser:Hunter2pw@127.0.0.1", "host must be a bare host name or address"),
+    (VC, "vcuser:Hunter2pw@127.0.0.1", "host must be a bare host name or address"),
+    (VC, "vcenter.example:443", "host must be a bare host name or address"),
+    (VC, "vcenter.example/Hunter2pw", "host must be a bare host name or address"),
+    (KVM, "qemu+ssh:/root:Hunter2pw@{host}/system", "uri: "),
+    (KVM, "qemu+ssh://root:Hunter2pw@{host}/system", "uri: "),
+])
+def test_a_url_or_host_that_may_hold_a_password_is_refused_without_repeating_it(
+        tmp_path: Path, table: str, value: str, expected: str) -> None:
+    path = write(tmp_path, table.format(value))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = caught.value.one_line()
+    assert expected in message and "Hunter2pw" not in message and "\n" not in message, message
+    assert value not in message
+
+
+@pytest.mark.parametrize("table, value", [
+    (VC, "vcenter.example"), (VC, "10.0.0.5"), (VC, "fe80::1"), (VC, "[fe80::1]"), (VC, "vc-01.lab_a.example"),
+    (XEN, "https://xen-master.example"), (XEN, "http://10.0.0.5:8080/"), (XEN, "https://[fe80::1]:443/"),
+    (CS, "https://cs.example:8443/client/api"), (KVM, "qemu+ssh://{user}@{host}:{port}/system"),
+])
+def test_urls_and_hosts_without_credentials_are_accepted(tmp_path: Path, table: str, value: str) -> None:
+    assert load_config(write(tmp_path, table.format(value))).targets
+
+
+def test_unverified_tls_and_plain_http_are_warned_about_per_target(tmp_path: Path) -> None:
+    text = (XEN.format("http://xen-master.example").replace('"pool1"', '"pool-http"')
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-unverified"') + "verify_tls = false\n"
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-pinned"') + "verify_tls = false\n"
+            + f'fingerprint = "{"ab" * 32}"\n'
+            + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-fine"')
+            + VC.format("vcenter.example") + "verify_tls = false\n"
+            + CS.format("http://cs.example:8080/client/api"))
+    warnings = load_config(write(tmp_path, text)).warnings
+    said = "\n".join(warnings)
+    assert [w for w in warnings if "pool-http" in w and "url is http://" in w and "unencrypted" in w], said
+    assert [w for w in warnings if "pool-unverified" in w and "verify_tls = false" in w and "not checked" in w], said
+    assert [w for w in warnings if "vc1" in w and "verify_tls = false" in w], said
+    assert [w for w in warnings if "target cs:" in w and "url is http://" in w], said
+    assert "pool-pinned" not in said and "pool-fine" not in said
+    assert all("\n" not in w for w in warnings) and len(warnings) == 4, said
+
+
+@pytest.mark.parametrize("table", [XEN.format("https://xen-master.example"), VC.format("vcenter.example"),
+                                   CS.format("https://cs.example:8443/client/api")])
+@pytest.mark.parametrize("problem", ["missing", "not a certificate"])
+def test_a_ca_file_that_is_missing_or_no_certificate_is_a_config_error_naming_the_key(
+        tmp_path: Path, table: str, problem: str) -> None:
+    from tests.conftest import run_tool
+    ca = tmp_path / "ca.pem"
+    if problem != "missing":
+        ca.write_text("not a PEM certificate\n")
+    config = write(tmp_path, f'[database]\npath = "{tmp_path / "inv.db"}"\n' + table + f'ca_file = "{ca}"\n')
+    done = run_tool("scan", "--config", str(config), env={"X": "pw"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "ca_file" in line and str(ca) in line and problem in line, done.stderr
+    assert not (tmp_path / "inv.db").exists() or "scan" not in done.stdout

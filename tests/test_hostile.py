@@ -300,7 +300,7 @@ def test_a_secret_that_cannot_be_read_stops_the_scan_before_collecting(secret: s
     (tmp_path / "empty.secret").write_text("")
     (tmp_path / "empty.secret").chmod(0o600)
     config = tmp_path / "c.toml"
-    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool"\nurl = "http://127.0.0.1:1/"\n{secret}\n')
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool"\nurl = "https://127.0.0.1:1/"\n{secret}\n')
     config.chmod(0o600)
     scanned = run_tool("scan", "--config", str(config))
     assert scanned.returncode == 2, scanned.stdout + scanned.stderr

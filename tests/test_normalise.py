@@ -50,3 +50,11 @@ def test_agent_properties_format() -> None:
     assert props["host"] == "10.0.0.1,10.0.0.2"
     assert props["empty"] == ""
     assert props["key"] == "continued"
+
+
+def test_redact_blanks_every_secret_and_a_cut_off_beginning_of_one() -> None:
+    from inventory.normalise import one_line, redact
+    assert redact("login[root, Hunter2pw, x] again Hunter2pw", ("Hunter2pw",)) == "login[root, ***, x] again ***"
+    cut = one_line("INTERNAL_ERROR login[root, Hunter2pw]", 32)  # cut inside the password
+    assert "Hunt" in cut and "Hunt" not in redact(cut, ("Hunter2pw",)) and redact(cut, ("Hunter2pw",)).endswith("***…")
+    assert redact("nothing here", ()) == "nothing here"

@@ -385,3 +385,87 @@ def test_disk_files_of_vms_a_filter_leaves_out_are_never_judged_leaks() -> None:
     assert images.pop("[LocalDS_0] i-2-9-VM/ROOT-9.vmdk") == "disk"
     assert images and set(images.values()) == {"vm-file"}
     assert any("DC0_H0_VM" in path for path in images)  # a standalone host's VM, filtered out
+
+
+class _SwitchingProxy:
+    """A man in the middle: its first ``passed`` connections are relayed as they are (vCenter's own certificate,
+    which the pin matches); every later one is answered with another certificate, relayed to vCenter, and what
+    the client sent on it kept in ``captured``."""
+
+    def __init__(self, upstream: Vcsim, cert: tuple[Path, Path], passed: int) -> None:
+        import ssl
+        import threading
+        self.upstream, self.passed, self.captured, self.seen = upstream, passed, bytearray(), 0
+        self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_context.load_cert_chain(str(cert[0]), str(cert[1]))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.seen += 1
+            try:
+                self._serve(client)
+            except OSError:  # ssl.SSLError too: the client hung up on the other certificate
+                client.close()
+
+    def _serve(self, client: socket.socket) -> None:
+        import ssl
+        import threading
+        upstream = socket.create_connection((self.upstream.host, self.upstream.port))
+        kept = None
+        if self.seen > self.passed:
+            client = self.server_context.wrap_socket(client, server_side=True)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            upstream = context.wrap_socket(upstream)
+            kept = self.captured
+        threading.Thread(target=self._relay, args=(client, upstream, kept), daemon=True).start()
+        threading.Thread(target=self._relay, args=(upstream, client, None), daemon=True).start()
+
+    @staticmethod
+    def _relay(source: socket.socket, sink: socket.socket, kept: bytearray | None) -> None:
+        try:
+            while data := source.recv(65536):
+                if kept is not None:
+                    kept.extend(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("passed", [1, 2, 3, 4, 5, 50])  # a scan opens 6 connections; 50: none met
+def test_a_pin_is_checked_on_every_connection_before_anything_is_sent(vcenter: Vcsim, tls: Any, tmp_path: Path,
+                                                                      passed: int) -> None:
+    other = self_signed(tmp_path / "other", name="not-vcenter")
+    proxy = _SwitchingProxy(vcenter, other, passed)
+    try:
+        pinned = target(vcenter, tls, ca_file=None, port=proxy.port, fingerprint=sha256_fingerprint(tls[0]),
+                        datastore_files=True)
+        result = VmwareCollector(pinned).collect()
+    finally:
+        proxy.close()
+    assert bytes(proxy.captured) == b"", "a request was sent to a certificate that is not the pinned one"
+    if proxy.seen > passed:  # a connection met the other certificate: refused, said in one line
+        assert result.status == "failed", result.error
+        assert result.error and "\n" not in result.error and "fingerprint" in result.error
+        assert "HostConnectFault" not in result.error and result.error.count("vmware 127.0.0.1") == 1, result.error
+        assert PASSWORD not in result.error
+    else:  # the proxy relays faithfully: the pin holds for vCenter's own certificate on every connection
+        assert result.status == "ok", result.error

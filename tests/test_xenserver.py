@@ -316,3 +316,77 @@ def test_scan_and_import_from_the_command_line_never_leak_the_password(server_fo
     # the live scan and the dump import agree on what the pool holds
     live, dump = exports[1], exports[6]
     assert sorted(v["key"] for v in json.loads(live)) == sorted(v["key"] for v in json.loads(dump))
+
+
+class _Echoing:
+    """A XAPI that answers the login with the call it was given, password and all: as an INTERNAL_ERROR's
+    description, or as an XML-RPC fault."""
+
+    def __init__(self, records: Any, fault: bool) -> None:
+        from fixtures.xapi.server import Xapi
+        self.api, self.fault = Xapi(records), fault
+
+    def dispatch(self, method: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        if method != "session.login_with_password":
+            return self.api.dispatch(method, params)
+        said = f"session.login_with_password[{', '.join(map(str, params))}]"
+        if self.fault:
+            raise xmlrpc.client.Fault(1, f"cannot serve {said}")
+        return {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", f"Failure in {said}"]}
+
+
+@pytest.mark.parametrize("fault", [False, True])
+def test_a_password_the_server_echoes_is_never_kept_or_said(small_pool: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            fault: bool) -> None:
+    from fixtures.xapi.server import XapiServer
+    secret = "Hunter2-echoed-back"
+    monkeypatch.setenv(PASSWORD_ENV, secret)
+    echoing = _Echoing(to_api(load_dump(small_pool)).records, fault)
+    server = XapiServer(echoing.api)
+    server.server.register_instance(_Dispatch(echoing.dispatch))
+    server.start()
+    try:
+        result = XenServerCollector(target(server.url)).collect()
+    finally:
+        server.stop()
+    assert result.status == "failed"
+    said = [result.error or "", *(e.error or "" for e in result.endpoints)]
+    assert all(secret not in text and secret[:8] not in text for text in said), said
+    assert "***" in (result.error or ""), result.error  # what the server said is kept, the secret blanked
+
+
+class _Dispatch:
+    def __init__(self, dispatch: Any) -> None:
+        self._dispatch_fn = dispatch
+
+    def _dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
+        return self._dispatch_fn(method, params)
+
+
+def test_an_echoed_password_reaches_no_output_log_recording_export_or_report(small_pool: Path, tmp_path: Path) -> None:
+    from fixtures.xapi.server import XapiServer
+    from tests.conftest import run_tool
+    secret = "Hunter2-echoed-everywhere"
+    echoing = _Echoing(to_api(load_dump(small_pool)).records, fault=False)
+    server = XapiServer(echoing.api)
+    server.server.register_instance(_Dispatch(echoing.dispatch))
+    server.start()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "inv.db"\n[[xenserver]]\nname = "pool1"\nurl = "{server.url}"\n'
+                      'password_env = "CSI_ECHOED"\n')
+    config.chmod(0o600)
+    log = tmp_path / "scan.log"
+    try:
+        scan = run_tool("--log-file", str(log), "scan", "--config", str(config), "--record", str(tmp_path / "rec"),
+                        env={"CSI_ECHOED": secret})
+    finally:
+        server.stop()
+    assert scan.returncode == 3 and "INTERNAL_ERROR" in scan.stdout + scan.stderr, scan.stdout + scan.stderr
+    said = [scan.stdout, scan.stderr, log.read_text()]
+    said += [run_tool("export", "--config", str(config), "--table", table, "--format", "json").stdout
+             for table in ("targets", "endpoints")]
+    report = run_tool("report", "--config", str(config), "--format", "html", "--output", str(tmp_path / "r.html"))
+    said += [report.stdout, report.stderr]
+    files = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "c.toml"]
+    assert any(b"INTERNAL_ERROR" in f for f in files)  # what the server said is kept, blanked
+    assert not [text for text in said if secret in text] and not [f for f in files if secret.encode() in f]
