@@ -114,12 +114,18 @@ def one_line(text: object, limit: int = 300) -> str:
 REDACTED = "***"
 
 
+_LONG_SECRET = 8  # a secret this long is blanked wherever it is; a shorter one where it stands alone
+
+
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every one of ``secrets`` (the passwords and keys a target uses) shown as ``***``: what a server
     echoes (a login's parameters in its error) is never stored, logged, printed or recorded. A text cut short by
     ``one_line`` (it ends in "…") loses a secret's cut-off beginning too."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+        if len(secret) >= _LONG_SECRET:
+            text = text.replace(secret, REDACTED)
+        else:  # a short one inside a word of ours ("x" in "xenapi") is not what a server echoed
+            text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", REDACTED, text)
         if text.endswith("…"):
             body = text[:-1]
             for length in range(len(secret) - 1, 2, -1):

@@ -58,3 +58,15 @@ def test_redact_blanks_every_secret_and_a_cut_off_beginning_of_one() -> None:
     cut = one_line("INTERNAL_ERROR login[root, Hunter2pw]", 32)  # cut inside the password
     assert "Hunt" in cut and "Hunt" not in redact(cut, ("Hunter2pw",)) and redact(cut, ("Hunter2pw",)).endswith("***…")
     assert redact("nothing here", ()) == "nothing here"
+
+
+def test_a_short_secret_is_blanked_where_it_stands_alone_not_inside_our_words() -> None:
+    """A password "x" made "xenapi http://…" read "***enapi http://…": inside a word a short secret is not the
+    secret a server echoed; alone (between quotes, brackets, spaces) it is."""
+    from inventory.normalise import redact
+    assert redact("xenapi http://127.0.0.1:1/: connection refused", ("x",)) == \
+        "xenapi http://127.0.0.1:1/: connection refused"
+    assert redact("session.login_with_password['root', 'x'] failed", ("x",)) == \
+        "session.login_with_password['root', '***'] failed"
+    assert redact("<string>pw1</string> and pw10", ("pw1",)) == "<string>***</string> and pw10"
+    assert redact("prefixHunter2pwsuffix", ("Hunter2pw",)) == "prefix***suffix"  # long: blanked wherever it is
