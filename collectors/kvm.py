@@ -10,6 +10,7 @@ as configured there) is not read — agent.properties on each host tells what th
 
 from __future__ import annotations
 
+import re
 import shlex
 import tempfile
 import threading
@@ -39,6 +40,9 @@ def _libvirt() -> ModuleType:
     module = _SDK.load("kvm")
     module.registerErrorHandler(lambda _ctx, _err: None, None)
     return module
+
+
+_NOT_IN_A_HOST = re.compile(r"[@/?#\s]")  # a host name, an IPv4 or IPv6 address holds none of these
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class KvmTarget(TargetConfig):
             raise ValueError("hosts lists a host twice")
         if not all(host.strip() for host in self.hosts):
             raise ValueError("hosts must not hold an empty name (it would be read as this machine)")
+        for number, host in enumerate(self.hosts, 1):  # the entry is not repeated: it may hold a password
+            if _NOT_IN_A_HOST.search(host):
+                raise ValueError(f"hosts entry {number} is not a host name or address (it holds a user, a space or "
+                                 "URI syntax): give the name only; ssh_user and ssh_port say how to log in")
         try:
             self.uri.format(host="h", user="u", port=22)
         except (KeyError, IndexError, ValueError) as exc:

@@ -56,6 +56,10 @@ def test_design_example_loads_with_defaults_and_relative_paths(tmp_path: Path) -
     ('[[kvm]]\nname = ""\nhosts = ["h"]\n', "[[kvm]] #1 (name ''): name must not be empty"),
     ('[[kvm]]\nname = " "\nhosts = ["h"]\n', "name must not be empty"),
     ('[[kvm]]\nname = "a"\nhosts = ["h", ""]\n', "hosts must not hold an empty name"),
+    # a user (or a password) or URI syntax in a host name: never echoed, it may hold a password
+    ('[[kvm]]\nname = "a"\nhosts = ["h", "root:Hunter2pw@kvm01"]\n', "hosts entry 2 is not a host name or address"),
+    ('[[kvm]]\nname = "a"\nhosts = ["kvm01/system?command=x"]\n', "hosts entry 1 is not a host name or address"),
+    ('[[kvm]]\nname = "a"\nhosts = ["kvm 01"]\n', "hosts entry 1 is not a host name or address"),
     ('[cloudstack]\nversion = "banana"\n', "[cloudstack] version: CloudStack version 'banana' is not like 4.20"),
     ('[[kvm]\nname = "a"\n', "not valid TOML"),
 ])
@@ -66,7 +70,7 @@ def test_bad_config_names_file_entry_and_key(tmp_path: Path, text: str, expected
     message = caught.value.one_line()
     assert str(path) in message
     assert expected in message
-    assert "\n" not in message
+    assert "\n" not in message and "Hunter2pw" not in message
 
 
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
