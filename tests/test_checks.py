@@ -406,6 +406,24 @@ def test_data_volumes_per_vm_limit_is_32_on_kvm(tmp_path: Path) -> None:
     assert over.observed == "33" and over.expected == "≤ 32"
 
 
+def test_data_volumes_per_vm_judges_only_cloudstacks_user_vms(tmp_path: Path) -> None:
+    """CloudStack applies max_data_volumes_limit when it attaches a volume to one of its user VMs
+    (VolumeApiServiceImpl.getMaxDataVolumesSupported(UserVmVO)): an appliance it does not manage, with 8 data disks
+    on XCP-ng 8.3 under 4.18 (limit 6), is no finding; the same disks on a CloudStack user VM are."""
+    from inventory.model import Host, Inventory, Vm, VmDisk
+    inv = Inventory()
+    inv.hosts.append(Host(key="h0", target="xcp", cluster_key="c1", name="xcp0", address="10.0.0.1",
+                          hypervisor="xenserver", hypervisor_version="8.3.0", state="connected"))
+    for key, name, role in (("v0", "appliance", "unmanaged"), ("v1", "i-2-9-VM", "user"),
+                            ("v2", "r-4-VM", "router"), ("v3", "worker", "worker")):
+        inv.vms.append(Vm(key=key, target="xcp", host_key="h0", cluster_key="c1", name=name, cs_role=role,
+                          power_state="running"))
+        inv.vm_disks += [VmDisk(vm_key=key, target="xcp", device=f"d{d}", disk_type="disk") for d in range(9)]
+    result = TargetResult(name="xcp", hypervisor="xenserver", endpoint="xcp", status="ok", inventory=inv)
+    findings = by_rule(check(tmp_path, [result], "4.18"))
+    assert [(f.object_key, f.observed, f.expected) for f in findings["data-volumes-per-vm"]] == [("v1", "8", "≤ 6")]
+
+
 # -- the engine ---------------------------------------------------------------------------------
 def test_release_resolution_and_limits() -> None:
     assert resolve("4.20").matrix_key == "4.20.2.0"

@@ -207,12 +207,20 @@ _TARGET = attrgetter("target")
 
 @rule("data-volumes-per-vm", hypervisors=ANY_KIND, basis="CODE",
       sources=[code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java", "getMaxDataVolumesSupported",
-                    "4.18–4.22 (rows: DB upgrade scripts; 6 when unset)")],
-      evidence=["vm_disks.disk_type", "vm_disks.vm_key", "hosts.hypervisor_version", "hosts.raw_json.api_version"],
+                    "4.18–4.22 (rows: DB upgrade scripts; 6 when unset; it takes a UserVmVO and is called "
+                    "only when a volume is attached: CloudStack's user VMs alone)")],
+      evidence=["vms.cs_role", "vm_disks.disk_type", "vm_disks.vm_key", "hosts.hypervisor_version",
+                "hosts.raw_json.api_version"],
       remediation="Detach data disks: CloudStack will not attach more than max_data_volumes_limit to one VM.")
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Data volumes per VM stay within the release's max_data_volumes_limit."""
-    disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
+    """Data volumes per CloudStack user VM stay within the release's max_data_volumes_limit.
+
+    CloudStack applies the limit only when it attaches a volume to one of its user VMs; VMs it does not manage
+    (and its routers, system VMs and VMware workers, to which no volume is attached) are not judged.
+    """
+    users = {(v.target, v.key) for v in view.vms if v.cs_role == "user"}
+    disks = Counter(key for d in view.vm_disks
+                    if d.disk_type in ("disk", None) and (key := (d.target, d.vm_key)) in users)
     of_host = {key: view.limits(h.hypervisor, _limits_version(h.hypervisor, h)) for key, h in view.host_by_key.items()}
     # a VM is judged by its host's limits, else (its host not in the scan) by its target's kind's
     kinds = {kind for target in set(map(_TARGET, view.vms)) if (kind := view.kind_of_target(target)) is not None}
