@@ -44,23 +44,38 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
 
 STORAGE_MANAGER = "server/src/main/java/com/cloud/storage/StorageManagerImpl.java"
 CAPACITY_KEYS = "engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java"
+LIBVIRT_STORAGE_ADAPTOR = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/storage/LibvirtStorageAdaptor.java"
 
 
 @rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
       sources=[code(STORAGE_MANAGER, "checkUsagedSpace (used/total >= threshold: no new volume)", "4.18–4.22"),
                code(CAPACITY_KEYS, "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)",
-                    "4.18–4.22 (zone scope to 4.19, pool scope after)")],
-      evidence=["storage.capacity_bytes", "storage.free_bytes", "setting pool.storage.capacity.disablethreshold"],
+                    "4.18–4.22 (zone scope to 4.19, pool scope after)"),
+               code(LIBVIRT_STORAGE_ADAPTOR, "getStoragePool (KVM: used = the libvirt pool's allocation)",
+                    "4.18–4.22")],
+      evidence=["storage.capacity_bytes", "storage.free_bytes", "storage.raw_json.allocation",
+                "setting pool.storage.capacity.disablethreshold"],
       remediation="Free or add space: at pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
                   "allocating volumes on the pool.")
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold)."""
+    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold).
+
+    Used is what CloudStack counts: on a KVM (libvirt) pool the pool's allocation, as CloudStack's agent
+    reports it (on a filesystem, capacity − available would also count the blocks reserved for root);
+    elsewhere capacity − free.
+    """
     setting = view.setting("pool.storage.capacity.disablethreshold")
     threshold = float(setting.value)
     for storage in view.storage:
-        if storage.kind in ("iso", "removable") or not storage.capacity_bytes or storage.free_bytes is None:
+        if storage.kind in ("iso", "removable") or not storage.capacity_bytes:
             continue
-        used = 1 - storage.free_bytes / storage.capacity_bytes
+        allocation = (storage.raw_json or {}).get("allocation")
+        if isinstance(allocation, int) and not isinstance(allocation, bool):  # a libvirt pool
+            used = allocation / storage.capacity_bytes
+        elif storage.free_bytes is not None:
+            used = 1 - storage.free_bytes / storage.capacity_bytes
+        else:
+            continue
         if used >= threshold - 1e-9:  # CloudStack refuses at >= (float noise aside)
             yield r.finding(storage, f"{storage.name} is {used:.0%} used, at or above {setting.name} "
                             f"{setting.value} ({setting.source})", observed=f"{used:.1%}",
