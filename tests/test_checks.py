@@ -186,6 +186,28 @@ def test_storage_allocated_capacity_counts_overprovisioning(tmp_path: Path) -> N
     assert "storage-allocated-capacity" not in by_rule(check(tmp_path, [result], "4.22", settings=roomy))
 
 
+def test_storage_allocated_capacity_overprovisions_shared_mount_points_from_4_19_1_0(tmp_path: Path) -> None:
+    """Storage.StoragePoolType SharedMountPoint overprovisions since apache/cloudstack#8481, listed in the
+    4.19.1.0 release notes (releasenotes/changes.rst:682-683 at 4.19.1.0): 120 % of its capacity allocated is over
+    the threshold before, 60 % of the doubled capacity from then."""
+    from inventory.model import Host, HostStorage, Inventory, Storage, Vm, VmDisk
+    inv = Inventory()
+    inv.hosts.append(Host(key="h0", target="kvm", cluster_key="c1", name="kvm0", address="10.0.0.1",
+                          hypervisor="kvm", state="connected"))
+    inv.storage.append(Storage(key="s1", target="kvm", name="gfs2", kind="sharedmountpoint", shared=True,
+                               capacity_bytes=100 * 2**30, free_bytes=90 * 2**30,
+                               raw_json={"libvirt_type": "dir", "allocation": 10 * 2**30}))
+    inv.host_storage.append(HostStorage(host_key="h0", target="kvm", storage_key="s1", attached=True))
+    inv.vms.append(Vm(key="v0", target="kvm", host_key="h0", cluster_key="c1", name="i-2-5-VM", cs_role="user",
+                      power_state="running"))
+    inv.vm_disks.append(VmDisk(vm_key="v0", target="kvm", device="vda", disk_type="disk", storage_key="s1",
+                               capacity_bytes=120 * 2**30))
+    result = TargetResult(name="kvm", hypervisor="kvm", endpoint="kvm", status="ok", inventory=inv)
+    for version, expected in (("4.18", ["120.0%"]), ("4.19.0.2", ["120.0%"]), ("4.19.1.0", []), ("4.22", [])):
+        findings = by_rule(check(tmp_path, [result], version))
+        assert [f.observed for f in findings.get("storage-allocated-capacity", [])] == expected, version
+
+
 def test_xen_master_disabled_and_member_configured(tmp_path: Path) -> None:
     def disable_master(root: ET.Element) -> None:
         rows_of(root, "host")[0].set("enabled", "false")

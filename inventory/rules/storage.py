@@ -84,10 +84,13 @@ def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 # Pool types whose capacity CloudStack multiplies by storage.overprovisioning.factor (Storage.StoragePoolType's
 # overProvisioning flag), by what the scan sees: NFS, local directories and EXT SRs, RBD, VMFS, PreSetup
-# (vSAN, vVols, XenServer HBA SRs). Pools of other kinds count at their capacity; kinds CloudStack's type of
-# which cannot be told are not checked.
+# (vSAN, vVols, XenServer HBA SRs), and SharedMountPoint from the release in SHARED_MOUNT_POINT_SINCE. Pools of
+# other kinds count at their capacity; kinds CloudStack's type of which cannot be told are not checked.
 OVERPROVISIONED = {"nfs", "rbd", "vmfs", "vsan", "vvol"}
-NOT_OVERPROVISIONED = {"iscsi", "lvm", "sharedmountpoint", "gluster", "cifs"}
+NOT_OVERPROVISIONED = {"iscsi", "lvm", "gluster", "cifs"}
+# apache/cloudstack#8481 set SharedMountPoint's overProvisioning flag; the release notes list it in 4.19.1.0
+# (releasenotes/changes.rst:682-683 at the 4.19.1.0 tag)
+SHARED_MOUNT_POINT_SINCE = "4.19.1.0"
 XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, "lvmoiscsi": False, "smb": False,
                        "cifs": False}
 
@@ -98,7 +101,8 @@ XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, 
                code(CAPACITY_KEYS, "StorageAllocatedCapacityDisableThreshold (0.85), StorageOverprovisioningFactor (2)",
                     "4.18–4.22"),
                code("api/src/main/java/com/cloud/storage/Storage.java", "StoragePoolType (overProvisioning)",
-                    "4.18–4.22")],
+                    "4.18–4.22 (SharedMountPoint from 4.19.1.0)"),
+               doc("releasenotes/changes.rst", "682-683", "4.19.1.0 (#8481: SharedMountPoint overprovisions)")],
       evidence=["vm_disks.capacity_bytes", "vm_disks.storage_key", "vms.cs_role", "storage.capacity_bytes",
                 "storage.kind", "storage.raw_json.type", "setting pool.storage.allocated.capacity.disablethreshold",
                 "setting storage.overprovisioning.factor"],
@@ -122,7 +126,7 @@ def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding
             allocated[(disk.target, disk.storage_key)] += disk.capacity_bytes
     for storage in view.storage:
         used = allocated.get((storage.target, storage.key))
-        overprovisioned = _overprovisioned(storage)
+        overprovisioned = _overprovisioned(storage, view.release.at_least(SHARED_MOUNT_POINT_SINCE))
         if not used or not storage.capacity_bytes or overprovisioned is None:
             continue
         ceiling = storage.capacity_bytes * (factor if overprovisioned else 1)
@@ -135,14 +139,19 @@ def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding
                             observed=f"{used / ceiling:.1%}", expected=f"≤ {threshold:.0%}")
 
 
-def _overprovisioned(storage: Storage) -> bool | None:
-    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told."""
+def _overprovisioned(storage: Storage, shared_mount_point: bool) -> bool | None:
+    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told.
+
+    ``shared_mount_point``: whether the release overprovisions SharedMountPoint pools.
+    """
     xen_type = (storage.raw_json or {}).get("type")
     if isinstance(xen_type, str) and xen_type:  # a XenServer SR
         return XEN_OVERPROVISIONED.get(xen_type)
     if storage.kind in OVERPROVISIONED or (storage.kind == "local" and (storage.raw_json or {}).get("libvirt_type")
                                            == "dir"):
         return True
+    if storage.kind == "sharedmountpoint":
+        return shared_mount_point
     return False if storage.kind in NOT_OVERPROVISIONED else None
 
 
