@@ -858,6 +858,22 @@ def test_kvm_host_setup_rules(tmp_path: Path) -> None:
     assert "kvm-agent-tls" not in at_422  # strictness off: an agent without certificates may still connect
 
 
+def test_kvm_libvirtd_remote_mode_on_suse_15_sp7_from_4_21(tmp_path: Path) -> None:
+    """kvm.rst names EL9 and Ubuntu 24.04 for remote_mode="legacy" from 4.20.0.0 (475 at 4.20.0.0, 520 at 4.20.3.0),
+    SUSE 15 SP7 only from 4.21.0.0 (523 at 4.21.0.0, 521 at 4.22.0.1)."""
+    from tests.test_kvm_normalise import FACTS, ok
+    conf = ok(FACTS["libvirtd_conf"]["out"].replace('libvirt.conf:remote_mode="legacy"\n', ""))
+    suse = {"facts": {"os_release": ok('NAME="SLES"\nID="sles"\nVERSION_ID="15.7"\n'),
+                      "distro_release": ok(""), "libvirtd_conf": conf}}
+    result = kvm_from_recorded(tmp_path, [suse])
+    for version in ("4.20.0.0", "4.20.3.0"):
+        assert not any("remote_mode" in f.message
+                       for f in by_rule(check(tmp_path, [result], version)).get("kvm-libvirtd-config", [])), version
+    for version in ("4.21.0.0", "4.22"):
+        (legacy,) = by_rule(check(tmp_path, [result], version))["kvm-libvirtd-config"]
+        assert legacy.expected == "legacy", version
+
+
 def test_kvm_libvirtd_sockets_on_ubuntu_from_4_20_1(tmp_path: Path) -> None:
     """kvm.rst asks to mask libvirtd's socket units on EL 8 and SUSE at every tag, on Ubuntu and Debian from 4.20.1.0."""
     from tests.test_kvm_normalise import FACTS, ok

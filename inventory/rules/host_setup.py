@@ -82,7 +82,9 @@ def kvm_security_policies(view: InventoryView, r: Rule) -> Iterator[Finding]:
       sources=[doc(KVM, "449-531", "4.18.0.0–4.22.0.1 (each tag's own steps; 301-372 at 4.18.0.0)"),
                doc(KVM, "496", "4.20.1.0–4.22.0.1: mask the sockets on RHEL 8 / CentOS 8 / SUSE / Ubuntu / Debian "
                    "(SUSE and EL 8 only to 4.20.0.0)"),
-               doc(KVM, "521-525", "4.20.0.0–4.22.0.1: remote_mode=\"legacy\" (EL9, SUSE 15 SP7, Ubuntu 24.04)")],
+               doc(KVM, "521-525", "4.20.0.0–4.22.0.1: remote_mode=\"legacy\" (EL9 and Ubuntu 24.04; SUSE 15 SP7 "
+                   "from 4.21.0.0; 475-479 at 4.20.0.0–4.20.1.0, 473-477 at 4.20.2.0, 520-524 at 4.20.3.0, 523-527 "
+                   "at 4.21.0.0)")],
       evidence=["hosts.raw_json.libvirtd", "hosts.os_id", "hosts.os_version"],
       remediation="Configure libvirtd as the guide says: listen_tcp = 0 and mdns_adv = 0 in libvirtd.conf, start it "
                   "with --listen, mask its socket units, and set remote_mode=\"legacy\" in libvirt.conf on newer "
@@ -91,8 +93,8 @@ def kvm_libvirtd_config(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """libvirtd is set up as the installation guide of the release says, for the host's distribution.
 
     No insecure TCP listener or mDNS adverts (libvirtd.conf), libvirtd started with --listen, its socket
-    units masked (EL 8+ and SUSE in every release; Ubuntu and Debian from 4.20.1.0), and on EL 9+,
-    SUSE 15 SP7 and Ubuntu 24.04+ libvirt.conf's remote_mode="legacy" (from 4.20.0.0).
+    units masked (EL 8+ and SUSE in every release; Ubuntu and Debian from 4.20.1.0), and on EL 9+ and
+    Ubuntu 24.04+ (from 4.20.0.0) and SUSE 15 SP7 (from 4.21.0.0) libvirt.conf's remote_mode="legacy".
     """
     for host in view.hosts_of("kvm"):
         libvirtd = raw_of(host).get("libvirtd")
@@ -121,9 +123,11 @@ def _libvirtd_problems(view: InventoryView, host: Host, libvirtd: dict[str, obje
                                                                                              "indirect"))
         if live:
             yield f"libvirtd socket units not masked: {', '.join(live)}", ", ".join(live), "masked"
-    legacy = (family == "el" and major >= 9) or (family == "suse" and version >= (15, 7)) or \
-        (family == "ubuntu" and version >= (24, 4))
-    if legacy and view.release.at_least("4.20.0.0") and conf.get("remote_mode", "").strip('"') != "legacy":
+    release = view.release
+    legacy = release.at_least("4.20.0.0") and ((family == "el" and major >= 9) or (
+        family == "ubuntu" and version >= (24, 4))) or (
+        release.at_least("4.21.0.0") and family == "suse" and version >= (15, 7))
+    if legacy and conf.get("remote_mode", "").strip('"') != "legacy":
         yield "libvirt.conf has no remote_mode=\"legacy\"", conf.get("remote_mode") or "unset", "legacy"
 
 
