@@ -10,7 +10,12 @@ from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc
 
 
 @rule("shared-storage-on-every-host", hypervisors=ANY_KIND, basis="DOC",
-      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0)")],
+      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0–4.18.1.1, "
+                                                                  "1058-1060 at 4.18.2.0–4.18.2.5, 1049-1051 at "
+                                                                  "4.19.0.0–4.19.0.2, 1058-1060 at 4.19.1.0–4.19.1.3, "
+                                                                  "1070-1072 at 4.19.2.0–4.19.3.0, 1065-1067 at 4.20.0.0, "
+                                                                  "1080-1082 at 4.20.1.0–4.20.2.0, 1092-1094 at 4.20.3.0, "
+                                                                  "1082-1084 at 4.21.0.0)")],
       evidence=["storage.shared", "storage.kind", "host_storage.attached"],
       remediation="Attach (mount, activate) the primary storage on every host of the cluster.")
 def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -156,7 +161,8 @@ def _overprovisioned(storage: Storage, shared_mount_point: bool) -> bool | None:
 
 
 @rule("xen-tools-sr", hypervisors={"xenserver"}, basis="BP",
-      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0)")],
+      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0–4.18.2.5, 61 at 4.19.0.0–4.20.0.0, "
+                                                    "64 at 4.20.1.0, 65 at 4.20.2.0–4.21.0.0)")],
       evidence=["hosts.product_name", "hosts.hypervisor_version", "storage.name"],
       remediation="Create a storage repository named \"XenServer Tools\" holding systemvm.iso on the pool.")
 def xen_tools_sr(view: InventoryView, r: Rule) -> Iterator[Finding]:
