@@ -301,7 +301,8 @@ def _pool(pool: dict[str, Any], target: str, host: str, facts: dict[str, Any]) -
     storage = Storage(key=key, target=target, name=root.findtext("name") or key, kind=kind,
                       shared=kind in SHARED_POOL_KINDS, capacity_bytes=_int(info[1]),
                       free_bytes=_int(info[3]), source=source,
-                      raw_json={"libvirt_type": ptype, "target_path": path, "autostart": pool.get("autostart")})
+                      raw_json={"libvirt_type": ptype, "target_path": path, "autostart": pool.get("autostart"),
+                                "allocation": _int(info[2])})  # what CloudStack's agent reports as the pool's used
     return storage, HostStorage(host_key=host, target=target, storage_key=key,
                                 attached=bool(pool.get("active")), mount_path=path)
 

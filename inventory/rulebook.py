@@ -56,7 +56,11 @@ CODE_REPO: Final = "apache/cloudstack"
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where a requirement is written down: a file of CloudStack's documentation (``at`` = its lines at the newest
-    tag named) or of its code (``at`` = the class and method), and the release tags it holds for."""
+    tag named) or of its code (``at`` = the class and method), and the release tags it holds for.
+
+    A documentation passage numbered otherwise at older tags says so in ``tags`` as "L at T" or "L at T1–T2";
+    tests/test_citations.py checks every tag of the range against a mirror of the documentation.
+    """
 
     repo: str
     path: str

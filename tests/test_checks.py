@@ -186,6 +186,28 @@ def test_storage_allocated_capacity_counts_overprovisioning(tmp_path: Path) -> N
     assert "storage-allocated-capacity" not in by_rule(check(tmp_path, [result], "4.22", settings=roomy))
 
 
+def test_storage_allocated_capacity_overprovisions_shared_mount_points_from_4_19_1_0(tmp_path: Path) -> None:
+    """Storage.StoragePoolType SharedMountPoint overprovisions since apache/cloudstack#8481, listed in the
+    4.19.1.0 release notes (releasenotes/changes.rst:682-683 at 4.19.1.0): 120 % of its capacity allocated is over
+    the threshold before, 60 % of the doubled capacity from then."""
+    from inventory.model import Host, HostStorage, Inventory, Storage, Vm, VmDisk
+    inv = Inventory()
+    inv.hosts.append(Host(key="h0", target="kvm", cluster_key="c1", name="kvm0", address="10.0.0.1",
+                          hypervisor="kvm", state="connected"))
+    inv.storage.append(Storage(key="s1", target="kvm", name="gfs2", kind="sharedmountpoint", shared=True,
+                               capacity_bytes=100 * 2**30, free_bytes=90 * 2**30,
+                               raw_json={"libvirt_type": "dir", "allocation": 10 * 2**30}))
+    inv.host_storage.append(HostStorage(host_key="h0", target="kvm", storage_key="s1", attached=True))
+    inv.vms.append(Vm(key="v0", target="kvm", host_key="h0", cluster_key="c1", name="i-2-5-VM", cs_role="user",
+                      power_state="running"))
+    inv.vm_disks.append(VmDisk(vm_key="v0", target="kvm", device="vda", disk_type="disk", storage_key="s1",
+                               capacity_bytes=120 * 2**30))
+    result = TargetResult(name="kvm", hypervisor="kvm", endpoint="kvm", status="ok", inventory=inv)
+    for version, expected in (("4.18", ["120.0%"]), ("4.19.0.2", ["120.0%"]), ("4.19.1.0", []), ("4.22", [])):
+        findings = by_rule(check(tmp_path, [result], version))
+        assert [f.observed for f in findings.get("storage-allocated-capacity", [])] == expected, version
+
+
 def test_xen_master_disabled_and_member_configured(tmp_path: Path) -> None:
     def disable_master(root: ET.Element) -> None:
         rows_of(root, "host")[0].set("enabled", "false")
@@ -404,6 +426,24 @@ def test_data_volumes_per_vm_limit_is_32_on_kvm(tmp_path: Path) -> None:
     findings = by_rule(check(tmp_path, [kvm(folder, ["many", "fine"])]))
     (over,) = findings["data-volumes-per-vm"]
     assert over.observed == "33" and over.expected == "≤ 32"
+
+
+def test_data_volumes_per_vm_judges_only_cloudstacks_user_vms(tmp_path: Path) -> None:
+    """CloudStack applies max_data_volumes_limit when it attaches a volume to one of its user VMs
+    (VolumeApiServiceImpl.getMaxDataVolumesSupported(UserVmVO)): an appliance it does not manage, with 8 data disks
+    on XCP-ng 8.3 under 4.18 (limit 6), is no finding; the same disks on a CloudStack user VM are."""
+    from inventory.model import Host, Inventory, Vm, VmDisk
+    inv = Inventory()
+    inv.hosts.append(Host(key="h0", target="xcp", cluster_key="c1", name="xcp0", address="10.0.0.1",
+                          hypervisor="xenserver", hypervisor_version="8.3.0", state="connected"))
+    for key, name, role in (("v0", "appliance", "unmanaged"), ("v1", "i-2-9-VM", "user"),
+                            ("v2", "r-4-VM", "router"), ("v3", "worker", "worker")):
+        inv.vms.append(Vm(key=key, target="xcp", host_key="h0", cluster_key="c1", name=name, cs_role=role,
+                          power_state="running"))
+        inv.vm_disks += [VmDisk(vm_key=key, target="xcp", device=f"d{d}", disk_type="disk") for d in range(9)]
+    result = TargetResult(name="xcp", hypervisor="xenserver", endpoint="xcp", status="ok", inventory=inv)
+    findings = by_rule(check(tmp_path, [result], "4.18"))
+    assert [(f.object_key, f.observed, f.expected) for f in findings["data-volumes-per-vm"]] == [("v1", "8", "≤ 6")]
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -816,6 +856,22 @@ def test_kvm_host_setup_rules(tmp_path: Path) -> None:
                            settings={"ca.plugin.root.auth.strictness": "false"}))
     assert hosts_in(at_422, "kvm-ufw-forward-policy") == ["7"] and hosts_in(at_422, "kvm-aria2") == ["8"]
     assert "kvm-agent-tls" not in at_422  # strictness off: an agent without certificates may still connect
+
+
+def test_kvm_libvirtd_remote_mode_on_suse_15_sp7_from_4_21(tmp_path: Path) -> None:
+    """kvm.rst names EL9 and Ubuntu 24.04 for remote_mode="legacy" from 4.20.0.0 (475 at 4.20.0.0, 520 at 4.20.3.0),
+    SUSE 15 SP7 only from 4.21.0.0 (523 at 4.21.0.0, 521 at 4.22.0.1)."""
+    from tests.test_kvm_normalise import FACTS, ok
+    conf = ok(FACTS["libvirtd_conf"]["out"].replace('libvirt.conf:remote_mode="legacy"\n', ""))
+    suse = {"facts": {"os_release": ok('NAME="SLES"\nID="sles"\nVERSION_ID="15.7"\n'),
+                      "distro_release": ok(""), "libvirtd_conf": conf}}
+    result = kvm_from_recorded(tmp_path, [suse])
+    for version in ("4.20.0.0", "4.20.3.0"):
+        assert not any("remote_mode" in f.message
+                       for f in by_rule(check(tmp_path, [result], version)).get("kvm-libvirtd-config", [])), version
+    for version in ("4.21.0.0", "4.22"):
+        (legacy,) = by_rule(check(tmp_path, [result], version))["kvm-libvirtd-config"]
+        assert legacy.expected == "legacy", version
 
 
 def test_kvm_libvirtd_sockets_on_ubuntu_from_4_20_1(tmp_path: Path) -> None:

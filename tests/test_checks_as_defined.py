@@ -24,6 +24,7 @@ from inventory.rulebook import ANY_KIND, RULES, Finding, Rule, outside
 from inventory.store import ScanRow
 
 KINDS = {"kvm-a": "kvm", "xen-b": "xenserver"}
+ROLES = ("user", "user", "unmanaged", "router", "worker")  # a VM's CloudStack role, by its number
 VERSIONS = {"kvm": [None, "8.2.0", "9.0.0"], "xenserver": [None, "8.2.1", "8.4.0"]}
 
 vm_plans = st.lists(st.tuples(
@@ -48,7 +49,8 @@ def estate(plans: list[tuple[str, int, int, list[str], str | None]], versions: l
             if where != target:
                 continue
             inv.vms.append(Vm(key=f"v{number}", target=target, host_key=f"h{host}", cluster_key="c",
-                              name=f"i-2-{number}-VM", uuid=uuid, cs_role="user", power_state="running"))
+                              name=f"i-2-{number}-VM", uuid=uuid, cs_role=ROLES[number % len(ROLES)],
+                              power_state="running"))
             inv.vm_disks += [VmDisk(vm_key=f"v{number}", target=target, device=f"d{d}", disk_type=disk_type(number, d))
                              for d in range(disks)]
             inv.vm_nics += [VmNic(vm_key=f"v{number}", target=target, device=str(n), mac=mac or None)
@@ -67,11 +69,14 @@ def said(findings: list[Finding], rule_id: str) -> list[tuple[Any, ...]]:
 
 
 def data_volumes_as_defined(results: list[TargetResult], version: str) -> list[tuple[Any, ...]]:
-    """Every VM: its data disks (all disks but the root) against its host's limits, else its target's kind's."""
+    """Every CloudStack user VM (the only VMs a volume is attached to): its data disks (all disks but the root)
+    against its host's limits, else its target's kind's."""
     release, found = resolve(version), []
     for result in results:
         hosts = {h.key: h for h in result.inventory.hosts}
         for vm in result.inventory.vms:
+            if vm.cs_role != "user":
+                continue
             host = hosts.get(vm.host_key or "")
             limits = release.limits(host.hypervisor, host.hypervisor_version) if host else release.limits(
                 result.hypervisor, None)
@@ -354,8 +359,9 @@ def test_data_volumes_at_the_fewest_limit_and_one_over(version: str, tmp_path: P
                  if (limits := release.limits(kind, v)).max_data_volumes is not None)
     plans = [(target, host, fewest + 1 + extra, [], None) for target in KINDS for host in range(3) for extra in (0, 1)]
     results = estate(plans, [0, 1, 2])
-    for result in results:  # every disk a data disk but the first
+    for result in results:  # every disk a data disk but the first, every VM a CloudStack user VM
         result.inventory.vm_disks = [dataclasses.replace(d, disk_type="disk") for d in result.inventory.vm_disks]
+        result.inventory.vms = [dataclasses.replace(vm, cs_role="user") for vm in result.inventory.vms]
     with open_store(tmp_path / "x.db") as store:
         scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, version, "test", None), results)
         findings = run_checks(store, scan_id, version, only=["data-volumes-per-vm"], scanned=results)

@@ -1,9 +1,13 @@
 """The KVM normaliser on recorded host output (no host needed)."""
 
 import json
+from pathlib import Path
 
 from collectors.kvm_normalise import normalise_host, parse_facts
 from collectors.ssh_facts import fact_commands, fact_script, parse_script_output
+from inventory import open_store, run_checks
+from inventory.model import TargetResult
+from inventory.store import ScanRow
 
 CAPS = """<capabilities><host><uuid>4c4c4544-0000-1111-2222-333333333333</uuid><cpu><arch>x86_64</arch>
 <model>Cascadelake-Server</model><vendor>Intel</vendor><topology sockets='2' dies='1' cores='16' threads='2'/>
@@ -232,3 +236,19 @@ def test_fact_script_output_splits_back_per_command() -> None:
     assert parsed["uname"] == {"rc": 127, "out": ""}
     assert parsed["links"] == {"rc": 0, "out": "[]"}
     assert parsed["mounts"]["rc"] == 124 and parsed["ovs"]["rc"] == 124
+
+
+def test_storage_capacity_on_kvm_is_cloudstack_s_used_the_pool_s_allocation(tmp_path: Path) -> None:
+    """CloudStack's LibvirtStorageAdaptor.getStoragePool reports a pool's used as libvirt's `allocation`, and
+    StorageManagerImpl.checkUsagedSpace compares used/capacity with the threshold; on a filesystem pool
+    capacity − available also counts the blocks reserved for root, which CloudStack does not."""
+    def findings(info: list[int]) -> list[tuple[str | None, str | None]]:
+        pools = [{"xml": POOL_A, "active": True, "info": info}]
+        inv = normalise_host({**raw(), "pools": pools}, "zone1", "cluster1")
+        result = TargetResult(name="kvm", hypervisor="kvm", endpoint="kvm", status="ok", inventory=inv)
+        with open_store(tmp_path / f"{info[2]}.db") as store:
+            scan_id = store.write_scan(ScanRow("t0", "t1", "ok", None, "4.22", "test", None), [result])
+            found = run_checks(store, scan_id, "4.22", only=["storage-capacity"], scanned=[result])
+        return [(f.object_key, f.observed) for f in found]
+    assert findings([2, 1000, 810, 140]) == []  # 81 % allocated; 5 % reserved makes 1 − available/capacity 86 %
+    assert findings([2, 1000, 860, 140]) == [("11111111-0000-0000-0000-00000000000a", "86.0%")]

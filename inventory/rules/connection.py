@@ -49,7 +49,9 @@ def xen_master_enabled(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("kvm-agent-running", hypervisors={"kvm"}, basis="CODE",
       sources=[code("server/src/main/java/com/cloud/hypervisor/kvm/discoverer/LibvirtServerDiscoverer.java",
                     "find / waitForHostConnect (no agent connection: the add fails)", "≤4.11–4.22"),
-               doc("installguide/hypervisor/kvm.rst", "280", "4.18.0.0–4.22.0.1 (\"Install and configure the Agent\")")],
+               doc("installguide/hypervisor/kvm.rst", "280", "4.18.0.0–4.22.0.1 (\"Install and configure the Agent\"; 168 "
+                                                             "at 4.18.0.0–4.19.3.0, 269 at 4.20.0.0–4.20.1.0, 267 at "
+                                                             "4.20.2.0–4.20.3.0, 282 at 4.21.0.0)")],
       evidence=["hosts.agent_state", "hosts.agent_version"],
       remediation="Install cloudstack-agent (the management server does it when adding the host) and start it: "
                   "systemctl enable --now cloudstack-agent.")

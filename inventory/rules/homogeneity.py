@@ -17,8 +17,9 @@ LIBVIRT_DISCOVERER = "server/src/main/java/com/cloud/hypervisor/kvm/discoverer/L
 
 @rule("cluster-same-cpu", hypervisors=ANY_KIND, basis="DOC",
       sources=[doc("installguide/overview/_requirements.rst", "72-73", ALL_TAGS),
-               doc("installguide/hypervisor/kvm.rst", "56-57", ALL_TAGS + " (58-59 before 4.22)"),
-               doc("installguide/hypervisor/xenserver.rst", "63-64", ALL_TAGS + " (61-62 before 4.22)"),
+               doc("installguide/hypervisor/kvm.rst", "56-57", ALL_TAGS + " (58-59 at 4.18.0.0–4.20.1.0, "
+                                                                          "58-59 at 4.21.0.0)"),
+               doc("installguide/hypervisor/xenserver.rst", "63-64", ALL_TAGS + " (61-62 at 4.18.0.0–4.20.0.0)"),
                doc("installguide/hypervisor/vsphere.rst", "77-78", ALL_TAGS)],
       evidence=["hosts.cpu_vendor", "hosts.cpu_model", "hosts.cpu_sockets", "hosts.cpu_cores", "hosts.cpu_flags"],
       remediation="Keep one CPU type, count and feature set per cluster (live migration needs a common CPU).")
@@ -81,8 +82,11 @@ def host_os_compatible(in_cluster: str, new: str, release: Release) -> bool:
 @rule("cluster-same-arch", hypervisors=ANY_KIND, basis="CODE", since="4.20.0.0",
       sources=[code("engine/orchestration/src/main/java/com/cloud/agent/manager/AgentManagerImpl.java",
                     "checkHostArchOnCluster", "4.20.0.0–4.22"),
-               doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1"),
-               doc("installguide/configuration.rst", "1045-1046", "4.20.0.0–4.22.0.1")],
+               doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (1016 at 4.20.0.0, 1031 at "
+                                                             "4.20.1.0–4.20.2.0, 1043 at 4.20.3.0, 1033 at 4.21.0.0)"),
+               doc("installguide/configuration.rst", "1045-1046", "4.20.0.0–4.22.0.1 (1025-1026 at 4.20.0.0, 1040-1041 at "
+                                                                  "4.20.1.0–4.20.2.0, 1052-1053 at 4.20.3.0, 1042-1043 at "
+                                                                  "4.21.0.0)")],
       evidence=["hosts.cpu_arch"],
       remediation="Keep one CPU architecture per cluster (x86_64 or aarch64); put other hosts in a cluster of theirs.")
 def cluster_same_arch(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -94,7 +98,10 @@ def cluster_same_arch(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-guest-cpu-consistent", hypervisors={"kvm"}, basis="BP",
-      sources=[doc("installguide/hypervisor/kvm.rst", "349-436", "4.18.0.0–4.22.0.1 (215-302 at 4.18.0.0)")],
+      sources=[doc("installguide/hypervisor/kvm.rst", "349-436", "4.18.0.0–4.22.0.1 (the section \"Configure CPU model for "
+                                                                 "KVM guest(s)\", each tag's own text: 215-289 at "
+                                                                 "4.18.0.0–4.19.3.0, 316-390 at 4.20.0.0–4.20.1.0, 314-388 "
+                                                                 "at 4.20.2.0, 361-435 at 4.20.3.0, 351-438 at 4.21.0.0)")],
       evidence=["hosts.raw_json.agent_properties.guest.cpu.mode", "hosts.raw_json.agent_properties.guest.cpu.model",
                 "hosts.raw_json.agent_properties.guest.cpu.features"],
       remediation="Set the same guest.cpu.mode (host-model, or custom with one guest.cpu.model) and guest.cpu.features "
@@ -122,7 +129,8 @@ def kvm_guest_cpu_consistent(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-cluster-same-os-version", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/kvm.rst", "53-54", ALL_TAGS + " (55-56 before 4.22)")],
+      sources=[doc("installguide/hypervisor/kvm.rst", "53-54", ALL_TAGS + " (55-56 at 4.18.0.0–4.20.1.0, "
+                                                                          "55-56 at 4.21.0.0)")],
       evidence=["hosts.os_version"],
       remediation="Run the same distribution version on every host of a KVM cluster.")
 def kvm_cluster_same_os_version(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -132,8 +140,10 @@ def kvm_cluster_same_os_version(view: InventoryView, r: Rule) -> Iterator[Findin
 
 
 @rule("cluster-same-hypervisor-version", hypervisors={"xenserver"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "768", ALL_TAGS + " (766 before 4.22)"),
-               doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (identical hypervisor type)")],
+      sources=[doc("installguide/hypervisor/xenserver.rst", "768", ALL_TAGS + " (766 at 4.18.0.0–4.20.0.0)"),
+               doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (identical hypervisor type; 1016 at "
+                                                             "4.20.0.0, 1031 at 4.20.1.0–4.20.2.0, 1043 at 4.20.3.0, 1033 "
+                                                             "at 4.21.0.0)")],
       evidence=["hosts.product_name", "hosts.hypervisor_version", "hosts.build"],
       remediation="Finish the upgrade: one product version (and build) on every host of the pool.")
 def cluster_same_hypervisor_version(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -144,7 +154,7 @@ def cluster_same_hypervisor_version(view: InventoryView, r: Rule) -> Iterator[Fi
 
 
 @rule("xen-pool-same-updates", hypervisors={"xenserver"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "54-61", ALL_TAGS + " (52-59 before 4.22)"),
+      sources=[doc("installguide/hypervisor/xenserver.rst", "54-61", ALL_TAGS + " (52-59 at 4.18.0.0–4.20.0.0)"),
                doc("installguide/overview/_requirements.rst", "67", ALL_TAGS)],
       evidence=["hosts.applied_updates", "hosts.raw_json.software"],
       remediation="Apply the same updates and hotfixes to every host of the pool (the vendor's latest).")
@@ -170,7 +180,9 @@ def xen_pool_same_updates(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("vmware-cluster-same-version", hypervisors={"vmware"}, basis="INF",
-      sources=[doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (identical hypervisor type only)")],
+      sources=[doc("installguide/configuration.rst", "1036", "4.20.0.0–4.22.0.1 (identical hypervisor type only; 1016 at "
+                                                             "4.20.0.0, 1031 at 4.20.1.0–4.20.2.0, 1043 at 4.20.3.0, 1033 "
+                                                             "at 4.21.0.0)")],
       evidence=["hosts.product_name", "hosts.hypervisor_version", "hosts.build"],
       remediation="Finish the upgrade: one ESXi version (and build) per vSphere cluster.")
 def vmware_cluster_same_version(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -188,7 +200,9 @@ def vmware_cluster_same_version(view: InventoryView, r: Rule) -> Iterator[Findin
 
 @rule("kvm-cluster-same-versions", hypervisors={"kvm"}, basis="INF",
       sources=[doc("installguide/hypervisor/kvm.rst", "1632-1638",
-                   ALL_TAGS + " (\"Live Migration\" speaks only of the guest bridge)")],
+                   ALL_TAGS + " (\"Live Migration\" speaks only of the guest bridge; 1422-1428 at 4.18.0.0–4.18.2.5, "
+                              "1468-1474 at 4.19.0.0–4.19.3.0, 1580-1586 at 4.20.0.0, 1586-1592 at 4.20.1.0, 1648-1654 at "
+                              "4.20.2.0, 1698-1704 at 4.20.3.0, 1634-1640 at 4.21.0.0)")],
       evidence=["hosts.libvirt_version", "hosts.hypervisor_version"],
       remediation="Upgrade libvirt and QEMU to the same versions on every host of the cluster.")
 def kvm_cluster_same_versions(view: InventoryView, r: Rule) -> Iterator[Finding]:

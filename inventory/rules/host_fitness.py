@@ -31,7 +31,7 @@ def kvm_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
 
 
 @rule("xen-hardware-virtualisation", hypervisors={"xenserver"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "52", ALL_TAGS + " (50 before 4.22)")],
+      sources=[doc("installguide/hypervisor/xenserver.rst", "52", ALL_TAGS + " (50 at 4.18.0.0–4.20.0.0)")],
       evidence=["hosts.hvm", "hosts.raw_json.capabilities"],
       remediation="Enable VT-x/AMD-V in the host's firmware.")
 def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -48,8 +48,8 @@ def xen_hardware_virtualisation(view: InventoryView, r: Rule) -> Iterator[Findin
 
 @rule("host-memory", hypervisors=ANY_KIND, basis="DOC",
       sources=[doc("installguide/overview/_requirements.rst", "61", ALL_TAGS),
-               doc("installguide/hypervisor/kvm.rst", "63", ALL_TAGS + " (65 before 4.22)"),
-               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 before 4.22)"),
+               doc("installguide/hypervisor/kvm.rst", "63", ALL_TAGS + " (65 at 4.18.0.0–4.20.1.0, 65 at 4.21.0.0)"),
+               doc("installguide/hypervisor/xenserver.rst", "72", ALL_TAGS + " (70 at 4.18.0.0–4.20.0.0)"),
                doc("installguide/hypervisor/vsphere.rst", "84", ALL_TAGS)],
       evidence=["hosts.memory_bytes"],
       remediation="Hosts need at least 4 GB of RAM.")
@@ -64,7 +64,7 @@ def host_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
 @rule("host-local-disk", hypervisors=ANY_KIND, basis="DOC",
       sources=[doc("installguide/overview/_requirements.rst", "63", ALL_TAGS),
                doc("installguide/hypervisor/vsphere.rst", "86", ALL_TAGS),
-               doc("installguide/hypervisor/xenserver.rst", "74", ALL_TAGS + " (72 before 4.22)")],
+               doc("installguide/hypervisor/xenserver.rst", "74", ALL_TAGS + " (72 at 4.18.0.0–4.20.0.0)")],
       evidence=["hosts.local_disk_bytes"],
       remediation="Give the host at least 36 GB of local disk.")
 def host_local_disk(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -80,7 +80,8 @@ def host_local_disk(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("time-synchronised", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/kvm.rst", "131-135", ALL_TAGS + " (133-137 before 4.22)")],
+      sources=[doc("installguide/hypervisor/kvm.rst", "131-135", ALL_TAGS + " (133-137 at 4.18.0.0–4.20.1.0, 133-137 at "
+                                                                            "4.21.0.0)")],
       evidence=["hosts.time_synced"],
       remediation="Install and run chrony (or ntpd) and let it synchronise.")
 def time_synchronised(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -103,7 +104,7 @@ def host_state(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("xen-dom0-memory", hypervisors={"xenserver"}, basis="BP",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "108-110", ALL_TAGS + " (106-108 before 4.22)")],
+      sources=[doc("installguide/hypervisor/xenserver.rst", "108-110", ALL_TAGS + " (106-108 at 4.18.0.0–4.20.0.0)")],
       evidence=["hosts.raw_json.dom0_memory_bytes"],
       remediation="Give dom0 2940 MB for hosts that run many VMs.")
 def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -116,7 +117,8 @@ def xen_dom0_memory(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("xen-pool-ha", hypervisors={"xenserver"}, basis="DOC",
-      sources=[doc("releasenotes/compat.rst", "61", ALL_TAGS + " (57 at 4.18.0.0)"),
+      sources=[doc("releasenotes/compat.rst", "61", ALL_TAGS + " (57 at 4.18.0.0–4.18.2.5, 59 at 4.19.0.0–4.20.0.0, 62 at "
+                                                               "4.20.1.0, 63 at 4.20.2.0–4.21.0.0)"),
                doc("upgrading/upgrade/_xenserver_upg.rst", "21-29", ALL_TAGS)],
       evidence=["clusters.ha_enabled"],
       remediation="Enable pool HA (xe pool-ha-enable with a heartbeat SR) so the pool elects a new master.")

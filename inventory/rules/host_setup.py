@@ -16,7 +16,7 @@ EL = {"rhel", "rocky", "almalinux", "ol", "centos"}
 
 
 @rule("kvm-fqdn", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc(KVM, "115-123", ALL_TAGS + " (117-124 at 4.18.0.0)")],
+      sources=[doc(KVM, "115-123", ALL_TAGS + " (117-125 at 4.18.0.0–4.20.1.0, 117-125 at 4.21.0.0)")],
       evidence=["hosts.fqdn"],
       remediation="Give the host a fully qualified name (e.g. kvm1.lab.example.org), in /etc/hosts if DNS lacks it.")
 def kvm_fqdn(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -40,7 +40,7 @@ def java_major(version: str) -> int | None:
 
 
 @rule("kvm-java-version", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc(KVM, "161-164", "4.20.0.0–4.22.0.1: Java 17 (163-166 at 4.20.0.0–4.21.0.0)"),
+      sources=[doc(KVM, "161-164", "4.20.0.0–4.22.0.1: Java 17 (163-166 at 4.20.0.0–4.20.1.0, 163-166 at 4.21.0.0)"),
                doc(KVM, "163-166", "4.18.0.0–4.19.3.0: Java 11")],
       evidence=["hosts.java_version"],
       remediation="Install the JRE the release needs (11 for 4.18/4.19, 17 from 4.20) and make it the default "
@@ -57,7 +57,8 @@ def kvm_java_version(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-security-policies", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc(KVM, "543-624", ALL_TAGS + " (383-465 at 4.18.0.0)")],
+      sources=[doc(KVM, "543-624", ALL_TAGS + " (383-464 at 4.18.0.0–4.19.3.0, 491-572 at 4.20.0.0, 497-578 at 4.20.1.0, "
+                                              "495-576 at 4.20.2.0, 542-623 at 4.20.3.0, 545-626 at 4.21.0.0)")],
       evidence=["hosts.selinux_mode", "hosts.apparmor_libvirt", "hosts.raw_json.apparmor_profiles"],
       remediation="Set SELinux to permissive (/etc/selinux/config and setenforce permissive), or disable AppArmor's "
                   "libvirtd and virt-aa-helper profiles — or write policies that let the agent do its work.")
@@ -80,9 +81,11 @@ def kvm_security_policies(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 @rule("kvm-libvirtd-config", hypervisors={"kvm"}, basis="DOC",
       sources=[doc(KVM, "449-531", "4.18.0.0–4.22.0.1 (each tag's own steps; 301-372 at 4.18.0.0)"),
-               doc(KVM, "496", "4.20.1.0–4.22.0.1: mask the sockets on RHEL 8 / CentOS 8 / SUSE / Ubuntu / Debian "
-                   "(SUSE and EL 8 only to 4.20.0.0)"),
-               doc(KVM, "521-525", "4.20.0.0–4.22.0.1: remote_mode=\"legacy\" (EL9, SUSE 15 SP7, Ubuntu 24.04)")],
+               doc(KVM, "496", "4.20.1.0–4.22.0.1: mask the sockets on RHEL 8 / CentOS 8 / SUSE / Ubuntu / Debian (SUSE and "
+                               "EL 8 only to 4.20.0.0; 450 at 4.20.1.0, 448 at 4.20.2.0, 495 at 4.20.3.0, 498 at 4.21.0.0)"),
+               doc(KVM, "521-525", "4.20.0.0–4.22.0.1: remote_mode=\"legacy\" (EL9 and Ubuntu 24.04; SUSE 15 SP7 "
+                   "from 4.21.0.0; 475-479 at 4.20.0.0–4.20.1.0, 473-477 at 4.20.2.0, 520-524 at 4.20.3.0, 523-527 "
+                   "at 4.21.0.0)")],
       evidence=["hosts.raw_json.libvirtd", "hosts.os_id", "hosts.os_version"],
       remediation="Configure libvirtd as the guide says: listen_tcp = 0 and mdns_adv = 0 in libvirtd.conf, start it "
                   "with --listen, mask its socket units, and set remote_mode=\"legacy\" in libvirt.conf on newer "
@@ -91,8 +94,8 @@ def kvm_libvirtd_config(view: InventoryView, r: Rule) -> Iterator[Finding]:
     """libvirtd is set up as the installation guide of the release says, for the host's distribution.
 
     No insecure TCP listener or mDNS adverts (libvirtd.conf), libvirtd started with --listen, its socket
-    units masked (EL 8+ and SUSE in every release; Ubuntu and Debian from 4.20.1.0), and on EL 9+,
-    SUSE 15 SP7 and Ubuntu 24.04+ libvirt.conf's remote_mode="legacy" (from 4.20.0.0).
+    units masked (EL 8+ and SUSE in every release; Ubuntu and Debian from 4.20.1.0), and on EL 9+ and
+    Ubuntu 24.04+ (from 4.20.0.0) and SUSE 15 SP7 (from 4.21.0.0) libvirt.conf's remote_mode="legacy".
     """
     for host in view.hosts_of("kvm"):
         libvirtd = raw_of(host).get("libvirtd")
@@ -121,9 +124,11 @@ def _libvirtd_problems(view: InventoryView, host: Host, libvirtd: dict[str, obje
                                                                                              "indirect"))
         if live:
             yield f"libvirtd socket units not masked: {', '.join(live)}", ", ".join(live), "masked"
-    legacy = (family == "el" and major >= 9) or (family == "suse" and version >= (15, 7)) or \
-        (family == "ubuntu" and version >= (24, 4))
-    if legacy and view.release.at_least("4.20.0.0") and conf.get("remote_mode", "").strip('"') != "legacy":
+    release = view.release
+    legacy = release.at_least("4.20.0.0") and ((family == "el" and major >= 9) or (
+        family == "ubuntu" and version >= (24, 4))) or (
+        release.at_least("4.21.0.0") and family == "suse" and version >= (15, 7))
+    if legacy and conf.get("remote_mode", "").strip('"') != "legacy":
         yield "libvirt.conf has no remote_mode=\"legacy\"", conf.get("remote_mode") or "unset", "legacy"
 
 
@@ -140,9 +145,13 @@ def agent_configured(host: Host) -> bool:
 
 
 @rule("kvm-agent-tls", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc("adminguide/hosts.rst", "823-841", ALL_TAGS + " (734-752 at 4.18.0.0)"),
-               doc("adminguide/hosts.rst", "795-807", ALL_TAGS + " (ca.plugin.root.auth.strictness)"),
-               doc(KVM, "468", ALL_TAGS + " (tls_port 16514; 317 at 4.18.0.0)")],
+      sources=[doc("adminguide/hosts.rst", "823-841", ALL_TAGS + " (734-752 at 4.18.0.0, 768-786 at 4.18.1.0–4.19.0.2, "
+                                                                 "767-785 at 4.19.1.0–4.20.3.0)"),
+               doc("adminguide/hosts.rst", "795-807", ALL_TAGS + " (ca.plugin.root.auth.strictness; 706-718 at 4.18.0.0, "
+                                                                 "740-752 at 4.18.1.0–4.19.0.2, 739-751 at "
+                                                                 "4.19.1.0–4.20.3.0)"),
+               doc(KVM, "468", ALL_TAGS + " (tls_port 16514; 321 at 4.18.0.0–4.19.3.0, 422 at 4.20.0.0–4.20.1.0, 420 at "
+                                          "4.20.2.0, 467 at 4.20.3.0, 470 at 4.21.0.0)")],
       evidence=["hosts.agent_certificates", "hosts.libvirt_tls", "hosts.agent_guid",
                 "setting ca.plugin.root.auth.strictness"],
       remediation="Provision the host's certificates (provisionCertificate, or keystore-setup and "
@@ -169,7 +178,9 @@ def kvm_agent_tls(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-firewalld-off", hypervisors={"kvm"}, basis="BP",
-      sources=[doc(KVM, "1552-1554", ALL_TAGS + " (1343-1345 at 4.18.0.0)")],
+      sources=[doc(KVM, "1552-1554", ALL_TAGS + " (1342-1344 at 4.18.0.0–4.18.2.5, 1388-1390 at 4.19.0.0–4.19.3.0, "
+                                                "1500-1502 at 4.20.0.0, 1506-1508 at 4.20.1.0, 1568-1570 at 4.20.2.0, "
+                                                "1615-1617 at 4.20.3.0, 1554-1556 at 4.21.0.0)")],
       evidence=["hosts.firewall"],
       remediation="Stop and disable firewalld (systemctl disable --now firewalld), opening the ports with iptables.")
 def kvm_firewalld_off(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -180,7 +191,7 @@ def kvm_firewalld_off(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-ufw-forward-policy", hypervisors={"kvm"}, basis="DOC", since="4.21.0.0",
-      sources=[doc(KVM, "1589-1597", "4.21.0.0–4.22.0.1")],
+      sources=[doc(KVM, "1589-1597", "4.21.0.0–4.22.0.1 (1591-1599 at 4.21.0.0)")],
       evidence=["hosts.firewall", "hosts.raw_json.firewall_settings"],
       remediation="Set DEFAULT_FORWARD_POLICY=\"ACCEPT\" in /etc/default/ufw and reload UFW.")
 def kvm_ufw_forward_policy(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -193,7 +204,8 @@ def kvm_ufw_forward_policy(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-uefi-firmware", hypervisors={"kvm"}, basis="DOC", since="4.19.1.0",
-      sources=[doc(KVM, "1641-1648", "4.19.1.0–4.22.0.1 (1589-1596 at 4.20.0.0)")],
+      sources=[doc(KVM, "1641-1648", "4.19.1.0–4.22.0.1 (1477-1484 at 4.19.1.0–4.19.3.0, 1589-1596 at 4.20.0.0, 1595-1602 "
+                                     "at 4.20.1.0, 1657-1664 at 4.20.2.0, 1707-1714 at 4.20.3.0, 1643-1650 at 4.21.0.0)")],
       evidence=["hosts.uefi_firmware", "hosts.raw_json.uefi_loaders", "vms.raw_json.uefi"],
       remediation="Install ovmf (Debian, Ubuntu) or edk2-ovmf (EL) on every host of a cluster that runs UEFI "
                   "instances.")
@@ -215,7 +227,9 @@ def kvm_uefi_firmware(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-aria2", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc(KVM, "1608-1617", ALL_TAGS + " (1398-1407 at 4.18.0.0)")],
+      sources=[doc(KVM, "1608-1617", ALL_TAGS + " (1398-1407 at 4.18.0.0–4.18.2.5, 1444-1453 at 4.19.0.0–4.19.3.0, "
+                                                "1556-1565 at 4.20.0.0, 1562-1571 at 4.20.1.0, 1624-1633 at 4.20.2.0, "
+                                                "1671-1680 at 4.20.3.0, 1610-1619 at 4.21.0.0)")],
       evidence=["hosts.raw_json.aria2", "hosts.raw_json.missing_commands", "[cloudstack] features"],
       remediation="Install aria2 on every KVM host (from your preferred source if the distribution lacks it).")
 def kvm_aria2(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -236,7 +250,7 @@ VNC_RULESETS_CLOUDSTACK_ENABLES = {"vncserver", "gdbserver"}
 
 
 @rule("vmware-vnc-firewall", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/vsphere.rst", "348-358", "4.18.0.0–4.22.0.1 (350-360 before 4.22)"),
+      sources=[doc("installguide/hypervisor/vsphere.rst", "348-358", "4.18.0.0–4.22.0.1 (350-360 at 4.18.0.0–4.20.3.0)"),
                code("vmware-base/src/main/java/com/cloud/hypervisor/vmware/mo/HostMO.java",
                     "enableVncOnHostFirewall (enables vncServer and gdbserver)", "≤4.11–4.22")],
       evidence=["hosts.raw_json.firewall", "setting vmware.additional.vnc.portrange.start",

@@ -12,10 +12,13 @@ from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, Statement
 
 @rule("unmanaged-vms", hypervisors=ANY_KIND, basis="DOC",
       sources=[doc("installguide/overview/_requirements.rst", "69-70", "4.18.0.0–4.22.0.1"),
-               doc("installguide/hypervisor/kvm.rst", "67-68", "4.19.0.0–4.22.0.1 (\"These will be destroy by "
-                   "CloudStack\"; 69-70 before 4.22)"),
-               doc("installguide/hypervisor/xenserver.rst", "80-81", "4.18.0.0–4.22.0.1 (78-79 before 4.22)"),
-               doc("installguide/configuration.rst", "942", "4.19.0.0–4.22.0.1 (vSphere cluster)")],
+               doc("installguide/hypervisor/kvm.rst", "67-68", "4.19.0.0–4.22.0.1 (\"These will be destroy by CloudStack\"; "
+                                                               "69-70 at 4.19.0.0–4.20.1.0, 69-70 at 4.21.0.0)"),
+               doc("installguide/hypervisor/xenserver.rst", "80-81", "4.18.0.0–4.22.0.1 (78-79 at 4.18.0.0–4.20.0.0)"),
+               doc("installguide/configuration.rst", "942", "4.19.0.0–4.22.0.1 (vSphere cluster; 908 at 4.19.0.0–4.19.0.2, "
+                                                            "917 at 4.19.1.0–4.19.1.3, 929 at 4.19.2.0–4.19.3.0, 922 at "
+                                                            "4.20.0.0, 937 at 4.20.1.0–4.20.2.0, 949 at 4.20.3.0, 939 at "
+                                                            "4.21.0.0)")],
       evidence=["vms.cs_role", "vms.power_state", "vms.name"],
       remediation="Move running VMs CloudStack does not manage off its hosts (on KVM CloudStack destroys them), or "
                   "import them into CloudStack.")

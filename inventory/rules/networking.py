@@ -18,8 +18,8 @@ CITRIX_BASE = "plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/
 
 
 @rule("static-management-address", hypervisors={"xenserver", "vmware"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "78", ALL_TAGS + " (76 before 4.22)"),
-               doc("installguide/hypervisor/xenserver.rst", "375-376", ALL_TAGS),
+      sources=[doc("installguide/hypervisor/xenserver.rst", "78", ALL_TAGS + " (76 at 4.18.0.0–4.20.0.0)"),
+               doc("installguide/hypervisor/xenserver.rst", "375-376", ALL_TAGS + " (373-374 at 4.18.0.0–4.20.0.0)"),
                doc("installguide/hypervisor/vsphere.rst", "90", ALL_TAGS)],
       evidence=["host_nics.is_management", "host_nics.is_dhcp"],
       remediation="Give the management interface a static address (or a fixed DHCP reservation).")
@@ -56,9 +56,12 @@ def _dhcp_management(view: InventoryView, r: Rule, kinds: set[str]) -> Iterator[
       sources=[code(CITRIX_BASE, "getHostInfo (a label with no network stops host start-up)", "≤4.11–4.22"),
                code(KVM_RESOURCE + "LibvirtComputingResource.java", "configure (no bridge: the agent stops)",
                     "≤4.11–4.22"),
-               doc("installguide/hypervisor/kvm.rst", "627-652", ALL_TAGS),
-               doc("installguide/hypervisor/xenserver.rst", "385-394", ALL_TAGS),
-               doc("installguide/hypervisor/vsphere.rst", "270-275", ALL_TAGS)],
+               doc("installguide/hypervisor/kvm.rst", "627-652", ALL_TAGS + " (463-488 at 4.18.0.0–4.19.3.0, 575-600 at "
+                                                                            "4.20.0.0, 581-606 at 4.20.1.0, 579-604 at "
+                                                                            "4.20.2.0, 626-651 at 4.20.3.0, 629-654 at "
+                                                                            "4.21.0.0)"),
+               doc("installguide/hypervisor/xenserver.rst", "385-394", ALL_TAGS + " (383-392 at 4.18.0.0–4.20.0.0)"),
+               doc("installguide/hypervisor/vsphere.rst", "270-275", ALL_TAGS + " (272-277 at 4.18.0.0–4.20.3.0)")],
       evidence=["host_nics.device", "host_nics.kind", "networks.name"],
       remediation="Create the bridge (KVM) or name the network (XenServer: xe network-param-set name-label=…) on "
                   "every host of the cluster, identically.")
@@ -154,7 +157,9 @@ IF_NAME_PATTERNS = re.compile(r"(eth|bond|vlan|vx|em|ens|eno|enp|team|enx|dummy|
 @rule("kvm-bridge-port-names", hypervisors={"kvm"}, basis="CODE",
       sources=[code(KVM_RESOURCE + "LibvirtComputingResource.java",
                     "getPif / matchPifFileInDirectory / isInterface (ifNamePatterns)", "≤4.11–4.22 (dummy, lo added later)"),
-               doc("installguide/hypervisor/kvm.rst", "645-649", "4.18.0.0–4.22.0.1 (482-483 at 4.18.0.0)")],
+               doc("installguide/hypervisor/kvm.rst", "645-649", "4.18.0.0–4.22.0.1 (481-485 at 4.18.0.0–4.19.3.0, 593-597 "
+                                                                 "at 4.20.0.0, 599-603 at 4.20.1.0, 597-601 at 4.20.2.0, "
+                                                                 "644-648 at 4.20.3.0, 647-651 at 4.21.0.0)")],
       evidence=["hosts.agent_private_device", "hosts.agent_public_device", "hosts.agent_guest_device",
                 "host_nics.network_key", "host_nics.kind"],
       remediation="Put a physical interface (or bond, team, VLAN device) named eth*, bond*, team*, vlan*, em*, ens*, "
@@ -181,9 +186,18 @@ def kvm_bridge_port_names(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-openvswitch", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/kvm.rst", "41-47", "4.18.0.0–4.22.0.1 (43-49 before 4.22)"),
-               doc("installguide/hypervisor/kvm.rst", "1252-1256", "4.18.0.0–4.22.0.1 (1042-1046 at 4.18.0.0)"),
-               doc("installguide/configuration.rst", "1092-1094", "4.18.0.0–4.22.0.1")],
+      sources=[doc("installguide/hypervisor/kvm.rst", "41-47", "4.18.0.0–4.22.0.1 (43-49 at 4.18.0.0–4.20.1.0, 43-49 at "
+                                                               "4.21.0.0)"),
+               doc("installguide/hypervisor/kvm.rst", "1252-1256", "4.18.0.0–4.22.0.1 (1042-1046 at 4.18.0.0–4.18.2.5, "
+                                                                   "1088-1092 at 4.19.0.0–4.19.3.0, 1200-1204 at 4.20.0.0, "
+                                                                   "1206-1210 at 4.20.1.0, 1268-1272 at 4.20.2.0, 1315-1319 "
+                                                                   "at 4.20.3.0, 1254-1258 at 4.21.0.0)"),
+               doc("installguide/configuration.rst", "1092-1094", "4.18.0.0–4.22.0.1 (1056-1058 at 4.18.0.0–4.18.1.1, "
+                                                                  "1065-1067 at 4.18.2.0–4.18.2.5, 1056-1058 at "
+                                                                  "4.19.0.0–4.19.0.2, 1065-1067 at 4.19.1.0–4.19.1.3, "
+                                                                  "1077-1079 at 4.19.2.0–4.19.3.0, 1072-1074 at 4.20.0.0, "
+                                                                  "1087-1089 at 4.20.1.0–4.20.2.0, 1099-1101 at 4.20.3.0, "
+                                                                  "1089-1091 at 4.21.0.0)")],
       evidence=["hosts.raw_json.agent_properties.network.bridge.type", "hosts.ovs_version",
                 "hosts.raw_json.bridge_module", "hosts.raw_json.missing_commands"],
       remediation="Install Open vSwitch 1.7.1 or later, add the bridge module to the modprobe denylist and unload it.")
@@ -206,7 +220,8 @@ def kvm_openvswitch(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 @rule("kvm-agent-connected", hypervisors={"kvm"}, basis="DOC",
       sources=[doc("conceptsandterminology/network_setup.rst", "854", "4.18.0.0–4.22.0.1 (port 8250)"),
-               doc("adminguide/hosts.rst", "812-818", "4.18.0.0–4.22.0.1 (723-729 at 4.18.0.0)")],
+               doc("adminguide/hosts.rst", "812-818", "4.18.0.0–4.22.0.1 (723-729 at 4.18.0.0, 757-763 at "
+                                                      "4.18.1.0–4.19.0.2, 756-762 at 4.19.1.0–4.20.3.0)")],
       evidence=["hosts.agent_state", "hosts.agent_connected", "hosts.agent_host", "hosts.raw_json.agent_peers"],
       remediation="Let the host reach the management servers named in agent.properties host= on TCP 8250 (routes, "
                   "firewalls, the load balancer), then restart cloudstack-agent.")
@@ -233,8 +248,14 @@ def xen_management_pif(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("xen-bonds-alike", hypervisors={"xenserver"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/xenserver.rst", "370-373", ALL_TAGS + " (368-371 before 4.22)"),
-               doc("installguide/configuration.rst", "1051-1052", ALL_TAGS + " (1015-1016 at 4.18.0.0)")],
+      sources=[doc("installguide/hypervisor/xenserver.rst", "370-373", ALL_TAGS + " (368-371 at 4.18.0.0–4.20.0.0)"),
+               doc("installguide/configuration.rst", "1051-1052", ALL_TAGS + " (1015-1016 at 4.18.0.0–4.18.1.1, 1024-1025 "
+                                                                             "at 4.18.2.0–4.18.2.5, 1015-1016 at "
+                                                                             "4.19.0.0–4.19.0.2, 1024-1025 at "
+                                                                             "4.19.1.0–4.19.1.3, 1036-1037 at "
+                                                                             "4.19.2.0–4.19.3.0, 1031-1032 at 4.20.0.0, "
+                                                                             "1046-1047 at 4.20.1.0–4.20.2.0, 1058-1059 at "
+                                                                             "4.20.3.0, 1048-1049 at 4.21.0.0)")],
       evidence=["hosts.raw_json.bonds"],
       remediation="Cable and bond every host of the pool alike (the same NICs in the same bond for each network), "
                   "then run cloud-setup-bonding.sh on the master.")
@@ -263,7 +284,7 @@ def _bond_layout(host: Host) -> str:
       sources=[code("plugins/hypervisors/xenserver/src/main/java/com/cloud/hypervisor/xenserver/resource/wrapper/"
                     "xenbase/CitrixSetupCommandWrapper.java", "execute (canBridgeFirewall false: \"Failed to "
                     "configure bridge firewall\")", "≤4.11–4.22"),
-               doc("installguide/hypervisor/xenserver.rst", "169-192", ALL_TAGS + " (167-190 before 4.22)")],
+               doc("installguide/hypervisor/xenserver.rst", "169-192", ALL_TAGS + " (167-190 at 4.18.0.0–4.20.0.0)")],
       evidence=["hosts.raw_json.network_backend", "[cloudstack] features"],
       remediation="Switch the hosts to the Linux bridge backend (xe-switch-network-backend bridge, reboot) and set "
                   "net.bridge.bridge-nf-call-iptables and -arptables to 1.")
@@ -287,7 +308,7 @@ def xen_sg_bridge_backend(view: InventoryView, r: Rule) -> Iterator[Finding]:
                     "getHyperHostNetworkSummary (\"Unable to find management port group\")", "≤4.11–4.22"),
                code("server/src/main/java/com/cloud/configuration/Config.java",
                     "VmwareManagementPortGroup (vmware.management.portgroup, \"Management Network\")", "≤4.11–4.22"),
-               doc("installguide/hypervisor/vsphere.rst", "336-345", ALL_TAGS)],
+               doc("installguide/hypervisor/vsphere.rst", "336-345", ALL_TAGS + " (338-347 at 4.18.0.0–4.20.3.0)")],
       evidence=["hosts.raw_json.management_vnics", "host_nics.kind", "host_nics.bond",
                 "setting vmware.management.portgroup"],
       remediation="Give every host a management VMkernel NIC on the port group vmware.management.portgroup names "
@@ -323,7 +344,7 @@ def _management_vnic(view: InventoryView, host: Host) -> dict[str, object] | Non
 
 
 @rule("vmware-management-vmk-services", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/vsphere.rst", "317-334", "4.18.0.0–4.22.0.1 (319-336 before 4.22)")],
+      sources=[doc("installguide/hypervisor/vsphere.rst", "317-334", "4.18.0.0–4.22.0.1 (319-336 at 4.18.0.0–4.20.3.0)")],
       evidence=["hosts.raw_json.management_vnics", "hosts.raw_json.vnic_services", "setting vmware.management.portgroup"],
       remediation="Enable Management and vMotion traffic on the management VMkernel NIC of every host.")
 def vmware_management_vmk_services(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -341,7 +362,7 @@ def vmware_management_vmk_services(view: InventoryView, r: Rule) -> Iterator[Fin
 
 
 @rule("vmware-management-standard-vswitch", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/vsphere.rst", "785-797", "4.18.0.0–4.22.0.1 (787-799 before 4.22)")],
+      sources=[doc("installguide/hypervisor/vsphere.rst", "785-797", "4.18.0.0–4.22.0.1 (787-799 at 4.18.0.0–4.20.3.0)")],
       evidence=["hosts.raw_json.management_vnics", "setting vmware.management.portgroup"],
       remediation="Keep the management (and storage) VMkernel NICs on a standard vSwitch; use distributed switches "
                   "for public and guest traffic only.")

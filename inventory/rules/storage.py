@@ -10,7 +10,12 @@ from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc
 
 
 @rule("shared-storage-on-every-host", hypervisors=ANY_KIND, basis="DOC",
-      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0)")],
+      sources=[doc("installguide/configuration.rst", "1085-1087", "4.18.0.0–4.22.0.1 (1049-1051 at 4.18.0.0–4.18.1.1, "
+                                                                  "1058-1060 at 4.18.2.0–4.18.2.5, 1049-1051 at "
+                                                                  "4.19.0.0–4.19.0.2, 1058-1060 at 4.19.1.0–4.19.1.3, "
+                                                                  "1070-1072 at 4.19.2.0–4.19.3.0, 1065-1067 at 4.20.0.0, "
+                                                                  "1080-1082 at 4.20.1.0–4.20.2.0, 1092-1094 at 4.20.3.0, "
+                                                                  "1082-1084 at 4.21.0.0)")],
       evidence=["storage.shared", "storage.kind", "host_storage.attached"],
       remediation="Attach (mount, activate) the primary storage on every host of the cluster.")
 def shared_storage_on_every_host(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -44,23 +49,38 @@ def _is_shared(storage: Storage, attached: dict[str, bool]) -> bool:
 
 STORAGE_MANAGER = "server/src/main/java/com/cloud/storage/StorageManagerImpl.java"
 CAPACITY_KEYS = "engine/components-api/src/main/java/com/cloud/capacity/CapacityManager.java"
+LIBVIRT_STORAGE_ADAPTOR = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/storage/LibvirtStorageAdaptor.java"
 
 
 @rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
       sources=[code(STORAGE_MANAGER, "checkUsagedSpace (used/total >= threshold: no new volume)", "4.18–4.22"),
                code(CAPACITY_KEYS, "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)",
-                    "4.18–4.22 (zone scope to 4.19, pool scope after)")],
-      evidence=["storage.capacity_bytes", "storage.free_bytes", "setting pool.storage.capacity.disablethreshold"],
+                    "4.18–4.22 (zone scope to 4.19, pool scope after)"),
+               code(LIBVIRT_STORAGE_ADAPTOR, "getStoragePool (KVM: used = the libvirt pool's allocation)",
+                    "4.18–4.22")],
+      evidence=["storage.capacity_bytes", "storage.free_bytes", "storage.raw_json.allocation",
+                "setting pool.storage.capacity.disablethreshold"],
       remediation="Free or add space: at pool.storage.capacity.disablethreshold (default 0.85) CloudStack stops "
                   "allocating volumes on the pool.")
 def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold)."""
+    """Primary storage is used below CloudStack's disable threshold (pool.storage.capacity.disablethreshold).
+
+    Used is what CloudStack counts: on a KVM (libvirt) pool the pool's allocation, as CloudStack's agent
+    reports it (on a filesystem, capacity − available would also count the blocks reserved for root);
+    elsewhere capacity − free.
+    """
     setting = view.setting("pool.storage.capacity.disablethreshold")
     threshold = float(setting.value)
     for storage in view.storage:
-        if storage.kind in ("iso", "removable") or not storage.capacity_bytes or storage.free_bytes is None:
+        if storage.kind in ("iso", "removable") or not storage.capacity_bytes:
             continue
-        used = 1 - storage.free_bytes / storage.capacity_bytes
+        allocation = (storage.raw_json or {}).get("allocation")
+        if isinstance(allocation, int) and not isinstance(allocation, bool):  # a libvirt pool
+            used = allocation / storage.capacity_bytes
+        elif storage.free_bytes is not None:
+            used = 1 - storage.free_bytes / storage.capacity_bytes
+        else:
+            continue
         if used >= threshold - 1e-9:  # CloudStack refuses at >= (float noise aside)
             yield r.finding(storage, f"{storage.name} is {used:.0%} used, at or above {setting.name} "
                             f"{setting.value} ({setting.source})", observed=f"{used:.1%}",
@@ -69,10 +89,13 @@ def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 # Pool types whose capacity CloudStack multiplies by storage.overprovisioning.factor (Storage.StoragePoolType's
 # overProvisioning flag), by what the scan sees: NFS, local directories and EXT SRs, RBD, VMFS, PreSetup
-# (vSAN, vVols, XenServer HBA SRs). Pools of other kinds count at their capacity; kinds CloudStack's type of
-# which cannot be told are not checked.
+# (vSAN, vVols, XenServer HBA SRs), and SharedMountPoint from the release in SHARED_MOUNT_POINT_SINCE. Pools of
+# other kinds count at their capacity; kinds CloudStack's type of which cannot be told are not checked.
 OVERPROVISIONED = {"nfs", "rbd", "vmfs", "vsan", "vvol"}
-NOT_OVERPROVISIONED = {"iscsi", "lvm", "sharedmountpoint", "gluster", "cifs"}
+NOT_OVERPROVISIONED = {"iscsi", "lvm", "gluster", "cifs"}
+# apache/cloudstack#8481 set SharedMountPoint's overProvisioning flag; the release notes list it in 4.19.1.0
+# (releasenotes/changes.rst:682-683 at the 4.19.1.0 tag)
+SHARED_MOUNT_POINT_SINCE = "4.19.1.0"
 XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, "lvmoiscsi": False, "smb": False,
                        "cifs": False}
 
@@ -83,7 +106,8 @@ XEN_OVERPROVISIONED = {"nfs": True, "ext": True, "lvmohba": True, "lvm": False, 
                code(CAPACITY_KEYS, "StorageAllocatedCapacityDisableThreshold (0.85), StorageOverprovisioningFactor (2)",
                     "4.18–4.22"),
                code("api/src/main/java/com/cloud/storage/Storage.java", "StoragePoolType (overProvisioning)",
-                    "4.18–4.22")],
+                    "4.18–4.22 (SharedMountPoint from 4.19.1.0)"),
+               doc("releasenotes/changes.rst", "682-683", "4.19.1.0 (#8481: SharedMountPoint overprovisions)")],
       evidence=["vm_disks.capacity_bytes", "vm_disks.storage_key", "vms.cs_role", "storage.capacity_bytes",
                 "storage.kind", "storage.raw_json.type", "setting pool.storage.allocated.capacity.disablethreshold",
                 "setting storage.overprovisioning.factor"],
@@ -107,7 +131,7 @@ def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding
             allocated[(disk.target, disk.storage_key)] += disk.capacity_bytes
     for storage in view.storage:
         used = allocated.get((storage.target, storage.key))
-        overprovisioned = _overprovisioned(storage)
+        overprovisioned = _overprovisioned(storage, view.release.at_least(SHARED_MOUNT_POINT_SINCE))
         if not used or not storage.capacity_bytes or overprovisioned is None:
             continue
         ceiling = storage.capacity_bytes * (factor if overprovisioned else 1)
@@ -120,19 +144,25 @@ def storage_allocated_capacity(view: InventoryView, r: Rule) -> Iterator[Finding
                             observed=f"{used / ceiling:.1%}", expected=f"≤ {threshold:.0%}")
 
 
-def _overprovisioned(storage: Storage) -> bool | None:
-    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told."""
+def _overprovisioned(storage: Storage, shared_mount_point: bool) -> bool | None:
+    """Whether CloudStack's pool type for this storage overprovisions; None when that cannot be told.
+
+    ``shared_mount_point``: whether the release overprovisions SharedMountPoint pools.
+    """
     xen_type = (storage.raw_json or {}).get("type")
     if isinstance(xen_type, str) and xen_type:  # a XenServer SR
         return XEN_OVERPROVISIONED.get(xen_type)
     if storage.kind in OVERPROVISIONED or (storage.kind == "local" and (storage.raw_json or {}).get("libvirt_type")
                                            == "dir"):
         return True
+    if storage.kind == "sharedmountpoint":
+        return shared_mount_point
     return False if storage.kind in NOT_OVERPROVISIONED else None
 
 
 @rule("xen-tools-sr", hypervisors={"xenserver"}, basis="BP",
-      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0)")],
+      sources=[doc("releasenotes/compat.rst", "63", "4.18.0.0–4.22.0.1 (59 at 4.18.0.0–4.18.2.5, 61 at 4.19.0.0–4.20.0.0, "
+                                                    "64 at 4.20.1.0, 65 at 4.20.2.0–4.21.0.0)")],
       evidence=["hosts.product_name", "hosts.hypervisor_version", "storage.name"],
       remediation="Create a storage repository named \"XenServer Tools\" holding systemvm.iso on the pool.")
 def xen_tools_sr(view: InventoryView, r: Rule) -> Iterator[Finding]:

@@ -88,9 +88,12 @@ def xen_resource_class(brand: str, version: str, text_short: str | None) -> str 
 
 
 @rule("vmware-version-supported", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0)"),
-               doc(COMPAT, "67", "each tag 4.18.0.0–4.22.0.1: the minor versions supported and tested"),
-               doc(COMPAT, "68", "4.18.1.0–4.20.0.0 (line 68 at 4.20.0.0): 8.0 U1 not supported yet")],
+      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0–4.18.2.5, 63 at "
+                                 "4.19.0.0–4.20.0.0, 66 at 4.20.1.0, 67 at 4.20.2.0–4.21.0.0)"),
+               doc(COMPAT, "67", "each tag 4.18.0.0–4.22.0.1, its own list of the minor versions supported and tested (63 "
+                                 "at 4.18.0.0–4.18.2.5, 65 at 4.19.0.0–4.20.0.0, 68 at 4.20.1.0, 69 at 4.20.2.0–4.21.0.0)"),
+               doc(COMPAT, "68", "4.18.1.0–4.20.0.0: 8.0 U1 not supported yet (70 at 4.18.1.0–4.18.2.5, 72 at "
+                                 "4.19.0.0–4.19.3.0)")],
       evidence=["hosts.hypervisor_version", "hosts.raw_json.api_version"],
       remediation="Run an ESXi version and update the CloudStack release lists as supported and tested.")
 def vmware_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -122,7 +125,8 @@ def vmware_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("vcenter-version-supported", hypervisors={"vmware"}, basis="DOC",
-      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0)")],
+      sources=[doc(COMPAT, "65", "each tag 4.18.0.0–4.22.0.1, its own list (61 at 4.18.0.0–4.18.2.5, 63 at "
+                                 "4.19.0.0–4.20.0.0, 66 at 4.20.1.0, 67 at 4.20.2.0–4.21.0.0)")],
       evidence=["targets.detail.version"],
       remediation="Upgrade vCenter to a vSphere version the CloudStack release supports.")
 def vcenter_version_supported(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -158,7 +162,8 @@ def vmware_esxi_not_esx(view: InventoryView, r: Rule) -> Iterator[Finding]:
 
 
 @rule("kvm-libvirt-minimum", hypervisors={"kvm"}, basis="DOC",
-      sources=[doc("installguide/hypervisor/kvm.rst", "37-39", ALL_TAGS + " (lines 39-41 before 4.22)")],
+      sources=[doc("installguide/hypervisor/kvm.rst", "37-39", ALL_TAGS + " (39-41 at 4.18.0.0–4.20.1.0, "
+                                                                          "39-41 at 4.21.0.0)")],
       evidence=["hosts.libvirt_version", "hosts.hypervisor_version", "hosts.product_name"],
       remediation="Upgrade: CloudStack documents libvirt ≥ 1.2.0 and QEMU/KVM ≥ 1.5.")
 def kvm_libvirt_minimum(view: InventoryView, r: Rule) -> Iterator[Finding]:
@@ -207,12 +212,20 @@ _TARGET = attrgetter("target")
 
 @rule("data-volumes-per-vm", hypervisors=ANY_KIND, basis="CODE",
       sources=[code("server/src/main/java/com/cloud/storage/VolumeApiServiceImpl.java", "getMaxDataVolumesSupported",
-                    "4.18–4.22 (rows: DB upgrade scripts; 6 when unset)")],
-      evidence=["vm_disks.disk_type", "vm_disks.vm_key", "hosts.hypervisor_version", "hosts.raw_json.api_version"],
+                    "4.18–4.22 (rows: DB upgrade scripts; 6 when unset; it takes a UserVmVO and is called "
+                    "only when a volume is attached: CloudStack's user VMs alone)")],
+      evidence=["vms.cs_role", "vm_disks.disk_type", "vm_disks.vm_key", "hosts.hypervisor_version",
+                "hosts.raw_json.api_version"],
       remediation="Detach data disks: CloudStack will not attach more than max_data_volumes_limit to one VM.")
 def data_volumes_per_vm(view: InventoryView, r: Rule) -> Iterator[Finding]:
-    """Data volumes per VM stay within the release's max_data_volumes_limit."""
-    disks = Counter((d.target, d.vm_key) for d in view.vm_disks if d.disk_type in ("disk", None))
+    """Data volumes per CloudStack user VM stay within the release's max_data_volumes_limit.
+
+    CloudStack applies the limit only when it attaches a volume to one of its user VMs; VMs it does not manage
+    (and its routers, system VMs and VMware workers, to which no volume is attached) are not judged.
+    """
+    users = {(v.target, v.key) for v in view.vms if v.cs_role == "user"}
+    disks = Counter(key for d in view.vm_disks
+                    if d.disk_type in ("disk", None) and (key := (d.target, d.vm_key)) in users)
     of_host = {key: view.limits(h.hypervisor, _limits_version(h.hypervisor, h)) for key, h in view.host_by_key.items()}
     # a VM is judged by its host's limits, else (its host not in the scan) by its target's kind's
     kinds = {kind for target in set(map(_TARGET, view.vms)) if (kind := view.kind_of_target(target)) is not None}
@@ -243,8 +256,18 @@ CLUSTER_SIZES = {"kvm": 16, "xenserver": 8, "vmware": 8}
 
 
 @rule("cluster-size", hypervisors=set(CLUSTER_SIZES), basis="DOC",
-      sources=[doc("installguide/configuration.rst", "1038-1040", ALL_TAGS + " (1004-1006 at 4.18.0.0)"),
-               doc("installguide/configuration.rst", "940", ALL_TAGS + " (906 at 4.18.0.0)")],
+      sources=[doc("installguide/configuration.rst", "1038-1040", ALL_TAGS + " (1004-1006 at 4.18.0.0–4.18.1.1, 1013-1015 "
+                                                                             "at 4.18.2.0–4.18.2.5, 1004-1006 at "
+                                                                             "4.19.0.0–4.19.0.2, 1013-1015 at "
+                                                                             "4.19.1.0–4.19.1.3, 1025-1027 at "
+                                                                             "4.19.2.0–4.19.3.0, 1018-1020 at 4.20.0.0, "
+                                                                             "1033-1035 at 4.20.1.0–4.20.2.0, 1045-1047 at "
+                                                                             "4.20.3.0, 1035-1037 at 4.21.0.0)"),
+               doc("installguide/configuration.rst", "940", ALL_TAGS + " (906 at 4.18.0.0–4.18.1.1, 915 at "
+                                                                       "4.18.2.0–4.18.2.5, 906 at 4.19.0.0–4.19.0.2, 915 at "
+                                                                       "4.19.1.0–4.19.1.3, 927 at 4.19.2.0–4.19.3.0, 920 at "
+                                                                       "4.20.0.0, 935 at 4.20.1.0–4.20.2.0, 947 at "
+                                                                       "4.20.3.0, 937 at 4.21.0.0)")],
       evidence=["hosts.cluster_key"],
       remediation="Split the cluster: the documentation says at most 16 KVM hosts, 8 XenServer hosts or 8 vSphere "
                   "hosts per cluster.")
