@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ from inventory import releases
 from inventory.diff import ScanDiff, diff_scans
 from inventory.errors import ConfigError
 from inventory.rulebook import SEVERITIES
+from inventory.rules.storage import used_share
 from inventory.store import Store
 from inventory.view import InventoryView, Setting
 
@@ -235,7 +237,7 @@ def _host_vms(store: Store, scan_id: int) -> list[dict[str, Any]]:
 
 def primary_storage(store: Store, scan_id: int) -> list[dict[str, Any]]:
     """Pools, SRs and datastores of a scan with a known size, ISO libraries and removable media left out."""
-    return store.query("SELECT target, key, name, kind, shared, capacity_bytes, free_bytes FROM storage "
+    return store.query("SELECT target, key, name, kind, shared, capacity_bytes, free_bytes, raw_json FROM storage "
                        "WHERE scan_id = ? AND capacity_bytes > 0 AND free_bytes IS NOT NULL "
                        "AND COALESCE(kind, '') NOT IN ('iso', 'removable') AND COALESCE(content, '') != 'iso' "
                        "ORDER BY rowid", [scan_id])
@@ -245,8 +247,10 @@ def _storage(store: Store, scan_id: int, threshold: float) -> list[dict[str, Any
     """Primary storage, fullest first, each with its used share and whether it is above the threshold."""
     pools = []
     for s in primary_storage(store, scan_id):
-        used = 1 - s["free_bytes"] / s["capacity_bytes"]
-        pools.append({**s, "used_bytes": s["capacity_bytes"] - s["free_bytes"], "used": used, "above": used > threshold})
+        raw = s.pop("raw_json")
+        used = used_share(s["capacity_bytes"], s["free_bytes"], json.loads(raw) if raw else None) or 0.0
+        pools.append({**s, "used_bytes": round(used * s["capacity_bytes"]), "used": used,
+                      "above": used >= threshold - 1e-9})  # CloudStack refuses at >= (as the rule)
     return sorted(pools, key=lambda s: -s["used"])
 
 

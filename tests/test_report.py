@@ -4,6 +4,7 @@ names stay text, and that a real browser (headless Chromium) renders it — with
 from __future__ import annotations
 
 import re
+from typing import Any
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -239,3 +240,20 @@ def test_a_redirect_hides_no_target_reason(tmp_path: Path) -> None:
                              EndpointResult("pool", "https://master", "ok", None, 1.0, 22)])])
     shown = run_tool("show", "--db", str(tmp_path / "r.db"))
     assert why in shown.stdout, shown.stdout
+
+
+def test_the_reports_storage_is_used_as_the_rule_counts_it() -> None:
+    """The report said a KVM pool was 86 % used (capacity − available: root's reserved blocks too) where the rule,
+    as CloudStack's agent, counts the pool's allocation (81 %); and it put a pool at the threshold below it."""
+    from inventory.report import _storage
+
+    class Rows:
+        def query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+            return [{"target": "k", "key": "p", "name": "pool", "kind": "netfs", "shared": 1, "capacity_bytes": 100,
+                     "free_bytes": 14, "raw_json": '{"allocation": 81}'},
+                    {"target": "x", "key": "sr", "name": "sr", "kind": "nfs", "shared": 1, "capacity_bytes": 100,
+                     "free_bytes": 15, "raw_json": None}]
+
+    pools = {p["key"]: p for p in _storage(Rows(), 1, 0.85)}  # type: ignore[arg-type]
+    assert pools["p"]["used"] == 0.81 and pools["p"]["used_bytes"] == 81 and not pools["p"]["above"]
+    assert pools["sr"]["used"] == 0.85 and pools["sr"]["above"]  # CloudStack refuses at >=

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 from inventory.model import Storage
 from inventory.rulebook import ANY_KIND, Finding, InventoryView, Rule, code, doc, rule
@@ -52,6 +53,18 @@ CAPACITY_KEYS = "engine/components-api/src/main/java/com/cloud/capacity/Capacity
 LIBVIRT_STORAGE_ADAPTOR = "plugins/hypervisors/kvm/src/main/java/com/cloud/hypervisor/kvm/storage/LibvirtStorageAdaptor.java"
 
 
+def used_share(capacity: int | None, free: int | None, raw: dict[str, Any] | None) -> float | None:
+    """How full a pool is as CloudStack counts it: on a KVM (libvirt) pool its allocation, as CloudStack's agent
+    reports it (on a filesystem, capacity − available would also count the blocks reserved for root); elsewhere
+    capacity − free. None when it cannot be told. The rule and the report's storage use this one count."""
+    if not capacity:
+        return None
+    allocation = (raw or {}).get("allocation")
+    if isinstance(allocation, int) and not isinstance(allocation, bool):  # a libvirt pool
+        return allocation / capacity
+    return None if free is None else 1 - free / capacity
+
+
 @rule("storage-capacity", hypervisors=ANY_KIND, basis="CODE",
       sources=[code(STORAGE_MANAGER, "checkUsagedSpace (used/total >= threshold: no new volume)", "4.18–4.22"),
                code(CAPACITY_KEYS, "StorageCapacityDisableThreshold (pool.storage.capacity.disablethreshold, 0.85)",
@@ -72,14 +85,10 @@ def storage_capacity(view: InventoryView, r: Rule) -> Iterator[Finding]:
     setting = view.setting("pool.storage.capacity.disablethreshold")
     threshold = float(setting.value)
     for storage in view.storage:
-        if storage.kind in ("iso", "removable") or not storage.capacity_bytes:
+        if storage.kind in ("iso", "removable"):
             continue
-        allocation = (storage.raw_json or {}).get("allocation")
-        if isinstance(allocation, int) and not isinstance(allocation, bool):  # a libvirt pool
-            used = allocation / storage.capacity_bytes
-        elif storage.free_bytes is not None:
-            used = 1 - storage.free_bytes / storage.capacity_bytes
-        else:
+        used = used_share(storage.capacity_bytes, storage.free_bytes, storage.raw_json)
+        if used is None:
             continue
         if used >= threshold - 1e-9:  # CloudStack refuses at >= (float noise aside)
             yield r.finding(storage, f"{storage.name} is {used:.0%} used, at or above {setting.name} "
