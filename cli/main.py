@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,8 @@ from rich.table import Table
 
 import inventory
 from inventory import lifetime
-from cli.literal import LiteralConsole, printable, reader_gone
+from cli.literal import LiteralConsole, reader_gone
+from cli.output import output as _output
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 RECONCILE_FORMATS = ("table", "json", "csv")
@@ -576,59 +576,6 @@ def report(
 def _print_json(value: Any) -> None:
     """JSON for programs on stdout: indented, and ASCII only (names' control and direction characters escaped)."""
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=True, default=str) + "\n")
-
-
-class _TerminalSafe:
-    """What an export writes to a terminal, with control and format characters shown as escapes (as ls does):
-    a name must not drive the operator's terminal. Piped or written to a file, the data goes out as it is."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return int(self.stream.write("\n".join(printable(line) for line in text.split("\n"))))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-@contextmanager
-def _output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Iterator[Any]:
-    """stdout, or a file created owner-only (exports hold the estate's layout) and replaced atomically.
-
-    The content goes to a temporary file beside the destination, renamed over it when complete: a reader
-    (node_exporter, a mail job) sees the old file or the new one, never half of one, and a failed export
-    leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stdout) is
-    written in place.
-    """
-    if path is None:
-        if binary:
-            yield sys.stdout.buffer
-        else:
-            yield _TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
-        return
-    target = Path(os.path.realpath(path))
-    how: str = "wb" if binary else "w"
-    newline = None if binary else ""  # CSV writes its own line ends
-    if target.exists() and not target.is_file():
-        with open(target, how, newline=newline) as handle:
-            yield handle
-        return
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise inventory.ConfigError(f"--output {path}: cannot write beside it in {target.parent} ({exc.strerror})",
-                                    hint="give a file in an existing folder you may write to") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, how, newline=newline) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @app.command()
