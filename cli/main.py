@@ -371,7 +371,7 @@ def reconcile(
         if fmt == "table":
             _render_reconciliation(result)
         else:
-            with _output(output) as handle:
+            with _output(output, database=_db_path(config, db)) as handle:
                 if fmt == "json":
                     handle.write(json.dumps(result.to_dict(), indent=1) + "\n")
                 else:
@@ -510,7 +510,7 @@ def export(
                 raise inventory.ConfigError(f"--format {fmt} writes one table", hint="use --format xlsx for several")
             table = tables[0] if tables else "vms"
             chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-            with _reader(config, db) as store, _output(output) as handle:
+            with _reader(config, db) as store, _output(output, database=_db_path(config, db)) as handle:
                 count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen,
                                                where_timeout=where_timeout)
             _wrote(output, f"{count} {table} rows")
@@ -518,7 +518,7 @@ def export(
 
 def _export_metadata(db_path: Path, output: Path | None) -> None:
     """Datasette's metadata describes the schema: the database itself is not read (Datasette names it by file)."""
-    with _output(output) as handle:
+    with _output(output, database=db_path) as handle:
         handle.write(json.dumps(inventory.datasette_metadata(db_path), indent=1, ensure_ascii=False) + "\n")
     _wrote(output, "Datasette metadata")
 
@@ -527,7 +527,7 @@ def _export_workbook(config: Path | None, db: Path | None, tables: list[str] | N
                      output: Path | None) -> None:
     if output is None:
         raise inventory.ConfigError("an xlsx workbook is a binary file", hint="give --output FILE.xlsx")
-    with _reader(config, db) as store, _output(output, binary=True) as handle:
+    with _reader(config, db) as store, _output(output, database=_db_path(config, db), binary=True) as handle:
         counts = inventory.write_workbook(store, scan_id, tables, handle)
     _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)")
 
@@ -537,7 +537,7 @@ def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, o
     clusters, pools and rules; no host or VM names)."""
     with _reader(config, db) as store:
         text = inventory.metrics_text(store, scan_id)
-    with _output(output, mode=0o644) as handle:
+    with _output(output, database=_db_path(config, db), mode=0o644) as handle:
         handle.write(text)
     _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
 
@@ -568,7 +568,7 @@ def report(
         path = _db_path(config, db)
         with inventory.open_store_readonly(path) as store:
             page = inventory.render_html_report(inventory.audit(store, store.resolve_scan(scan_id)), database=path.name)
-        with _output(output) as handle:
+        with _output(output, database=path) as handle:
             handle.write(page)
         _wrote(output, "the audit report")
 
@@ -646,7 +646,7 @@ def diff(
         if fmt == "table":
             _render_diff(result)
             return
-        with _output(output) as handle:
+        with _output(output, database=_db_path(config, db)) as handle:
             if fmt == "json":
                 handle.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
             else:

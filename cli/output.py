@@ -31,13 +31,14 @@ class TerminalSafe:
 
 
 @contextmanager
-def output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Iterator[Any]:
+def output(path: Path | None, *, database: Path, binary: bool = False,
+           mode: int = 0o600) -> Iterator[Any]:
     """stdout, or a file created owner-only (exports hold the estate's layout) and replaced atomically.
 
     The content goes to a temporary file beside the destination, renamed over it when complete: a reader
     (node_exporter, a mail job) sees the old file or the new one, never half of one, and a failed export
     leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stdout) is
-    written in place.
+    written in place. The ``database`` the output is made from (or a file SQLite keeps beside it) is refused.
     """
     if path is None:
         if binary:
@@ -46,6 +47,7 @@ def output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Ite
             yield TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
         return
     target = Path(os.path.realpath(path))
+    _not_the_database(path, target, database)
     how: str = "wb" if binary else "w"
     newline = None if binary else ""  # CSV writes its own line ends
     if target.exists() and not target.is_file():
@@ -67,3 +69,24 @@ def output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Ite
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+DATABASE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # SQLite's files beside the database, and our lock
+
+
+def _not_the_database(path: Path, target: Path, database: Path) -> None:
+    """Writing the export over the database (or its WAL, shared memory, journal or lock) would lose every scan."""
+    real = Path(os.path.realpath(database))
+    for suffix in ("", *DATABASE_COMPANIONS):
+        companion = real.with_name(real.name + suffix)
+        if target == companion or _same_file(target, companion):
+            what = f"the database {database}" if not suffix else f"the database's {suffix} file ({database}{suffix})"
+            raise inventory.ConfigError(f"--output {path} is {what}: writing it would lose the stored scans",
+                                        hint="give --output another file")
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # either does not exist
+        return False

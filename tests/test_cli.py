@@ -409,3 +409,79 @@ host_timeout = 60
     assert db.execute("SELECT COUNT(*) FROM vms WHERE scan_id = 2 AND target = 'td'").fetchone() == (40,)
     # views keep showing the last scan that completed, not the interrupted one
     assert db.execute("SELECT DISTINCT scan_id FROM latest_vms").fetchall() == [(1,)]
+
+
+def _two_scans(tmp_path: Path) -> str:
+    db = _imported(tmp_path)
+    run_tool("import", "recorded", str(tmp_path / "rec"), "--db", db)
+    return db
+
+
+OUTPUT_COMMANDS = [["export", "--format", "csv"], ["export", "--format", "json"], ["export", "--format", "ndjson"],
+                   ["export", "--format", "xlsx"], ["export", "--format", "prometheus"],
+                   ["export", "--format", "datasette-metadata"], ["report"], ["diff", "--format", "csv"],
+                   ["reconcile", "--format", "json"]]
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock", " (a symlink)"])
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS[:1] + OUTPUT_COMMANDS[3:5] + OUTPUT_COMMANDS[6:8])
+def test_output_naming_the_database_is_refused_and_the_database_kept(tmp_path: Path, command: list[str],
+                                                                    suffix: str) -> None:
+    """`export -o inv.db` replaced the database with a CSV: every scan lost, exit 0."""
+    db = _two_scans(tmp_path)
+    before = Path(db).read_bytes()
+    target = db + suffix
+    if suffix == " (a symlink)":
+        target = str(tmp_path / "link.csv")
+        Path(target).symlink_to(db)
+    done = run_tool(*command, "--db", db, "--output", target)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: --output {target} is the database"), done.stderr
+    assert len(done.stderr.splitlines()) <= 2 and Path(db).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("where", ["folder", ""])
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
+def test_output_that_is_a_folder_is_a_usage_error(tmp_path: Path, command: list[str], where: str) -> None:
+    db = _two_scans(tmp_path)
+    (tmp_path / "folder").mkdir()
+    done = subprocess.run([str(TOOL), *command, "--db", db, "--output", where and str(tmp_path / where)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and "internal error" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: --output ") and "is a folder" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) <= 2
+
+
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
+def test_a_write_that_fails_is_a_one_line_error_naming_the_file(tmp_path: Path, command: list[str]) -> None:
+    db = _two_scans(tmp_path)
+    done = run_tool(*command, "--db", db, "--output", "/dev/full")
+    assert done.returncode == 2 and done.stderr.startswith("error: cannot write /dev/full: "), done.stderr
+    assert "internal error" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in OUTPUT_COMMANDS if "xlsx" not in c])
+def test_standard_output_that_cannot_be_written_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    db = _two_scans(tmp_path)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(TOOL), *command, "--db", db], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: cannot write standard output: "), done.stderr
+    assert "internal error" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+
+
+def test_a_file_size_limit_on_the_output_keeps_the_old_file(tmp_path: Path) -> None:
+    import resource
+    db = _two_scans(tmp_path)
+    old = tmp_path / "vms.json"
+    old.write_text("the old export\n")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = subprocess.run([str(TOOL), "export", "--format", "json", "--db", db, "--output", str(old)],
+                          capture_output=True, text=True, timeout=60, preexec_fn=limited)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: cannot write {old}: "), done.stderr
+    assert old.read_text() == "the old export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
