@@ -47,6 +47,9 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
             yield TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
         return
     target = Path(os.path.realpath(path))
+    if target.is_dir():  # `-o ""` is the current folder
+        raise inventory.ConfigError(f"--output {path} is a folder, not a file", hint="give a file name, e.g. "
+                                    f"{Path(path, 'export.csv')}")
     _not_the_database(path, target, database)
     how: str = "wb" if binary else "w"
     newline = None if binary else ""  # CSV writes its own line ends

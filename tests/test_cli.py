@@ -419,8 +419,7 @@ def _two_scans(tmp_path: Path) -> str:
 
 OUTPUT_COMMANDS = [["export", "--format", "csv"], ["export", "--format", "json"], ["export", "--format", "ndjson"],
                    ["export", "--format", "xlsx"], ["export", "--format", "prometheus"],
-                   ["export", "--format", "datasette-metadata"], ["report"], ["diff", "--format", "csv"],
-                   ["reconcile", "--format", "json"]]
+                   ["export", "--format", "datasette-metadata"], ["report"], ["diff", "--format", "csv"]]
 
 
 @pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock", " (a symlink)"])
