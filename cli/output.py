@@ -41,10 +41,12 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
     written in place. The ``database`` the output is made from (or a file SQLite keeps beside it) is refused.
     """
     if path is None:
-        if binary:
-            yield sys.stdout.buffer
-        else:
-            yield TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
+        with _written("standard output", "some of it may have been written"):
+            if binary:
+                yield sys.stdout.buffer
+            else:
+                yield TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
+            sys.stdout.flush()  # an error is said now, not lost at exit
         return
     target = Path(os.path.realpath(path))
     if target.is_dir():  # `-o ""` is the current folder
@@ -54,7 +56,7 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
     how: str = "wb" if binary else "w"
     newline = None if binary else ""  # CSV writes its own line ends
     if target.exists() and not target.is_file():
-        with open(target, how, newline=newline) as handle:
+        with _written(str(path), "some of it may have been written"), open(target, how, newline=newline) as handle:
             yield handle
         return
     try:
@@ -62,13 +64,15 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
     except OSError as exc:
         raise inventory.ConfigError(f"--output {path}: cannot write beside it in {target.parent} ({exc.strerror})",
                                     hint="give a file in an existing folder you may write to") from None
+    kept = "the old file is as it was" if target.exists() else "nothing was written"
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, how, newline=newline) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        with _written(str(path), kept):
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, how, newline=newline) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -93,3 +97,17 @@ def _same_file(one: Path, other: Path) -> bool:
         return os.path.samefile(one, other)
     except OSError:  # either does not exist
         return False
+
+
+@contextmanager
+def _written(what: str, done: str) -> Iterator[None]:
+    """Writes to ``what``: a full disk, a file-size limit or an I/O error is a one-line error that says what became
+    of the output (``done``), as ``store.writing`` does for the database; a reader that went away is not one."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise inventory.OutputError(f"cannot write {what}: {exc.strerror or exc}; {done}",
+                                    hint="is the disk full, or a file-size limit set? free some space and run again"
+                                    ) from None

@@ -10,6 +10,7 @@ format cannot hold, are written as ``\\xNN``. Booleans are TRUE/FALSE, sizes sta
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -51,8 +52,23 @@ def write_workbook(store: Store, scan_id: int | None, tables: Sequence[str] | No
                               hint=f"export it as CSV: --table {table} --format csv")
         _sheet(book.create_sheet(table), table, columns, rows)
         counts[table] = len(rows)
-    book.save(out)
+    _save(book, out)
     return counts
+
+
+def _save(book: Any, out: IO[bytes]) -> None:
+    """``Workbook.save``, with the zip archive closed when writing fails (a full disk): left open, it is closed
+    when collected, after ``out`` is, and that prints a traceback beside the one-line error."""
+    from zipfile import ZIP_DEFLATED, ZipFile
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    archive = ZipFile(out, "w", ZIP_DEFLATED, allowZip64=True)
+    try:
+        ExcelWriter(book, archive).save()  # closes the archive when done
+    finally:
+        with suppress(OSError, ValueError):  # what failed is said by the caller
+            archive.close()
 
 
 def _sheet(sheet: WriteOnlyWorksheet, table: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
