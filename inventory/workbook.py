@@ -3,8 +3,9 @@
 Each sheet has the table's columns as a header row (frozen, with an auto-filter) and widths fitted to
 what the columns hold; ``raw_json`` stays out (the columns carry what a sheet needs, and a cell holds at
 most 32,767 characters). Text a spreadsheet would evaluate gets the same leading apostrophe as in CSV
-(``export.spreadsheet_safe``), text is always stored as text, and control characters, which the xlsx
-format cannot hold, are written as ``\\xNN``. Booleans are TRUE/FALSE, sizes stay numbers (bytes).
+(``export.spreadsheet_safe``), text is always stored as text, and the characters the xlsx format (XML 1.0)
+cannot hold (control characters, lone surrogates, U+FFFE and U+FFFF) are written as ``\\xNN`` or ``\\uNNNN``.
+Booleans are TRUE/FALSE, sizes stay numbers (bytes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from inventory import schema
 from inventory.errors import ConfigError
 from inventory.export import spreadsheet_safe
+from inventory.normalise import shown_escape
 from inventory.store import Store
 
 if TYPE_CHECKING:  # openpyxl is imported when a workbook is written: every other command starts faster without it
@@ -26,7 +28,8 @@ LEFT_OUT = {"raw_json"}
 MAX_ROWS = 1_048_575  # a sheet's rows, less the header
 MAX_CELL = 32_767
 WIDTH_SAMPLE = 1000  # rows looked at to size the columns
-ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what XML 1.0 (and so xlsx) cannot hold, as openpyxl says
+# what XML 1.0 (and so xlsx) cannot hold: C0 controls but tab, LF and CR; lone surrogates; U+FFFE and U+FFFF
+ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def sheet_columns(table: str) -> list[str]:
@@ -95,7 +98,7 @@ def _value(value: Any, is_bool: bool) -> Any:
     if is_bool:
         return bool(value)
     if isinstance(value, str):
-        value = ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", spreadsheet_safe(value))
+        value = ILLEGAL.sub(lambda m: shown_escape(m.group()), spreadsheet_safe(value))
         return value if len(value) <= MAX_CELL else value[:MAX_CELL - 1] + "…"
     return value
 

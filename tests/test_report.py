@@ -239,3 +239,15 @@ def test_a_redirect_hides_no_target_reason(tmp_path: Path) -> None:
                              EndpointResult("pool", "https://master", "ok", None, 1.0, 22)])])
     shown = run_tool("show", "--db", str(tmp_path / "r.db"))
     assert why in shown.stdout, shown.stdout
+
+
+def test_noncharacters_in_a_name_are_shown_escaped(tmp_path: Path, lab_like: Path) -> None:
+    """U+FFFE and U+FFFF are noncharacters (a parse error in HTML): shown as the other unshown characters are."""
+    import sqlite3
+    db = tmp_path / "copy.db"
+    shutil.copy(lab_like, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE vms SET name = name || ? WHERE name LIKE 'bell%'", ["\ufffe\uffff"])
+    page = render(db)
+    assert "bell\\x07vm\\u202egnp.exe\\u200b\\x85\\ufffe\\uffff" in page
+    assert not {"\ufffe", "\uffff"} & set(page)
