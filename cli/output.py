@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from cli.literal import printable
 
 __all__ = ["TerminalSafe", "output"]
 
+_LINE_END = re.compile(r"(\r\n|\n)")
+
 
 class TerminalSafe:
     """What an export writes to a terminal, with control and format characters shown as escapes (as ls does):
@@ -24,7 +27,9 @@ class TerminalSafe:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        return int(self.stream.write("\n".join(printable(line) for line in text.split("\n"))))
+        # the line ends (CSV's CRLF, JSON's LF) stay line ends; a CR anywhere else is shown as \x0d
+        return int(self.stream.write("".join(part if part in ("\r\n", "\n") else printable(part)
+                                             for part in _LINE_END.split(text))))
 
     def flush(self) -> None:
         self.stream.flush()
