@@ -47,6 +47,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
     help="Config file (TOML). Default: ./cs-inventory.toml.", show_default=False)]
 DbOpt = Annotated[Optional[Path], typer.Option(
     "--db", envvar="CS_INVENTORY_DB", help="Database file; overrides [database] path.", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print nothing on success (for cron); errors are still printed.")]
 ScanOpt = Annotated[Optional[int], typer.Option(
     "--scan", help="Scan id; default: the latest scan that is ok or partial (a failed scan only by its id).")]
 
@@ -486,6 +488,7 @@ def export(
         "--columns", help="Comma-separated columns to export, in that order.")] = None,
     where_timeout: Annotated[float, typer.Option(
         "--where-timeout", help="Seconds a --where condition may run before it is stopped.")] = 30.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Export a scan: one table as CSV, JSON (array of objects) or NDJSON, keys being column names; a workbook
     (xlsx, a sheet per table); Prometheus metrics (node_exporter's textfile format); or Datasette's metadata.json.
@@ -500,11 +503,11 @@ def export(
         if fmt in ("prometheus", "datasette-metadata") and tables:
             raise inventory.ConfigError(f"--table does not apply to --format {fmt}: it covers the whole database")
         if fmt == "datasette-metadata":
-            _export_metadata(_db_path(config, db), output)
+            _export_metadata(_db_path(config, db), output, quiet)
         elif fmt == "xlsx":
-            _export_workbook(config, db, tables, scan_id, output)
+            _export_workbook(config, db, tables, scan_id, output, quiet)
         elif fmt == "prometheus":
-            _export_metrics(config, db, scan_id, output)
+            _export_metrics(config, db, scan_id, output, quiet)
         else:
             if tables and len(tables) > 1:
                 raise inventory.ConfigError(f"--format {fmt} writes one table", hint="use --format xlsx for several")
@@ -513,37 +516,38 @@ def export(
             with _reader(config, db) as store, _output(output, database=_db_path(config, db)) as handle:
                 count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen,
                                                where_timeout=where_timeout)
-            _wrote(output, f"{count} {table} rows")
+            _wrote(output, f"{count} {table} rows", quiet)
 
 
-def _export_metadata(db_path: Path, output: Path | None) -> None:
+def _export_metadata(db_path: Path, output: Path | None, quiet: bool) -> None:
     """Datasette's metadata describes the schema: the database itself is not read (Datasette names it by file)."""
     with _output(output, database=db_path) as handle:
         handle.write(json.dumps(inventory.datasette_metadata(db_path), indent=1, ensure_ascii=False) + "\n")
-    _wrote(output, "Datasette metadata")
+    _wrote(output, "Datasette metadata", quiet)
 
 
 def _export_workbook(config: Path | None, db: Path | None, tables: list[str] | None, scan_id: int | None,
-                     output: Path | None) -> None:
+                     output: Path | None, quiet: bool) -> None:
     if output is None:
         raise inventory.ConfigError("an xlsx workbook is a binary file", hint="give --output FILE.xlsx")
     with _reader(config, db) as store, _output(output, database=_db_path(config, db), binary=True) as handle:
         counts = inventory.write_workbook(store, scan_id, tables, handle)
-    _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)")
+    _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)", quiet)
 
 
-def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, output: Path | None) -> None:
+def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, output: Path | None,
+                    quiet: bool) -> None:
     """node_exporter reads the file as its own user: it is made readable by all (counts and names of targets,
     clusters, pools and rules; no host or VM names)."""
     with _reader(config, db) as store:
         text = inventory.metrics_text(store, scan_id)
     with _output(output, database=_db_path(config, db), mode=0o644) as handle:
         handle.write(text)
-    _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
+    _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples", quiet)
 
 
-def _wrote(output: Path | None, what: str) -> None:
-    if output is not None:
+def _wrote(output: Path | None, what: str, quiet: bool) -> None:
+    if output is not None and not quiet:
         err.print(f"wrote {what} to {output}", markup=False)
 
 
@@ -555,6 +559,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", "-f", help="html (the only format so far).")] = "html",
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write the audit report of a scan (latest by default) as one self-contained HTML page, for a mail.
 
@@ -570,7 +575,7 @@ def report(
             page = inventory.render_html_report(inventory.audit(store, store.resolve_scan(scan_id)), database=path.name)
         with _output(output, database=path) as handle:
             handle.write(page)
-        _wrote(output, "the audit report")
+        _wrote(output, "the audit report", quiet)
 
 
 def _print_json(value: Any) -> None:
@@ -611,12 +616,15 @@ def prune(
         "--older-than", help="Delete scans older than e.g. 30d, 12h, 2w.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")] = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a running scan.")] = 60.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Delete old scans and reclaim the space. The latest complete scan is never deleted."""
     with error_boundary():
         path = _existing(_db_path(config, db))
         with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:
             result = inventory.prune(store, keep=keep, older_than=older_than, dry_run=dry_run)
+        if quiet:
+            return
         verb = "would remove" if dry_run else "removed"
         out.print(f"{verb} {len(result.removed)} scans {result.removed or ''}; kept {len(result.kept)}"
                   f" (always kept: {result.protected}); database {result.bytes_before / 2**20:.1f} MiB → "

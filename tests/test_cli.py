@@ -484,3 +484,32 @@ def test_a_file_size_limit_on_the_output_keeps_the_old_file(tmp_path: Path) -> N
     assert done.returncode == 2 and done.stderr.startswith(f"error: cannot write {old}: "), done.stderr
     assert old.read_text() == "the old export\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "prometheus", "--output", "{out}"],
+                                     ["export", "--format", "xlsx", "--output", "{out}"],
+                                     ["export", "--format", "csv", "--output", "{out}"],
+                                     ["report", "--output", "{out}"], ["prune", "--older-than", "90d"]])
+def test_quiet_prints_nothing_on_success_and_errors_still(tmp_path: Path, command: list[str]) -> None:
+    """Cron mails whatever a job prints: the documented cron lines must print nothing when all is well."""
+    db = _imported(tmp_path)
+    args = [a.replace("{out}", str(tmp_path / "out")) for a in command]
+    done = run_tool(*args, "--quiet", "--db", db)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stdout + done.stderr
+    failed = run_tool(*args, "--quiet", "--db", str(tmp_path / "none.db"))
+    assert failed.returncode == 2 and failed.stderr.startswith("error: "), failed.stderr
+
+
+def test_the_documented_cron_lines_are_quiet() -> None:
+    from tests.conftest import ROOT
+    for page in ("usage.md", "reports.md"):
+        text = (ROOT / "docs" / page).read_text()
+        blocks = [part for part in text.split("```")[1::2]  # what cron runs: its lines and the script it mails with
+                  if part.startswith("cron\n") or part.startswith("sh\n") and "sendmail" in part]
+        for line in "\n".join(blocks).splitlines():
+            if line.startswith("#"):
+                continue
+            for command in line.split("cs-inventory ")[1:]:
+                words = command.split(";")[0].split("&&")[0].split()
+                if {"scan", "export", "report", "prune"} & set(words):
+                    assert "--quiet" in words, (page, command)
