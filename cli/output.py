@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import inventory
@@ -71,7 +74,7 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
                                     hint="give a file in an existing folder you may write to") from None
     kept = "the old file is as it was" if target.exists() else "nothing was written"
     try:
-        with _written(str(path), kept):
+        with _written(str(path), kept), _removed_when_terminated(path, Path(temporary), kept):
             os.fchmod(fd, mode)
             with os.fdopen(fd, how, newline=newline) as handle:
                 yield handle
@@ -116,3 +119,28 @@ def _written(what: str, done: str) -> Iterator[None]:
         raise inventory.OutputError(f"cannot write {what}: {exc.strerror or exc}; {done}",
                                     hint="is the disk full, or a file-size limit set? free some space and run again"
                                     ) from None
+
+
+@contextmanager
+def _removed_when_terminated(path: Path, temporary: Path, kept: str) -> Iterator[None]:
+    """SIGTERM (cron's, systemd's stop) while the output is written removes the temporary file, says so, and ends
+    the process as SIGTERM ends it. Ctrl-C needs nothing: Python raises KeyboardInterrupt and ``output`` cleans up.
+    (scan turns SIGTERM into an exception instead, ``inventory.scan``: it has a scan to store; here, raised in
+    SQLite's progress handler during a slow --where, an exception would be taken for the query's own error.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, _frame: FrameType | None) -> None:
+        temporary.unlink(missing_ok=True)
+        sys.stderr.write(f"error: terminated by {signal.Signals(signum).name}: {printable(str(path))} was not written; "
+                         f"{kept}\n")
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -513,3 +513,24 @@ def test_the_documented_cron_lines_are_quiet() -> None:
                 words = command.split(";")[0].split("&&")[0].split()
                 if {"scan", "export", "report", "prune"} & set(words):
                     assert "--quiet" in words, (page, command)
+
+
+def test_sigterm_while_writing_an_output_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """cron's or systemd's SIGTERM mid-export left `.vms.csv.xxxx.tmp` beside the export, run after run."""
+    db = _imported(tmp_path)
+    old = tmp_path / "vms.csv"
+    old.write_text("the old export\n")
+    slow = ("(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
+            "SELECT COUNT(*) FROM c) > 0")
+    process = subprocess.Popen([str(TOOL), "export", "--db", db, "--where", slow, "--output", str(old)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGTERM, stderr  # ended as SIGTERM ends a process
+    assert "internal error" not in stderr and f"{old} was not written" in stderr, stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert old.read_text() == "the old export\n"
