@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,8 @@ from rich.table import Table
 
 import inventory
 from inventory import lifetime
-from cli.literal import LiteralConsole, printable, reader_gone
+from cli.literal import LiteralConsole, reader_gone
+from cli.output import output as _output
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 RECONCILE_FORMATS = ("table", "json", "csv")
@@ -47,6 +47,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
     help="Config file (TOML). Default: ./cs-inventory.toml.", show_default=False)]
 DbOpt = Annotated[Optional[Path], typer.Option(
     "--db", envvar="CS_INVENTORY_DB", help="Database file; overrides [database] path.", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print nothing on success (for cron); errors are still printed.")]
 ScanOpt = Annotated[Optional[int], typer.Option(
     "--scan", help="Scan id; default: the latest scan that is ok or partial (a failed scan only by its id).")]
 
@@ -371,7 +373,7 @@ def reconcile(
         if fmt == "table":
             _render_reconciliation(result)
         else:
-            with _output(output) as handle:
+            with _output(output, database=_db_path(config, db)) as handle:
                 if fmt == "json":
                     handle.write(json.dumps(result.to_dict(), indent=1) + "\n")
                 else:
@@ -486,6 +488,7 @@ def export(
         "--columns", help="Comma-separated columns to export, in that order.")] = None,
     where_timeout: Annotated[float, typer.Option(
         "--where-timeout", help="Seconds a --where condition may run before it is stopped.")] = 30.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Export a scan: one table as CSV, JSON (array of objects) or NDJSON, keys being column names; a workbook
     (xlsx, a sheet per table); Prometheus metrics (node_exporter's textfile format); or Datasette's metadata.json.
@@ -500,50 +503,51 @@ def export(
         if fmt in ("prometheus", "datasette-metadata") and tables:
             raise inventory.ConfigError(f"--table does not apply to --format {fmt}: it covers the whole database")
         if fmt == "datasette-metadata":
-            _export_metadata(_db_path(config, db), output)
+            _export_metadata(_db_path(config, db), output, quiet)
         elif fmt == "xlsx":
-            _export_workbook(config, db, tables, scan_id, output)
+            _export_workbook(config, db, tables, scan_id, output, quiet)
         elif fmt == "prometheus":
-            _export_metrics(config, db, scan_id, output)
+            _export_metrics(config, db, scan_id, output, quiet)
         else:
             if tables and len(tables) > 1:
                 raise inventory.ConfigError(f"--format {fmt} writes one table", hint="use --format xlsx for several")
             table = tables[0] if tables else "vms"
             chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-            with _reader(config, db) as store, _output(output) as handle:
+            with _reader(config, db) as store, _output(output, database=_db_path(config, db)) as handle:
                 count = inventory.export_table(store, table, scan_id, fmt, handle, where=where, columns=chosen,
                                                where_timeout=where_timeout)
-            _wrote(output, f"{count} {table} rows")
+            _wrote(output, f"{count} {table} rows", quiet)
 
 
-def _export_metadata(db_path: Path, output: Path | None) -> None:
+def _export_metadata(db_path: Path, output: Path | None, quiet: bool) -> None:
     """Datasette's metadata describes the schema: the database itself is not read (Datasette names it by file)."""
-    with _output(output) as handle:
+    with _output(output, database=db_path) as handle:
         handle.write(json.dumps(inventory.datasette_metadata(db_path), indent=1, ensure_ascii=False) + "\n")
-    _wrote(output, "Datasette metadata")
+    _wrote(output, "Datasette metadata", quiet)
 
 
 def _export_workbook(config: Path | None, db: Path | None, tables: list[str] | None, scan_id: int | None,
-                     output: Path | None) -> None:
+                     output: Path | None, quiet: bool) -> None:
     if output is None:
         raise inventory.ConfigError("an xlsx workbook is a binary file", hint="give --output FILE.xlsx")
-    with _reader(config, db) as store, _output(output, binary=True) as handle:
+    with _reader(config, db) as store, _output(output, database=_db_path(config, db), binary=True) as handle:
         counts = inventory.write_workbook(store, scan_id, tables, handle)
-    _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)")
+    _wrote(output, f"{len(counts)} sheets ({sum(counts.values())} rows)", quiet)
 
 
-def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, output: Path | None) -> None:
+def _export_metrics(config: Path | None, db: Path | None, scan_id: int | None, output: Path | None,
+                    quiet: bool) -> None:
     """node_exporter reads the file as its own user: it is made readable by all (counts and names of targets,
     clusters, pools and rules; no host or VM names)."""
     with _reader(config, db) as store:
         text = inventory.metrics_text(store, scan_id)
-    with _output(output, mode=0o644) as handle:
+    with _output(output, database=_db_path(config, db), mode=0o644) as handle:
         handle.write(text)
-    _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples")
+    _wrote(output, f"{sum(1 for line in text.splitlines() if not line.startswith('#'))} samples", quiet)
 
 
-def _wrote(output: Path | None, what: str) -> None:
-    if output is not None:
+def _wrote(output: Path | None, what: str, quiet: bool) -> None:
+    if output is not None and not quiet:
         err.print(f"wrote {what} to {output}", markup=False)
 
 
@@ -555,6 +559,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", "-f", help="html (the only format so far).")] = "html",
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write the audit report of a scan (latest by default) as one self-contained HTML page, for a mail.
 
@@ -568,67 +573,14 @@ def report(
         path = _db_path(config, db)
         with inventory.open_store_readonly(path) as store:
             page = inventory.render_html_report(inventory.audit(store, store.resolve_scan(scan_id)), database=path.name)
-        with _output(output) as handle:
+        with _output(output, database=path) as handle:
             handle.write(page)
-        _wrote(output, "the audit report")
+        _wrote(output, "the audit report", quiet)
 
 
 def _print_json(value: Any) -> None:
     """JSON for programs on stdout: indented, and ASCII only (names' control and direction characters escaped)."""
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=True, default=str) + "\n")
-
-
-class _TerminalSafe:
-    """What an export writes to a terminal, with control and format characters shown as escapes (as ls does):
-    a name must not drive the operator's terminal. Piped or written to a file, the data goes out as it is."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return int(self.stream.write("\n".join(printable(line) for line in text.split("\n"))))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-@contextmanager
-def _output(path: Path | None, *, binary: bool = False, mode: int = 0o600) -> Iterator[Any]:
-    """stdout, or a file created owner-only (exports hold the estate's layout) and replaced atomically.
-
-    The content goes to a temporary file beside the destination, renamed over it when complete: a reader
-    (node_exporter, a mail job) sees the old file or the new one, never half of one, and a failed export
-    leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stdout) is
-    written in place.
-    """
-    if path is None:
-        if binary:
-            yield sys.stdout.buffer
-        else:
-            yield _TerminalSafe(sys.stdout) if sys.stdout.isatty() else sys.stdout
-        return
-    target = Path(os.path.realpath(path))
-    how: str = "wb" if binary else "w"
-    newline = None if binary else ""  # CSV writes its own line ends
-    if target.exists() and not target.is_file():
-        with open(target, how, newline=newline) as handle:
-            yield handle
-        return
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise inventory.ConfigError(f"--output {path}: cannot write beside it in {target.parent} ({exc.strerror})",
-                                    hint="give a file in an existing folder you may write to") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, how, newline=newline) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @app.command()
@@ -666,12 +618,15 @@ def prune(
         "--older-than", help="Delete scans older than e.g. 30d, 12h, 2w.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")] = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a running scan.")] = 60.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Delete old scans and reclaim the space. The latest complete scan is never deleted."""
     with error_boundary():
         path = _existing(_db_path(config, db))
         with inventory.writer_lock(path, lock_timeout), inventory.open_store(path) as store:
             result = inventory.prune(store, keep=keep, older_than=older_than, dry_run=dry_run)
+        if quiet:
+            return
         verb = "would remove" if dry_run else "removed"
         out.print(f"{verb} {len(result.removed)} scans {result.removed or ''}; kept {len(result.kept)}"
                   f" (always kept: {result.protected}); database {result.bytes_before / 2**20:.1f} MiB → "
@@ -701,7 +656,7 @@ def diff(
         if fmt == "table":
             _render_diff(result)
             return
-        with _output(output) as handle:
+        with _output(output, database=_db_path(config, db)) as handle:
             if fmt == "json":
                 handle.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
             else:

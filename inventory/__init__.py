@@ -11,7 +11,7 @@ from inventory.config import DEFAULT_CONFIG, Config
 from inventory.model import Secret
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, HostKeyRejected, InventoryError,
-    NotPoolMaster, ScanInterrupted, StoreError, TimedOut, TlsRejected,
+    NotPoolMaster, OutputError, ScanInterrupted, StoreError, TimedOut, TlsRejected,
 )
 from inventory.diff import ROW_COLUMNS as DIFF_COLUMNS
 from inventory.diff import ScanDiff, diff_scans
@@ -42,7 +42,7 @@ from inventory.version import TOOL_VERSION
 __all__ = [
     "DEFAULT_CONFIG", "EXPORTABLE_TABLES", "FORMATS", "ROLES", "SCHEMA_VERSION", "TOOL_VERSION",
     "ApiError", "AuthFailed", "CollectorError", "Config", "ConfigError", "ConnectFailed", "HostKeyRejected",
-    "InventoryError", "NotPoolMaster", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
+    "InventoryError", "NotPoolMaster", "OutputError", "ScanInterrupted", "ScanResult", "Secret", "Store", "StoreError",
     "TimedOut", "TlsRejected",
     "DIFF_COLUMNS", "DatabaseBusy", "PruneResult", "ScanDiff", "RECONCILE_COLUMNS", "Reconciliation", "reconcile",
     "BASES", "SEVERITIES", "CheckSettings", "Finding", "Rule", "by_target_and_cluster", "exit_code_for", "explain_rule",

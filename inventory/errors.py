@@ -30,6 +30,10 @@ class StoreError(InventoryError):
     """The database cannot be opened, is not ours, or has no such scan."""
 
 
+class OutputError(InventoryError):
+    """An export or report could not be written (a full disk, a file-size limit, an I/O error); exit code 2."""
+
+
 class CollectorError(InventoryError):
     """A target (or one host of it) could not be read."""
 

@@ -157,11 +157,19 @@ def _estate(store: Store, scan_id: int) -> list[Family]:
 def _findings(store: Store, scan_id: int) -> list[Family]:
     findings = Family("findings", "Findings of the CloudStack requirement checks per rule and severity, one per object "
                                   "found (0 for each rule at its severity when it found nothing).")
-    for r in select_rules():
-        if r.basis != "DIFF":  # reconciliation differences are their own family, below
-            findings.add(0, rule=r.id, severity=r.severity)
     differences = Family("reconciliation_differences", "Differences between CloudStack's view and the hypervisors' "
-                                                       "per kind (reconcile-* findings); none when not compared.")
+                                                       "per kind (reconcile-* findings): 0 for each kind when compared "
+                                                       "and none found; no series when not compared (no CloudStack "
+                                                       "API target read ok).")
+    # compared: CloudStack's API was read in this scan (as ``InventoryView.has_cloudstack_view`` says it)
+    compared = store.query("SELECT 1 FROM targets WHERE scan_id = ? AND hypervisor = 'cloudstack_api' AND status = 'ok' "
+                           "LIMIT 1", [scan_id])
+    for r in select_rules():
+        if r.id.startswith(RECONCILE_PREFIX):  # reconciliation differences are their own family
+            if compared:
+                differences.add(0, kind=r.id.removeprefix(RECONCILE_PREFIX))
+        else:
+            findings.add(0, rule=r.id, severity=r.severity)
     kinds: dict[str, int] = defaultdict(int)
     for f in store.query("SELECT rule_id, severity, COUNT(*) AS n FROM finding_objects WHERE scan_id = ? "
                          "GROUP BY 1, 2", [scan_id]):

@@ -199,7 +199,7 @@ def bare_host(key: str, host: str, example: str) -> None:
 
 
 # what no name is shown as: controls, format characters (bidi overrides, zero-width), line and paragraph separators,
-# lone surrogates
+# lone surrogates (and noncharacters, ``_noncharacter``)
 UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
@@ -216,4 +216,12 @@ def printable(value: object, escape: Callable[[str], str] = shown_escape) -> str
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(escape(char) if unicodedata.category(char) in UNSHOWN else char for char in text)
+    return "".join(escape(char) if unicodedata.category(char) in UNSHOWN or _noncharacter(char) else char
+                   for char in text)
+
+
+def _noncharacter(char: str) -> bool:
+    """U+FDD0..U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, …): never text, a parse error
+    in HTML, and U+FFFE/U+FFFF are not XML characters."""
+    code = ord(char)
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE

@@ -22,8 +22,10 @@ QUERIES: tuple[Query, ...] = (
           "GROUP BY h.key ORDER BY vms DESC"),
     Query("unmanaged-vms", "VMs on CloudStack hosts that CloudStack does not manage",
           "SELECT target, host_key, name, power_state FROM latest_vms WHERE cs_role = 'unmanaged'"),
-    Query("agent-not-running", "hosts whose agent is not running",
-          "SELECT name, agent_state, agent_version FROM latest_hosts WHERE agent_state IS NOT 'active'"),
+    Query("agent-not-running", "KVM hosts whose cloudstack-agent was read and is not running (agent_state NULL: not "
+                               "read; XenServer and VMware run no agent)",
+          "SELECT target, name, agent_state, agent_version FROM latest_hosts\n"
+          "WHERE hypervisor = 'kvm' AND agent_state IS NOT NULL AND agent_state <> 'active'"),
     Query("storage-above-85-percent", "primary storage more than 85 % full",
           "SELECT target, name, kind, ROUND(100.0 * (capacity_bytes - free_bytes) / capacity_bytes, 1) AS used_pct\n"
           "FROM latest_storage WHERE capacity_bytes > 0 AND free_bytes < 0.15 * capacity_bytes ORDER BY used_pct DESC"),

@@ -123,7 +123,8 @@ TABLES: tuple[Table, ...] = (
         _c("libvirt_version", str, "libvirt version (KVM)."),
         _c("agent_version", str, "cloudstack-agent package version; NULL if not installed or unknown."),
         _c("agent_state", str,
-           "cloudstack-agent service state: active, inactive, failed, not-installed; NULL unknown."),
+           "cloudstack-agent service state: active, inactive, failed, not-installed; NULL not read (KVM without SSH "
+           "facts) or no agent (XenServer, VMware)."),
         _c("agent_zone", str, "agent.properties `zone`."),
         _c("agent_pod", str, "agent.properties `pod`."),
         _c("agent_cluster", str, "agent.properties `cluster`."),

@@ -231,10 +231,12 @@ class Store:
         sql = f"SELECT {', '.join(columns)} FROM {table_name} WHERE {scan_filter}"
         if where:
             sql += f" AND ({where})"
-        return self._bounded_rows(sql + " ORDER BY rowid", [scan_id], where, time_limit_s)
+        rows = self._bounded_rows(sql + " ORDER BY rowid", [scan_id], where, time_limit_s)
+        next(rows)  # the statement runs now: a condition that cannot is said before a caller writes anything
+        return rows  # type: ignore[return-value]  # the None it first yields is taken
 
     def _bounded_rows(self, sql: str, params: list[Any], where: str | None,
-                      time_limit_s: float) -> Iterator[dict[str, Any]]:
+                      time_limit_s: float) -> Iterator[dict[str, Any] | None]:
         conn = self.db.conn
         deadline = time.monotonic() + time_limit_s
         length = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
@@ -244,6 +246,7 @@ class Store:
         try:
             cursor = conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
+            yield None  # prepared and run: ``select`` takes this, the caller the rows
             for row in cursor:
                 yield dict(zip(names, row, strict=True))
         except sqlite3.Error as exc:

@@ -3,19 +3,22 @@
 Each sheet has the table's columns as a header row (frozen, with an auto-filter) and widths fitted to
 what the columns hold; ``raw_json`` stays out (the columns carry what a sheet needs, and a cell holds at
 most 32,767 characters). Text a spreadsheet would evaluate gets the same leading apostrophe as in CSV
-(``export.spreadsheet_safe``), text is always stored as text, and control characters, which the xlsx
-format cannot hold, are written as ``\\xNN``. Booleans are TRUE/FALSE, sizes stay numbers (bytes).
+(``export.spreadsheet_safe``), text is always stored as text, and the characters the xlsx format (XML 1.0)
+cannot hold (control characters, lone surrogates, U+FFFE and U+FFFF) are written as ``\\xNN`` or ``\\uNNNN``.
+Booleans are TRUE/FALSE, sizes stay numbers (bytes).
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from inventory import schema
 from inventory.errors import ConfigError
 from inventory.export import spreadsheet_safe
+from inventory.normalise import shown_escape
 from inventory.store import Store
 
 if TYPE_CHECKING:  # openpyxl is imported when a workbook is written: every other command starts faster without it
@@ -25,7 +28,8 @@ LEFT_OUT = {"raw_json"}
 MAX_ROWS = 1_048_575  # a sheet's rows, less the header
 MAX_CELL = 32_767
 WIDTH_SAMPLE = 1000  # rows looked at to size the columns
-ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what XML 1.0 (and so xlsx) cannot hold, as openpyxl says
+# what XML 1.0 (and so xlsx) cannot hold: C0 controls but tab, LF and CR; lone surrogates; U+FFFE and U+FFFF
+ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def sheet_columns(table: str) -> list[str]:
@@ -51,8 +55,23 @@ def write_workbook(store: Store, scan_id: int | None, tables: Sequence[str] | No
                               hint=f"export it as CSV: --table {table} --format csv")
         _sheet(book.create_sheet(table), table, columns, rows)
         counts[table] = len(rows)
-    book.save(out)
+    _save(book, out)
     return counts
+
+
+def _save(book: Any, out: IO[bytes]) -> None:
+    """``Workbook.save``, with the zip archive closed when writing fails (a full disk): left open, it is closed
+    when collected, after ``out`` is, and that prints a traceback beside the one-line error."""
+    from zipfile import ZIP_DEFLATED, ZipFile
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    archive = ZipFile(out, "w", ZIP_DEFLATED, allowZip64=True)
+    try:
+        ExcelWriter(book, archive).save()  # closes the archive when done
+    finally:
+        with suppress(OSError, ValueError):  # what failed is said by the caller
+            archive.close()
 
 
 def _sheet(sheet: WriteOnlyWorksheet, table: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -79,7 +98,7 @@ def _value(value: Any, is_bool: bool) -> Any:
     if is_bool:
         return bool(value)
     if isinstance(value, str):
-        value = ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", spreadsheet_safe(value))
+        value = ILLEGAL.sub(lambda m: shown_escape(m.group()), spreadsheet_safe(value))
         return value if len(value) <= MAX_CELL else value[:MAX_CELL - 1] + "…"
     return value
 

@@ -428,3 +428,128 @@ def test_import_waits_for_the_writer_lock_only_as_long_as_asked(tmp_path: Path) 
     with writer_lock(db, 1):
         done = run_tool("import", "xapi-dump", str(dump), "--db", str(db), "--lock-timeout", "0.2")
     assert done.returncode == 5, done.stdout + done.stderr
+
+
+def _two_scans(tmp_path: Path) -> str:
+    db = _imported(tmp_path)
+    run_tool("import", "recorded", str(tmp_path / "rec"), "--db", db)
+    return db
+
+
+OUTPUT_COMMANDS = [["export", "--format", "csv"], ["export", "--format", "json"], ["export", "--format", "ndjson"],
+                   ["export", "--format", "xlsx"], ["export", "--format", "prometheus"],
+                   ["export", "--format", "datasette-metadata"], ["report"], ["diff", "--format", "csv"]]
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock", " (a symlink)"])
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS[:1] + OUTPUT_COMMANDS[3:5] + OUTPUT_COMMANDS[6:8])
+def test_output_naming_the_database_is_refused_and_the_database_kept(tmp_path: Path, command: list[str],
+                                                                    suffix: str) -> None:
+    """`export -o inv.db` replaced the database with a CSV: every scan lost, exit 0."""
+    db = _two_scans(tmp_path)
+    before = Path(db).read_bytes()
+    target = db + suffix
+    if suffix == " (a symlink)":
+        target = str(tmp_path / "link.csv")
+        Path(target).symlink_to(db)
+    done = run_tool(*command, "--db", db, "--output", target)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: --output {target} is the database"), done.stderr
+    assert len(done.stderr.splitlines()) <= 2 and Path(db).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("where", ["folder", ""])
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
+def test_output_that_is_a_folder_is_a_usage_error(tmp_path: Path, command: list[str], where: str) -> None:
+    db = _two_scans(tmp_path)
+    (tmp_path / "folder").mkdir()
+    done = subprocess.run([str(TOOL), *command, "--db", db, "--output", where and str(tmp_path / where)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and "internal error" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: --output ") and "is a folder" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) <= 2
+
+
+@pytest.mark.parametrize("command", OUTPUT_COMMANDS)
+def test_a_write_that_fails_is_a_one_line_error_naming_the_file(tmp_path: Path, command: list[str]) -> None:
+    db = _two_scans(tmp_path)
+    done = run_tool(*command, "--db", db, "--output", "/dev/full")
+    assert done.returncode == 2 and done.stderr.startswith("error: cannot write /dev/full: "), done.stderr
+    assert "internal error" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+
+
+@pytest.mark.parametrize("command", [c for c in OUTPUT_COMMANDS if "xlsx" not in c])
+def test_standard_output_that_cannot_be_written_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    db = _two_scans(tmp_path)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(TOOL), *command, "--db", db], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: cannot write standard output: "), done.stderr
+    assert "internal error" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+
+
+def test_a_file_size_limit_on_the_output_keeps_the_old_file(tmp_path: Path) -> None:
+    import resource
+    db = _two_scans(tmp_path)
+    old = tmp_path / "vms.json"
+    old.write_text("the old export\n")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = subprocess.run([str(TOOL), "export", "--format", "json", "--db", db, "--output", str(old)],
+                          capture_output=True, text=True, timeout=60, preexec_fn=limited)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: cannot write {old}: "), done.stderr
+    assert old.read_text() == "the old export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("command", [["export", "--format", "prometheus", "--output", "{out}"],
+                                     ["export", "--format", "xlsx", "--output", "{out}"],
+                                     ["export", "--format", "csv", "--output", "{out}"],
+                                     ["report", "--output", "{out}"], ["prune", "--older-than", "90d"]])
+def test_quiet_prints_nothing_on_success_and_errors_still(tmp_path: Path, command: list[str]) -> None:
+    """Cron mails whatever a job prints: the documented cron lines must print nothing when all is well."""
+    db = _imported(tmp_path)
+    args = [a.replace("{out}", str(tmp_path / "out")) for a in command]
+    done = run_tool(*args, "--quiet", "--db", db)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stdout + done.stderr
+    failed = run_tool(*args, "--quiet", "--db", str(tmp_path / "none.db"))
+    assert failed.returncode == 2 and failed.stderr.startswith("error: "), failed.stderr
+
+
+def test_the_documented_cron_lines_are_quiet() -> None:
+    from tests.conftest import ROOT
+    for page in ("usage.md", "reports.md"):
+        text = (ROOT / "docs" / page).read_text()
+        blocks = [part for part in text.split("```")[1::2]  # what cron runs: its lines and the script it mails with
+                  if part.startswith("cron\n") or part.startswith("sh\n") and "sendmail" in part]
+        for line in "\n".join(blocks).splitlines():
+            if line.startswith("#"):
+                continue
+            for command in line.split("cs-inventory ")[1:]:
+                words = command.split(";")[0].split("&&")[0].split()
+                if {"scan", "export", "report", "prune"} & set(words):
+                    assert "--quiet" in words, (page, command)
+
+
+def test_sigterm_while_writing_an_output_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """cron's or systemd's SIGTERM mid-export left `.vms.csv.xxxx.tmp` beside the export, run after run."""
+    db = _imported(tmp_path)
+    old = tmp_path / "vms.csv"
+    old.write_text("the old export\n")
+    slow = ("(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) "
+            "SELECT COUNT(*) FROM c) > 0")
+    process = subprocess.Popen([str(TOOL), "export", "--db", db, "--where", slow, "--output", str(old)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]:
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGTERM, stderr  # ended as SIGTERM ends a process
+    assert "internal error" not in stderr and f"{old} was not written" in stderr, stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert old.read_text() == "the old export\n"

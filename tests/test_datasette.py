@@ -86,3 +86,10 @@ def test_datasette_serves_the_database_with_the_metadata(tmp_path: Path, lab_lik
         server.terminate()
         server.wait(timeout=30)
     assert hashlib.sha256(lab_like.read_bytes()).hexdigest() == before  # served, never written
+
+
+def test_agent_not_running_lists_kvm_hosts_whose_agent_was_read_and_is_not_running(lab_like: Path) -> None:
+    """XenServer and VMware hosts have no cloudstack-agent (agent_state NULL, as is a KVM host not read): not listed."""
+    with open_store_readonly(lab_like) as store:
+        rows = store.query(next(q.sql for q in QUERIES if q.name == "agent-not-running"))
+    assert [(r["name"], r["agent_state"]) for r in rows] == [("vm", "not-installed")]

@@ -69,3 +69,14 @@ def test_bad_requests_are_clear(tmp_path: Path) -> None:
         export_table(store, "vms", None, "xml", io.StringIO())
     with pytest.raises(StoreError, match="has no scan 9"):
         export_table(store, "vms", 9, "csv", io.StringIO())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
+def test_a_bad_where_writes_nothing(tmp_path: Path, fmt: str) -> None:
+    """`export --where "nosuchcol = 1" > s.json` left `[` (CSV its header) in the file: half a document."""
+    store = store_with(tmp_path, ["a"])
+    out = io.StringIO()
+    with pytest.raises(StoreError, match="no such column: nosuchcol"):
+        export_table(store, "vms", None, fmt, out, where="nosuchcol = 1")
+    assert out.getvalue() == ""
+    assert export_table(store, "vms", None, "json", out, where="name = 'a'") == 1  # the connection is as it was

@@ -102,6 +102,26 @@ def test_without_reconciliation_the_family_is_empty_and_still_valid(tmp_path: Pa
     assert subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True).returncode == 0
 
 
+def test_a_clean_reconciliation_is_0_for_every_kind_not_no_series(tmp_path: Path, lab_like: Path) -> None:
+    """'No differences' must read differently from 'not compared': an alert on `> 0` or `absent()` tells them apart."""
+    import sqlite3
+
+    from inventory.reconcile import reconcile_rules
+    db = tmp_path / "clean.db"
+    shutil.copy(lab_like, db)
+    with sqlite3.connect(db) as conn:  # scan 2 read CloudStack's API and found no difference
+        for table in ("finding_objects", "findings"):
+            conn.execute(f"DELETE FROM {table} WHERE rule_id LIKE 'reconcile-%'")
+        conn.execute("INSERT INTO targets (scan_id, name, hypervisor, endpoint, status) "
+                     "VALUES (2, 'cloudstack', 'cloudstack_api', 'https://cs.example/client/api', 'ok')")
+    text = export(db, tmp_path / "m.prom")
+    assert {labels["kind"]: v for labels, v in samples(text)["cs_inventory_reconciliation_differences"]} == {
+        r.id.removeprefix("reconcile-"): 0 for r in reconcile_rules()}
+    plain = estate.build(tmp_path / "plain.db", reconciliation=False)  # not compared: no series, as before
+    with open_store_readonly(plain) as store:
+        assert samples(metrics_text(store))["cs_inventory_reconciliation_differences"] == []
+
+
 def test_a_run_that_stored_nothing_shows_beside_the_last_complete_scan(tmp_path: Path, lab_like: Path) -> None:
     db = tmp_path / "copy.db"
     shutil.copy(lab_like, db)

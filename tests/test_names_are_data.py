@@ -85,13 +85,13 @@ def test_the_table_shows_the_name_whole_and_escaped(db: Path) -> None:
     assert "\\x1b[31mred" in shown and "\\u202eevil" in shown
 
 
-def test_an_export_to_a_terminal_shows_control_characters_escaped(db: Path) -> None:
-    """On a terminal (a pseudo-terminal here) an export escapes what would drive the terminal, like ls does."""
+def _on_a_terminal(*args: str) -> str:
+    """What a command writes to a pseudo-terminal, as the terminal receives it (its line discipline's CRLF)."""
     import os
     import pty
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(str(TOOL), [str(TOOL), "export", "--db", str(db), "--table", "vms", "--format", "csv"])
+        os.execv(str(TOOL), [str(TOOL), *args])
     chunks = []
     while True:
         try:
@@ -102,8 +102,20 @@ def test_an_export_to_a_terminal_shows_control_characters_escaped(db: Path) -> N
             break
         chunks.append(chunk)
     os.waitpid(pid, 0)
-    seen = b"".join(chunks).decode()
+    return b"".join(chunks).decode()
+
+
+def test_an_export_to_a_terminal_shows_control_characters_escaped(db: Path) -> None:
+    """On a terminal (a pseudo-terminal here) an export escapes what would drive the terminal, like ls does."""
+    seen = _on_a_terminal("export", "--db", str(db), "--table", "vms", "--format", "csv")
     assert "\\x1b[31mred" in seen and "\x1b" not in seen and "i-" in seen
+
+
+def test_csv_line_ends_on_a_terminal_are_line_ends_not_escapes(db: Path) -> None:
+    """CSV ends its lines with CRLF: the CR is the line end, not a character of a name to show as ``\\x0d``."""
+    seen = _on_a_terminal("export", "--db", str(db), "--table", "vms", "--format", "csv", "--columns", "name")
+    lines = seen.splitlines()
+    assert lines[0] == "name" and len(lines) > 1 and "\\x0d" not in seen, seen[:500]
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

@@ -257,3 +257,15 @@ def test_the_reports_storage_is_used_as_the_rule_counts_it() -> None:
     pools = {p["key"]: p for p in _storage(Rows(), 1, 0.85)}  # type: ignore[arg-type]
     assert pools["p"]["used"] == 0.81 and pools["p"]["used_bytes"] == 81 and not pools["p"]["above"]
     assert pools["sr"]["used"] == 0.85 and pools["sr"]["above"]  # CloudStack refuses at >=
+
+
+def test_noncharacters_in_a_name_are_shown_escaped(tmp_path: Path, lab_like: Path) -> None:
+    """U+FFFE and U+FFFF are noncharacters (a parse error in HTML): shown as the other unshown characters are."""
+    import sqlite3
+    db = tmp_path / "copy.db"
+    shutil.copy(lab_like, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE vms SET name = name || ? WHERE name LIKE 'bell%'", ["\ufffe\uffff"])
+    page = render(db)
+    assert "bell\\x07vm\\u202egnp.exe\\u200b\\x85\\ufffe\\uffff" in page
+    assert not {"\ufffe", "\uffff"} & set(page)

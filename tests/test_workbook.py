@@ -68,3 +68,25 @@ def test_tables_given_are_the_sheets_in_that_order(tmp_path: Path, lab_like: Pat
     subset = run_tool("export", "--db", str(lab_like), "--format", "xlsx", "--where", "1", "--output",
                       str(tmp_path / "y.xlsx"))
     assert subset.returncode == 2 and "--where and --columns apply to one table" in subset.stderr
+
+
+def test_characters_xml_forbids_are_escaped_and_the_sheet_is_well_formed(tmp_path: Path, lab_like: Path) -> None:
+    """U+FFFE and U+FFFF are not XML 1.0 characters: written raw, Excel and openpyxl refuse the workbook."""
+    import shutil
+    import zipfile
+    from xml.etree import ElementTree
+
+    db = tmp_path / "copy.db"
+    shutil.copy(lab_like, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE vms SET name = name || ? WHERE scan_id = 2 AND name LIKE 'bell%'", ["\ufffe\uffff\x0b"])
+    out = tmp_path / "vms.xlsx"
+    done = run_tool("export", "--db", str(db), "--format", "xlsx", "--output", str(out), "--table", "vms")
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(out) as archive:
+        for name in archive.namelist():
+            if name.endswith(".xml"):
+                ElementTree.fromstring(archive.read(name))  # well-formed
+    column = sheet_columns("vms").index("name")
+    names = [row[column] for row in openpyxl.load_workbook(out)["vms"].iter_rows(values_only=True)]
+    assert "bell\\x07vm\u202egnp.exe\u200b\x85\\ufffe\\uffff\\x0b" in names, names
