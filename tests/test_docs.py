@@ -70,3 +70,13 @@ def test_every_setting_the_checks_read_is_in_the_configuration_page() -> None:
     page = (ROOT / "docs" / "configuration.md").read_text()
     for name, default in settings.DEFAULTS.items():
         assert f"| `{name}` | `{default}` |" in page, name
+
+
+def test_the_documented_mail_recipes_send_the_page_in_base64() -> None:
+    """A mail line may not pass 998 characters (RFC 5322) and the report's page has longer ones (a long VM name):
+    sent raw, an MTA folds them, inside a tag or an entity. Base64 lines are 76."""
+    for page in ("usage.md", "reports.md"):
+        text = (ROOT / "docs" / page).read_text()
+        recipes = [line for line in text.splitlines() if "Content-Type: text/html" in line]
+        assert recipes and all("Content-Transfer-Encoding: base64" in line for line in recipes), page
+        assert "cat /srv/reports/audit.html" not in text and 'cat "$report"' not in text, page
