@@ -14,7 +14,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from inventory.normalise import printable, storable
-from inventory.report import Audit
+from inventory.report import ROLES, Audit
+from inventory.rules.reconciliation import cloudstack_side
 from inventory.version import TOOL_VERSION
 
 if TYPE_CHECKING:  # Jinja2 is imported when a report is written: every other command starts faster without it
@@ -112,4 +113,5 @@ def render_html_report(audit: Audit, *, database: str = "", now: datetime | None
         a=audit, figures=audit.figures, scan=audit.scan, database=storable(database), version=TOOL_VERSION,
         generated=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         hosts_chart=host_chart(audit.host_vms), storage_chart=storage_chart(audit.storage, threshold),
+        roles=ROLES, cloudstack_side=cloudstack_side,
         threshold=threshold, max_rows=MAX_ROWS, label_w=LABEL_W, bar_w=BAR_W, chart_w=CHART_W, top=TOP, row_h=ROW_H)

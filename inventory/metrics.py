@@ -144,8 +144,8 @@ def _estate(store: Store, scan_id: int) -> list[Family]:
                          "WHERE scan_id = ? GROUP BY 1, 2, 3", [scan_id]):
         hosts.add(h["n"], target=h["target"], cluster=names.get((h["target"], h["cluster_key"]), h["cluster_key"]),
                   state=h["state"])
-    vms = Family("vms", "VMs per target, cluster, CloudStack role (user, router, ssvm, cpvm, worker, unmanaged) and power "
-                        "state (running, stopped …).")
+    vms = Family("vms", "VMs per target, cluster, CloudStack role (user, router, internal_lb, ssvm, cpvm, worker, "
+                        "unmanaged) and power state (running, stopped …).")
     for v in store.query("SELECT target, cluster_key, COALESCE(cs_role, 'unmanaged') AS role, "
                          "COALESCE(power_state, 'unknown') AS state, COUNT(*) AS n FROM vms WHERE scan_id = ? "
                          "GROUP BY 1, 2, 3, 4", [scan_id]):

@@ -16,7 +16,7 @@ from inventory.matching import Matching
 from inventory.releases import Release, facts, resolve
 from inventory.rulebook import SEVERITIES, InventoryView, Rule
 from inventory.rules import RULES
-from inventory.rules.reconciliation import CLOUDSTACK_HAS_NO_RECORD, matching_of
+from inventory.rules.reconciliation import cloudstack_side, matching_of
 from inventory.store import Store
 
 PREFIX = "reconcile-"
@@ -80,7 +80,7 @@ def reconcile(store: Store, scan_id: int | None = None) -> Reconciliation:
                 "difference": finding.rule_id, "severity": finding.severity, "zone_cluster": where,
                 "object_type": finding.object_type, "object_key": finding.object_key, "target": finding.target,
                 "message": finding.message, "hypervisor_side": finding.observed,
-                "cloudstack_side": CLOUDSTACK_HAS_NO_RECORD.get(finding.rule_id, finding.expected)})
+                "cloudstack_side": cloudstack_side(finding.rule_id, finding.expected)})
     result.differences.sort(key=lambda d: (order[d["difference"]], d["zone_cluster"], SEVERITIES.index(d["severity"]),
                                            d["message"]))
     return result

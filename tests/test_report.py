@@ -269,3 +269,25 @@ def test_noncharacters_in_a_name_are_shown_escaped(tmp_path: Path, lab_like: Pat
     page = render(db)
     assert "bell\\x07vm\\u202egnp.exe\\u200b\\x85\\ufffe\\uffff" in page
     assert not {"\ufffe", "\uffff"} & set(page)
+
+
+def test_the_estate_has_a_column_for_every_role_and_the_cloudstack_side_is_what_cloudstack_shows(
+        lab_like: Path, tmp_path: Path) -> None:
+    """An internal LB VM was counted in "VMs" and in no role column; the CloudStack column said "listed by
+    CloudStack" for a VM CloudStack does not list (the rule's expectation), where `reconcile` says "not listed"."""
+    import sqlite3
+    from inventory.report import ROLES
+    db = tmp_path / "copy.db"
+    shutil.copy(lab_like, db)
+    with sqlite3.connect(db) as conn:
+        number = conn.execute("SELECT finding FROM finding_objects WHERE scan_id = 2 AND object_key = 'i-2-77-VM'"
+                              ).fetchone()[0]
+        conn.execute("UPDATE findings SET rule_id = 'reconcile-vm-unknown-to-cloudstack', observed = 'running on "
+                     "xcp01', expected = 'listed by CloudStack' WHERE scan_id = 2 AND number = ?", [number])
+        conn.execute("UPDATE finding_objects SET rule_id = 'reconcile-vm-unknown-to-cloudstack', "
+                     "observed = 'running on xcp01', expected = 'listed by CloudStack' WHERE scan_id = 2 AND "
+                     "finding = ?", [number])
+    page = render(db, 2)
+    assert all(f'<th class="n">{role}</th>' in page for role in ROLES), ROLES
+    assert "<td>running on xcp01</td><td>not listed</td>" in page
+    assert "listed by CloudStack" not in page

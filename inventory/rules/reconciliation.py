@@ -39,12 +39,19 @@ EVIDENCE = ("cloudstack_vms", "cloudstack_hosts", "cloudstack_clusters", "clouds
             "vms", "hosts", "vm_disks", "storage", "host_storage")
 # the images a leak is judged among: a libvirt pool's disk volumes, XAPI's user VDIs (system VDIs, suspend images,
 # HA and metadata VDIs are XAPI's own; ISOs and snapshots are no volume's)
-# Where CloudStack has no record of the object, a finding's `expected` is what it should have ("listed by
-# CloudStack"); what CloudStack shows — reconcile's CloudStack side — is then this:
-CLOUDSTACK_HAS_NO_RECORD = {"reconcile-vm-unknown-to-cloudstack": "not listed",
+# Where a finding's `expected` is the rule's expectation rather than CloudStack's record ("listed by CloudStack"),
+# what CloudStack shows — reconcile's and the report's CloudStack side — is this:
+CLOUDSTACK_SHOWS = {"reconcile-vm-unknown-to-cloudstack": "not listed",
                             "reconcile-host-unknown-to-cloudstack": "not listed",
                             "reconcile-storage-leak": "no volume on the pool names it",
                             "reconcile-host-not-covered": "a host of the cluster"}
+
+
+def cloudstack_side(rule_id: str, expected: str | None) -> str | None:
+    """What CloudStack shows of a difference: its record, or that it has none."""
+    return CLOUDSTACK_SHOWS.get(rule_id, expected)
+
+
 IMAGE_KINDS_JUDGED = {"disk", "user"}
 # storage where an image's base is not shown: libvirt lists an RBD clone without its parent (the template's image)
 UNJUDGED_STORAGE = {"rbd"}
