@@ -102,6 +102,7 @@ class Collector(Generic[TargetT, SessionT]):
     has_hosts: ClassVar[bool] = False  # endpoints are hosts: read in parallel, errors name the host
     is_hypervisor: ClassVar[bool] = True  # False: not a hypervisor (CloudStack's own API); ANY_KIND rules skip it
     timeout_hint: ClassVar[str] = "is it up and answering? raise the timeout"
+    limit_hint: ClassVar[str | None] = None  # when the endpoint's whole limit ran out; else timeout_hint
     importers: ClassVar[dict[str, Callable[[Any, str], TargetRead]]] = {}  # `import FORMAT PATH`
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -216,7 +217,7 @@ class Collector(Generic[TargetT, SessionT]):
         if outcome.timed_out:
             limit = self.endpoint_timeout()
             if limit is not None and outcome.duration_s >= limit * 0.98:  # its own limit ran out
-                said, hint = f"no answer within {limit:g}s", self.timeout_hint
+                said, hint = f"no answer within {limit:g}s", self.limit_hint or self.timeout_hint
             else:  # the scan's --deadline came first
                 said, hint = f"stopped at the scan's deadline, after {outcome.duration_s:.1f}s", "raise --deadline"
             error = self._label(endpoint, TimedOut(said if self.has_hosts else f"{self.where(endpoint)}: {said}",

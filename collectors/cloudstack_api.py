@@ -176,6 +176,7 @@ class CloudStackApiCollector(Collector[CloudStackApiTarget, CloudStackSession]):
     Target = CloudStackApiTarget
     is_hypervisor = False
     timeout_hint = "is the management server up? raise timeout"
+    limit_hint = "is the management server up? raise overall_timeout"
 
     def endpoint_timeout(self) -> float:
         return self.target.overall_timeout

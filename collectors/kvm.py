@@ -10,6 +10,7 @@ as configured there) is not read — agent.properties on each host tells what th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 import tempfile
@@ -45,6 +46,15 @@ def _libvirt() -> ModuleType:
 _NOT_IN_A_HOST = re.compile(r"[@/?#\s]")  # a host name, an IPv4 or IPv6 address holds none of these
 
 
+def _is_address(host: str) -> bool:
+    """An IP address (an IPv6 one with or without its brackets): the only host with a ":" in it."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class KvmTarget(TargetConfig):
     """KVM hosts, read with libvirt (read-only) and SSH facts."""
@@ -76,9 +86,9 @@ class KvmTarget(TargetConfig):
         if not all(host.strip() for host in self.hosts):
             raise ValueError("hosts must not hold an empty name (it would be read as this machine)")
         for number, host in enumerate(self.hosts, 1):  # the entry is not repeated: it may hold a password
-            if _NOT_IN_A_HOST.search(host):
-                raise ValueError(f"hosts entry {number} is not a host name or address (it holds a user, a space or "
-                                 "URI syntax): give the name only; ssh_user and ssh_port say how to log in")
+            if _NOT_IN_A_HOST.search(host) or (":" in host and not _is_address(host)):
+                raise ValueError(f"hosts entry {number} is not a host name or address (it holds a user, a port, a "
+                                 "space or URI syntax): give the name only; ssh_user and ssh_port say how to log in")
         try:
             self.uri.format(host="h", user="u", port=22)
         except (KeyError, IndexError, ValueError) as exc:
@@ -118,6 +128,7 @@ class KvmCollector(Collector[KvmTarget, KvmSession]):
     Target = KvmTarget
     has_hosts = True
     timeout_hint = "is the host up and answering?"
+    limit_hint = "is the host up and answering? raise host_timeout"
 
     def __init__(self, target: KvmTarget, *, opener: Opener | None = None) -> None:
         super().__init__(target, opener=opener)

@@ -103,6 +103,7 @@ class VmwareTarget(TargetConfig):
         if not self.host:
             raise ValueError("give host (the vCenter address)")
         bare_host("host", self.host, "vcenter.example or 10.0.0.5")
+        object.__setattr__(self, "host", self.host.removeprefix("[").removesuffix("]"))  # an address, as connected to
         if not self.username:
             raise ValueError("give username")
         if self.fingerprint is not None:

@@ -181,6 +181,7 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
     cloudstack_name = "XenServer"
     Target = XenTarget
     timeout_hint = "is XAPI up? raise timeout"
+    limit_hint = "is XAPI up? raise overall_timeout"
 
     def endpoint_timeout(self) -> float:
         return self.target.overall_timeout

@@ -121,7 +121,9 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every one of ``secrets`` (the passwords and keys a target uses) shown as ``***``: what a server
     echoes (a login's parameters in its error) is never stored, logged, printed or recorded. A text cut short by
     ``one_line`` (it ends in "…") loses a secret's cut-off beginning too."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+    # one_line squeezes a secret's runs of whitespace ("a  b" → "a b") before it is redacted: blank both forms
+    forms = {form for s in secrets if s for form in (s, " ".join(s.split())) if form}
+    for secret in sorted(forms, key=len, reverse=True):
         if len(secret) >= _LONG_SECRET:
             text = text.replace(secret, REDACTED)
         else:  # a short one inside a word of ours ("x" in "xenapi") is not what a server echoed
@@ -165,9 +167,10 @@ def refuse_password_in(key: str, url: str, instead: str, *, user: bool = True) -
     also written wrongly: ``root:pw@host``, ``https:/root:pw@host``) is refused, in words that never repeat the URL
     (it would reach the console, the database and the logs). ``user=False``: no ``user@`` part at all (the user is
     a key of its own). Looked for in the text itself, before any parsing a malformed URL could slip by."""
-    head, at, _ = url.partition("@")
+    before_query = re.split(r"[?#]", url, maxsplit=1)[0]  # an "@" in a query (a key file's path) is no user part
+    head, at, _ = before_query.partition("@")
     userinfo = _SCHEME.sub("", head, count=1)
-    if at and (not user or ":" in userinfo or "/" in userinfo):
+    if at and (not user or ":" in userinfo):
         said = "a password in the URL is not accepted" + ("" if user else ", nor a user@ part")
         fine = " (user@host is fine)" if user else ""
         raise ValueError(f"{key}: {said}; leave it out{fine}, the URL is shown and stored: {instead}")
@@ -193,7 +196,11 @@ def bare_host(key: str, host: str, example: str) -> None:
         return
     except ValueError:
         pass
-    if not _HOST_NAME.match(host):
+    try:
+        ascii_name = host.encode("idna").decode("ascii")  # an IDN name as DNS knows it (xn--…)
+    except UnicodeError:
+        ascii_name = ""
+    if not _HOST_NAME.match(ascii_name):
         raise ValueError(f"{key} must be a bare host name or address, like {example}: no scheme, user, password, "
                          "port or path (the port is a key of its own)")
 
@@ -205,7 +212,8 @@ UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 def shown_escape(char: str) -> str:
     """How ``printable`` shows a character it does not print: ``\\x1b``, ``\\u202e``."""
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(value: object, escape: Callable[[str], str] = shown_escape) -> str:

@@ -274,7 +274,7 @@ def _record(folder: Path, read: TargetRead, position: int) -> None:
 
 def _why(outcome: Outcome[TargetConfig, TargetResult]) -> str:
     if outcome.timed_out:
-        return "scan deadline reached before this target finished"
+        return "stopped at the scan's deadline before this target finished (raise --deadline)"
     return redact(f"internal error {type(outcome.error).__name__}: {one_line(outcome.error, 200)}",
                   secret_values(outcome.item))
 

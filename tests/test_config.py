@@ -171,6 +171,7 @@ KVM = '[[kvm]]\nname = "k"\nhosts = ["h"]\nuri = "{}"\n'
     (VC, "vcenter.example/Hunter2pw", "host must be a bare host name or address"),
     (KVM, "qemu+ssh:/root:Hunter2pw@{host}/system", "uri: "),
     (KVM, "qemu+ssh://root:Hunter2pw@{host}/system", "uri: "),
+    (KVM, "qemu+ssh://root:Hunter2pw@{host}/system?keyfile=/home/ops@corp/id", "uri: "),
 ])
 def test_a_url_or_host_that_may_hold_a_password_is_refused_without_repeating_it(
         tmp_path: Path, table: str, value: str, expected: str) -> None:
@@ -186,9 +187,22 @@ def test_a_url_or_host_that_may_hold_a_password_is_refused_without_repeating_it(
     (VC, "vcenter.example"), (VC, "10.0.0.5"), (VC, "fe80::1"), (VC, "[fe80::1]"), (VC, "vc-01.lab_a.example"),
     (XEN, "https://xen-master.example"), (XEN, "http://10.0.0.5:8080/"), (XEN, "https://[fe80::1]:443/"),
     (CS, "https://cs.example:8443/client/api"), (KVM, "qemu+ssh://{user}@{host}:{port}/system"),
+    # an "@" past the host (a key file in an SSSD home, a query) is no password; it was refused
+    (KVM, "qemu+ssh://{user}@{host}/system?keyfile=/home/ops@corp/id"), (CS, "https://cs.example/client/api?x=a@b"),
+    (VC, "vcenter.bücher.example"),  # an IDN name, as its xn-- form is
 ])
 def test_urls_and_hosts_without_credentials_are_accepted(tmp_path: Path, table: str, value: str) -> None:
-    assert load_config(write(tmp_path, table.format(value))).targets
+    (target,) = load_config(write(tmp_path, table.format(value))).targets
+    if table == VC:  # as it is connected to: an address without its URL brackets
+        assert target.host == value.strip("[]")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("host", ["kvm1:2222", "kvm1:22:x"])
+def test_a_kvm_host_with_a_port_is_refused_pointing_at_ssh_port(tmp_path: Path, host: str) -> None:
+    """It was accepted, then every scan failed it as an internal error (a ":" made it an IPv6 address)."""
+    with pytest.raises(ConfigError, match="ssh_port"):
+        load_config(write(tmp_path, f'[[kvm]]\nname = "k"\nhosts = ["{host}"]\n'))
+    assert load_config(write(tmp_path, '[[kvm]]\nname = "k"\nhosts = ["fe80::1", "[fe80::2]", "10.0.0.1"]\n'))
 
 
 def test_unverified_tls_and_plain_http_are_warned_about_per_target(tmp_path: Path) -> None:

@@ -339,6 +339,7 @@ def test_a_server_that_drips_one_byte_at_a_time_is_cut_at_the_overall_timeout(tm
         server.stop()
     assert result.status == "failed" and took < 4.5, (took, result.error)
     assert "no answer within 3s" in (result.error or "")
+    assert "raise overall_timeout" in (result.error or ""), result.error  # the limit that ran out, not timeout (2s)
 
 
 def test_a_target_the_scan_deadline_ends_says_the_deadline_not_a_timeout_that_never_ran_out(

@@ -70,3 +70,16 @@ def test_a_short_secret_is_blanked_where_it_stands_alone_not_inside_our_words() 
         "session.login_with_password['root', '***'] failed"
     assert redact("<string>pw1</string> and pw10", ("pw1",)) == "<string>***</string> and pw10"
     assert redact("prefixHunter2pwsuffix", ("Hunter2pw",)) == "prefix***suffix"  # long: blanked wherever it is
+
+
+def test_a_secret_with_runs_of_spaces_is_blanked_after_one_line_squeezed_them() -> None:
+    """one_line makes "a  b" "a b" before redact sees it: the password leaked with one space less."""
+    from inventory.normalise import one_line, redact
+    for secret in ("Hunter2  echoed  back", "Hunter2\techoed"):
+        said = one_line(f"INTERNAL_ERROR login_with_password[root, {secret}, x]")
+        assert redact(said, (secret,)) == "INTERNAL_ERROR login_with_password[root, ***, x]"
+
+
+def test_a_character_beyond_the_basic_plane_is_escaped_unambiguously() -> None:
+    from inventory.normalise import printable
+    assert printable("a\U0001fffeb") == "a\\U0001fffeb"  # not "a\\u1fffeb": U+1FFF then "eb"
