@@ -185,8 +185,8 @@ def scan(
             inventory.check_release_shape(cloudstack_version)
         cfg = _config(config, required=True)
         assert cfg is not None
-        _warn(cfg, quiet)
         targets = inventory.select_targets(cfg, only)
+        _warn(cfg.warnings + inventory.transport_warnings(targets), quiet)  # of the targets read, not all
         if cloudstack_version or cfg.cloudstack_version:  # a release we do not know is a config error, found early
             inventory.resolve_release(cloudstack_version or cfg.cloudstack_version)
         checks = inventory.CheckSettings(cloudstack_version or cfg.cloudstack_version, cfg.traffic_labels, cfg.settings,
@@ -206,8 +206,8 @@ def scan(
     raise typer.Exit(code)
 
 
-def _warn(cfg: inventory.Config, quiet: bool) -> None:
-    for warning in cfg.warnings:
+def _warn(warnings: tuple[str, ...], quiet: bool) -> None:
+    for warning in warnings:
         inventory.log_event("config warning", warning=warning)
         if not quiet:
             err.print(f"warning: {warning}", markup=False)

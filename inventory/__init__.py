@@ -7,7 +7,7 @@ from inventory.checks import (
     BASES, SEVERITIES, CheckSettings, Finding, Rule, by_target_and_cluster, exit_code_for, explain_rule, group_findings,
     run_checks, select_rules,
 )
-from inventory.config import DEFAULT_CONFIG, Config
+from inventory.config import DEFAULT_CONFIG, Config, transport_warnings
 from inventory.model import Secret
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, HostKeyRejected, InventoryError,
@@ -50,6 +50,6 @@ __all__ = [
     "check_release_shape", "configure_logging", "diff_scans", "history", "log_event", "prune", "resolve_release",
     "write_rows", "writer_lock",
     "endpoint_count", "export_table", "import_formats", "import_path", "import_xapi_dump", "load_config", "open_store",
-    "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "upgrade_store",
+    "open_store_readonly", "scan", "scan_summary", "select_targets", "target_kinds", "transport_warnings", "upgrade_store",
     "QUERIES", "Audit", "audit", "datasette_metadata", "metrics_text", "render_html_report", "write_workbook",
 ]

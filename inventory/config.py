@@ -61,16 +61,15 @@ def load_config(path: Path, target_types: Mapping[str, type[TargetConfig]]) -> C
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = parse_config(data, path, target_types)
-    return dataclasses.replace(config, warnings=permission_warnings(path, config) + transport_warnings(config)
-                               + setting_warnings(config))
+    return dataclasses.replace(config, warnings=permission_warnings(path, config) + setting_warnings(config))
 
 
-def transport_warnings(config: Config) -> tuple[str, ...]:
+def transport_warnings(targets: Sequence[TargetConfig]) -> tuple[str, ...]:
     """A target read without TLS verification (``verify_tls = false`` and no pinned ``fingerprint``) or over plain
     ``http://`` is the operator's choice, and said on every scan: a password or signed requests anyone between can
-    read. One line per target and key."""
+    read. One line per target and key, for the targets a scan reads."""
     warnings = []
-    for target in config.targets:
+    for target in targets:
         url = getattr(target, "url", None)
         if isinstance(url, str) and url.lower().startswith("http://"):
             warnings.append(f"target {target.name}: url is http://: the password (or the signed requests) and every "

@@ -213,7 +213,10 @@ def test_unverified_tls_and_plain_http_are_warned_about_per_target(tmp_path: Pat
             + XEN.format("https://xen-master.example").replace('"pool1"', '"pool-fine"')
             + VC.format("vcenter.example") + "verify_tls = false\n"
             + CS.format("http://cs.example:8080/client/api"))
-    warnings = load_config(write(tmp_path, text)).warnings
+    from inventory.config import transport_warnings
+    config = load_config(write(tmp_path, text))
+    warnings = transport_warnings(config.targets)
+    assert transport_warnings([t for t in config.targets if t.name == "pool-fine"]) == ()  # --only another target
     said = "\n".join(warnings)
     assert [w for w in warnings if "pool-http" in w and "url is http://" in w and "unencrypted" in w], said
     assert [w for w in warnings if "pool-unverified" in w and "verify_tls = false" in w and "not checked" in w], said
