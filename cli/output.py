@@ -45,9 +45,12 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
 
     The content goes to a temporary file beside the destination, renamed over it when complete: a reader
     (node_exporter, a mail job) sees the old file or the new one, never half of one, and a failed export
-    leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stdout) is
-    written in place. The ``database`` the output is made from (or a file SQLite keeps beside it) is refused.
+    leaves the old file as it was. A destination that is not a regular file (a FIFO, /dev/stderr, /dev/fd/N) is
+    written in place, appended to; /dev/stdout is standard output. The ``database`` the output is made from (or
+    a file SQLite keeps beside it) is refused.
     """
+    if path is not None and str(path) in STANDARD_OUTPUT:  # not the file it leads to (`>> app.csv`): replacing
+        path = None                                           # that would lose what the shell appended to
     if path is None:
         with _written("standard output", "some of it may have been written"):
             if binary:
@@ -63,6 +66,11 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
     _not_the_database(path, target, database)
     how: str = "wb" if binary else "w"
     newline = None if binary else ""  # CSV writes its own line ends
+    if str(path).startswith(DEVICES):  # /dev/stderr, /dev/fd/3, /proc/self/fd/N: a stream, appended to as it is
+        with _written(str(path), "some of it may have been written"), open(path, how.replace("w", "a"),
+                                                                           newline=newline) as handle:
+            yield handle
+        return
     if target.exists() and not target.is_file():
         with _written(str(path), "some of it may have been written"), open(target, how, newline=newline) as handle:
             yield handle
@@ -86,6 +94,8 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
         raise
 
 
+STANDARD_OUTPUT = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+DEVICES = ("/dev/", "/proc/")  # streams and devices the shell or the kernel names: written in place, never replaced
 DATABASE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # SQLite's files beside the database, and our lock
 
 

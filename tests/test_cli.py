@@ -553,3 +553,20 @@ def test_sigterm_while_writing_an_output_leaves_no_temporary_file(tmp_path: Path
     assert "internal error" not in stderr and f"{old} was not written" in stderr, stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     assert old.read_text() == "the old export\n"
+
+
+def test_output_to_dev_stdout_is_standard_output_appended_and_piped(tmp_path: Path) -> None:
+    """`-o /dev/stdout >> app.csv` replaced app.csv (realpath led to it), losing its lines; in a pipe it failed
+    (no folder to write a temporary file in)."""
+    db = _imported(tmp_path)
+    log = tmp_path / "app.csv"
+    log.write_text("earlier line\n")
+    with open(log, "a") as appended:
+        done = subprocess.run([str(TOOL), "export", "--db", db, "--quiet", "-o", "/dev/stdout"], stdout=appended,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "earlier line" and lines[1].startswith("scan_id,") and len(lines) > 2
+    piped = subprocess.run(f"{TOOL} export --db {db} -o /dev/stdout | head -1", shell=True, capture_output=True,
+                           text=True, timeout=60)
+    assert piped.stdout.startswith("scan_id,") and "error" not in piped.stderr, piped.stderr
