@@ -134,14 +134,16 @@ def translate_ssh_errors(where: str, known_hosts: Path | None) -> Iterator[None]
 class KnownHosts:
     """A known_hosts file read line by line, as OpenSSH writes it: plain lines are the trusted keys; ``@revoked``
     lines' keys are refused, for any host, even if a plain line lists them too; ``@cert-authority`` lines are
-    skipped (paramiko checks plain host keys only) and counted, to be said when a host's key is not found. A line
-    not understood is a ``HostKeyRejected`` naming the file and the line: the host's SSH facts are not read, the
-    rest of the host is."""
+    skipped (paramiko checks plain host keys only) and counted, to be said when a host's key is not found. A plain
+    line not understood is skipped, as OpenSSH skips it (it trusts nothing), and said when a host's key is not
+    found; an ``@revoked`` line not understood, or a marker we do not know, is a ``HostKeyRejected`` naming the file
+    and the line: the host's SSH facts are not read, the rest of the host is."""
 
     def __init__(self) -> None:
         self.trusted: list[tuple[list[str], Any]] = []
         self.revoked: set[bytes] = set()
         self.authorities = 0
+        self.not_understood: list[int] = []  # plain lines skipped, as OpenSSH skips them: they trust nothing
 
     @classmethod
     def load(cls, path: Path) -> KnownHosts:
@@ -163,7 +165,13 @@ class KnownHosts:
                     continue
                 if marker != "@revoked":
                     raise _not_understood(path, number, f"marker {marker[:20]!r} is not @cert-authority or @revoked")
-            entry = _entry(path, number, line)
+            try:
+                entry = _entry(path, number, line)
+            except HostKeyRejected:
+                if marker == "@revoked":  # a revocation unread might be this host's: never skipped
+                    raise
+                known.not_understood.append(number)
+                continue
             if entry is None:
                 continue  # a key type paramiko does not know: it could not be this host's key
             if marker == "@revoked":
@@ -205,6 +213,9 @@ class _Refuse:
                                   hint="the host must get a new key; verify it and add it to known_hosts")
         unused = (f"; its {self.known.authorities} @cert-authority line(s) are not used: SSH facts check plain host "
                   "keys only") if self.known.authorities else ""
+        lines = self.known.not_understood
+        if lines:
+            unused += f"; line {', '.join(map(str, lines[:5]))}{' …' if len(lines) > 5 else ''} not understood, skipped"
         raise HostKeyRejected(f"ssh {self.where}: host key {offered} not in {self.path}{unused}",
                               hint="verify the host's key and add it (ssh-keyscan) to known_hosts")
 

@@ -49,8 +49,24 @@ def test_a_revoked_host_key_is_refused_even_when_listed_as_trusted(sshd: SshServ
     assert "revoked" in caught.value.one_line() and str(known) in caught.value.one_line()
 
 
-@pytest.mark.parametrize("line", ["[127.0.0.1]:22 ssh-ed25519 !!!not-base64!!!\n", "@frobnicate x ssh-ed25519 AAAA\n"])
+def test_a_plain_line_not_understood_is_skipped_as_openssh_does_and_said_when_the_key_is_not_found(
+        sshd: SshServer, tmp_path: Path) -> None:
+    """One garbled line in a shared known_hosts failed the SSH facts of every host; OpenSSH skips it. Skipping a
+    plain line trusts nothing more."""
+    known = tmp_path / "known_hosts"
+    known.write_text("[10.9.9.9]:22 ssh-ed25519 !!!not-base64!!!\n" + plain_line(sshd))
+    connect(sshd, known).close()
+    known.write_text("[10.9.9.9]:22 ssh-ed25519 !!!not-base64!!!\n")
+    with pytest.raises(HostKeyRejected) as caught:
+        connect(sshd, known)
+    said = caught.value.one_line()
+    assert "not in" in said and "line 1" in said and "not understood" in said, said
+
+
+@pytest.mark.parametrize("line", ["@revoked [127.0.0.1]:22 ssh-ed25519 !!!not-base64!!!\n",
+                                  "@frobnicate x ssh-ed25519 AAAA\n"])
 def test_a_line_not_understood_is_a_host_key_error_naming_the_line(sshd: SshServer, tmp_path: Path, line: str) -> None:
+    """A revocation that cannot be read, or a marker we do not know, might refuse this host: it is not skipped."""
     known = tmp_path / "known_hosts"
     known.write_text(plain_line(sshd) + "# a comment\n" + line)
     with pytest.raises(HostKeyRejected) as caught:
@@ -66,7 +82,7 @@ def test_a_known_hosts_problem_costs_the_facts_only_not_the_libvirt_data(sshd: S
     shutil.copy(host.path, tmp_path / "td" / "127.0.0.1.xml")
     known = tmp_path / "known_hosts"
     known.write_text({"ca": CA_LINE, "revoked": plain_line(sshd) + revoked_line(sshd),
-                      "garbled": "127.0.0.1 ssh-ed25519 !!!\n"}[lines])
+                      "garbled": "@revoked 127.0.0.1 ssh-ed25519 !!!\n"}[lines])
     target = KvmTarget(name="td", hosts=("127.0.0.1",), uri=f"test://{tmp_path / 'td'}/{{host}}.xml",
                        ssh_port=sshd.port, ssh_key=sshd.client_key, known_hosts=known, cluster="c")
     result = KvmCollector(target).collect()
