@@ -42,8 +42,12 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
             return False
         return not clusters or (row is not None and row.get("name") in clusters)
 
-    inv.unmatched += _unmatched("datacenters", datacenters, [str(d.get("name")) for d in raw.get("datacenters", [])])
-    inv.unmatched += _unmatched("clusters", clusters, [str(c.get("name")) for c in cluster_rows.values()])
+    inv.unmatched += _unmatched("datacenters", datacenters, [str(d.get("name")) for d in raw.get("datacenters", [])],
+                                "this vCenter")
+    chosen = [str(c.get("name")) for c in cluster_rows.values()
+              if not datacenters or dc_of_folder.get(c.get("parent")) in datacenters]
+    where = f"this vCenter's datacenters {', '.join(datacenters)}" if datacenters else "this vCenter"
+    inv.unmatched += _unmatched("clusters", clusters, chosen, where)
     wanted_hosts = {h for h, c in host_cluster.items() if wanted_cluster(c) or (c is None and not clusters
                                                                                  and not datacenters)}
     for moid, row in cluster_rows.items():
@@ -72,7 +76,7 @@ def normalise_vcenter(raw: dict[str, Any], target: str, *, datacenters: Sequence
     return inv
 
 
-def _unmatched(key: str, asked: Sequence[str], present: list[str]) -> list[str]:
+def _unmatched(key: str, asked: Sequence[str], present: list[str], where: str) -> list[str]:
     """The names a filter asks for that this vCenter does not have (a typo, a renamed cluster), said with those
     it has: the target is then partial, not an `ok` of fewer hosts than meant."""
     missing = [name for name in asked if name not in present]
@@ -80,7 +84,8 @@ def _unmatched(key: str, asked: Sequence[str], present: list[str]) -> list[str]:
         return []
     have = sorted(set(present))
     shown = ", ".join(have[:10]) + (f" … ({len(have)})" if len(have) > 10 else "")
-    return [f"{key} {', '.join(repr(m) for m in missing)} match no {key[:-1]} of this vCenter (it has: {shown or 'none'})"]
+    they = "they have" if where != "this vCenter" else "it has"
+    return [f"{key} {', '.join(repr(m) for m in missing)} match no {key[:-1]} of {where} ({they}: {shown or 'none'})"]
 
 
 def _cluster(row: dict[str, Any], target: str, dc_of_folder: dict[Any, Any], host_count: int) -> Cluster:

@@ -469,3 +469,14 @@ def test_a_pin_is_checked_on_every_connection_before_anything_is_sent(vcenter: V
         assert PASSWORD not in result.error
     else:  # the proxy relays faithfully: the pin holds for vCenter's own certificate on every connection
         assert result.status == "ok", result.error
+
+
+def test_a_cluster_filter_outside_the_chosen_datacenters_matches_nothing_and_says_so() -> None:
+    """datacenters = ["DC1"], clusters = ["B"] with B in DC2: 0 hosts, and the target was `ok`."""
+    from collectors.vmware_normalise import normalise_vcenter
+    raw = {"datacenters": [{"name": "DC1", "hostFolder": "f1"}, {"name": "DC2", "hostFolder": "f2"}],
+           "clusters": [{"_moid": "c1", "name": "A", "parent": "f1", "host": []},
+                        {"_moid": "c2", "name": "B", "parent": "f2", "host": []}], "hosts": [], "vms": []}
+    inv = normalise_vcenter(raw, "vc", datacenters=["DC1"], clusters=["B"])
+    assert inv.unmatched == ["clusters 'B' match no cluster of this vCenter's datacenters DC1 (they have: A)"]
+    assert normalise_vcenter(raw, "vc", datacenters=["DC1"], clusters=["A"]).unmatched == []
