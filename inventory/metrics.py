@@ -10,6 +10,7 @@ describe the newest run whatever became of it, so a run that stored nothing stil
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from datetime import datetime
 from inventory.checks import select_rules
 from inventory.errors import StoreError
 from inventory.report import RECONCILE_PREFIX, STORAGE_THRESHOLD, primary_storage, storage_threshold
+from inventory.rules.storage import used_share
 from inventory.store import Store
 
 SCAN_STATES = ("ok", "partial", "failed")
@@ -189,9 +191,16 @@ def _storage(store: Store, scan_id: int) -> list[Family]:
     threshold.add(float(setting.value))
     capacity = Family("storage_capacity_bytes", "Capacity of each primary storage pool.")
     free = Family("storage_free_bytes", "Free space of each primary storage pool.")
+    used = Family("storage_used_ratio", "How full each primary storage pool is as CloudStack counts it (a KVM "
+                                        "pool's libvirt allocation; else capacity - free): at the disable threshold "
+                                        "it gets no new volumes.")
     for s in primary_storage(store, scan_id):
         labels = {"target": s["target"], "storage": s["name"], "key": s["key"], "kind": s["kind"]}
         capacity.add(s["capacity_bytes"], **labels)
-        free.add(s["free_bytes"], **labels)
-    return [threshold, capacity, free]
+        if s["free_bytes"] is not None:
+            free.add(s["free_bytes"], **labels)
+        share = used_share(s["capacity_bytes"], s["free_bytes"], json.loads(s["raw_json"]) if s["raw_json"] else None)
+        if share is not None:
+            used.add(share, **labels)
+    return [threshold, capacity, free, used]
 

@@ -26,9 +26,13 @@ QUERIES: tuple[Query, ...] = (
                                "read; XenServer and VMware run no agent)",
           "SELECT target, name, agent_state, agent_version FROM latest_hosts\n"
           "WHERE hypervisor = 'kvm' AND agent_state IS NOT NULL AND agent_state <> 'active'"),
-    Query("storage-above-85-percent", "primary storage more than 85 % full",
-          "SELECT target, name, kind, ROUND(100.0 * (capacity_bytes - free_bytes) / capacity_bytes, 1) AS used_pct\n"
-          "FROM latest_storage WHERE capacity_bytes > 0 AND free_bytes < 0.15 * capacity_bytes ORDER BY used_pct DESC"),
+    Query("storage-above-85-percent", "primary storage at or above 85 % used, as CloudStack counts it (a KVM pool's "
+                                      "libvirt allocation, else capacity - free)",
+          "SELECT target, name, kind, ROUND(100.0 * used / capacity_bytes, 1) AS used_pct FROM (\n"
+          "  SELECT target, name, kind, capacity_bytes,\n"
+          "         COALESCE(json_extract(raw_json, '$.allocation'), capacity_bytes - free_bytes) AS used\n"
+          "  FROM latest_storage WHERE capacity_bytes > 0 AND COALESCE(kind, '') NOT IN ('iso', 'removable'))\n"
+          "WHERE used >= 0.85 * capacity_bytes ORDER BY used_pct DESC"),
     Query("vms-per-scan", "how many VMs each scan saw, over time",
           "SELECT s.id, s.started_at, s.status, COUNT(v.key) AS vms FROM scans s LEFT JOIN vms v ON v.scan_id = s.id\n"
           "GROUP BY s.id ORDER BY s.id"),

@@ -238,7 +238,8 @@ def _host_vms(store: Store, scan_id: int) -> list[dict[str, Any]]:
 def primary_storage(store: Store, scan_id: int) -> list[dict[str, Any]]:
     """Pools, SRs and datastores of a scan with a known size, ISO libraries and removable media left out."""
     return store.query("SELECT target, key, name, kind, shared, capacity_bytes, free_bytes, raw_json FROM storage "
-                       "WHERE scan_id = ? AND capacity_bytes > 0 AND free_bytes IS NOT NULL "
+                       "WHERE scan_id = ? AND capacity_bytes > 0 "
+                       "AND (free_bytes IS NOT NULL OR json_extract(raw_json, '$.allocation') IS NOT NULL) "
                        "AND COALESCE(kind, '') NOT IN ('iso', 'removable') AND COALESCE(content, '') != 'iso' "
                        "ORDER BY rowid", [scan_id])
 

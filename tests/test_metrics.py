@@ -201,3 +201,29 @@ def test_the_documented_alerting_rules_fire_on_the_exported_metrics(tmp_path: Pa
     run = subprocess.run([promtool(), "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_storage_used_is_exported_as_the_rule_counts_it_and_the_alert_and_query_use_it(tmp_path: Path,
+                                                                                      lab_like: Path) -> None:
+    """The alert and the saved query took 1 − free/capacity while the rule and the report count a KVM pool's
+    libvirt allocation (as CloudStack's agent does), and the alert fired only above the threshold, not at it."""
+    import json as json_module
+    import sqlite3
+    from inventory.queries import QUERIES
+    from inventory.rules.storage import used_share
+    exported = {labels["key"]: value for labels, value in samples(export(lab_like, tmp_path / "m.prom"))[
+        "cs_inventory_storage_used_ratio"]}
+    conn = sqlite3.connect(lab_like)
+    rows = conn.execute("SELECT key, capacity_bytes, free_bytes, raw_json FROM storage WHERE scan_id = "
+                        "(SELECT MAX(id) FROM scans WHERE status IN ('ok', 'partial')) AND capacity_bytes > 0 "
+                        "AND kind NOT IN ('iso', 'removable')").fetchall()
+    expected = {key: used_share(capacity, free, json_module.loads(raw) if raw else None)
+                for key, capacity, free, raw in rows}
+    assert any(json_module.loads(raw or "{}").get("allocation") is not None for *_, raw in rows)  # a KVM pool
+    assert {k: round(v, 6) for k, v in exported.items()} == {k: round(v, 6) for k, v in expected.items() if v is not None}
+    alert = documented_rules()
+    assert "cs_inventory_storage_used_ratio" in alert and ">= on() group_left() " in alert
+    query = next(q for q in QUERIES if q.name == "storage-above-85-percent")
+    found = {r[1] for r in conn.execute(query.sql)}
+    names = dict(conn.execute("SELECT key, name FROM latest_storage"))
+    assert found == {names[k] for k, v in expected.items() if v is not None and v >= 0.85 - 1e-9}
