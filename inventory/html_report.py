@@ -69,7 +69,7 @@ def storage_chart(storage: list[dict[str, Any]], threshold: float) -> Chart:
         level = "above" if s["above"] else "near" if s["used"] > threshold - 0.1 else "fine"
         label = f"{s['target']} / {s['name']}"
         bars.append(Bar(_short(label), f"{label} ({s['kind']}): {s['used']:.1%} of {size(s['capacity_bytes'])} used",
-                        TOP + i * ROW_H, ((LABEL_W, BAR_W, "capacity"), (LABEL_W, s["used"] * BAR_W, level)),
+                        TOP + i * ROW_H, ((LABEL_W, BAR_W, "capacity"), (LABEL_W, min(s["used"], 1.0) * BAR_W, level)),
                         f"{s['used']:.0%} of {size(s['capacity_bytes'])}"))
     return Chart(tuple(bars), TOP + len(bars) * ROW_H + 6, len(bars), len(storage), LABEL_W + threshold * BAR_W)
 

@@ -291,3 +291,10 @@ def test_the_estate_has_a_column_for_every_role_and_the_cloudstack_side_is_what_
     assert all(f'<th class="n">{role}</th>' in page for role in ROLES), ROLES
     assert "<td>running on xcp01</td><td>not listed</td>" in page
     assert "listed by CloudStack" not in page
+
+
+def test_a_pool_allocated_past_its_capacity_draws_a_full_bar_not_one_past_the_chart() -> None:
+    from inventory.html_report import BAR_W, LABEL_W, storage_chart
+    chart = storage_chart([{"target": "k", "name": "p", "kind": "netfs", "capacity_bytes": 100, "used": 1.3,
+                            "above": True}], 0.85)
+    assert max(width for _, width, _ in chart.bars[0].segments) <= BAR_W and LABEL_W > 0
