@@ -208,7 +208,7 @@ def scan(
 
 def _warn(warnings: tuple[str, ...], quiet: bool) -> None:
     for warning in warnings:
-        inventory.log_event("config warning", warning=warning)
+        inventory.log_event("config warning", logging.WARNING, warning=warning)  # a filter on warnings sees it
         if not quiet:
             err.print(f"warning: {warning}", markup=False)
 

@@ -570,3 +570,16 @@ def test_output_to_dev_stdout_is_standard_output_appended_and_piped(tmp_path: Pa
     piped = subprocess.run(f"{TOOL} export --db {db} -o /dev/stdout | head -1", shell=True, capture_output=True,
                            text=True, timeout=60)
     assert piped.stdout.startswith("scan_id,") and "error" not in piped.stderr, piped.stderr
+
+
+def test_a_config_warning_is_logged_at_warning_level(tmp_path: Path) -> None:
+    """It was logged at info: a log filter on warnings (journald, a SIEM) missed that a password went unencrypted."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "inv.db"}"\n[[xenserver]]\nname = "p"\n'
+                      'url = "http://127.0.0.1:1/"\npassword_env = "CSI_WARN_PW"\n')
+    config.chmod(0o600)
+    log = tmp_path / "l.log"
+    run_tool("--log-file", str(log), "--log-format", "json", "scan", "--config", str(config), "--quiet",
+             env={"CSI_WARN_PW": "x"})
+    warned = [json.loads(line) for line in log.read_text().splitlines() if '"config warning"' in line]
+    assert warned and all(w["level"] == "warning" for w in warned), warned
