@@ -357,7 +357,7 @@ def reconcile(
     db: DbOpt = None,
     scan_id: ScanOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default (or -) stdout.")] = None,
 ) -> NoReturn:
     """Every difference between what CloudStack believes (a [[cloudstack_api]] target) and what the hypervisors run.
 
@@ -481,7 +481,7 @@ def export(
         "--format", "-f", help="csv, json, ndjson, xlsx, prometheus or datasette-metadata.")] = "csv",
     scan_id: ScanOpt = None,
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
+        "--output", "-o", help="File to write (replaced atomically); default (or -) stdout.")] = None,
     where: Annotated[Optional[str], typer.Option(
         "--where", help="SQL condition on the table's columns, e.g. \"power_state = 'running'\".")] = None,
     columns: Annotated[Optional[str], typer.Option(
@@ -558,7 +558,7 @@ def report(
     scan_id: ScanOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="html (the only format so far).")] = "html",
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="File to write (replaced atomically); default stdout.")] = None,
+        "--output", "-o", help="File to write (replaced atomically); default (or -) stdout.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the audit report of a scan (latest by default) as one self-contained HTML page, for a mail.
@@ -640,7 +640,7 @@ def diff(
     config: ConfigOpt = None,
     db: DbOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or ndjson.")] = "table",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default (or -) stdout.")] = None,
     include_usage: Annotated[bool, typer.Option(
         "--include-usage", help="Also report free space and disk allocation that changed.")] = False,
 ) -> None:

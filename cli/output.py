@@ -94,7 +94,7 @@ def output(path: Path | None, *, database: Path, binary: bool = False,
         raise
 
 
-STANDARD_OUTPUT = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+STANDARD_OUTPUT = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # "-": as most tools read it
 DEVICES = ("/dev/", "/proc/")  # streams and devices the shell or the kernel names: written in place, never replaced
 DATABASE_COMPANIONS = ("-wal", "-shm", "-journal", ".lock")  # SQLite's files beside the database, and our lock
 

@@ -583,3 +583,11 @@ def test_a_config_warning_is_logged_at_warning_level(tmp_path: Path) -> None:
              env={"CSI_WARN_PW": "x"})
     warned = [json.loads(line) for line in log.read_text().splitlines() if '"config warning"' in line]
     assert warned and all(w["level"] == "warning" for w in warned), warned
+
+
+def test_output_dash_is_standard_output(tmp_path: Path) -> None:
+    db = _imported(tmp_path)
+    done = subprocess.run([str(TOOL), "export", "--db", db, "-o", "-"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("scan_id,"), done.stderr
+    assert not (tmp_path / "-").exists()
