@@ -10,7 +10,6 @@ as configured there) is not read — agent.properties on each host tells what th
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 import tempfile
@@ -29,7 +28,7 @@ from collectors.kvm_normalise import normalise_target
 from collectors.ssh_facts import SshSession, facts_script, fetch_facts
 from inventory.errors import AuthFailed, CollectorError, ConnectFailed, HostKeyRejected, TimedOut
 from inventory.model import Inventory, JsonDict, TargetConfig
-from inventory.normalise import one_line, refuse_password_in
+from inventory.normalise import is_ip_address, one_line, refuse_password_in
 
 _LIBSSH_TRANSPORTS = {"libssh", "libssh2"}  # refused in the config: see KvmTarget
 _SDK = Sdk("libvirt", pip="libvirt-python", extra="kvm", debian="python3-libvirt")
@@ -44,15 +43,6 @@ def _libvirt() -> ModuleType:
 
 
 _NOT_IN_A_HOST = re.compile(r"[@/?#\s]")  # a host name, an IPv4 or IPv6 address holds none of these
-
-
-def _is_address(host: str) -> bool:
-    """An IP address (an IPv6 one with or without its brackets): the only host with a ":" in it."""
-    try:
-        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ class KvmTarget(TargetConfig):
         if not all(host.strip() for host in self.hosts):
             raise ValueError("hosts must not hold an empty name (it would be read as this machine)")
         for number, host in enumerate(self.hosts, 1):  # the entry is not repeated: it may hold a password
-            if _NOT_IN_A_HOST.search(host) or (":" in host and not _is_address(host)):
+            if _NOT_IN_A_HOST.search(host) or (":" in host and not is_ip_address(host)):  # IPv6: the only ":"
                 raise ValueError(f"hosts entry {number} is not a host name or address (it holds a user, a port, a "
                                  "space or URI syntax): give the name only; ssh_user and ssh_port say how to log in")
         try:

@@ -188,14 +188,20 @@ def check_url(key: str, url: str, example: str) -> None:
         raise ValueError(f"{key} must look like {example} (http:// or https://, then the host)")
 
 
+def is_ip_address(host: str) -> bool:
+    """An IPv4 or IPv6 address (an IPv6 one with or without its URL brackets)."""
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
 def bare_host(key: str, host: str, example: str) -> None:
     """A host name or an IP address, nothing more — no scheme, user, password, port or path; else a one-line error
     that does not repeat the value (it may hold a password: ``https://user:pw@vcenter``)."""
-    try:
-        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    if is_ip_address(host):
         return
-    except ValueError:
-        pass
     try:
         ascii_name = host.encode("idna").decode("ascii")  # an IDN name as DNS knows it (xn--…)
     except UnicodeError:
