@@ -10,7 +10,6 @@ describe the newest run whatever became of it, so a run that stored nothing stil
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from datetime import datetime
 from inventory.checks import select_rules
 from inventory.errors import StoreError
 from inventory.report import RECONCILE_PREFIX, STORAGE_THRESHOLD, primary_storage, storage_threshold
-from inventory.rules.storage import used_share
 from inventory.store import Store
 
 SCAN_STATES = ("ok", "partial", "failed")
@@ -199,8 +197,7 @@ def _storage(store: Store, scan_id: int) -> list[Family]:
         capacity.add(s["capacity_bytes"], **labels)
         if s["free_bytes"] is not None:
             free.add(s["free_bytes"], **labels)
-        share = used_share(s["capacity_bytes"], s["free_bytes"], json.loads(s["raw_json"]) if s["raw_json"] else None)
-        if share is not None:
-            used.add(share, **labels)
+        if s["used"] is not None:
+            used.add(s["used"], **labels)
     return [threshold, capacity, free, used]
 

@@ -236,20 +236,24 @@ def _host_vms(store: Store, scan_id: int) -> list[dict[str, Any]]:
 
 
 def primary_storage(store: Store, scan_id: int) -> list[dict[str, Any]]:
-    """Pools, SRs and datastores of a scan with a known size, ISO libraries and removable media left out."""
-    return store.query("SELECT target, key, name, kind, shared, capacity_bytes, free_bytes, raw_json FROM storage "
+    """Pools, SRs and datastores of a scan with a known size, ISO libraries and removable media left out, each with
+    its ``used`` share as CloudStack counts it (``used_share``: the rule, the report and the metrics alike)."""
+    pools = store.query("SELECT target, key, name, kind, shared, capacity_bytes, free_bytes, raw_json FROM storage "
                        "WHERE scan_id = ? AND capacity_bytes > 0 "
                        "AND (free_bytes IS NOT NULL OR json_extract(raw_json, '$.allocation') IS NOT NULL) "
                        "AND COALESCE(kind, '') NOT IN ('iso', 'removable') AND COALESCE(content, '') != 'iso' "
                        "ORDER BY rowid", [scan_id])
+    for pool in pools:
+        raw = pool.pop("raw_json")
+        pool["used"] = used_share(pool["capacity_bytes"], pool["free_bytes"], json.loads(raw) if raw else None)
+    return pools
 
 
 def _storage(store: Store, scan_id: int, threshold: float) -> list[dict[str, Any]]:
     """Primary storage, fullest first, each with its used share and whether it is above the threshold."""
     pools = []
     for s in primary_storage(store, scan_id):
-        raw = s.pop("raw_json")
-        used = used_share(s["capacity_bytes"], s["free_bytes"], json.loads(raw) if raw else None) or 0.0
+        used = s["used"] or 0.0  # known: a pool is listed with its free space or its allocation
         pools.append({**s, "used_bytes": round(used * s["capacity_bytes"]), "used": used,
                       "above": used >= threshold - 1e-9})  # CloudStack refuses at >= (as the rule)
     return sorted(pools, key=lambda s: -s["used"])
