@@ -10,6 +10,11 @@ printed (the machine is shared: a single run says little), with the ratios: scan
 checks / floor (goal ≤ 0.1), peak RSS (goal ≤ 250 MiB). The CPU seconds of the scan process and of the
 simulator while it serves the scan are printed too: on this machine's cores their sum bounds the wall time.
 
+Where the scan's time goes, in the same run: its phases, from its event log (start-up until the scan starts,
+reading, normalising, storing and checking, exit), and the scan's own requests — the ContainerView pages of VMs two
+in flight, the hosts' pages, the other types — sent by the collector's own code with their answers left unread (the
+fast parser skipped; the simulator's work for exactly what the scan asks for, and our process nearly idle).
+
 ``--sizes 125,250,500,1000`` (VMs per cluster) runs each size on its own simulator and prints the scale
 curves (time and memory against VMs, fitted slope, local exponents).
 
@@ -33,7 +38,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
@@ -87,6 +94,29 @@ def raw_floor(sim: Vcsim, ca: Path) -> tuple[float, int, float]:
         Disconnect(si)
 
 
+def requests_unread(sim: Vcsim, config: Path) -> tuple[float, float]:
+    """The scan's own requests (``fetch_vcenter``, as the collector sends them) with the answers left unread: the
+    fast path's parser returns nothing. Seconds from logged in to the last answer, and the simulator's CPU seconds.
+    What is left of our process's work: pyvmomi reading the small types, and the answers' bytes decoded."""
+    from collectors import vmware, vmware_fast
+    from collectors.base import Calls
+    from inventory.scan import load_config
+
+    (target,) = load_config(config).targets
+    collector = vmware.VmwareCollector(target)
+    parse, slim = vmware_fast.parse_objects, vmware.slim_host
+    vmware_fast.parse_objects = lambda text, nested=False: []  # type: ignore[assignment]
+    vmware.slim_host = lambda record: record  # type: ignore[assignment]
+    try:
+        with collector.connect(target.endpoint, Calls()) as session:
+            server_cpu = cpu_of(sim.process.pid)
+            started = time.perf_counter()
+            vmware.fetch_vcenter(session, target)
+            return time.perf_counter() - started, cpu_of(sim.process.pid) - server_cpu
+    finally:
+        vmware_fast.parse_objects, vmware.slim_host = parse, slim
+
+
 @dataclass
 class ScanRun:
     wall_s: float
@@ -97,6 +127,19 @@ class ScanRun:
     checks_cpu_s: float
     findings: int
     vms: int
+    phases: tuple[float, ...]  # seconds: start-up, reading, normalising, storing + checks, exit (PHASES)
+
+
+# the events a scan logs, in order; the phases are the times between them (process start and exit around them)
+PHASE_EVENTS = ("scan started", "endpoint read", "target read", "scan stored")
+PHASES = ("start-up", "reading", "normalising", "storing + checks", "exit")
+
+
+def phases_of(events: list[dict[str, Any]], started: float, ended: float) -> tuple[float, ...]:
+    """The phases' seconds from a scan's JSON events (their times are wall clock, to the millisecond)."""
+    at = {e["message"]: datetime.fromisoformat(e["time"]).timestamp() for e in events}
+    marks = [started, *(at[name] for name in PHASE_EVENTS), ended]
+    return tuple(later - earlier for earlier, later in zip(marks, marks[1:], strict=False))
 
 
 def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = TOOL) -> ScanRun:
@@ -104,12 +147,13 @@ def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = T
     db, log = folder / f"scan-{number}.db", folder / f"scan-{number}.log"
     log.unlink(missing_ok=True)  # each run reads its own events
     server_cpu = cpu_of(sim.process.pid)
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), time.time()
     proc = subprocess.Popen([str(tool), "--log-file", str(log), "--log-format", "json", "scan", "--config",
                              str(config), "--db", str(db), "--quiet", "--fail-on", "never"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    ended = clock + wall
     server_cpu = cpu_of(sim.process.pid) - server_cpu
     proc.returncode = os.waitstatus_to_exitcode(status)
     out, errors = proc.communicate()
@@ -122,7 +166,7 @@ def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = T
         leftover.unlink()
     return ScanRun(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, server_cpu,
                    checked.get("duration_s", float("nan")), checked.get("cpu_s", float("nan")),
-                   checked.get("findings", -1), stored.get("vms", 0))
+                   checked.get("findings", -1), stored.get("vms", 0), phases_of(events, clock, ended))
 
 
 def write_config(folder: Path, sim: Vcsim, ca: Path, version: str) -> Path:
@@ -142,6 +186,7 @@ class Size:
     boot_s: float
     floors: list[tuple[float, int, float]]
     scans: list[ScanRun]
+    unread: list[tuple[float, float]]  # the scan's requests, answers unread: seconds, simulator CPU seconds
     others: dict[str, list[ScanRun]]  # other builds' console scripts, run alongside (--compare)
 
     @property
@@ -163,16 +208,17 @@ def measure(clusters: int, hosts: int, vms: int, repeat: int, version: str, comp
         try:
             config = write_config(folder, sim, ca, version)
             raw_floor(sim, ca)  # warm-up: the simulator's first answer builds caches
-            floors, scans = [], []
+            floors, scans, unread = [], [], []
             others: dict[str, list[ScanRun]] = {str(tool): [] for tool in compare}
             for number in range(repeat):  # floor and each build in turn: the machine's load falls on all alike
                 floors.append(raw_floor(sim, ca))
+                unread.append(requests_unread(sim, config))
                 scans.append(run_scan(folder, config, number, sim))
                 for tool in compare:
                     others[str(tool)].append(run_scan(folder, config, number, sim, tool))
         finally:
             sim.stop()
-    return Size(clusters, hosts, vms, boot, floors, scans, others)
+    return Size(clusters, hosts, vms, boot, floors, scans, unread, others)
 
 
 def startup(repeat: int) -> float:
@@ -200,6 +246,13 @@ def report(size: Size) -> None:
           f"RSS {size.median('peak_mib'):.0f} MiB [{', '.join(f'{s.peak_mib:.0f}' for s in scans)}] (goal ≤ 250)")
     print(f"    CPU: the scan process {cpu:.2f} s, the simulator serving it {server:.2f} s: on {os.cpu_count()} cores "
           f"no less than {(cpu + server) / (os.cpu_count() or 1):.2f} s of wall")
+    phases = [statistics.median(s.phases[i] for s in scans) for i in range(len(PHASES))]
+    said = [f"{name} {seconds:.2f} s" for name, seconds in zip(PHASES, phases, strict=True)]
+    print("    phases (medians): " + ", ".join(said))
+    unread = statistics.median(u[0] for u in size.unread)
+    print(f"  the scan's own requests, answers unread: {unread:.2f} s = {unread / floor:.2f}× the floor "
+          f"[{', '.join(f'{u[0]:.2f}' for u in size.unread)}]; the simulator's CPU for them "
+          f"{statistics.median(u[1] for u in size.unread):.2f} s")
     for tool, runs in size.others.items():
         wall = statistics.median(r.wall_s for r in runs)
         print(f"  compared, in the same run: {tool}: {wall:.2f} s  [{', '.join(f'{r.wall_s:.2f}' for r in runs)}] = "
