@@ -7,8 +7,10 @@ endpoint failed in either scan, with everything on it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from inventory.errors import StoreError
@@ -92,33 +94,110 @@ def default_pair(store: Store) -> tuple[int, int]:
 
 def diff_scans(store: Store, old: int | None = None, new: int | None = None, *,
                include_usage: bool = False) -> ScanDiff:
+    """What changed from scan ``old`` to scan ``new`` (default: the last two completed scans).
+
+    Each table is compared in SQLite, row with row through the tables' (scan, key, target) indexes: only the rows
+    that differ — added, removed, changed, or on a host that is not compared — come to Python, where the
+    changed fields are listed. (Reading both scans whole into Python took 850 MiB and 7 s at 100,000 VMs.)"""
     if old is None and new is None:
         old, new = default_pair(store)
     elif old is None or new is None:
         raise StoreError("give both scans to compare, or neither (the last two completed scans)")
     old, new = store.resolve_scan(old), store.resolve_scan(new)
     not_compared, skip_targets, skip_hosts = _not_compared(store, old, new)
-    skip_storage = _storage_of_only(store, old, new, skip_hosts)
+    skip = _Skipped(skip_targets, skip_hosts, _storage_of_only(store, old, new, skip_hosts))
     changes: list[Change] = []
     ignored = IGNORED if include_usage else IGNORED | USAGE
     for table, key in KEYS.items():
-        before = _index(store, table, old, key, skip_targets, skip_hosts, skip_storage)
-        after = _index(store, table, new, key, skip_targets, skip_hosts, skip_storage)
-        for ident in sorted(after.keys() - before.keys()):
-            changes.append(Change(table, "added", ident[0], _key_text(ident), after[ident].get("name")))
-        for ident in sorted(before.keys() - after.keys()):
-            changes.append(Change(table, "removed", ident[0], _key_text(ident), before[ident].get("name")))
-        for ident in sorted(before.keys() & after.keys()):
-            fields = {c: (before[ident][c], after[ident].get(c)) for c in before[ident]
-                      if c not in ignored and before[ident][c] != after[ident].get(c)}
-            if fields:
-                changes.append(Change(table, "changed", ident[0], _key_text(ident), after[ident].get("name"), fields))
+        changes += _table_changes(store, table, key, old, new, skip, ignored)
     old_findings = _findings(store, old, skip_targets)
     new_findings = _findings(store, new, skip_targets)
     return ScanDiff(old, new, changes,
                     findings_new=[new_findings[k] for k in sorted(new_findings.keys() - old_findings.keys())],
                     findings_resolved=[old_findings[k] for k in sorted(old_findings.keys() - new_findings.keys())],
                     not_compared=not_compared)
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """What is not compared: targets, (target, host key) of hosts that failed, (target, storage key) of storage
+    attached to none but those hosts."""
+
+    targets: set[str]
+    hosts: set[tuple[str, str]]
+    storage: set[tuple[str, str]]
+
+
+def _table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new: int, skip: _Skipped,
+                   ignored: set[str]) -> list[Change]:
+    """One table's changes: added, removed, then changed, each in the order of (target, key)."""
+    columns = [d[0] for d in store.db.execute(f"SELECT * FROM {table} WHERE 0").description]
+    compared = [c for c in columns if c not in ignored]
+    ctes = ("WITH skip_targets(target) AS (SELECT value FROM json_each(:targets)), "
+            "skip_hosts(target, key) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+            "FROM json_each(:hosts)), "
+            "skip_storage(target, key) AS (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]') FROM json_each(:storage)) ")
+    params = {"old": old, "new": new, "targets": json.dumps(sorted(skip.targets)),
+              "hosts": json.dumps(sorted(skip.hosts)), "storage": json.dumps(sorted(skip.storage))}
+    same = " AND ".join(["b.target = a.target", *(f"b.{k} IS a.{k}" for k in key)])
+    listed = ", ".join(f"a.{c}" for c in columns)
+
+    def compared_in(alias: str) -> str:
+        return _compared(table, columns, alias, skip)
+
+    def one_side(first: str, second: str) -> list[dict[str, Any]]:
+        """The rows of scan ``first`` (compared) with no compared row of that key in scan ``second``."""
+        sql = (f"{ctes}SELECT {listed} FROM {table} a WHERE a.scan_id = :{first} AND {compared_in('a')} "
+               f"AND NOT EXISTS (SELECT 1 FROM {table} b WHERE b.scan_id = :{second} AND {same} "
+               f"AND {compared_in('b')})")
+        return [dict(zip(columns, row, strict=True)) for row in store.db.execute(sql, params)]
+
+    differs = " OR ".join(f"a.{c} IS NOT b.{c}" for c in compared) or "0"
+    both = ", ".join([listed, *(f"b.{c}" for c in columns)])
+    pairs = (f"{ctes}SELECT {both} FROM {table} a JOIN {table} b ON b.scan_id = :new AND {same} "
+             f"WHERE a.scan_id = :old AND {compared_in('a')} AND {compared_in('b')} AND ({differs})")
+
+    def ident(row: dict[str, Any]) -> tuple[Any, ...]:
+        return (row["target"], *(row[k] for k in key))
+
+    changes = [Change(table, "added", row["target"], _key_text(ident(row)), row.get("name"))
+               for row in sorted(one_side("new", "old"), key=ident)]
+    changes += [Change(table, "removed", row["target"], _key_text(ident(row)), row.get("name"))
+                for row in sorted(one_side("old", "new"), key=ident)]
+    width = len(columns)
+    changed = []
+    for values in store.db.execute(pairs, params):
+        before = dict(zip(columns, values[:width], strict=True))
+        after = dict(zip(columns, values[width:], strict=True))
+        fields = {c: (before[c], after[c]) for c in compared if before[c] != after[c]}  # SQL's IS NOT, as Python has it
+        if fields:
+            changed.append((ident(before), Change(table, "changed", before["target"], _key_text(ident(before)),
+                                                  after.get("name"), fields)))
+    changed.sort(key=itemgetter(0))
+    return changes + [change for _, change in changed]
+
+
+def _compared(table: str, columns: list[str], alias: str, skip: _Skipped) -> str:
+    """SQL true for a row (``alias``) that is compared: not of a target, on a host (a VM's disks and NICs: of a VM
+    on a host), or of a storage that is not compared. A row's host is its host_key, else its own key."""
+    a = alias
+    conditions = [f"{a}.target NOT IN (SELECT target FROM skip_targets)"] if skip.targets else []
+    host: str | None = None
+    if skip.hosts:
+        if "host_key" in columns:
+            host = f"COALESCE(NULLIF({a}.host_key, ''), {a}.key)" if "key" in columns else f"NULLIF({a}.host_key, '')"
+        else:
+            host = f"{a}.key" if "key" in columns else None
+        if host is not None:
+            conditions.append(f"NOT EXISTS (SELECT 1 FROM skip_hosts s WHERE s.target = {a}.target AND s.key = {host})")
+        if table in ("vm_disks", "vm_nics"):
+            conditions.append(f"NOT EXISTS (SELECT 1 FROM vms v JOIN skip_hosts s ON s.target = v.target "
+                              f"AND s.key = v.host_key WHERE v.scan_id = {a}.scan_id AND v.target = {a}.target "
+                              f"AND v.key = {a}.vm_key)")
+    if skip.storage and table == "storage":
+        conditions.append(f"NOT EXISTS (SELECT 1 FROM skip_storage s WHERE s.target = {a}.target AND s.key = {a}.key)")
+    return " AND ".join(conditions) or "1"
 
 
 def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]], set[str], set[tuple[str, str]]]:
@@ -156,30 +235,6 @@ def _storage_of_only(store: Store, old: int, new: int, hosts: set[tuple[str, str
                            [old, new]):
         attached.setdefault((row["target"], row["storage_key"]), set()).add((row["target"], row["host_key"]))
     return {storage for storage, on in attached.items() if on <= hosts}
-
-
-def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
-           skip_hosts: set[tuple[str, str]],
-           skip_storage: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    storage_key = "key" if table == "storage" and skip_storage else None
-    skip_vms = set()
-    if skip_hosts and table in ("vm_disks", "vm_nics"):
-        skip_vms = {(r["target"], r["key"]) for r in store.query(
-            "SELECT target, key, host_key FROM vms WHERE scan_id = ?", [scan_id])
-            if (r["target"], r["host_key"]) in skip_hosts}
-    index = {}
-    for row in store.rows(table, scan_id):
-        target = row["target"]
-        if target in skip_targets:
-            continue
-        if skip_hosts and (target, row.get("host_key") or row.get("key")) in skip_hosts:
-            continue
-        if skip_vms and (target, row.get("vm_key")) in skip_vms:
-            continue
-        if storage_key and (target, row[storage_key]) in skip_storage:
-            continue
-        index[(target, *(row[k] for k in key))] = row
-    return index
 
 
 def _findings(store: Store, scan_id: int, skip_targets: set[str]) -> dict[tuple[Any, ...], dict[str, Any]]:

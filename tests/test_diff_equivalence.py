@@ -1,0 +1,117 @@
+"""`diff` compares two scans in SQLite: the same drift as reading every row of both into Python and matching them
+there (``tests/diff_reference.py``, the diff as it was), on stores made of random edits of one estate — rows added,
+removed and changed, usage that moves, VMs that move between hosts, hosts that fail, targets that fail or vanish,
+keys and names with quotes, slashes and non-ASCII text."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inventory import diff_scans, open_store
+from inventory.model import (
+    Cluster, EndpointResult, Host, HostNic, HostStorage, Inventory, Network, Storage, TargetResult, Vm, VmDisk, VmNic,
+)
+from inventory.store import ScanRow
+from tests.diff_reference import reference_diff
+
+NAMES = ["web", "db'1", "a/b", "ünï", "x\"y", "-rf", "%s", "{0}"]
+
+
+def estate(rng: random.Random, target: str, hosts: int) -> TargetResult:
+    inv = Inventory()
+    inv.clusters.append(Cluster(key="c1", target=target, name="cluster", hypervisor="kvm", host_count=hosts))
+    inv.networks.append(Network(key="br0", target=target, name="cloudbr0", kind="bridge", mtu=1500))
+    for h in range(hosts):
+        key = f"h{h}"
+        inv.hosts.append(Host(key=key, target=target, cluster_key="c1", name=f"kvm{h:02}", address=f"10.0.0.{h + 1}",
+                              hypervisor="kvm", memory_bytes=2**34, state="up", raw_json={"n": h}))
+        inv.host_nics.append(HostNic(host_key=key, target=target, device="eth0", mac=f"52:54:00:00:00:{h:02x}",
+                                     mtu=1500))
+        inv.storage.append(Storage(key=f"local-{h}", target=target, name=f"local{h}", kind="dir", shared=False,
+                                   capacity_bytes=10**12, free_bytes=rng.randrange(10**11, 10**12)))
+        inv.host_storage.append(HostStorage(host_key=key, target=target, storage_key=f"local-{h}", attached=True))
+        inv.host_storage.append(HostStorage(host_key=key, target=target, storage_key="nfs", attached=True))
+    inv.storage.append(Storage(key="nfs", target=target, name="primary", kind="netfs", shared=True,
+                               capacity_bytes=10**13, free_bytes=rng.randrange(10**12, 10**13)))
+    for v in range(hosts * 6):
+        key = f"vm-{v}-{rng.choice(NAMES)}"
+        inv.vms.append(Vm(key=key, target=target, host_key=rng.choice([f"h{h}" for h in range(hosts)] + [None]),
+                          cluster_key="c1", name=f"i-2-{v}-VM", power_state=rng.choice(["running", "stopped"]),
+                          vcpus=rng.choice([1, 2, 4]), memory_bytes=2**30, raw_json={"v": v}))
+        inv.vm_disks.append(VmDisk(vm_key=key, target=target, device="vda", storage_key="nfs", capacity_bytes=10**10,
+                                   allocation_bytes=rng.randrange(10**9, 10**10), thin=rng.choice([True, None])))
+        inv.vm_nics.append(VmNic(vm_key=key, target=target, device="vnet0", mac=f"52:54:00:{v // 256:02x}:{v % 256:02x}:01",
+                                 network_key="br0", ip_addresses=rng.choice([None, '["10.1.0.5"]'])))
+    endpoints = [EndpointResult(target, h.address or "", "ok", None, 0.1, 3) for h in inv.hosts]
+    return TargetResult(name=target, hypervisor="kvm", endpoint=endpoints[0].endpoint, status="ok", inventory=inv,
+                        endpoints=endpoints)
+
+
+def edited(rng: random.Random, result: TargetResult) -> TargetResult:
+    """The estate a while later: some of every table gone, new rows, changed values, moved VMs, failed hosts."""
+    inv = Inventory()
+    for table in Inventory.ALL_TABLES:
+        kept = []
+        for record in getattr(result.inventory, table):
+            roll = rng.random()
+            if roll < 0.08:
+                continue  # removed
+            if roll < 0.3:
+                change: dict[str, Any] = {}
+                for f in dataclasses.fields(record):
+                    if f.name in ("target", "key", "vm_key", "host_key", "device", "storage_key") and table != "vms":
+                        continue
+                    value = getattr(record, f.name)
+                    if f.name == "host_key" and table == "vms":
+                        change[f.name] = rng.choice(["h0", "h1", "h2", None])
+                    elif f.name in ("key", "target", "vm_key", "device", "storage_key"):
+                        continue
+                    elif isinstance(value, bool) or value is None:
+                        if rng.random() < 0.3:
+                            change[f.name] = rng.choice([True, False, None])
+                    elif isinstance(value, int) and rng.random() < 0.4:
+                        change[f.name] = value + rng.randrange(1, 1000)
+                    elif isinstance(value, str) and f.name != "raw_json" and rng.random() < 0.3:
+                        change[f.name] = value + rng.choice(NAMES)
+                    elif isinstance(value, dict) and rng.random() < 0.5:
+                        change[f.name] = {**value, "changed": True}
+                record = dataclasses.replace(record, **change)
+            kept.append(record)
+        setattr(inv, table, kept)
+    inv.vms.append(Vm(key=f"new-{rng.choice(NAMES)}", target=result.name, host_key="h1", cluster_key="c1", name="new"))
+    inv.vm_disks.append(VmDisk(vm_key=inv.vms[-1].key, target=result.name, device="vda"))
+    endpoints = [dataclasses.replace(e, status="failed", error="refused") if rng.random() < 0.2 else e
+                 for e in result.endpoints]
+    return dataclasses.replace(result, inventory=inv, endpoints=endpoints)
+
+
+def row(status: str = "ok") -> ScanRow:
+    return ScanRow("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00", status, None, "4.20", "test", None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_sql_diff_is_the_python_diff(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    first = [estate(rng, target, hosts=rng.randrange(2, 6)) for target in ("kvm-a", "kvm-b", "kvm-c")]
+    second = [edited(rng, result) for result in first]
+    if seed % 3 == 0:  # a target failed
+        second[1] = dataclasses.replace(second[1], status="failed", inventory=Inventory())
+    if seed % 4 == 1:  # a target absent
+        second = second[:2]
+    if seed % 5 == 2:  # a target new
+        second.append(estate(rng, "kvm-d", hosts=2))
+    with open_store(tmp_path / "inv.db") as store:
+        old = store.write_scan(row(), first)
+        new = store.write_scan(row(), second)
+        again = store.write_scan(row(), second)
+        for pair in ((old, new), (new, old), (new, again)):
+            for usage in (False, True):
+                expected = reference_diff(store, *pair, include_usage=usage)
+                got = diff_scans(store, *pair, include_usage=usage)
+                assert got == expected, (pair, usage)
+        assert diff_scans(store, old, new).changes  # the edits are seen
