@@ -25,6 +25,7 @@ from cli.output import output as _output
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 RECONCILE_FORMATS = ("table", "json", "csv")
 DIFF_FORMATS = ("table", "json", "csv", "ndjson")
+DIFF_TABLE_ROWS = 200  # changes a diff's table shows unless --limit says otherwise: a screenful or two, laid out fast
 
 app = typer.Typer(
     name="cs-inventory", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -643,18 +644,25 @@ def diff(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write; default (or -) stdout.")] = None,
     include_usage: Annotated[bool, typer.Option(
         "--include-usage", help="Also report free space and disk allocation that changed.")] = False,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n", help="Changes (and new or resolved findings) the table shows, the first in order; 0: every "
+                              "one. csv, json and ndjson always list every one.")] = DIFF_TABLE_ROWS,
 ) -> None:
     """What changed between two scans: hosts, VMs, disks, NICs, networks, storage; findings new and resolved.
 
-    A target (or KVM host) that failed in either scan is listed as not compared, never as removed.
+    A target (or KVM host) that failed in either scan is listed as not compared, never as removed. The table
+    counts the changes of each kind and shows the first 200 (--limit); --format csv lists every one.
     """
     with error_boundary():
         _one_of("--format", fmt, DIFF_FORMATS)
         _no_table_output(fmt, output, DIFF_FORMATS)
+        if limit < 0:
+            raise inventory.ConfigError(f"--limit must be 0 (every change) or more, not {limit}",
+                                        hint="how many changes the table shows")
         with _reader(config, db) as store:
             result = inventory.diff_scans(store, old, new, include_usage=include_usage)
         if fmt == "table":
-            _render_diff(result)
+            _render_diff(result, limit)
             return
         with _output(output, database=_db_path(config, db)) as handle:
             if fmt == "json":
@@ -663,7 +671,8 @@ def diff(
                 inventory.write_rows(result.rows(), inventory.DIFF_COLUMNS, fmt, handle)
 
 
-def _render_diff(result: Any) -> None:
+def _render_diff(result: Any, limit: int = DIFF_TABLE_ROWS) -> None:
+    """The counts of each kind of change, then the first ``limit`` changes (0: all) and new or resolved findings."""
     out.print(f"scan {result.old} → scan {result.new}", markup=False)
     for skipped in result.not_compared:
         where = f"{skipped['target']}/{skipped['endpoint']}" if skipped["endpoint"] else skipped["target"]
@@ -671,17 +680,32 @@ def _render_diff(result: Any) -> None:
     if not result.changes and not result.findings_new and not result.findings_resolved:
         out.print("no changes", markup=False)
         return
-    table = Table()
-    for col in ("table", "change", "target", "key", "name", "what changed"):
-        table.add_column(col, overflow="fold")
-    for c in result.changes:
-        detail = "; ".join(f"{k}: {o} → {n}" for k, (o, n) in c.fields.items())
-        table.add_row(c.table, c.change, c.target, c.key, c.name or "", detail)
-    out.print(table)
-    for f in result.findings_new:
-        out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
-    for f in result.findings_resolved:
-        out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
+    for table_name, counts in result.summary().items():
+        said = ", ".join(f"{number:,} {kind}" for kind, number in counts.items() if number)
+        out.print(f"{table_name}: {said}", markup=False)
+    shown = result.changes if not limit else result.changes[:limit]
+    if shown:
+        table = Table()
+        for col in ("table", "change", "target", "key", "name", "what changed"):
+            table.add_column(col, overflow="fold")
+        for c in shown:
+            detail = "; ".join(f"{k}: {o} → {n}" for k, (o, n) in c.fields.items())
+            table.add_row(c.table, c.change, c.target, c.key, c.name or "", detail)
+        out.print(table)
+    more = {"changes": len(result.changes) - len(shown)}
+    for kind, findings in (("new findings", result.findings_new), ("resolved findings", result.findings_resolved)):
+        listed = findings if not limit else findings[:limit]
+        more[kind] = len(findings) - len(listed)
+        for f in listed:
+            if kind == "new findings":
+                out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}",
+                          markup=False)
+            else:
+                out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
+    left = [f"{number:,} more {kind}" for kind, number in more.items() if number]
+    if left:
+        out.print(f"… {', '.join(left)}: --limit 0 shows every one; --format csv, json or ndjson lists them",
+                  markup=False)
 
 
 @app.command()
