@@ -355,12 +355,14 @@ def _create_if_missing(path: Path) -> bool:
     return True
 
 
-def _connect(target: str, *, uri: bool) -> Database:
+def _connect(target: str, *, uri: bool, writer: bool = True) -> Database:
     conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     db = Database(conn)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA cache_size = -262144")  # 256 MiB: index inserts of a big scan stay in memory
+    if writer:  # 256 MiB: index inserts of a big scan stay in memory. A reader keeps SQLite's own 2 MiB: the OS
+        # caches the file, and a cache of its own only doubles it (a 100,000-VM diff: 339 → 137 MiB, 1.5 → 1.1 s)
+        db.execute("PRAGMA cache_size = -262144")
     return db
 
 
@@ -368,7 +370,7 @@ def _open_for_reading(path: Path) -> tuple[Database, int]:
     """A read-only connection to a file that looks like ours, and the number of schema steps applied to it."""
     header = _read_header(path)
     try:
-        db = _connect(_readonly_uri(path, header), uri=True)
+        db = _connect(_readonly_uri(path, header), uri=True, writer=False)
     except sqlite3.DatabaseError as exc:
         raise _unusable(path, exc) from exc
     try:

@@ -7,7 +7,7 @@ import pytest
 
 from inventory import model, schema
 from inventory.model import EndpointResult, Host, Inventory, TargetResult, Vm, VmDisk
-from inventory.store import ScanRow, open_store
+from inventory.store import ScanRow, open_store, open_store_readonly
 
 
 def scan_row(status: str = "ok") -> ScanRow:
@@ -81,3 +81,15 @@ def test_writes_many_rows_in_one_go(tmp_path: Path) -> None:
     store = open_store(tmp_path / "inv.db")
     store.write_scan(scan_row(), [result(vms=5000)])
     assert store.query("SELECT COUNT(*) AS n FROM latest_vm_disks")[0]["n"] == 5000
+
+
+def test_a_reader_keeps_sqlites_own_small_page_cache(tmp_path: Path) -> None:
+    """Readers had the writer's 256 MiB page cache: reading both scans of a 100,000-VM estate (diff, report) filled it,
+    339 MiB of peak RSS and 1.5 s where SQLite's own 2 MiB gave 137 MiB and 1.1 s (the OS caches the file anyway).
+    The writer keeps its large cache: a big scan's index inserts stay in memory."""
+    path = tmp_path / "inv.db"
+    with open_store(path) as writer:
+        writer.write_scan(scan_row(), [result()])
+        assert writer.db.execute("PRAGMA cache_size").fetchone()[0] == -262144
+    with open_store_readonly(path) as reader:
+        assert reader.db.execute("PRAGMA cache_size").fetchone()[0] == -2000
