@@ -1,18 +1,21 @@
 """The drift between two scans as ``inventory.diff`` made it before it compared them in SQLite (2026-11-28): every row
 of both scans read into Python and matched there. Kept as the reference the SQL-side diff is held to
-(``tests/test_diff_equivalence.py``), on the same stores."""
+(``tests/test_diff_equivalence.py``), on the same stores. What did not change — which targets, hosts and storage are
+not compared, the findings — it takes from ``inventory.diff``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from inventory.diff import FINDING_KEY, IGNORED, KEYS, USAGE, Change, ScanDiff, default_pair
+from inventory.diff import (
+    IGNORED, KEYS, USAGE, Change, ScanDiff, _findings, _key_text, _not_compared, _storage_of_only, default_pair,
+)
 from inventory.errors import StoreError
 from inventory.store import Store
 
 
 def reference_diff(store: Store, old: int | None = None, new: int | None = None, *,
-               include_usage: bool = False) -> ScanDiff:
+                   include_usage: bool = False) -> ScanDiff:
     if old is None and new is None:
         old, new = default_pair(store)
     elif old is None or new is None:
@@ -42,43 +45,6 @@ def reference_diff(store: Store, old: int | None = None, new: int | None = None,
                     not_compared=not_compared)
 
 
-def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]], set[str], set[tuple[str, str]]]:
-    status = {scan: {r["name"]: r["status"] for r in store.query(
-        "SELECT name, status FROM targets WHERE scan_id = ?", [scan])} for scan in (old, new)}
-    report: list[dict[str, str]] = []
-    skip_targets: set[str] = set()
-    for name in sorted(status[old].keys() | status[new].keys()):
-        states = (status[old].get(name, "absent"), status[new].get(name, "absent"))
-        if "failed" in states or "absent" in states:
-            skip_targets.add(name)
-            report.append({"target": name, "endpoint": "", "why": f"target {states[0]} in scan {old}, "
-                                                                  f"{states[1]} in scan {new}"})
-    skip_hosts: set[tuple[str, str]] = set()
-    failed = store.query("SELECT scan_id, target, endpoint FROM endpoints WHERE scan_id IN (?, ?) "
-                         "AND status = 'failed'", [old, new])
-    for row in failed:
-        if row["target"] in skip_targets:
-            continue
-        report.append({"target": row["target"], "endpoint": row["endpoint"],
-                       "why": f"host failed in scan {row['scan_id']}"})
-        for host in store.query("SELECT key FROM hosts WHERE scan_id IN (?, ?) AND target = ? AND address = ?",
-                                [old, new, row["target"], row["endpoint"]]):
-            skip_hosts.add((row["target"], host["key"]))
-    return report, skip_targets, skip_hosts
-
-
-def _storage_of_only(store: Store, old: int, new: int, hosts: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The storage (target, key) attached, in either scan, to none but these hosts: not compared with them (a
-    host's local pool is not gone because its host did not answer)."""
-    if not hosts:
-        return set()
-    attached: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for row in store.query("SELECT target, host_key, storage_key FROM host_storage WHERE scan_id IN (?, ?)",
-                           [old, new]):
-        attached.setdefault((row["target"], row["storage_key"]), set()).add((row["target"], row["host_key"]))
-    return {storage for storage, on in attached.items() if on <= hosts}
-
-
 def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
            skip_hosts: set[tuple[str, str]],
            skip_storage: set[tuple[str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -101,12 +67,3 @@ def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_ta
             continue
         index[(target, *(row[k] for k in key))] = row
     return index
-
-
-def _findings(store: Store, scan_id: int, skip_targets: set[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    return {tuple(f[k] for k in FINDING_KEY): f for f in store.finding_objects(scan_id)
-            if f["target"] not in skip_targets}
-
-
-def _key_text(ident: tuple[Any, ...]) -> str:
-    return "/".join(str(part) for part in ident[1:])
