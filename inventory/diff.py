@@ -133,14 +133,10 @@ def _table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new
     """One table's changes: added, removed, then changed, each in the order of (target, key)."""
     columns = [d[0] for d in store.db.execute(f"SELECT * FROM {table} WHERE 0").description]
     compared = [c for c in columns if c not in ignored]
-    ctes = ("WITH skip_targets(target) AS (SELECT value FROM json_each(:targets)), "
-            "skip_hosts(target, key) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
-            "FROM json_each(:hosts)), "
-            "skip_storage(target, key) AS (SELECT json_extract(value, '$[0]'), "
-            "json_extract(value, '$[1]') FROM json_each(:storage)) ")
-    params = {"old": old, "new": new, "targets": json.dumps(sorted(skip.targets)),
-              "hosts": json.dumps(sorted(skip.hosts)), "storage": json.dumps(sorted(skip.storage))}
-    same = " AND ".join(["b.target = a.target", *(f"b.{k} IS a.{k}" for k in key)])
+    params = {"old": old, "new": new, "targets": json.dumps(sorted(map(_hex, skip.targets))),
+              "hosts": json.dumps(sorted(map(_hex_pair, skip.hosts))),
+              "storage": json.dumps(sorted(map(_hex_pair, skip.storage)))}
+    same = " AND ".join(["b.target IS a.target", *(f"b.{k} IS a.{k}" for k in key)])
     listed = ", ".join(f"a.{c}" for c in columns)
 
     def compared_in(alias: str) -> str:
@@ -148,14 +144,14 @@ def _table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new
 
     def one_side(first: str, second: str) -> list[dict[str, Any]]:
         """The rows of scan ``first`` (compared) with no compared row of that key in scan ``second``."""
-        sql = (f"{ctes}SELECT {listed} FROM {table} a WHERE a.scan_id = :{first} AND {compared_in('a')} "
+        sql = (f"SELECT {listed} FROM {table} a WHERE a.scan_id = :{first} AND {compared_in('a')} "
                f"AND NOT EXISTS (SELECT 1 FROM {table} b WHERE b.scan_id = :{second} AND {same} "
                f"AND {compared_in('b')})")
         return [dict(zip(columns, row, strict=True)) for row in store.db.execute(sql, params)]
 
     differs = " OR ".join(f"a.{c} IS NOT b.{c}" for c in compared) or "0"
     both = ", ".join([listed, *(f"b.{c}" for c in columns)])
-    pairs = (f"{ctes}SELECT {both} FROM {table} a JOIN {table} b ON b.scan_id = :new AND {same} "
+    pairs = (f"SELECT {both} FROM {table} a JOIN {table} b ON b.scan_id = :new AND {same} "
              f"WHERE a.scan_id = :old AND {compared_in('a')} AND {compared_in('b')} AND ({differs})")
 
     def ident(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -180,24 +176,40 @@ def _table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new
 
 def _compared(table: str, columns: list[str], alias: str, skip: _Skipped) -> str:
     """SQL true for a row (``alias``) that is compared: not of a target, on a host (a VM's disks and NICs: of a VM
-    on a host), or of a storage that is not compared. A row's host is its host_key, else its own key."""
+    on a host), or of a storage that is not compared. A row's host is its host_key, else its own key.
+
+    Values are matched by their bytes in hex (``_hex``): exactly, NUL and all, whatever their type; each set is one
+    JSON parameter of ASCII text, made an index once per statement by ``IN``."""
     a = alias
-    conditions = [f"{a}.target NOT IN (SELECT target FROM skip_targets)"] if skip.targets else []
-    host: str | None = None
+    conditions = [f"hex({a}.target) NOT IN (SELECT value FROM json_each(:targets))"] if skip.targets else []
     if skip.hosts:
         if "host_key" in columns:
             host = f"COALESCE(NULLIF({a}.host_key, ''), {a}.key)" if "key" in columns else f"NULLIF({a}.host_key, '')"
         else:
-            host = f"{a}.key" if "key" in columns else None
-        if host is not None:
-            conditions.append(f"NOT EXISTS (SELECT 1 FROM skip_hosts s WHERE s.target = {a}.target AND s.key = {host})")
+            host = f"{a}.key" if "key" in columns else "NULL"
+        conditions.append(f"hex({a}.target) || ':' || hex({host}) NOT IN (SELECT value FROM json_each(:hosts))")
         if table in ("vm_disks", "vm_nics"):
-            conditions.append(f"NOT EXISTS (SELECT 1 FROM vms v JOIN skip_hosts s ON s.target = v.target "
-                              f"AND s.key = v.host_key WHERE v.scan_id = {a}.scan_id AND v.target = {a}.target "
-                              f"AND v.key = {a}.vm_key)")
+            conditions.append(f"NOT EXISTS (SELECT 1 FROM vms v WHERE v.scan_id = {a}.scan_id AND v.key IS {a}.vm_key "
+                              f"AND v.target IS {a}.target AND hex(v.target) || ':' || hex(v.host_key) "
+                              "IN (SELECT value FROM json_each(:hosts)))")
     if skip.storage and table == "storage":
-        conditions.append(f"NOT EXISTS (SELECT 1 FROM skip_storage s WHERE s.target = {a}.target AND s.key = {a}.key)")
+        conditions.append(f"hex({a}.target) || ':' || hex({a}.key) NOT IN (SELECT value FROM json_each(:storage))")
     return " AND ".join(conditions) or "1"
+
+
+def _hex(value: Any) -> str:
+    """A value's bytes as SQLite's ``hex()`` gives them: text as UTF-8, a blob as it is, NULL as nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    if isinstance(value, bool):
+        value = int(value)
+    return str(value).encode("utf-8", "surrogatepass").hex().upper()
+
+
+def _hex_pair(pair: tuple[Any, Any]) -> str:
+    return f"{_hex(pair[0])}:{_hex(pair[1])}"
 
 
 def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]], set[str], set[tuple[str, str]]]:
@@ -211,17 +223,16 @@ def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]
             skip_targets.add(name)
             report.append({"target": name, "endpoint": "", "why": f"target {states[0]} in scan {old}, "
                                                                   f"{states[1]} in scan {new}"})
+    failed = [row for row in store.query("SELECT scan_id, target, endpoint FROM endpoints WHERE scan_id IN (?, ?) "
+                                         "AND status = 'failed'", [old, new]) if row["target"] not in skip_targets]
+    report += [{"target": row["target"], "endpoint": row["endpoint"], "why": f"host failed in scan {row['scan_id']}"}
+               for row in failed]
     skip_hosts: set[tuple[str, str]] = set()
-    failed = store.query("SELECT scan_id, target, endpoint FROM endpoints WHERE scan_id IN (?, ?) "
-                         "AND status = 'failed'", [old, new])
-    for row in failed:
-        if row["target"] in skip_targets:
-            continue
-        report.append({"target": row["target"], "endpoint": row["endpoint"],
-                       "why": f"host failed in scan {row['scan_id']}"})
-        for host in store.query("SELECT key FROM hosts WHERE scan_id IN (?, ?) AND target = ? AND address = ?",
-                                [old, new, row["target"], row["endpoint"]]):
-            skip_hosts.add((row["target"], host["key"]))
+    if failed:  # the hosts, in either scan, at those addresses: one reading of both scans' hosts, however many failed
+        at = {(row["target"], row["endpoint"]) for row in failed}
+        skip_hosts = {(host["target"], host["key"]) for host in store.query(
+            "SELECT target, key, address FROM hosts WHERE scan_id IN (?, ?) AND address IS NOT NULL", [old, new])
+            if (host["target"], host["address"]) in at}
     return report, skip_targets, skip_hosts
 
 

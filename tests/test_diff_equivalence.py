@@ -115,3 +115,74 @@ def test_the_sql_diff_is_the_python_diff(seed: int, tmp_path: Path) -> None:
                 got = diff_scans(store, *pair, include_usage=usage)
                 assert got == expected, (pair, usage)
         assert diff_scans(store, old, new).changes  # the edits are seen
+
+
+def endpoints_of(target: str, hosts: int, failed: tuple[int, ...] = ()) -> list[EndpointResult]:
+    return [EndpointResult(target, f"10.0.0.{i + 1}", "failed" if i in failed else "ok", None, 0.1, 1)
+            for i in range(hosts)]
+
+
+def small(target: str, host_keys: tuple[Any, ...], vm_host: Any, vcpus: int = 1, disk: int = 1) -> Inventory:
+    inv = Inventory()
+    for i, key in enumerate(host_keys):
+        inv.hosts.append(Host(key=key, target=target, cluster_key="c1", name=f"n{i}", address=f"10.0.0.{i + 1}",
+                              hypervisor="kvm"))
+        inv.host_nics.append(HostNic(host_key=key, target=target, device="eth0"))
+    inv.vms.append(Vm(key="vm1", target=target, host_key=vm_host, cluster_key="c1", name="vm", vcpus=vcpus))
+    inv.vm_disks.append(VmDisk(vm_key="vm1", target=target, device="vda", capacity_bytes=disk))
+    inv.vm_nics.append(VmNic(vm_key="vm1", target=target, device="vnet0", mac="m"))
+    return inv
+
+
+def kvm(target: str, inv: Inventory, endpoints: list[EndpointResult] | None = None) -> TargetResult:
+    return TargetResult(name=target, hypervisor="kvm", endpoint="x", status="ok", inventory=inv,
+                        endpoints=endpoints or [EndpointResult(target, "10.0.0.1", "ok", None, 0.1, 1)])
+
+
+ODD = {  # found by review: each failed (a crash, or another drift than the reference's) before it was fixed
+    "a NUL in a target absent from the new scan": (
+        [kvm("a", small("a", (), None)), kvm("a\x00b", small("a\x00b", (), None))],
+        [kvm("a", small("a", (), None, vcpus=2))]),
+    "a NUL in a failed host's key": (
+        [kvm("t", small("t", ("h\x001", "h2"), "h\x001"), endpoints_of("t", 2))],
+        [kvm("t", small("t", ("h\x001", "h2"), "h\x001", vcpus=2), endpoints_of("t", 2, (0,)))]),
+    "two failed hosts, one with no key": (
+        [kvm("t", small("t", (None, "h2"), "h2"), endpoints_of("t", 2))],
+        [kvm("t", small("t", (None, "h2"), "h2"), endpoints_of("t", 2, (0, 1)))]),
+    "a failed host with no key, a disk changed on another": (
+        [kvm("t", small("t", (None, "h2"), "h2"), endpoints_of("t", 2))],
+        [kvm("t", small("t", (None, "h2"), "h2", disk=2), endpoints_of("t", 2, (0,)))]),
+    "a failed host whose key is bytes": (
+        [kvm("t", small("t", (b"h1", "h2"), "h2"), endpoints_of("t", 2))],
+        [kvm("t", small("t", (b"h1", "h2"), "h2"), endpoints_of("t", 2, (0,)))]),
+    "a failed host keyed '' and its VM's host ''": (
+        [kvm("t", small("t", ("", "h2"), ""), endpoints_of("t", 2))],
+        [kvm("t", small("t", ("", "h2"), "", vcpus=2, disk=2), endpoints_of("t", 2, (0,)))]),
+    "records of no target": (
+        [kvm("t", small(None, (), None))],  # type: ignore[arg-type]
+        [kvm("t", small(None, (), None, disk=2))]),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("case", ODD)
+def test_odd_values_drift_as_the_python_diff_said(case: str, tmp_path: Path) -> None:
+    first, second = ODD[case]
+    with open_store(tmp_path / "inv.db") as store:
+        old, new = store.write_scan(row(), first), store.write_scan(row(), second)
+        for pair in ((old, new), (new, old), (new, new)):
+            for usage in (False, True):
+                assert diff_scans(store, *pair, include_usage=usage) == reference_diff(store, *pair,
+                                                                                        include_usage=usage)
+
+
+def test_many_failed_hosts(tmp_path: Path) -> None:
+    """300 of 600 hosts failed in the new scan: what is on them is not compared, the rest is."""
+    rng = random.Random(7)
+    first = estate(rng, "big", hosts=600)
+    second = edited(rng, first)
+    second = dataclasses.replace(second, endpoints=[dataclasses.replace(e, status="failed") if i % 2 else e
+                                                    for i, e in enumerate(first.endpoints)])
+    with open_store(tmp_path / "inv.db") as store:
+        old, new = store.write_scan(row(), [first]), store.write_scan(row(), [second])
+        got = diff_scans(store, old, new)
+        assert got == reference_diff(store, old, new) and len(got.not_compared) == 300 and got.changes
