@@ -645,8 +645,8 @@ def diff(
     include_usage: Annotated[bool, typer.Option(
         "--include-usage", help="Also report free space and disk allocation that changed.")] = False,
     limit: Annotated[int, typer.Option(
-        "--limit", "-n", help="Changes (and new or resolved findings) the table shows, the first in order; 0: every "
-                              "one. csv, json and ndjson always list every one.")] = DIFF_TABLE_ROWS,
+        "--limit", "-n", help="The table shows the first N changes, and the first N new and N resolved findings; "
+                              "0: every one. csv, json and ndjson always list every one.")] = DIFF_TABLE_ROWS,
 ) -> None:
     """What changed between two scans: hosts, VMs, disks, NICs, networks, storage; findings new and resolved.
 
@@ -683,6 +683,9 @@ def _render_diff(result: Any, limit: int = DIFF_TABLE_ROWS) -> None:
     for table_name, counts in result.summary().items():
         said = ", ".join(f"{number:,} {kind}" for kind, number in counts.items() if number)
         out.print(f"{table_name}: {said}", markup=False)
+    if result.findings_new or result.findings_resolved:
+        out.print(f"findings: {len(result.findings_new):,} new, {len(result.findings_resolved):,} resolved",
+                  markup=False)
     shown = result.changes if not limit else result.changes[:limit]
     if shown:
         table = Table()
@@ -692,17 +695,17 @@ def _render_diff(result: Any, limit: int = DIFF_TABLE_ROWS) -> None:
             detail = "; ".join(f"{k}: {o} → {n}" for k, (o, n) in c.fields.items())
             table.add_row(c.table, c.change, c.target, c.key, c.name or "", detail)
         out.print(table)
-    more = {"changes": len(result.changes) - len(shown)}
-    for kind, findings in (("new findings", result.findings_new), ("resolved findings", result.findings_resolved)):
+    more = {"change": len(result.changes) - len(shown)}
+    for kind, findings in (("new finding", result.findings_new), ("resolved finding", result.findings_resolved)):
         listed = findings if not limit else findings[:limit]
         more[kind] = len(findings) - len(listed)
         for f in listed:
-            if kind == "new findings":
+            if kind == "new finding":
                 out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}",
                           markup=False)
             else:
                 out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
-    left = [f"{number:,} more {kind}" for kind, number in more.items() if number]
+    left = [f"{number:,} more {kind}{'' if number == 1 else 's'}" for kind, number in more.items() if number]
     if left:
         out.print(f"… {', '.join(left)}: --limit 0 shows every one; --format csv, json or ndjson lists them",
                   markup=False)

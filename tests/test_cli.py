@@ -615,3 +615,20 @@ def test_a_long_diff_shows_its_counts_and_the_first_changes_and_says_where_the_r
     assert len(rows) == 500
     bad = run_tool("diff", "--db", str(db), "--limit", "-1")
     assert bad.returncode == 2 and "--limit" in bad.stderr and len(bad.stderr.splitlines()) <= 2, bad.stderr
+
+
+def test_a_short_diff_counts_in_words_that_agree_and_counts_the_findings_too(tmp_path: Path) -> None:
+    """Review: `-n 1` said "1 more changes", and the findings new or resolved had no count of their own."""
+    from inventory import open_store
+    from inventory.checks import Finding, store_findings
+    from tests.test_store import result, scan_row
+    db = tmp_path / "inv.db"
+    with open_store(db) as store:
+        first = store.write_scan(scan_row(), [result(vms=1)])
+        second = store.write_scan(scan_row(), [result(vms=2)])  # a VM and its disk added
+        finding = Finding("host-memory", "error", "host", "h1", "t1", "h1 has 2 GiB", cluster="c1")
+        store_findings(store, second, [finding, finding._replace(rule_id="xen-pool-ha", message="HA is off")])
+        assert first
+    done = run_tool("diff", "--db", str(db), "-n", "1")
+    assert "1 more change," in done.stdout and "1 more new finding:" in done.stdout, done.stdout
+    assert "findings: 2 new" in done.stdout, done.stdout
