@@ -133,9 +133,9 @@ def _table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new
     """One table's changes: added, removed, then changed, each in the order of (target, key)."""
     columns = [d[0] for d in store.db.execute(f"SELECT * FROM {table} WHERE 0").description]
     compared = [c for c in columns if c not in ignored]
-    params = {"old": old, "new": new, "targets": json.dumps(sorted(map(_hex, skip.targets))),
-              "hosts": json.dumps(sorted(map(_hex_pair, skip.hosts))),
-              "storage": json.dumps(sorted(map(_hex_pair, skip.storage)))}
+    params = {"old": old, "new": new, "targets": json.dumps(sorted(map(_identity, skip.targets))),
+              "hosts": json.dumps(sorted(map(_identity_pair, skip.hosts))),
+              "storage": json.dumps(sorted(map(_identity_pair, skip.storage)))}
     same = " AND ".join(["b.target IS a.target", *(f"b.{k} IS a.{k}" for k in key)])
     listed = ", ".join(f"a.{c}" for c in columns)
 
@@ -178,38 +178,50 @@ def _compared(table: str, columns: list[str], alias: str, skip: _Skipped) -> str
     """SQL true for a row (``alias``) that is compared: not of a target, on a host (a VM's disks and NICs: of a VM
     on a host), or of a storage that is not compared. A row's host is its host_key, else its own key.
 
-    Values are matched by their bytes in hex (``_hex``): exactly, NUL and all, whatever their type; each set is one
-    JSON parameter of ASCII text, made an index once per statement by ``IN``."""
+    Values are matched by their type and bytes (``_identity``): exactly, NUL and all, NULL apart from ''; each set is
+    one JSON parameter of ASCII text, made an index once per statement by ``IN``."""
     a = alias
-    conditions = [f"hex({a}.target) NOT IN (SELECT value FROM json_each(:targets))"] if skip.targets else []
+
+    def pair(first: str, second: str) -> str:
+        return f"{_sql_identity(first)} || ':' || {_sql_identity(second)}"
+    conditions = ([f"{_sql_identity(a + '.target')} NOT IN (SELECT value FROM json_each(:targets))"]
+                  if skip.targets else [])
     if skip.hosts:
         if "host_key" in columns:
             host = f"COALESCE(NULLIF({a}.host_key, ''), {a}.key)" if "key" in columns else f"NULLIF({a}.host_key, '')"
         else:
             host = f"{a}.key" if "key" in columns else "NULL"
-        conditions.append(f"hex({a}.target) || ':' || hex({host}) NOT IN (SELECT value FROM json_each(:hosts))")
+        conditions.append(f"{pair(a + '.target', host)} NOT IN (SELECT value FROM json_each(:hosts))")
         if table in ("vm_disks", "vm_nics"):
             conditions.append(f"NOT EXISTS (SELECT 1 FROM vms v WHERE v.scan_id = {a}.scan_id AND v.key IS {a}.vm_key "
-                              f"AND v.target IS {a}.target AND hex(v.target) || ':' || hex(v.host_key) "
+                              f"AND v.target IS {a}.target AND {pair('v.target', 'v.host_key')} "
                               "IN (SELECT value FROM json_each(:hosts)))")
     if skip.storage and table == "storage":
-        conditions.append(f"hex({a}.target) || ':' || hex({a}.key) NOT IN (SELECT value FROM json_each(:storage))")
+        conditions.append(f"{pair(a + '.target', a + '.key')} NOT IN (SELECT value FROM json_each(:storage))")
     return " AND ".join(conditions) or "1"
 
 
-def _hex(value: Any) -> str:
-    """A value's bytes as SQLite's ``hex()`` gives them: text as UTF-8, a blob as it is, NULL as nothing."""
+def _sql_identity(expression: str) -> str:
+    """SQL for what ``_identity`` makes of a value in Python."""
+    return f"(typeof({expression}) || hex({expression}))"
+
+
+def _identity(value: Any) -> str:
+    """A value as SQLite holds it: its storage class, then its bytes in hex as ``hex()`` gives them (text as UTF-8,
+    a blob as it is, a number as its text) — so '' and NULL, 1 and '1' stay apart."""
     if value is None:
-        return ""
+        return "null"
     if isinstance(value, bytes):
-        return value.hex().upper()
-    if isinstance(value, bool):
-        value = int(value)
-    return str(value).encode("utf-8", "surrogatepass").hex().upper()
+        return "blob" + value.hex().upper()
+    if isinstance(value, (bool, int)):
+        return "integer" + str(int(value)).encode().hex().upper()
+    if isinstance(value, float):
+        return "real" + str(value).encode().hex().upper()
+    return "text" + str(value).encode("utf-8", "surrogatepass").hex().upper()
 
 
-def _hex_pair(pair: tuple[Any, Any]) -> str:
-    return f"{_hex(pair[0])}:{_hex(pair[1])}"
+def _identity_pair(pair: tuple[Any, Any]) -> str:
+    return f"{_identity(pair[0])}:{_identity(pair[1])}"
 
 
 def _not_compared(store: Store, old: int, new: int) -> tuple[list[dict[str, str]], set[str], set[tuple[str, str]]]:

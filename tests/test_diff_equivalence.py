@@ -158,6 +158,9 @@ ODD = {  # found by review: each failed (a crash, or another drift than the refe
     "a failed host keyed '' and its VM's host ''": (
         [kvm("t", small("t", ("", "h2"), ""), endpoints_of("t", 2))],
         [kvm("t", small("t", ("", "h2"), "", vcpus=2, disk=2), endpoints_of("t", 2, (0,)))]),
+    "a failed host keyed '', a disk changed on a VM of no host": (  # '' and NULL are not one key
+        [kvm("t", small("t", ("", "h2"), None), endpoints_of("t", 2))],
+        [kvm("t", small("t", ("", "h2"), None, disk=2), endpoints_of("t", 2, (0,)))]),
     "records of no target": (
         [kvm("t", small(None, (), None))],  # type: ignore[arg-type]
         [kvm("t", small(None, (), None, disk=2))]),  # type: ignore[arg-type]
