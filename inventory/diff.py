@@ -8,7 +8,7 @@ endpoint failed in either scan, with everything on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -99,6 +99,13 @@ def diff_scans(store: Store, old: int | None = None, new: int | None = None, *,
     Each table is compared in SQLite, row with row through the tables' (scan, key, target) indexes: only the rows
     that differ — added, removed, changed, or on a host that is not compared — come to Python, where the
     changed fields are listed. (Reading both scans whole into Python took 850 MiB and 7 s at 100,000 VMs.)"""
+    return _diff(store, old, new, include_usage, _table_changes)
+
+
+def _diff(store: Store, old: int | None, new: int | None, include_usage: bool,
+          table_changes: Callable[[Store, str, tuple[str, ...], int, int, _Skipped, set[str]], list[Change]]
+          ) -> ScanDiff:
+    """A diff whose tables are compared by ``table_changes`` (the tests give it the Python diff's, as reference)."""
     if old is None and new is None:
         old, new = default_pair(store)
     elif old is None or new is None:
@@ -109,7 +116,7 @@ def diff_scans(store: Store, old: int | None = None, new: int | None = None, *,
     changes: list[Change] = []
     ignored = IGNORED if include_usage else IGNORED | USAGE
     for table, key in KEYS.items():
-        changes += _table_changes(store, table, key, old, new, skip, ignored)
+        changes += table_changes(store, table, key, old, new, skip, ignored)
     old_findings = _findings(store, old, skip_targets)
     new_findings = _findings(store, new, skip_targets)
     return ScanDiff(old, new, changes,

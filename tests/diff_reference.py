@@ -1,48 +1,36 @@
 """The drift between two scans as ``inventory.diff`` made it before it compared them in SQLite (2026-11-28): every row
 of both scans read into Python and matched there. Kept as the reference the SQL-side diff is held to
-(``tests/test_diff_equivalence.py``), on the same stores. What did not change — which targets, hosts and storage are
-not compared, the findings — it takes from ``inventory.diff``."""
+(``tests/test_diff_equivalence.py``), on the same stores: its tables matched in Python, all else — the scans
+compared, which targets, hosts and storage are not, the findings — ``inventory.diff``'s own."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from inventory.diff import (
-    IGNORED, KEYS, USAGE, Change, ScanDiff, _findings, _key_text, _not_compared, _storage_of_only, default_pair,
-)
-from inventory.errors import StoreError
+from inventory.diff import Change, ScanDiff, _diff, _key_text, _Skipped
 from inventory.store import Store
 
 
 def reference_diff(store: Store, old: int | None = None, new: int | None = None, *,
                    include_usage: bool = False) -> ScanDiff:
-    if old is None and new is None:
-        old, new = default_pair(store)
-    elif old is None or new is None:
-        raise StoreError("give both scans to compare, or neither (the last two completed scans)")
-    old, new = store.resolve_scan(old), store.resolve_scan(new)
-    not_compared, skip_targets, skip_hosts = _not_compared(store, old, new)
-    skip_storage = _storage_of_only(store, old, new, skip_hosts)
+    return _diff(store, old, new, include_usage, _python_table_changes)
+
+
+def _python_table_changes(store: Store, table: str, key: tuple[str, ...], old: int, new: int, skip: _Skipped,
+                          ignored: set[str]) -> list[Change]:
     changes: list[Change] = []
-    ignored = IGNORED if include_usage else IGNORED | USAGE
-    for table, key in KEYS.items():
-        before = _index(store, table, old, key, skip_targets, skip_hosts, skip_storage)
-        after = _index(store, table, new, key, skip_targets, skip_hosts, skip_storage)
-        for ident in sorted(after.keys() - before.keys()):
-            changes.append(Change(table, "added", ident[0], _key_text(ident), after[ident].get("name")))
-        for ident in sorted(before.keys() - after.keys()):
-            changes.append(Change(table, "removed", ident[0], _key_text(ident), before[ident].get("name")))
-        for ident in sorted(before.keys() & after.keys()):
-            fields = {c: (before[ident][c], after[ident].get(c)) for c in before[ident]
-                      if c not in ignored and before[ident][c] != after[ident].get(c)}
-            if fields:
-                changes.append(Change(table, "changed", ident[0], _key_text(ident), after[ident].get("name"), fields))
-    old_findings = _findings(store, old, skip_targets)
-    new_findings = _findings(store, new, skip_targets)
-    return ScanDiff(old, new, changes,
-                    findings_new=[new_findings[k] for k in sorted(new_findings.keys() - old_findings.keys())],
-                    findings_resolved=[old_findings[k] for k in sorted(old_findings.keys() - new_findings.keys())],
-                    not_compared=not_compared)
+    before = _index(store, table, old, key, skip.targets, skip.hosts, skip.storage)
+    after = _index(store, table, new, key, skip.targets, skip.hosts, skip.storage)
+    for ident in sorted(after.keys() - before.keys()):
+        changes.append(Change(table, "added", ident[0], _key_text(ident), after[ident].get("name")))
+    for ident in sorted(before.keys() - after.keys()):
+        changes.append(Change(table, "removed", ident[0], _key_text(ident), before[ident].get("name")))
+    for ident in sorted(before.keys() & after.keys()):
+        fields = {c: (before[ident][c], after[ident].get(c)) for c in before[ident]
+                  if c not in ignored and before[ident][c] != after[ident].get(c)}
+        if fields:
+            changes.append(Change(table, "changed", ident[0], _key_text(ident), after[ident].get("name"), fields))
+    return changes
 
 
 def _index(store: Store, table: str, scan_id: int, key: tuple[str, ...], skip_targets: set[str],
