@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -696,15 +696,16 @@ def _render_diff(result: Any, limit: int = DIFF_TABLE_ROWS) -> None:
             table.add_row(c.table, c.change, c.target, c.key, c.name or "", detail)
         out.print(table)
     more = {"change": len(result.changes) - len(shown)}
-    for kind, findings in (("new finding", result.findings_new), ("resolved finding", result.findings_resolved)):
+    lines: tuple[tuple[str, list[dict[str, Any]], Callable[[dict[str, Any]], str]], ...] = (
+        ("new finding", result.findings_new,
+         lambda f: f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}"),
+        ("resolved finding", result.findings_resolved,
+         lambda f: f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}"))
+    for kind, findings, line in lines:
         listed = findings if not limit else findings[:limit]
         more[kind] = len(findings) - len(listed)
         for f in listed:
-            if kind == "new finding":
-                out.print(f"new finding: {f['severity']} {f['rule_id']} {f['object_key']}: {f['message']}",
-                          markup=False)
-            else:
-                out.print(f"resolved: {f['rule_id']} {f['object_key']}: {f['message']}", markup=False)
+            out.print(line(f), markup=False)
     left = [f"{number:,} more {kind}{'' if number == 1 else 's'}" for kind, number in more.items() if number]
     if left:
         out.print(f"… {', '.join(left)}: --limit 0 shows every one; --format csv, json or ndjson lists them",
