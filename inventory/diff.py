@@ -213,18 +213,14 @@ def _sql_identity(expression: str) -> str:
     return f"(typeof({expression}) || hex({expression}))"
 
 
-def _identity(value: Any) -> str:
-    """A value as SQLite holds it: its storage class, then its bytes in hex as ``hex()`` gives them (text as UTF-8,
-    a blob as it is, a number as its text) — so '' and NULL, 1 and '1' stay apart."""
+def _identity(value: str | bytes | None) -> str:
+    """A target or key as SQLite holds it: its storage class, then its bytes in hex as ``hex()`` gives them (text as
+    UTF-8, a blob as it is) — so '' and NULL stay apart. Those columns are TEXT: a number stored in one is text."""
     if value is None:
         return "null"
     if isinstance(value, bytes):
         return "blob" + value.hex().upper()
-    if isinstance(value, (bool, int)):
-        return "integer" + str(int(value)).encode().hex().upper()
-    if isinstance(value, float):
-        return "real" + str(value).encode().hex().upper()
-    return "text" + str(value).encode("utf-8", "surrogatepass").hex().upper()
+    return "text" + value.encode("utf-8", "surrogatepass").hex().upper()
 
 
 def _identity_pair(pair: tuple[Any, Any]) -> str:
