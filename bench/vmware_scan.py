@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def phases_of(events: list[dict[str, Any]], started: float, ended: float) -> tup
     """The phases' seconds from a scan's JSON events (their times are wall clock, to the millisecond)."""
     at = {e["message"]: datetime.fromisoformat(e["time"]).timestamp() for e in events}
     marks = [started, *(at[name] for name in PHASE_EVENTS), ended]
-    return tuple(later - earlier for earlier, later in zip(marks, marks[1:], strict=False))
+    return tuple(later - earlier for earlier, later in pairwise(marks))
 
 
 def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = TOOL) -> ScanRun:
