@@ -3,7 +3,8 @@
 what is left (the datastore list).
 
 Each reader gives what ElementTree would for the elements kept (text, or a dict per data object, repeated ones as a
-list) and leaves out the rest; slim_host then makes the same of it as of pyvmomi's objects. The fields of a data
+list) and leaves out the rest; slim_host then makes the same of it as of pyvmomi's objects. The firewall, half of a
+host's answer, is read as slim_host keeps it already (its inbound TCP rules, numbers and booleans as such). The fields of a data
 object come in the order vSphere's WSDL declares them (xsd:sequence), so a data object's own fields are read before
 the first nested one that could hold a field of the same name. An element not taken apart as expected raises
 ``HostValueNotRead`` (a ValueError): the collector reads the hosts with pyvmomi instead.
@@ -80,32 +81,50 @@ def _nested(text: str, tag: str) -> str | None:
     return found[0] if found else None
 
 
-# the firewall is half of a host's answer: its rulesets read in one pass, as a sequence of the elements that matter
-_FIREWALL = re.compile(r"<(ruleset|rule)>|<(key|enabled|port|endPort|direction|protocol)>([^<]*)</\2>")
+# the firewall is half of a host's answer, and most of its rules are not inbound TCP. One pass reads each ruleset's
+# key (its first field), each rule whole (HostFirewallRule's fields in the WSDL's order: port, endPort, direction,
+# portType, protocol) and each ruleset's enabled (after its rules); a rule written otherwise is not matched, and
+# the counts below send the host to pyvmomi
+_FIREWALL = re.compile(r"<(ruleset)><key>([^<]*)</key>"
+                       r"|<(rule)><port>([^<]*)</port>(?:<endPort>([^<]*)</endPort>)?<direction>([^<]*)</direction>"
+                       r"(?:<portType>[^<]*</portType>)?<protocol>([^<]*)</protocol></rule>"
+                       r"|<enabled>([^<]*)</enabled>")
+
+
+_INBOUND_TCP = ("inbound", "tcp")
 
 
 def _firewall(value: str) -> dict[str, Any]:
+    """The rulesets as ``vmware_slim.slim_host`` keeps them: key, enabled, and only their inbound TCP rules."""
     rulesets: list[dict[str, Any]] = []
     ruleset: dict[str, Any] = {}
-    rule: dict[str, Any] | None = None
-    for opened, tag, text in _FIREWALL.findall(value):
-        if opened == "ruleset":
-            ruleset, rule = {"key": None, "enabled": None, "rule": []}, None
+    rules_read = 0
+    for opened, key, rule, port, end, direction, protocol, state in _FIREWALL.findall(value):
+        if opened:
+            ruleset = {"key": _unescaped(key), "enabled": None, "rule": []}
             rulesets.append(ruleset)
-        elif opened == "rule":
-            rule = {}
-            ruleset["rule"].append(rule)
         elif not rulesets:
-            raise HostValueNotRead(f"<{tag}> outside a ruleset")
-        elif tag in ("key", "enabled"):  # a ruleset's own (its rules have neither)
-            if ruleset[tag] is None:
-                ruleset[tag] = html.unescape(text) if "&" in text else text
-        elif rule is not None and tag not in rule:
-            rule[tag] = html.unescape(text) if "&" in text else text
-    if len(rulesets) != len(_opening("ruleset").findall(value)) or sum(len(r["rule"]) for r in rulesets) != len(
-            _opening("rule").findall(value)):
+            raise HostValueNotRead("a firewall rule or enabled outside a ruleset")
+        elif rule:
+            rules_read += 1
+            if (direction, protocol) == _INBOUND_TCP or ("&" in direction + protocol and (
+                    _unescaped(direction), _unescaped(protocol)) == _INBOUND_TCP):  # all the normaliser reads
+                ruleset["rule"].append({"port": _int(port), "endPort": _int(end), "direction": "inbound",
+                                        "protocol": "tcp"})
+        elif ruleset["enabled"] is None:
+            ruleset["enabled"] = _unescaped(state).lower() == "true"
+    if len(rulesets) != len(_opening("ruleset").findall(value)) or rules_read != len(_opening("rule").findall(value)):
         raise HostValueNotRead("a firewall ruleset or rule not read")
     return {"ruleset": rulesets}
+
+
+def _unescaped(text: str) -> str:
+    return html.unescape(text) if "&" in text else text
+
+
+def _int(text: str) -> int | None:
+    """A number field's text as slim_host makes it (none when empty; not a number: ValueError, to pyvmomi)."""
+    return int(_unescaped(text)) if text else None
 
 
 def _net_config(value: str) -> list[dict[str, Any]]:

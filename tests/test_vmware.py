@@ -316,6 +316,19 @@ def test_the_fast_path_keeps_what_slim_vm_keeps_and_reads_host_values_or_refuses
     with pytest.raises(HostValueNotRead):
         parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{firewall.replace("<ruleset>", "<ruleset a=1>")}'
                       '</objects>', nested=True)
+    # a rule's fields are read in the WSDL's order (port, endPort, direction, portType, protocol), escapes and a
+    # range included; a rule written otherwise is not guessed at: the hosts go to pyvmomi
+    ranged = firewall.replace("<port>902</port><direction>inbound</direction><portType>dst</portType><protocol>tcp",
+                              "<port>5900</port><endPort>6105</endPort><direction>&#105;nbound</direction>"
+                              "<protocol>tcp")
+    (host,) = parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{ranged}</objects>', nested=True)
+    assert slim_host(host)["config.firewall"]["ruleset"][0]["rule"] == [
+        {"port": 5900, "endPort": 6105, "direction": "inbound", "protocol": "tcp"}]
+    for odd in (firewall.replace("<port>902</port><direction>outbound</direction>",
+                                 "<direction>outbound</direction><port>902</port>"),
+                firewall.replace("<ruleset><key>a&amp;b</key>", "<ruleset><label>x</label><key>a&amp;b</key>")):
+        with pytest.raises(HostValueNotRead):
+            parse_objects(f'<objects><obj type="HostSystem">host-1</obj>{odd}</objects>', nested=True)
 
 
 def test_filters_and_the_vcenter_itself(vcenter: Vcsim, tls: Any) -> None:
