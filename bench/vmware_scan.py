@@ -11,9 +11,11 @@ checks / floor (goal ≤ 0.1), peak RSS (goal ≤ 250 MiB). The CPU seconds of t
 simulator while it serves the scan are printed too: on this machine's cores their sum bounds the wall time.
 
 Where the scan's time goes, in the same run: its phases, from its event log (start-up until the scan starts,
-reading, normalising, storing and checking, exit), and the scan's own requests — the ContainerView pages of VMs two
-in flight, the hosts' pages, the other types — sent by the collector's own code with their answers left unread (the
-fast parser skipped; the simulator's work for exactly what the scan asks for, and our process nearly idle).
+reading, normalising, storing and checking, exit); how many of the machine's cores were busy in each phase
+(sampled from /proc/stat: a phase that leaves a core idle is one that other work could overlap); and the scan's
+own requests — the ContainerView pages of VMs two in flight, the hosts' pages, the other types — sent by the
+collector's own code with their answers left unread (the fast parser skipped; the simulator's work for exactly
+what the scan asks for, and our process nearly idle).
 
 ``--sizes 125,250,500,1000`` (VMs per cluster) runs each size on its own simulator and prints the scale
 curves (time and memory against VMs, fitted slope, local exponents).
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +64,44 @@ def cpu_of(pid: int) -> float:
     """CPU seconds (user + system) a running process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _jiffies() -> tuple[int, int]:
+    """The machine's CPU time so far, in clock ticks: (busy, total) over all cores (/proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+class BusyCores:
+    """How many of the machine's cores were busy, sampled every 20 ms on a thread while a scan runs: all the
+    machine's load (ours, the simulator's, anyone else's), which is what a phase could have used."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> BusyCores:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.time(), *_jiffies()))
+            if self._stop.wait(0.02):
+                return
+
+    def between(self, start: float, end: float) -> float:
+        """Busy cores on average from ``start`` to ``end`` (wall clock); NaN for a span under two samples."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+            return float("nan")
+        (_, busy, total), (_, busy_end, total_end) = inside[0], inside[-1]
+        return (busy_end - busy) / (total_end - total) * (os.cpu_count() or 1)
 
 
 def raw_floor(sim: Vcsim, ca: Path) -> tuple[float, int, float]:
@@ -129,6 +170,7 @@ class ScanRun:
     findings: int
     vms: int
     phases: tuple[float, ...]  # seconds: start-up, reading, normalising, storing + checks, exit (PHASES)
+    busy_cores: tuple[float, ...]  # the machine's busy cores in each phase (exit: NaN, too short to sample)
 
 
 # the events a scan logs, in order; the phases are the times between them (process start and exit around them)
@@ -136,11 +178,15 @@ PHASE_EVENTS = ("scan started", "endpoint read", "target read", "scan stored")
 PHASES = ("start-up", "reading", "normalising", "storing + checks", "exit")
 
 
-def phases_of(events: list[dict[str, Any]], started: float, ended: float) -> tuple[float, ...]:
-    """The phases' seconds from a scan's JSON events (their times are wall clock, to the millisecond)."""
+def phase_marks(events: list[dict[str, Any]], started: float, ended: float) -> list[float]:
+    """When each phase began, and the exit (wall clock), from a scan's JSON events (to the millisecond)."""
     at = {e["message"]: datetime.fromisoformat(e["time"]).timestamp() for e in events}
-    marks = [started, *(at[name] for name in PHASE_EVENTS), ended]
-    return tuple(later - earlier for earlier, later in pairwise(marks))
+    return [started, *(at[name] for name in PHASE_EVENTS), ended]
+
+
+def phases_of(events: list[dict[str, Any]], started: float, ended: float) -> tuple[float, ...]:
+    """The phases' seconds from a scan's JSON events."""
+    return tuple(later - earlier for earlier, later in pairwise(phase_marks(events, started, ended)))
 
 
 def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = TOOL) -> ScanRun:
@@ -148,12 +194,13 @@ def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = T
     db, log = folder / f"scan-{number}.db", folder / f"scan-{number}.log"
     log.unlink(missing_ok=True)  # each run reads its own events
     server_cpu = cpu_of(sim.process.pid)
-    started, clock = time.perf_counter(), time.time()
-    proc = subprocess.Popen([str(tool), "--log-file", str(log), "--log-format", "json", "scan", "--config",
-                             str(config), "--db", str(db), "--quiet", "--fail-on", "never"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
+    with BusyCores() as cores:
+        started, clock = time.perf_counter(), time.time()
+        proc = subprocess.Popen([str(tool), "--log-file", str(log), "--log-format", "json", "scan", "--config",
+                                 str(config), "--db", str(db), "--quiet", "--fail-on", "never"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
     ended = clock + wall
     server_cpu = cpu_of(sim.process.pid) - server_cpu
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -167,7 +214,8 @@ def run_scan(folder: Path, config: Path, number: int, sim: Vcsim, tool: Path = T
         leftover.unlink()
     return ScanRun(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, server_cpu,
                    checked.get("duration_s", float("nan")), checked.get("cpu_s", float("nan")),
-                   checked.get("findings", -1), stored.get("vms", 0), phases_of(events, clock, ended))
+                   checked.get("findings", -1), stored.get("vms", 0), phases_of(events, clock, ended),
+                   tuple(cores.between(*span) for span in pairwise(phase_marks(events, clock, ended))))
 
 
 def write_config(folder: Path, sim: Vcsim, ca: Path, version: str) -> Path:
@@ -250,6 +298,9 @@ def report(size: Size) -> None:
     phases = [statistics.median(s.phases[i] for s in scans) for i in range(len(PHASES))]
     said = [f"{name} {seconds:.2f} s" for name, seconds in zip(PHASES, phases, strict=True)]
     print("    phases (medians): " + ", ".join(said))
+    busy = [statistics.median(s.busy_cores[i] for s in scans) for i in range(len(PHASES) - 1)]  # exit: too short
+    print("    the machine's busy cores in each phase (medians; all its load, ours and the simulator's): " + ", ".join(
+        f"{name} {cores:.1f}" for name, cores in zip(PHASES, busy, strict=False)) + f" of {os.cpu_count()}")
     unread = statistics.median(u[0] for u in size.unread)
     print(f"  the scan's own requests, answers unread: {unread:.2f} s = {unread / floor:.2f}× the floor "
           f"[{', '.join(f'{u[0]:.2f}' for u in size.unread)}]; the simulator's CPU for them "
