@@ -4,10 +4,10 @@ what is left (the datastore list).
 
 Each reader gives what ElementTree would for the elements kept (text, or a dict per data object, repeated ones as a
 list) and leaves out the rest; slim_host then makes the same of it as of pyvmomi's objects. The firewall, half of a
-host's answer, is read as slim_host keeps it already (its inbound TCP rules, numbers and booleans as such). The fields of a data
-object come in the order vSphere's WSDL declares them (xsd:sequence), so a data object's own fields are read before
-the first nested one that could hold a field of the same name. An element not taken apart as expected raises
-``HostValueNotRead`` (a ValueError): the collector reads the hosts with pyvmomi instead.
+host's answer, is read as slim_host keeps it already (its inbound TCP rules, numbers and booleans as such). The
+fields of a data object come in the order vSphere's WSDL declares them (xsd:sequence), so a data object's own fields
+are read before the first nested one that could hold a field of the same name. An element not taken apart as
+expected raises ``HostValueNotRead`` (a ValueError): the collector reads the hosts with pyvmomi instead.
 """
 
 from __future__ import annotations
