@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from collectors import xmlrpc_fast
 from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session
 from collectors.xenserver_normalise import normalise_pool
 from inventory.errors import (
@@ -74,6 +75,8 @@ class XenTarget(TargetConfig):
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds to connect"})
     timeout: float = field(default=120.0, metadata={"help": "seconds per API call"})
     overall_timeout: float = field(default=600.0, metadata={"help": "seconds for the whole pool, login to logout"})
+    fast_parser: bool = field(default=True, metadata={
+        "help": "read XAPI's answers with cs-inventory's own XML-RPC reader (false: xmlrpc.client's)"})
 
     def __post_init__(self) -> None:
         refuse_password_in("url", self.url, "give username, and password_env or password_file",
@@ -115,6 +118,33 @@ class _Transport(xmlrpc.client.Transport):
                                   "get_all_records", hint="nothing was sent")
         self.calls.add()
         return super().send_request(connection, handler, request_body, debug)
+
+    def parse_response(self, response: Any) -> tuple[Any, ...]:
+        """The answer, read whole: by ``xmlrpc_fast`` when it is in XAPI's own form (3× faster than xmlrpc.client on
+        a large pool), otherwise — and with ``fast_parser = false`` — by xmlrpc.client's parser, from the same
+        bytes, whose values or error are then the answer's."""
+        gzipped = hasattr(response, "getheader") and response.getheader("Content-Encoding", "") == "gzip"
+        stream = xmlrpc.client.GzipDecodedResponse(response) if gzipped else response
+        try:
+            body = stream.read()
+        finally:
+            if stream is not response:
+                stream.close()
+        if self.target.fast_parser:
+            try:
+                text = xmlrpc_fast.text_of(body)
+            except xmlrpc_fast.NotRead:
+                pass
+            else:
+                del body  # the text is the answer now (bytes and text both held: the largest answer twice)
+                try:
+                    return xmlrpc_fast.loads_text(text)
+                except xmlrpc_fast.NotRead:
+                    body = text.encode("utf-8")  # the same bytes: they were UTF-8
+        parser, unmarshaller = self.getparser()
+        parser.feed(body)
+        parser.close()
+        return unmarshaller.close()
 
     def _context(self) -> ssl.SSLContext:
         if self.target.fingerprint or not self.target.verify_tls:
