@@ -3,10 +3,13 @@
 client that calls get_record per object, on a sample of each class, extrapolated.
 
 Per size: the console script's wall time (process start to exit, into a new database, checks included), its
-own peak RSS and CPU (wait4), the fixture server's CPU while it answered (it is Python: XML-RPC marshalling
-costs it more than the scan costs us), and the API calls stored; then the curves against VMs. Medians of
-``--repeat`` runs (reinstall first: the console script is what is timed).
+own peak RSS and CPU (wait4), the fixture server's CPU while it answered (it is Python, and it answers each call
+before the scan reads the answer: on this machine the wall time is about the two CPU times added), and the API
+calls stored; then the curves against VMs. ``--compare OTHER/bin/cs-inventory`` runs another build's console
+script alongside, in the same run, against the same server. Medians of ``--repeat`` runs (reinstall first: the
+console script is what is timed).
 Run: .venv/bin/python -m bench.xen_pool [--hosts 64 --vms 2500,5000,10000 --latency-ms 1 --repeat 3]
+[--compare OTHER/bin/cs-inventory]
 """
 
 from __future__ import annotations
@@ -54,11 +57,11 @@ def serve(dump: Path, latency_ms: float) -> tuple[subprocess.Popen[str], str]:
     return server, server.stdout.readline().strip()
 
 
-def scan_once(folder: Path, config: Path, server: subprocess.Popen[str], number: int) -> Run:
+def scan_once(folder: Path, config: Path, server: subprocess.Popen[str], number: int, tool: Path = TOOL) -> Run:
     db = folder / f"scan-{number}.db"
     server_cpu = cpu_of(server.pid)
     started = time.perf_counter()
-    proc = subprocess.Popen([str(TOOL), "scan", "--config", str(config), "--db", str(db), "--quiet", "--fail-on",
+    proc = subprocess.Popen([str(tool), "scan", "--config", str(config), "--db", str(db), "--quiet", "--fail-on",
                              "never"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -105,10 +108,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sample", type=float, default=0.02, help="share of each class the naive walk reads (0: none)")
+    parser.add_argument("--compare", action="append", type=Path, default=[], metavar="CS_INVENTORY",
+                        help="another build's console script, run alongside (e.g. an older release's venv)")
     options = parser.parse_args()
     sizes = [int(v) for v in options.vms.split(",")]
     os.environ["CSI_BENCH_PASSWORD"] = "xenroot"
     results: dict[int, list[Run]] = {}
+    compared: dict[tuple[int, Path], list[Run]] = {}
     naive: tuple[float, int, int] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -120,7 +126,11 @@ def main() -> None:
                 config = folder / "bench.toml"
                 config.write_text(f'[cloudstack]\nversion = "4.20"\n[database]\npath = "unused.db"\n[[xenserver]]\n'
                                   f'name = "pool"\nurl = "{url}"\npassword_env = "CSI_BENCH_PASSWORD"\n')
-                results[vms] = [scan_once(folder, config, server, n) for n in range(options.repeat)]
+                results[vms] = []
+                for number in range(options.repeat):  # each build in turn: the machine's load falls on all alike
+                    results[vms].append(scan_once(folder, config, server, number))
+                    for tool in options.compare:
+                        compared.setdefault((vms, tool), []).append(scan_once(folder, config, server, number, tool))
                 if vms == max(sizes) and options.sample > 0:
                     naive = naive_walk(url, options.sample)
             finally:
@@ -128,10 +138,15 @@ def main() -> None:
                 server.wait()
     print(f"xenserver pool of {options.hosts} hosts behind the XAPI fixture server ({options.latency_ms:g} ms per "
           f"call), `cs-inventory scan` end to end; medians of {options.repeat} runs")
-    for runs in results.values():
+    for vms, runs in results.items():
         print(f"  {runs[0].vms:6,} VMs: wall {median(runs, 'wall_s'):.2f} s, {runs[0].calls} API calls; scan CPU "
               f"{median(runs, 'cpu_s'):.2f} s, fixture server CPU {median(runs, 'server_cpu_s'):.2f} s; peak RSS "
               f"{median(runs, 'peak_mib'):.0f} MiB")
+        for tool in options.compare:
+            other = compared[(vms, tool)]
+            print(f"          compared, in the same run: {tool}: wall {median(other, 'wall_s'):.2f} s, scan CPU "
+                  f"{median(other, 'cpu_s'):.2f} s, fixture server CPU {median(other, 'server_cpu_s'):.2f} s; "
+                  f"peak RSS {median(other, 'peak_mib'):.0f} MiB")
     if naive is not None:
         seconds, calls, objects = naive
         per_call = seconds / max(1, calls - 1)
