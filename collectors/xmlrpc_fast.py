@@ -79,6 +79,8 @@ def text_of(body: bytes) -> str:
         raise NotRead("not UTF-8") from exc
     if "\ufffe" in text or "\uffff" in text:
         raise NotRead("a character XML forbids")
+    if "]]>" in text:  # XML forbids it in text; expat says so
+        raise NotRead("]]> in text")
     return text
 
 

@@ -110,6 +110,26 @@ def test_answers_in_xmlrpc_clients_own_form_are_left_to_it(value: Any) -> None:
     assert transported(body) == stock(body)
 
 
+FRAGMENTS = ["<", ">", "&", "]]>", "&amp;", "&#0;", "&#65;", "&#xD800;", "&nbsp;", " ", "\n", "\r", "\t", "\x01",
+             "<value>", "</value>", "<value/>", "<member>", "</member>", "<name>", "</name>", "<struct>", "</struct>",
+             "<array>", "<data>", "</data></array>", "<!--x-->", "<![CDATA[x]]>", "\ufffe", "é", "\U0001f600", "<i4>",
+             "</i4>", "<boolean>", "<nil/>", "<string>", "</string>", '"', "'", "<?x?>", "<v:value>", ' a="1"', "1"]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values, st.randoms(use_true_random=False), st.integers(1, 3))
+def test_an_answer_broken_anywhere_reads_as_xmlrpc_client_reads_it(value: Any, chance: Any, edits: int) -> None:
+    """XAPI's answer with fragments put in, and characters cut out, after tags (in a value's text, or between
+    elements): whatever the fast reader reads, it reads as xmlrpc.client does, and what it does not is
+    xmlrpc.client's to read or refuse."""
+    text = xapi_response({"Status": "Success", "Value": value})
+    for _ in range(edits):
+        at = chance.choice([i + 1 for i, c in enumerate(text) if c == ">"])
+        text = text[:at] + chance.choice(FRAGMENTS) + text[at + chance.choice((0, 0, 0, 1, 2)):]
+    body = text.encode("utf-8", "surrogatepass")
+    assert transported(body) == stock(body)
+
+
 def answer(value_xml: str, prolog: str = '<?xml version="1.0"?>') -> bytes:
     return f"{prolog}<methodResponse><params><param>{value_xml}</param></params></methodResponse>".encode()
 
@@ -138,6 +158,7 @@ READ = {  # answers the fast reader reads itself, each as xmlrpc.client does
 LEFT = {  # answers left to xmlrpc.client, which reads them (or refuses them) its own way
     "an entity XML does not predefine": answer("<value>&nbsp;</value>"),
     "a bare ampersand": answer("<value>a & b</value>"),
+    "]]> in text, which XML forbids": answer("<value>a]]>b</value>"),
     "a reference to a character XML forbids": answer("<value>&#0;</value>"),
     "CDATA": answer("<value><![CDATA[<x>]]></value>"),
     "a comment": answer("<value><struct><!-- c --><member><name>a</name><value>1</value></member></struct></value>"),
