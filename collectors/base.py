@@ -40,15 +40,18 @@ SessionT = TypeVar("SessionT", bound="Session")
 
 
 class Calls:
-    """Remote calls made to one endpoint; a field, read whether the read succeeded or not."""
+    """Remote calls made to one endpoint; a field, read whether the read succeeded or not. Calls made on several
+    threads at once (XenServer's two in flight) are all counted."""
 
-    __slots__ = ("count",)
+    __slots__ = ("count", "_lock")
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()
 
     def add(self, number: int = 1) -> None:
-        self.count += number
+        with self._lock:
+            self.count += number
 
 
 class Session:

@@ -183,6 +183,22 @@ def test_int64_travel_as_strings_like_xapi(server_for: Any, small_pool: Path) ->
     assert proxy.VM.get_name_label(login["Value"], ref)["Value"] == record["name_label"]
 
 
+def test_two_calls_in_flight_read_what_one_at_a_time_reads(server_for: Any, small_pool: Path) -> None:
+    """The classes are read two at a time, each on its own connection to the one session: the same answers, in
+    the same order, as the session's own calls one by one; every call counted."""
+    from collectors.base import Calls
+    server = server_for(small_pool, latency_s=0.05)
+    collector = XenServerCollector(target(server.url))
+    calls = Calls()
+    with collector.connect(server.url, calls) as session:
+        both = collector.fetch(session)["records"]
+        assert server.api.most_in_flight == 2
+        one_by_one = {cls: session.all_records(cls) for cls in CLASSES}
+        assert calls.count == 1 + 2 * len(CLASSES)  # the login, and each class twice
+    assert list(both) == list(CLASSES) and both == one_by_one and both["VM"]
+    assert server.api.calls["session.logout"] == 1 and server.api.in_flight == 0
+
+
 def test_a_pool_member_redirects_to_the_master_once(server_for: Any, small_pool: Path) -> None:
     master = server_for(small_pool, host="127.0.0.2")
     member = server_for(small_pool, host="127.0.0.3", port=master.port, member_of="127.0.0.2")
