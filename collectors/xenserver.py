@@ -20,6 +20,7 @@ import http.client
 import queue
 import re
 import ssl
+import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
@@ -199,10 +200,11 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 class XenSession(Session):
     """A logged-in XenAPI session on the pool master; ``endpoint`` is the master's URL."""
 
-    def __init__(self, url: str, calls: Calls, api: Any, target: XenTarget | None = None) -> None:
+    def __init__(self, url: str, calls: Calls, api: Any, target: XenTarget) -> None:
         super().__init__(url, calls)
         self.api = api
         self.target = target
+        self._relogin = threading.Lock()
 
     def all_records(self, cls: str) -> Any:
         return getattr(self.api.xenapi, cls).get_all_records()
@@ -210,17 +212,20 @@ class XenSession(Session):
     def connection(self) -> xmlrpc.client.ServerProxy:
         """Another connection to the master on this session: its own transport (the same TLS checks, reads only,
         the calls counted with the session's)."""
-        assert self.target is not None
         return xmlrpc.client.ServerProxy(self.endpoint, allow_none=True, transport=_Transport(
             self.target, urlsplit(self.endpoint).scheme == "https", self.calls))
 
     def all_records_on(self, connection: xmlrpc.client.ServerProxy, cls: str) -> Any:
         """``all_records`` on a ``connection``: the session's handle sent as XenAPI sends it, the answer's value
-        taken as XenAPI takes it (a Failure raised as XenAPI's ``Failure``)."""
+        taken as XenAPI takes it (a Failure raised as XenAPI's ``Failure``; a session XAPI no longer knows — it was
+        restarted — asked again through XenAPI's own session, which logs in again)."""
         answer = getattr(connection, f"{cls}.get_all_records")(self.api.handle)
         if isinstance(answer, dict) and answer.get("Status") == "Success" and "Value" in answer:
             return answer["Value"]
         if isinstance(answer, dict) and answer.get("Status") == "Failure" and answer.get("ErrorDescription"):
+            if answer["ErrorDescription"][0] == "SESSION_INVALID":
+                with self._relogin:  # XenAPI's session is one connection: one call at a time on it
+                    return self.all_records(cls)
             raise _xenapi().Failure(answer["ErrorDescription"])
         raise ApiError(f"{cls}.get_all_records: an answer with neither a Value nor an ErrorDescription")
 

@@ -199,6 +199,24 @@ def test_two_calls_in_flight_read_what_one_at_a_time_reads(server_for: Any, smal
     assert server.api.calls["session.logout"] == 1 and server.api.in_flight == 0
 
 
+def test_a_session_xapi_forgets_mid_scan_is_logged_in_again(server_for: Any, small_pool: Path) -> None:
+    """XAPI restarted during a scan (its sessions gone): the call that is told SESSION_INVALID is made again through
+    XenAPI's own session, which logs in again, and the pool is read whole."""
+    server = server_for(small_pool)
+    plain = XenServerCollector(target(server.url)).collect()
+    dispatch = server.api.dispatch
+
+    def restarting(method: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        if method == "VM.get_all_records" and server.api.calls["session.login_with_password"] == 2:
+            server.api.sessions.clear()
+        return dispatch(method, params)
+    server.server.instance._dispatch_fn = restarting
+    again = XenServerCollector(target(server.url)).collect()
+    assert again.status == "ok", again.error
+    assert server.api.calls["session.login_with_password"] == 3  # the scans' two, and the second's again
+    assert [v.key for v in again.inventory.vms] == [v.key for v in plain.inventory.vms] and plain.inventory.vms
+
+
 def test_a_pool_member_redirects_to_the_master_once(server_for: Any, small_pool: Path) -> None:
     master = server_for(small_pool, host="127.0.0.2")
     member = server_for(small_pool, host="127.0.0.3", port=master.port, member_of="127.0.0.2")
