@@ -6,8 +6,8 @@ Reads each class with one ``get_all_records`` call — pool, host, host_cpu, hos
 VM_metrics, VM_guest_metrics, VBD, VDI, SR, PBD, VIF, network, PIF, PIF_metrics, Bond, VLAN,
 pool_update, host_patch, pool_patch (applied updates and hotfixes; a XAPI without one of them answers
 none) —
-so the number of calls does not grow with the pool, two at a time on two connections to the one session; logs
-out at the end, also on failure.
+so the number of calls does not grow with the pool, the next asked for (on a second connection to the one
+session) while the last answer is read; logs out at the end, also on failure.
 Needs a pool account that may read (the read-only RBAC role is enough). Blind spots: dom0's
 own files (network.conf, NTP) are not read — XAPI does not expose them. A pool database dump
 (``xe pool-dump-database``) is read through the same normaliser: ``import xapi-dump``.
@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import queue
 import re
 import ssl
-import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -97,10 +95,11 @@ class XenTarget(TargetConfig):
 class _Transport(xmlrpc.client.Transport):
     """XML-RPC over HTTP(S) with timeouts, CA/pin verification, and a call counter."""
 
-    def __init__(self, target: XenTarget, https: bool, calls: Calls) -> None:
+    def __init__(self, target: XenTarget, https: bool, calls: Calls, *, unread: bool = False) -> None:
         super().__init__()
         self.target, self.https = target, https
         self.calls = calls
+        self.unread = unread
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         if self._connection[1] is not None and host == self._connection[0]:
@@ -124,31 +123,16 @@ class _Transport(xmlrpc.client.Transport):
         return super().send_request(connection, handler, request_body, debug)
 
     def parse_response(self, response: Any) -> tuple[Any, ...]:
-        """The answer, read whole: by ``xmlrpc_fast`` when it is in XAPI's own form (3× faster than xmlrpc.client on
-        a large pool), otherwise — and with ``fast_parser = false`` — by xmlrpc.client's parser, from the same
-        bytes, whose values or error are then the answer's."""
+        """The answer's params (``read_answer``); on a transport made ``unread``, its bytes, for the caller to read
+        on its own thread."""
         gzipped = hasattr(response, "getheader") and response.getheader("Content-Encoding", "") == "gzip"
         stream = xmlrpc.client.GzipDecodedResponse(response) if gzipped else response
-        try:
-            body = stream.read()
+        try:  # read as xmlrpc.client reads it (a part at a time: an answer shorter than it said ends, as there)
+            body = b"".join(iter(lambda: stream.read(1 << 16), b""))
         finally:
             if stream is not response:
                 stream.close()
-        if self.target.fast_parser:
-            try:
-                text = xmlrpc_fast.text_of(body)
-            except xmlrpc_fast.NotRead:
-                pass
-            else:
-                del body  # the text is the answer now (bytes and text both held: the largest answer twice)
-                try:
-                    return xmlrpc_fast.loads_text(text)
-                except xmlrpc_fast.NotRead:
-                    body = text.encode("utf-8")  # the same bytes: they were UTF-8
-        parser, unmarshaller = self.getparser()
-        parser.feed(body)
-        parser.close()
-        return unmarshaller.close()
+        return (body,) if self.unread else read_answer(body, self.target.fast_parser)
 
     def _context(self) -> ssl.SSLContext:
         if self.target.fingerprint or not self.target.verify_tls:
@@ -157,6 +141,21 @@ class _Transport(xmlrpc.client.Transport):
             context.verify_mode = ssl.CERT_NONE  # the pin below is the check
             return context
         return ssl.create_default_context(cafile=str(self.target.ca_file) if self.target.ca_file else None)
+
+
+def read_answer(body: bytes, fast: bool = True) -> tuple[Any, ...]:
+    """An answer's params: read by ``xmlrpc_fast`` when it is in XAPI's own form (3× faster than xmlrpc.client on a
+    large pool), otherwise — and with ``fast`` false — by xmlrpc.client's parser, from the same bytes, whose values
+    or error are then the answer's."""
+    if fast:
+        try:
+            return xmlrpc_fast.loads(body)
+        except xmlrpc_fast.NotRead:
+            pass
+    parser, unmarshaller = xmlrpc.client.getparser()
+    parser.feed(body)
+    parser.close()
+    return unmarshaller.close()
 
 
 class _TimedHTTP(http.client.HTTPConnection):
@@ -204,56 +203,58 @@ class XenSession(Session):
         super().__init__(url, calls)
         self.api = api
         self.target = target
-        self._relogin = threading.Lock()
 
     def all_records(self, cls: str) -> Any:
         return getattr(self.api.xenapi, cls).get_all_records()
 
     def connection(self) -> xmlrpc.client.ServerProxy:
-        """Another connection to the master on this session: its own transport (the same TLS checks, reads only,
-        the calls counted with the session's)."""
+        """Another connection to the master on this session, whose answers come back unread (bytes): its own
+        transport (the same TLS checks, reads only, the calls counted with the session's)."""
         return xmlrpc.client.ServerProxy(self.endpoint, allow_none=True, transport=_Transport(
-            self.target, urlsplit(self.endpoint).scheme == "https", self.calls))
+            self.target, urlsplit(self.endpoint).scheme == "https", self.calls, unread=True))
 
-    def all_records_on(self, connection: xmlrpc.client.ServerProxy, cls: str) -> Any:
-        """``all_records`` on a ``connection``: the session's handle sent as XenAPI sends it, the answer's value
-        taken as XenAPI takes it (a Failure raised as XenAPI's ``Failure``; a session XAPI no longer knows — it was
-        restarted — asked again through XenAPI's own session, which logs in again)."""
-        answer = getattr(connection, f"{cls}.get_all_records")(self.api.handle)
+    def answer_on(self, connection: xmlrpc.client.ServerProxy, cls: str) -> bytes:
+        """A class's get_all_records on a ``connection``, the session's handle sent as XenAPI sends it: the answer's
+        bytes, unread."""
+        body = getattr(connection, f"{cls}.get_all_records")(self.api.handle)
+        assert isinstance(body, bytes)
+        return body
+
+    def records_of(self, body: bytes, cls: str) -> Any:
+        """``all_records`` from an answer's bytes (``answer_on``), taken as XenAPI takes an answer: its value, a
+        Failure raised as XenAPI's ``Failure``, and a session XAPI no longer knows (it was restarted) asked again
+        through XenAPI's own session, which logs in again."""
+        params = read_answer(body, self.target.fast_parser)
+        answer = params[0] if len(params) == 1 else params  # as xmlrpc.client's ServerProxy gives it
         if isinstance(answer, dict) and answer.get("Status") == "Success" and "Value" in answer:
             return answer["Value"]
         if isinstance(answer, dict) and answer.get("Status") == "Failure" and answer.get("ErrorDescription"):
             if answer["ErrorDescription"][0] == "SESSION_INVALID":
-                with self._relogin:  # XenAPI's session is one connection: one call at a time on it
-                    return self.all_records(cls)
+                return self.all_records(cls)
             raise _xenapi().Failure(answer["ErrorDescription"])
         raise ApiError(f"{cls}.get_all_records: an answer with neither a Value nor an ErrorDescription")
 
 
-IN_FLIGHT = 2  # get_all_records calls at once, each on its own connection: XAPI writes one answer while we read one
-
-
 def _every_class(session: XenSession) -> dict[str, Any]:
-    """Each class's records, ``IN_FLIGHT`` calls at once on one session — the same calls, answers and order as one
-    at a time; the pool's side of a big answer (writing 20 MB of XML) no longer waits for ours (reading it)."""
-    connections = [session.connection() for _ in range(IN_FLIGHT)]
-    free: queue.SimpleQueue[xmlrpc.client.ServerProxy] = queue.SimpleQueue()
-    for connection in connections:
-        free.put(connection)
-
-    def read(cls: str) -> dict[str, Any]:
-        connection = free.get()
-        try:
-            return _all_records(lambda: session.all_records_on(connection, cls), cls)
-        finally:
-            free.put(connection)
-    pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="xapi-read")
+    """Each class's records, the next class asked for (on a second connection, on another thread) before this
+    one's answer is read: the pool writes one answer (20 MB of XML for 10,000 VMs) while we read the last. The same
+    calls, answers and order as one at a time; every answer read on this thread (records made on two threads take
+    more memory: a heap for each)."""
+    connection = session.connection()
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="xapi-ahead")
     try:
-        return dict(zip(CLASSES, pool.map(read, CLASSES), strict=True))
+        asked = ahead.submit(session.answer_on, connection, CLASSES[0])
+        records: dict[str, Any] = {}
+        for number, cls in enumerate(CLASSES):
+            body = asked.result()
+            if number + 1 < len(CLASSES):
+                asked = ahead.submit(session.answer_on, connection, CLASSES[number + 1])
+            records[cls] = _all_records(partial(session.records_of, body, cls), cls)
+            del body  # read: its records are what is kept
+        return records
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a failed call: the one still running ends, no other starts
-        for connection in connections:
-            connection("close")()
+        ahead.shutdown(wait=True, cancel_futures=True)  # a failed call: the one asked for ends, no other starts
+        connection("close")()
 
 
 class XenServerCollector(Collector[XenTarget, XenSession]):

@@ -8,6 +8,7 @@ import socket
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -183,20 +184,41 @@ def test_int64_travel_as_strings_like_xapi(server_for: Any, small_pool: Path) ->
     assert proxy.VM.get_name_label(login["Value"], ref)["Value"] == record["name_label"]
 
 
-def test_two_calls_in_flight_read_what_one_at_a_time_reads(server_for: Any, small_pool: Path) -> None:
-    """The classes are read two at a time, each on its own connection to the one session: the same answers, in
-    the same order, as the session's own calls one by one; every call counted."""
+def test_the_next_class_is_asked_for_while_the_last_answer_is_read(server_for: Any, small_pool: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each class's get_all_records reaches the pool before the last class's answer is read (a second connection on
+    the one session, on another thread); the answers, their order and the calls are those of one at a time."""
+    import time
+
     from collectors.base import Calls
-    server = server_for(small_pool, latency_s=0.05)
+    from collectors.xenserver import XenSession
+    server = server_for(small_pool)
+    asked: dict[str, float] = {}
+    read: dict[str, float] = {}
+    dispatch = server.api.dispatch
+
+    def noting(method: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        asked.setdefault(method.split(".")[0], time.monotonic())
+        return dispatch(method, params)
+    server.server.instance._dispatch_fn = noting
+    records_of = XenSession.records_of
+
+    def slowly(session: XenSession, body: bytes, cls: str) -> Any:
+        time.sleep(0.03)  # a big answer's reading
+        found = records_of(session, body, cls)
+        read[cls] = time.monotonic()
+        return found
+    monkeypatch.setattr(XenSession, "records_of", slowly)
     collector = XenServerCollector(target(server.url))
     calls = Calls()
     with collector.connect(server.url, calls) as session:
         both = collector.fetch(session)["records"]
-        assert server.api.most_in_flight == 2
+        monkeypatch.undo()
         one_by_one = {cls: session.all_records(cls) for cls in CLASSES}
         assert calls.count == 1 + 2 * len(CLASSES)  # the login, and each class twice
+    assert all(asked[after] < read[before] for before, after in pairwise(CLASSES))
     assert list(both) == list(CLASSES) and both == one_by_one and both["VM"]
-    assert server.api.calls["session.logout"] == 1 and server.api.in_flight == 0
+    assert server.api.calls["session.logout"] == 1 and server.api.most_in_flight == 1
 
 
 def test_a_session_xapi_forgets_mid_scan_is_logged_in_again(server_for: Any, small_pool: Path) -> None:

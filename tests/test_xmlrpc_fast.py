@@ -4,6 +4,8 @@ are then the answer's."""
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import io
 import math
 import xmlrpc.client
@@ -113,18 +115,20 @@ def test_answers_in_xmlrpc_clients_own_form_are_left_to_it(value: Any) -> None:
 FRAGMENTS = ["<", ">", "&", "]]>", "&amp;", "&#0;", "&#65;", "&#xD800;", "&nbsp;", " ", "\n", "\r", "\t", "\x01",
              "<value>", "</value>", "<value/>", "<member>", "</member>", "<name>", "</name>", "<struct>", "</struct>",
              "<array>", "<data>", "</data></array>", "<!--x-->", "<![CDATA[x]]>", "\ufffe", "é", "\U0001f600", "<i4>",
-             "</i4>", "<boolean>", "<nil/>", "<string>", "</string>", '"', "'", "<?x?>", "<v:value>", ' a="1"', "1"]
+             "</i4>", "<boolean>", "<nil/>", "<string>", "</string>", '"', "'", "<?x?>", "<v:value>", ' a="1"', "1",
+             "\u00a0", "\u2028", "\x85", "\ufeff", "\ufdd0"]
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values, st.randoms(use_true_random=False), st.integers(1, 3))
 def test_an_answer_broken_anywhere_reads_as_xmlrpc_client_reads_it(value: Any, chance: Any, edits: int) -> None:
     """XAPI's answer with fragments put in, and characters cut out, after tags (in a value's text, or between
-    elements): whatever the fast reader reads, it reads as xmlrpc.client does, and what it does not is
+    elements) and anywhere: whatever the fast reader reads, it reads as xmlrpc.client does, and what it does not is
     xmlrpc.client's to read or refuse."""
     text = xapi_response({"Status": "Success", "Value": value})
-    for _ in range(edits):
-        at = chance.choice([i + 1 for i, c in enumerate(text) if c == ">"])
+    for _ in range(edits):  # half of them anywhere: in a tag, a name, the declaration …
+        at = chance.choice([i + 1 for i, c in enumerate(text) if c == ">"]) if chance.random() < 0.5 else \
+            chance.randrange(len(text) + 1)
         text = text[:at] + chance.choice(FRAGMENTS) + text[at + chance.choice((0, 0, 0, 1, 2)):]
     body = text.encode("utf-8", "surrogatepass")
     assert transported(body) == stock(body)
@@ -154,6 +158,11 @@ READ = {  # answers the fast reader reads itself, each as xmlrpc.client does
         "</member></struct></value></member></struct></value>"),
     "text beyond the BMP, and tabs and newlines in it": answer("<value>\U0001f600 a\tb\nc é</value>"),
     "single quotes in the declaration, space after it": answer("<value>x</value>", "<?xml version='1.0'?>\n"),
+    "character references with leading zeros": answer("<value>&#0065;&#x0042;</value>"),
+    "noncharacters XML allows": answer("<value>\ufdd0\U0001fffe</value>"),
+    "ints as Python's int() reads them": answer("<value><array><data><value><int>+5</int></value><value><int>1_0"
+                                                "</int></value><value><int>\u0663</int></value></data></array>"
+                                                "</value>"),
 }
 LEFT = {  # answers left to xmlrpc.client, which reads them (or refuses them) its own way
     "an entity XML does not predefine": answer("<value>&nbsp;</value>"),
@@ -188,6 +197,14 @@ LEFT = {  # answers left to xmlrpc.client, which reads them (or refuses them) it
     "a member not closed": answer("<value><struct><member><name>a</name><value><struct></struct></value>"
                                   "</struct></value>"),
     "more after the answer": answer("<value>x</value>") + b"<x/>",
+    "a character reference with a capital X": answer("<value>&#X41;</value>"),
+    "an int of more digits than Python reads": answer(f"<value><int>{'9' * 5000}</int></value>"),
+    "a byte order mark": b"\xef\xbb\xbf" + answer("<value>x</value>"),
+    "no-break space after the answer": answer("<value>x</value>") + "\u00a0".encode(),
+    "no-break space after the declaration": answer("<value>x</value>", '<?xml version="1.0"?>\u00a0'),
+    "a line separator in the declaration": answer("<value>x</value>", '<?xml version="1.0"\u2028?>'),
+    "next-line between the answer's elements": answer("<value>x</value>").replace(b"</params>", "\x85".encode()
+                                                                                 + b"</params>"),
 }
 
 
@@ -203,6 +220,47 @@ def test_what_it_does_not_read_is_left_to_xmlrpc_client(case: str) -> None:
     with pytest.raises(xmlrpc_fast.NotRead):
         xmlrpc_fast.loads(body)
     assert transported(body) == transported(body, fast=False) == stock(body)
+
+
+class _Socket:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, *_: Any, **__: Any) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def http_answer(payload: bytes, *, length: int | None = None, gzipped: bool = False) -> http.client.HTTPResponse:
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {len(payload) if length is None else length}"
+            f"\r\n{'Content-Encoding: gzip' + chr(13) + chr(10) if gzipped else ''}\r\n")
+    response = http.client.HTTPResponse(_Socket(head.encode() + payload))  # type: ignore[arg-type]
+    response.begin()
+    return response
+
+
+ANSWER = xapi_response({"Status": "Success", "Value": {"OpaqueRef:a": {"uuid": "u", "VBDs": ["OpaqueRef:b"]}}}).encode()
+HTTP = {  # an answer as HTTP brings it: whole, gzipped, shorter than it says, cut off
+    "whole": lambda: http_answer(ANSWER),
+    "gzipped": lambda: http_answer(gzip.compress(ANSWER), gzipped=True),
+    "a byte shorter than its Content-Length": lambda: http_answer(ANSWER, length=len(ANSWER) + 1),
+    "cut off, its Content-Length whole": lambda: http_answer(ANSWER[:60], length=len(ANSWER)),
+    "gzipped, cut off": lambda: http_answer(gzip.compress(ANSWER)[:-6], gzipped=True),
+    "not gzip, said to be": lambda: http_answer(ANSWER, gzipped=True),
+}
+
+
+@pytest.mark.parametrize("case", HTTP)
+def test_the_transport_reads_an_http_answer_as_xmlrpc_client_does(case: str) -> None:
+    def outcome(transport: Any) -> Any:
+        try:
+            return typed(transport.parse_response(HTTP[case]()))
+        except Exception as exc:
+            return type(exc)
+    ours = [outcome(_Transport(XenTarget(name="t", url="http://xapi.example", password=Secret("env", "X"),
+                                         fast_parser=fast), https=False, calls=Calls())) for fast in (True, False)]
+    stock_transport = xmlrpc.client.Transport()
+    stock_transport.verbose = False  # as request() sets it before reading
+    assert ours == [outcome(stock_transport)] * 2
 
 
 def test_a_pool_is_read_by_the_fast_reader_to_the_same_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
