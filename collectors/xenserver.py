@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+import socket
 import ssl
+import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
@@ -134,6 +136,15 @@ class _Transport(xmlrpc.client.Transport):
                 stream.close()
         return (body,) if self.unread else read_answer(body, self.target.fast_parser)
 
+    def abort(self) -> None:
+        """End a call in flight on another thread: its socket shut, so the read waiting on it returns at once."""
+        sock = getattr(self._connection[1], "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected yet, or already closed
+                pass
+
     def _context(self) -> ssl.SSLContext:
         if self.target.fingerprint or not self.target.verify_tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -226,35 +237,57 @@ class XenSession(Session):
         through XenAPI's own session, which logs in again."""
         params = read_answer(body, self.target.fast_parser)
         answer = params[0] if len(params) == 1 else params  # as xmlrpc.client's ServerProxy gives it
-        if isinstance(answer, dict) and answer.get("Status") == "Success" and "Value" in answer:
+        if not isinstance(answer, dict) or "Status" not in answer:  # XenAPI's own words, each
+            raise xmlrpc.client.Fault(500, "Missing Status in response from server")
+        if answer["Status"] == "Success":
+            if "Value" not in answer:
+                raise xmlrpc.client.Fault(500, "Missing Value in response from server")
             return answer["Value"]
-        if isinstance(answer, dict) and answer.get("Status") == "Failure" and answer.get("ErrorDescription"):
-            if answer["ErrorDescription"][0] == "SESSION_INVALID":
-                return self.all_records(cls)
-            raise _xenapi().Failure(answer["ErrorDescription"])
-        raise ApiError(f"{cls}.get_all_records: an answer with neither a Value nor an ErrorDescription")
+        if not answer.get("ErrorDescription"):
+            raise xmlrpc.client.Fault(500, "Missing ErrorDescription in response from server")
+        if answer["ErrorDescription"][0] == "SESSION_INVALID":
+            return self.all_records(cls)
+        raise _xenapi().Failure(answer["ErrorDescription"])
 
 
 def _every_class(session: XenSession) -> dict[str, Any]:
-    """Each class's records, the next class asked for (on a second connection, on another thread) before this
+    """Each class's records, the next class asked for (on a second connection, on a thread of its own) before this
     one's answer is read: the pool writes one answer (20 MB of XML for 10,000 VMs) while we read the last. The same
-    calls, answers and order as one at a time; every answer read on this thread (records made on two threads take
-    more memory: a heap for each)."""
+    answers, in the same order, as one at a time: every answer read on this thread (records made on two threads
+    take more memory: a heap for each). A failure is the pool's at once: the class asked ahead is not waited for,
+    its call cut off."""
     connection = session.connection()
-    ahead = ThreadPoolExecutor(1, thread_name_prefix="xapi-ahead")
+    asked: Future[Any] | None = None
     try:
-        asked = ahead.submit(session.answer_on, connection, CLASSES[0])
+        asked = _ahead(session.answer_on, connection, CLASSES[0])
         records: dict[str, Any] = {}
         for number, cls in enumerate(CLASSES):
             body = asked.result()
             if number + 1 < len(CLASSES):
-                asked = ahead.submit(session.answer_on, connection, CLASSES[number + 1])
+                asked = _ahead(session.answer_on, connection, CLASSES[number + 1])
             records[cls] = _all_records(partial(session.records_of, body, cls), cls)
             del body  # read: its records are what is kept
         return records
     finally:
-        ahead.shutdown(wait=True, cancel_futures=True)  # a failed call: the one asked for ends, no other starts
+        if asked is not None and not asked.done():
+            transport = connection("transport")
+            assert isinstance(transport, _Transport)
+            transport.abort()
         connection("close")()
+
+
+def _ahead(call: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``call(*args)`` on a daemon thread: a scan that gives up on the pool (its deadline) is not held by it, nor is
+    the process's exit."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # handed to whoever waits on it
+            future.set_exception(exc)
+    threading.Thread(target=run, name="xapi-ahead", daemon=True).start()
+    return future
 
 
 class XenServerCollector(Collector[XenTarget, XenSession]):

@@ -221,6 +221,42 @@ def test_the_next_class_is_asked_for_while_the_last_answer_is_read(server_for: A
     assert server.api.calls["session.logout"] == 1 and server.api.most_in_flight == 1
 
 
+def test_a_class_that_fails_fails_the_pool_at_once_whatever_the_class_asked_ahead(
+        server_for: Any, small_pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class's failure is the pool's error at once: the class asked for ahead (slow here) is not waited for, its
+    thread does not hold the process, and an answer without its Value is worded as XenAPI words it."""
+    import threading
+    import time
+
+    from collectors.xenserver import XenSession
+    server = server_for(small_pool)
+    dispatch = server.api.dispatch
+    answers = {"VM.get_all_records": {"Status": "Failure", "ErrorDescription": ["INTERNAL_ERROR", "boom"]}}
+    ahead = threading.Event()
+
+    def failing(method: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        if method == "VM_metrics.get_all_records":
+            ahead.set()
+            time.sleep(3)
+        return answers.get(method) or dispatch(method, params)
+    server.server.instance._dispatch_fn = failing
+    records_of = XenSession.records_of
+
+    def once_asked_ahead(session: XenSession, body: bytes, cls: str) -> Any:
+        if cls == "VM":
+            ahead.wait(2)  # VM_metrics is at the pool when VM's answer is read
+        return records_of(session, body, cls)
+    monkeypatch.setattr(XenSession, "records_of", once_asked_ahead)
+    started = time.monotonic()
+    result = XenServerCollector(target(server.url)).collect()
+    assert result.status == "failed" and "INTERNAL_ERROR boom" in (result.error or "") and ahead.is_set()
+    assert time.monotonic() - started < 2.5
+    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("xapi-ahead"))
+    answers["VM.get_all_records"] = {"Status": "Success"}
+    result = XenServerCollector(target(server.url)).collect()
+    assert result.status == "failed" and result.error == f"xenapi {server.url}: Missing Value in response from server"
+
+
 def test_a_session_xapi_forgets_mid_scan_is_logged_in_again(server_for: Any, small_pool: Path) -> None:
     """XAPI restarted during a scan (its sessions gone): the call that is told SESSION_INVALID is made again through
     XenAPI's own session, which logs in again, and the pool is read whole."""
