@@ -41,7 +41,7 @@ SessionT = TypeVar("SessionT", bound="Session")
 
 class Calls:
     """Remote calls made to one endpoint; a field, read whether the read succeeded or not. Calls made on several
-    threads at once (XenServer's two in flight) are all counted."""
+    threads at once (XenServer's look-ahead beside its session) are all counted."""
 
     __slots__ = ("count", "_lock")
 

@@ -55,10 +55,15 @@ class _Answer(io.BytesIO):
         return default
 
 
+def xen_transport(fast: bool) -> _Transport:
+    """The XenServer collector's transport, its reader on or off."""
+    return _Transport(XenTarget(name="t", url="http://xapi.example", password=Secret("env", "X"), fast_parser=fast),
+                      https=False, calls=Calls())
+
+
 def transported(body: bytes, fast: bool = True) -> Any:
     """What the XenServer collector's transport makes of an answer — its values, or the type of its error."""
-    transport = _Transport(XenTarget(name="t", url="http://xapi.example", password=Secret("env", "X"),
-                                     fast_parser=fast), https=False, calls=Calls())
+    transport = xen_transport(fast)
     try:
         return typed(transport.parse_response(_Answer(body)))
     except Exception as exc:
@@ -256,8 +261,7 @@ def test_the_transport_reads_an_http_answer_as_xmlrpc_client_does(case: str) -> 
             return typed(transport.parse_response(HTTP[case]()))
         except Exception as exc:
             return type(exc)
-    ours = [outcome(_Transport(XenTarget(name="t", url="http://xapi.example", password=Secret("env", "X"),
-                                         fast_parser=fast), https=False, calls=Calls())) for fast in (True, False)]
+    ours = [outcome(xen_transport(fast)) for fast in (True, False)]
     stock_transport = xmlrpc.client.Transport()
     stock_transport.verbose = False  # as request() sets it before reading
     assert ours == [outcome(stock_transport)] * 2
