@@ -185,6 +185,11 @@ class _TimedHTTP(http.client.HTTPConnection):
         self.sock.settimeout(self.read_timeout)
 
 
+class PinMismatch(Exception):
+    """The pool's certificate is not the pinned one. Raised by the connection, which does not know which endpoint
+    it serves: ``translate_xenapi_error`` says it as a ``TlsRejected`` that names it."""
+
+
 class _PinnedHTTPS(http.client.HTTPSConnection):
     def __init__(self, host: str, *, timeout: float, read_timeout: float, context: ssl.SSLContext,
                  fingerprint: str | None) -> None:
@@ -202,8 +207,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
             seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
             if seen != self.fingerprint:
                 self.close()
-                raise TlsRejected(f"certificate fingerprint {seen[:16]}… is not the pinned {self.fingerprint[:16]}…",
-                                  hint="if the pool's certificate was renewed, verify it and update fingerprint")
+                raise PinMismatch(f"certificate fingerprint {seen[:16]}… is not the pinned {self.fingerprint[:16]}…")
         self.sock.settimeout(self.read_timeout)
 
 
@@ -390,8 +394,9 @@ def _master_url(url: str, master: str) -> str:
 def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget) -> CollectorError | None:
     """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words."""
     xenapi = _xenapi()
-    if isinstance(exc, TlsRejected):  # raised by the pinned connection, which does not know the URL
-        return TlsRejected(f"{where}: {exc.message}", hint=exc.hint)
+    if isinstance(exc, PinMismatch):
+        return TlsRejected(f"{where}: {exc}; nothing was sent",
+                           hint="if the pool's certificate was renewed, verify it and update fingerprint")
     if isinstance(exc, xenapi.Failure):
         code = exc.details[0] if exc.details else "?"
         if code == "SESSION_AUTHENTICATION_FAILED":

@@ -311,6 +311,10 @@ def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_p
     silent.close()
     assert "certificate not trusted" in reasons["unknown CA"]
     assert "fingerprint" in reasons["wrong fingerprint"] and "pinned" in reasons["wrong fingerprint"]
+    # each names the pool it is about, once, as every other failure does
+    assert reasons["wrong fingerprint"].startswith(f"xenapi {tls.url}: ") and reasons["unknown CA"].startswith(
+        f"xenapi {tls.url}: ")
+    assert reasons["wrong fingerprint"].count(tls.url) == 1, reasons
     assert "no answer within 1.5s" in reasons["silent server"]
     assert "connection refused" in reasons["refused"]
     assert "SESSION_AUTHENTICATION_FAILED" in reasons["bad password"] and "wrong" not in reasons["bad password"]
