@@ -185,9 +185,13 @@ class _TimedHTTP(http.client.HTTPConnection):
         self.sock.settimeout(self.read_timeout)
 
 
-class PinMismatch(Exception):
-    """The pool's certificate is not the pinned one. Raised by the connection, which does not know which endpoint
-    it serves: ``translate_xenapi_error`` says it as a ``TlsRejected`` that names it."""
+class Unplaced(Exception):
+    """A ``CollectorError`` of ``kind`` raised where the pool's endpoint is not known (a connection, an answer's
+    reader): ``translate_xenapi_error`` raises it as that kind, naming the endpoint as every other failure does."""
+
+    def __init__(self, kind: type[CollectorError], message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.hint = kind, message, hint
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -207,7 +211,9 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
             seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
             if seen != self.fingerprint:
                 self.close()
-                raise PinMismatch(f"certificate fingerprint {seen[:16]}… is not the pinned {self.fingerprint[:16]}…")
+                raise Unplaced(TlsRejected, f"certificate fingerprint {seen[:16]}… is not the pinned "
+                               f"{self.fingerprint[:16]}…; nothing was sent",
+                               hint="if the pool's certificate was renewed, verify it and update fingerprint")
         self.sock.settimeout(self.read_timeout)
 
 
@@ -373,7 +379,7 @@ def _all_records(call: Callable[[], Any], cls: str) -> dict[str, Any]:
             return {}  # an older XAPI without this class
         raise
     if not isinstance(records, dict):
-        raise ApiError(f"{cls}.get_all_records did not return a map of records")
+        raise Unplaced(ApiError, f"{cls}.get_all_records did not return a map of records")
     return records
 
 
@@ -394,9 +400,8 @@ def _master_url(url: str, master: str) -> str:
 def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget) -> CollectorError | None:
     """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words."""
     xenapi = _xenapi()
-    if isinstance(exc, PinMismatch):
-        return TlsRejected(f"{where}: {exc}; nothing was sent",
-                           hint="if the pool's certificate was renewed, verify it and update fingerprint")
+    if isinstance(exc, Unplaced):
+        return exc.kind(f"{where}: {exc.message}", hint=exc.hint)
     if isinstance(exc, xenapi.Failure):
         code = exc.details[0] if exc.details else "?"
         if code == "SESSION_AUTHENTICATION_FAILED":

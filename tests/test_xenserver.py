@@ -486,3 +486,21 @@ def test_an_echoed_password_reaches_no_output_log_recording_export_or_report(sma
     files = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "c.toml"]
     assert any(b"INTERNAL_ERROR" in f for f in files)  # what the server said is kept, blanked
     assert not [text for text in said if secret in text] and not [f for f in files if secret.encode() in f]
+
+
+def test_an_answer_that_is_not_a_map_of_records_names_the_pool(small_pool: Path) -> None:
+    from fixtures.xapi.server import Xapi, XapiServer
+    api = Xapi(to_api(load_dump(small_pool)).records)
+
+    def dispatch(method: str, params: tuple[Any, ...]) -> Any:
+        answer = api.dispatch(method, params)
+        return {"Status": "Success", "Value": ["not", "a", "map"]} if method == "VM.get_all_records" else answer
+    server = XapiServer(api)
+    server.server.register_instance(_Dispatch(dispatch))
+    server.start()
+    try:
+        result = XenServerCollector(target(server.url)).collect()
+    finally:
+        server.stop()
+    assert result.status == "failed"
+    assert result.error == f"xenapi {server.url}: VM.get_all_records did not return a map of records", result.error
