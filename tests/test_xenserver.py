@@ -168,13 +168,21 @@ def test_current_releases(release: str, server_for: Any, tmp_path: Path) -> None
     assert sum(1 for a in result.inventory.host_storage if a.storage_key == nfs.key and a.attached) == 4
 
 
-def test_answers_travel_uncompressed_with_their_length_like_xapi(server_for: Any, small_pool: Path) -> None:
+def test_answers_travel_uncompressed_with_their_length_on_a_kept_connection_like_xapi(server_for: Any, small_pool: Path) -> None:
     """XAPI writes an answer as it is, with its Content-Length, whatever the client accepts (xen-api
     ocaml/xapi/api_server.ml ``callback``: ``Http_svr.response_fct`` with the string's length; nothing in its HTTP
     library encodes a body): a fixture that gzips would have the client's time go on gunzipping."""
     server = server_for(small_pool)
     host, port = server.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connections = 0
+    opened = connection.connect
+
+    def connect() -> None:
+        nonlocal connections
+        connections += 1
+        opened()
+    connection.connect = connect  # type: ignore[method-assign]
     try:
         body = xmlrpc.client.dumps(("root", "xenroot", "2.0", "test"), "session.login_with_password").encode()
         connection.request("POST", "/", body, {"Content-Type": "text/xml", "Accept-Encoding": "gzip"})
@@ -190,6 +198,9 @@ def test_answers_travel_uncompressed_with_their_length_like_xapi(server_for: Any
     assert len(text) > 1400  # longer than where xmlrpc.server starts to gzip
     assert records.getheader("Content-Encoding") is None and text.startswith(b'<?xml version="1.0"?><methodResponse>')
     assert records.getheader("Content-Length") == str(len(text)) and records.getheader("Content-Type") == "text/xml"
+    # and over HTTP/1.1, on the connection the client opened, until it closes it (http_svr.ml response_of_request)
+    assert (login.version, records.version) == (11, 11) and not login.will_close and not records.will_close
+    assert connections == 1
 
 
 def test_int64_travel_as_strings_like_xapi(server_for: Any, small_pool: Path) -> None:
