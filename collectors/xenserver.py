@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from collectors import xmlrpc_fast
-from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session
+from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session, translate_common
 from collectors.xenserver_normalise import normalise_pool
 from inventory.errors import (
     ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
@@ -185,7 +185,7 @@ class _TimedHTTP(http.client.HTTPConnection):
         self.sock.settimeout(self.read_timeout)
 
 
-class Unplaced(Exception):
+class EndpointUnknown(Exception):
     """A ``CollectorError`` of ``kind`` raised where the pool's endpoint is not known (a connection, an answer's
     reader): ``translate_xenapi_error`` raises it as that kind, naming the endpoint as every other failure does."""
 
@@ -211,7 +211,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
             seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
             if seen != self.fingerprint:
                 self.close()
-                raise Unplaced(TlsRejected, f"certificate fingerprint {seen[:16]}… is not the pinned "
+                raise EndpointUnknown(TlsRejected, f"certificate fingerprint {seen[:16]}… is not the pinned "
                                f"{self.fingerprint[:16]}…; nothing was sent",
                                hint="if the pool's certificate was renewed, verify it and update fingerprint")
         self.sock.settimeout(self.read_timeout)
@@ -324,20 +324,27 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
             transport = _Transport(self.target, urlsplit(url).scheme == "https", calls)
             api = xenapi.Session(url, transport=transport)
             try:
-                api.xenapi.login_with_password(self.target.username, _password(self.target), "2.0", ORIGINATOR)
-            except xenapi.Failure as exc:
-                if exc.details and exc.details[0] == "HOST_IS_SLAVE" and attempt == 0:
-                    url = _master_url(url, str(exc.details[1]))
-                    continue
+                try:
+                    api.xenapi.login_with_password(self.target.username, _password(self.target), "2.0", ORIGINATOR)
+                except xenapi.Failure as exc:
+                    if exc.details and exc.details[0] == "HOST_IS_SLAVE" and attempt == 0:
+                        url = _master_url(url, str(exc.details[1]))
+                        continue
+                    raise
+                session = XenSession(url, calls, api, self.target)
+                if url != configured:
+                    session.redirected = f"pool member (HOST_IS_SLAVE): followed to the master {url}"
+                try:
+                    yield session
+                finally:
+                    _logout(api)
+                return
+            except Exception as exc:  # a failure on the master after a member's redirect is said as the master's
+                if url != configured:
+                    setattr(exc, _MASTER, url)
                 raise
-            session = XenSession(url, calls, api, self.target)
-            if url != configured:
-                session.redirected = f"pool member (HOST_IS_SLAVE): followed to the master {url}"
-            try:
-                yield session
-            finally:
-                _logout(api)
-            return
+            finally:  # XAPI keeps a connection for the next call until the client closes it
+                transport.close()
         raise CollectorError(f"xenapi {configured}: pool master redirected more than once")
 
     def fetch(self, session: XenSession) -> JsonDict:
@@ -348,7 +355,12 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
         return normalise_answer(next(iter(answers.values())), target.name, target.url)
 
     def translate(self, exc: BaseException, where: str) -> CollectorError | None:
-        return translate_xenapi_error(exc, where, self.target)
+        master = getattr(exc, _MASTER, None)
+        if master is None:
+            return translate_xenapi_error(exc, where, self.target)
+        where = f"xenapi {master} (the master of pool member {self.target.url})"
+        return translate_xenapi_error(exc, where, self.target, master=True) or translate_common(
+            exc, where, self.timeout_hint)
 
 
 def normalise_answer(answer: JsonDict, name: str, configured_url: str) -> Inventory:
@@ -379,7 +391,7 @@ def _all_records(call: Callable[[], Any], cls: str) -> dict[str, Any]:
             return {}  # an older XAPI without this class
         raise
     if not isinstance(records, dict):
-        raise Unplaced(ApiError, f"{cls}.get_all_records did not return a map of records")
+        raise EndpointUnknown(ApiError, f"{cls}.get_all_records did not return a map of records")
     return records
 
 
@@ -397,11 +409,20 @@ def _master_url(url: str, master: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget) -> CollectorError | None:
-    """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words."""
+# set on an error raised on the pool's master, reached by a member's HOST_IS_SLAVE: the master's URL
+_MASTER = "xenapi_master_url"
+
+
+def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget,
+                           master: bool = False) -> CollectorError | None:
+    """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words.
+    ``master``: it happened on the master a configured member named."""
     xenapi = _xenapi()
-    if isinstance(exc, Unplaced):
-        return exc.kind(f"{where}: {exc.message}", hint=exc.hint)
+    if isinstance(exc, EndpointUnknown):
+        hint = exc.hint
+        if master and exc.kind is TlsRejected:
+            hint = "each host of a pool has a certificate of its own: pin the master's, or configure its address"
+        return exc.kind(f"{where}: {exc.message}", hint=hint)
     if isinstance(exc, xenapi.Failure):
         code = exc.details[0] if exc.details else "?"
         if code == "SESSION_AUTHENTICATION_FAILED":

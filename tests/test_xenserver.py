@@ -323,6 +323,27 @@ def test_a_pool_member_redirects_to_the_master_once(server_for: Any, small_pool:
         name.endswith("get_all_records") for name in member.api.calls)
 
 
+def test_a_failure_after_the_redirect_names_the_master_it_happened_on(server_for: Any, small_pool: Path,
+                                                                     tmp_path: Path) -> None:
+    """Each host of a pool has a certificate of its own: a pin of the member's, configured, does not match the
+    master's. The error says where it failed, and what to pin."""
+    member_cert, member_key = self_signed(tmp_path / "member", addresses=("127.0.0.3",))
+    master_cert, master_key = self_signed(tmp_path / "master", addresses=("127.0.0.2",))
+    master = server_for(small_pool, host="127.0.0.2", tls=(master_cert, master_key))
+    member = server_for(small_pool, host="127.0.0.3", port=master.port, member_of="127.0.0.2",
+                        tls=(member_cert, member_key))
+    result = XenServerCollector(target(member.url, fingerprint=sha256_fingerprint(member_cert))).collect()
+    assert result.status == "failed"
+    assert (result.error or "").startswith(f"xenapi {master.url} (the master of pool member {member.url}): "
+                                           "certificate fingerprint "), result.error
+    assert "pin the master's" in (result.error or "")
+    pinned = XenServerCollector(target(member.url, fingerprint=sha256_fingerprint(master_cert))).collect()
+    assert pinned.status == "failed" and (pinned.error or "").startswith(f"xenapi {member.url}: certificate "
+                                                                         "fingerprint"), pinned.error
+    both = XenServerCollector(target(member.url, ca_file=master_cert)).collect()  # the member's is not trusted
+    assert both.status == "failed" and "certificate not trusted" in (both.error or "")
+
+
 def test_failures_are_one_line_reasons_within_the_timeout(server_for: Any, tmp_path: Path, small_pool: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     cert, key = self_signed(tmp_path / "tls")
@@ -540,3 +561,31 @@ def test_an_answer_that_is_not_a_map_of_records_names_the_pool(small_pool: Path)
         server.stop()
     assert result.status == "failed"
     assert result.error == f"xenapi {server.url}: VM.get_all_records did not return a map of records", result.error
+
+
+def test_the_client_closes_every_connection_it_opened(server_for: Any, small_pool: Path, tmp_path: Path) -> None:
+    """XAPI keeps a connection open for the next call until the client closes it (http_svr.ml): a client that left
+    it to the garbage collector would hold one of the pool's connections per scan until then."""
+    import gc
+    import warnings
+    cert, key = self_signed(tmp_path / "tls", addresses=("127.0.0.1", "127.0.0.2", "127.0.0.3"))
+    master = server_for(small_pool, host="127.0.0.2", tls=(cert, key))
+    member = server_for(small_pool, host="127.0.0.3", port=master.port, member_of="127.0.0.2", tls=(cert, key))
+    for server in (server_for(small_pool), server_for(small_pool, tls=(cert, key)), member):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", ResourceWarning)
+            result = XenServerCollector(target(server.url, ca_file=cert)).collect()
+            gc.collect()
+        assert result.status == "ok", result.error
+        unclosed = [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)]
+        assert not unclosed, unclosed
+
+
+def test_a_stopped_fixture_server_answers_no_kept_connection(server_for: Any, small_pool: Path) -> None:
+    server = server_for(small_pool)
+    proxy = xmlrpc.client.ServerProxy(server.url)
+    assert proxy.session.login_with_password("root", "xenroot", "2.0", "test")["Status"] == "Success"
+    server.stop()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        proxy.session.login_with_password("root", "xenroot", "2.0", "test")
+    proxy("close")()
