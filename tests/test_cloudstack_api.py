@@ -124,6 +124,18 @@ def test_answers_are_gzipped_for_a_client_that_accepts_it_as_cloudstacks_jetty_d
     assert empty.getheader("Content-Encoding") is None and json.loads(nothing) == {"listhostsresponse": {}}
 
 
+@pytest.mark.parametrize(("accepted", "zipped"), [
+    ("gzip", True), ("gzip, deflate", True), ("GZIP", True), ("deflate, gzip;q=0.5", True), ("gzip;q=0.001", True),
+    ("gzip;q=0, gzip", True), ("gzip ; q = 1", True), ("", False), ("identity", False), ("*", False),
+    ("x-gzip", False), ("gzip;q=0", False), ("gzip;Q=0", False), ("gzip ;q = 0", False), ("gzip;q=0.000", False),
+    ("gzip;level=1;q=0", True), ("deflate", False)])
+def test_gzip_is_accepted_as_jettys_accept_encoding_check_reads_it(accepted: str, zipped: bool) -> None:
+    """Jetty 9.4's GzipHandler asks ``HttpField.contains("gzip")``: any item of the list named gzip (in any case,
+    spaces ignored) but one whose first parameter is q=0 (only the first is read); ``*`` is not gzip to it."""
+    from fixtures.cloudstack.server import _gzips
+    assert _gzips(200, b"x" * 40, "application/json; charset=UTF-8", accepted) is zipped
+
+
 def test_paging_follows_a_small_default_page_size_where_the_cs_client_alone_fails(server: Any) -> None:
     running = server({"vms": vms(23), "settings": {"default.page.size": "5"}})
     from cs import CloudStack, CloudStackApiException
