@@ -168,7 +168,8 @@ def test_current_releases(release: str, server_for: Any, tmp_path: Path) -> None
     assert sum(1 for a in result.inventory.host_storage if a.storage_key == nfs.key and a.attached) == 4
 
 
-def test_answers_travel_uncompressed_with_their_length_on_a_kept_connection_like_xapi(server_for: Any, small_pool: Path) -> None:
+def test_answers_travel_uncompressed_with_their_length_on_a_kept_connection_like_xapi(server_for: Any,
+                                                                                    small_pool: Path) -> None:
     """XAPI writes an answer as it is, with its Content-Length, whatever the client accepts (xen-api
     ocaml/xapi/api_server.ml ``callback``: ``Http_svr.response_fct`` with the string's length; nothing in its HTTP
     library encodes a body): a fixture that gzips would have the client's time go on gunzipping."""
