@@ -492,17 +492,10 @@ class _Echoing:
 @pytest.mark.parametrize("fault", [False, True])
 def test_a_password_the_server_echoes_is_never_kept_or_said(small_pool: Path, monkeypatch: pytest.MonkeyPatch,
                                                             fault: bool) -> None:
-    from fixtures.xapi.server import XapiServer
     secret = "Hunter2-echoed-back"
     monkeypatch.setenv(PASSWORD_ENV, secret)
     echoing = _Echoing(to_api(load_dump(small_pool)).records, fault)
-    server = XapiServer(echoing.api)
-    server.server.register_instance(_Dispatch(echoing.dispatch))
-    server.start()
-    try:
-        result = XenServerCollector(target(server.url)).collect()
-    finally:
-        server.stop()
+    result, _ = _collected_through(echoing.api, echoing.dispatch)
     assert result.status == "failed"
     said = [result.error or "", *(e.error or "" for e in result.endpoints)]
     assert all(secret not in text and secret[:8] not in text for text in said), said
@@ -515,6 +508,18 @@ class _Dispatch:
 
     def _dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
         return self._dispatch_fn(method, params)
+
+
+def _collected_through(api: Any, dispatch: Any) -> tuple[Any, str]:
+    """The pool read from a fixture server whose every call goes through ``dispatch``; its result and URL."""
+    from fixtures.xapi.server import XapiServer
+    server = XapiServer(api)
+    server.server.register_instance(_Dispatch(dispatch))
+    server.start()
+    try:
+        return XenServerCollector(target(server.url)).collect(), server.url
+    finally:
+        server.stop()
 
 
 def test_an_echoed_password_reaches_no_output_log_recording_export_or_report(small_pool: Path, tmp_path: Path) -> None:
@@ -547,21 +552,15 @@ def test_an_echoed_password_reaches_no_output_log_recording_export_or_report(sma
 
 
 def test_an_answer_that_is_not_a_map_of_records_names_the_pool(small_pool: Path) -> None:
-    from fixtures.xapi.server import Xapi, XapiServer
+    from fixtures.xapi.server import Xapi
     api = Xapi(to_api(load_dump(small_pool)).records)
 
     def dispatch(method: str, params: tuple[Any, ...]) -> Any:
         answer = api.dispatch(method, params)
         return {"Status": "Success", "Value": ["not", "a", "map"]} if method == "VM.get_all_records" else answer
-    server = XapiServer(api)
-    server.server.register_instance(_Dispatch(dispatch))
-    server.start()
-    try:
-        result = XenServerCollector(target(server.url)).collect()
-    finally:
-        server.stop()
+    result, url = _collected_through(api, dispatch)
     assert result.status == "failed"
-    assert result.error == f"xenapi {server.url}: VM.get_all_records did not return a map of records", result.error
+    assert result.error == f"xenapi {url}: VM.get_all_records did not return a map of records", result.error
 
 
 def test_the_client_closes_every_connection_it_opened(server_for: Any, small_pool: Path, tmp_path: Path) -> None:
