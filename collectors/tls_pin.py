@@ -19,30 +19,34 @@ class PinnedContext(ssl.SSLContext):
     pin: str = ""
     where: str = ""
     renewed: str = "the certificate"
+    hint: str | None = None
 
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         tls = super().wrap_socket(sock, *args, **kwargs)
         try:
             if not kwargs.get("do_handshake_on_connect", True):
                 tls.do_handshake()
-            check_pin(tls, self.pin, self.where, self.renewed)
+            check_pin(tls, self.pin, self.where, self.renewed, self.hint)
         except BaseException:
             tls.close()
             raise
         return tls
 
 
-def pinned_context(fingerprint: str, where: str, renewed: str = "the certificate") -> PinnedContext:
-    """A client context that trusts exactly the certificate whose SHA-256 is ``fingerprint`` (64 lower-case hex)."""
+def pinned_context(fingerprint: str, where: str, renewed: str = "the certificate",
+                   hint: str | None = None) -> PinnedContext:
+    """A client context that trusts exactly the certificate whose SHA-256 is ``fingerprint`` (64 lower-case hex).
+    ``where`` begins the error; ``hint``, when given, replaces "if ``renewed`` was renewed, …"."""
     context = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the pin, checked in wrap_socket, is the check
-    context.pin, context.where, context.renewed = fingerprint, where, renewed
+    context.pin, context.where, context.renewed, context.hint = fingerprint, where, renewed, hint
     return context
 
 
-def check_pin(tls: ssl.SSLSocket, fingerprint: str, where: str, renewed: str = "the certificate") -> None:
+def check_pin(tls: ssl.SSLSocket, fingerprint: str, where: str, renewed: str = "the certificate",
+              hint: str | None = None) -> None:
     seen = hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
     if seen != fingerprint:
         raise TlsRejected(f"{where}: certificate fingerprint {seen[:16]}… is not the pinned {fingerprint[:16]}…; "
-                          "nothing was sent", hint=f"if {renewed} was renewed, verify it and update fingerprint")
+                          "nothing was sent", hint=hint or f"if {renewed} was renewed, verify it and update fingerprint")

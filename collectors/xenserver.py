@@ -15,7 +15,6 @@ own files (network.conf, NTP) are not read — XAPI does not expose them. A pool
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import re
 import socket
@@ -35,9 +34,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from collectors import xmlrpc_fast
 from collectors.base import Calls, Collector, ConnectTimedOut, Sdk, Session, translate_common
+from collectors.tls_pin import pinned_context
 from collectors.xenserver_normalise import normalise_pool
 from inventory.errors import (
-    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut, TlsRejected,
+    ApiError, AuthFailed, CollectorError, ConfigError, ConnectFailed, ReadOnlyRefused, TimedOut,
 )
 from inventory.model import EndpointResult, Inventory, JsonDict, Secret, TargetConfig, TargetRead
 from inventory.normalise import check_url, one_line, refuse_password_in, sha256_fingerprint
@@ -95,13 +95,19 @@ class XenTarget(TargetConfig):
 
 
 class _Transport(xmlrpc.client.Transport):
-    """XML-RPC over HTTP(S) with timeouts, CA/pin verification, and a call counter."""
+    """XML-RPC over HTTP(S) to one ``_Endpoint`` with timeouts, CA/pin verification (a pin that does not match is
+    refused by ``collectors.tls_pin``, in the endpoint's words), and a call counter."""
 
-    def __init__(self, target: XenTarget, https: bool, calls: Calls, *, unread: bool = False) -> None:
+    def __init__(self, target: XenTarget, endpoint: _Endpoint, calls: Calls, *, unread: bool = False) -> None:
         super().__init__()
-        self.target, self.https = target, https
+        self.target, self.endpoint = target, endpoint
+        self.https = urlsplit(endpoint.url).scheme == "https"
         self.calls = calls
         self.unread = unread
+
+    def twin(self) -> _Transport:
+        """Another transport to the same endpoint, whose answers come back unread (bytes), counted with this one's."""
+        return _Transport(self.target, self.endpoint, self.calls, unread=True)
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         if self._connection[1] is not None and host == self._connection[0]:
@@ -109,8 +115,8 @@ class _Transport(xmlrpc.client.Transport):
         chost, self._extra_headers, _ = self.get_host_info(host)
         conn: http.client.HTTPConnection
         if self.https:
-            conn = _PinnedHTTPS(chost, timeout=self.target.connect_timeout, read_timeout=self.target.timeout,
-                                context=self._context(), fingerprint=self.target.fingerprint)
+            conn = _TimedHTTPS(chost, timeout=self.target.connect_timeout, read_timeout=self.target.timeout,
+                               context=self._context())
         else:
             conn = _TimedHTTP(chost, timeout=self.target.connect_timeout, read_timeout=self.target.timeout)
         self._connection = host, conn
@@ -146,10 +152,13 @@ class _Transport(xmlrpc.client.Transport):
                 pass
 
     def _context(self) -> ssl.SSLContext:
-        if self.target.fingerprint or not self.target.verify_tls:
+        if self.target.fingerprint:
+            return pinned_context(self.target.fingerprint, self.endpoint.where, "the pool's certificate",
+                                  self.endpoint.pin_hint)
+        if not self.target.verify_tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # the pin below is the check
+            context.verify_mode = ssl.CERT_NONE  # chosen, and warned about when the config is read
             return context
         return ssl.create_default_context(cafile=str(self.target.ca_file) if self.target.ca_file else None)
 
@@ -185,45 +194,47 @@ class _TimedHTTP(http.client.HTTPConnection):
         self.sock.settimeout(self.read_timeout)
 
 
-class EndpointUnknown(Exception):
-    """A ``CollectorError`` of ``kind`` raised where the pool's endpoint is not known (a connection, an answer's
-    reader): ``translate_xenapi_error`` raises it as that kind, naming the endpoint as every other failure does."""
+class _TimedHTTPS(http.client.HTTPSConnection):
+    """Connect and shake hands within ``timeout`` (a pinned context checks the pin then), then wait up to
+    ``read_timeout`` for each answer."""
 
-    def __init__(self, kind: type[CollectorError], message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.hint = kind, message, hint
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, *, timeout: float, read_timeout: float, context: ssl.SSLContext,
-                 fingerprint: str | None) -> None:
+    def __init__(self, host: str, *, timeout: float, read_timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(host, timeout=timeout, context=context)
         self.read_timeout = read_timeout
-        self.fingerprint = fingerprint
 
     def connect(self) -> None:
         try:
-            super().connect()  # TCP and the TLS handshake, within connect_timeout
+            super().connect()
         except TimeoutError as exc:
             raise ConnectTimedOut(self.timeout or 0) from exc
-        assert isinstance(self.sock, ssl.SSLSocket)
-        if self.fingerprint:
-            seen = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
-            if seen != self.fingerprint:
-                self.close()
-                raise EndpointUnknown(TlsRejected, f"certificate fingerprint {seen[:16]}… is not the pinned "
-                               f"{self.fingerprint[:16]}…; nothing was sent",
-                               hint="if the pool's certificate was renewed, verify it and update fingerprint")
+        assert self.sock is not None
         self.sock.settimeout(self.read_timeout)
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where calls go, how a failure there is said, and a pin's hint there: a master a configured member named is
+    said as that member's master (each host of a pool has a certificate of its own)."""
+
+    url: str
+    where: str
+    pin_hint: str | None = None
+
+    @classmethod
+    def of(cls, url: str, configured: str) -> _Endpoint:
+        if url == configured:
+            return cls(url, f"xenapi {url}")
+        return cls(url, f"xenapi {url} (the master of pool member {configured})",
+                   "each host of a pool has a certificate of its own: pin the master's, or configure its address")
 
 
 class XenSession(Session):
     """A logged-in XenAPI session on the pool master; ``endpoint`` is the master's URL."""
 
-    def __init__(self, url: str, calls: Calls, api: Any, target: XenTarget) -> None:
-        super().__init__(url, calls)
+    def __init__(self, calls: Calls, api: Any, transport: _Transport) -> None:
+        super().__init__(transport.endpoint.url, calls)
         self.api = api
-        self.target = target
+        self.transport = transport
 
     def all_records(self, cls: str) -> Any:
         return getattr(self.api.xenapi, cls).get_all_records()
@@ -231,8 +242,7 @@ class XenSession(Session):
     def connection(self) -> xmlrpc.client.ServerProxy:
         """Another connection to the master on this session, whose answers come back unread (bytes): its own
         transport (the same TLS checks, reads only, the calls counted with the session's)."""
-        return xmlrpc.client.ServerProxy(self.endpoint, allow_none=True, transport=_Transport(
-            self.target, urlsplit(self.endpoint).scheme == "https", self.calls, unread=True))
+        return xmlrpc.client.ServerProxy(self.endpoint, allow_none=True, transport=self.transport.twin())
 
     def answer_on(self, connection: xmlrpc.client.ServerProxy, cls: str) -> bytes:
         """A class's get_all_records on a ``connection``, the session's handle sent as XenAPI sends it: the answer's
@@ -245,7 +255,7 @@ class XenSession(Session):
         """``all_records`` from an answer's bytes (``answer_on``), taken as XenAPI takes an answer: its value, a
         Failure raised as XenAPI's ``Failure``, and a session XAPI no longer knows (it was restarted) asked again
         through XenAPI's own session, which logs in again."""
-        params = read_answer(body, self.target.fast_parser)
+        params = read_answer(body, self.transport.target.fast_parser)
         answer = params[0] if len(params) == 1 else params  # as xmlrpc.client's ServerProxy gives it
         if not isinstance(answer, dict) or "Status" not in answer:  # XenAPI's own words, each
             raise xmlrpc.client.Fault(500, "Missing Status in response from server")
@@ -275,7 +285,7 @@ def _every_class(session: XenSession) -> dict[str, Any]:
             body = asked.result()
             if number + 1 < len(CLASSES):
                 asked = _ahead(session.answer_on, connection, CLASSES[number + 1])
-            records[cls] = _all_records(partial(session.records_of, body, cls), cls)
+            records[cls] = _all_records(partial(session.records_of, body, cls), cls, session.transport.endpoint.where)
             del body  # read: its records are what is kept
         return records
     finally:
@@ -313,7 +323,7 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
         return self.target.overall_timeout
 
     def where(self, endpoint: str) -> str:
-        return f"xenapi {endpoint}"
+        return _Endpoint.of(endpoint, endpoint).where
 
     @contextmanager
     def connect(self, url: str, calls: Calls) -> Iterator[XenSession]:
@@ -321,7 +331,7 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
         xenapi = _xenapi()
         configured = url
         for attempt in range(2):
-            transport = _Transport(self.target, urlsplit(url).scheme == "https", calls)
+            transport = _Transport(self.target, _Endpoint.of(url, configured), calls)
             api = xenapi.Session(url, transport=transport)
             try:
                 try:
@@ -331,7 +341,7 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
                         url = _master_url(url, str(exc.details[1]))
                         continue
                     raise
-                session = XenSession(url, calls, api, self.target)
+                session = XenSession(calls, api, transport)
                 if url != configured:
                     session.redirected = f"pool member (HOST_IS_SLAVE): followed to the master {url}"
                 try:
@@ -341,7 +351,7 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
                 return
             except Exception as exc:  # a failure on the master after a member's redirect is said as the master's
                 if url != configured:
-                    setattr(exc, _MASTER, url)
+                    setattr(exc, _SAID_AT, transport.endpoint.where)
                 raise
             finally:  # XAPI keeps a connection for the next call until the client closes it
                 transport.close()
@@ -355,12 +365,10 @@ class XenServerCollector(Collector[XenTarget, XenSession]):
         return normalise_answer(next(iter(answers.values())), target.name, target.url)
 
     def translate(self, exc: BaseException, where: str) -> CollectorError | None:
-        master = getattr(exc, _MASTER, None)
-        if master is None:
+        said_at = getattr(exc, _SAID_AT, None)
+        if said_at is None:
             return translate_xenapi_error(exc, where, self.target)
-        where = f"xenapi {master} (the master of pool member {self.target.url})"
-        return translate_xenapi_error(exc, where, self.target, master=True) or translate_common(
-            exc, where, self.timeout_hint)
+        return translate_xenapi_error(exc, said_at, self.target) or translate_common(exc, said_at, self.timeout_hint)
 
 
 def normalise_answer(answer: JsonDict, name: str, configured_url: str) -> Inventory:
@@ -383,7 +391,7 @@ def _password(target: XenTarget) -> str:
     return target.password.reveal()
 
 
-def _all_records(call: Callable[[], Any], cls: str) -> dict[str, Any]:
+def _all_records(call: Callable[[], Any], cls: str, where: str) -> dict[str, Any]:
     try:
         records = call()
     except _xenapi().Failure as exc:
@@ -391,7 +399,7 @@ def _all_records(call: Callable[[], Any], cls: str) -> dict[str, Any]:
             return {}  # an older XAPI without this class
         raise
     if not isinstance(records, dict):
-        raise EndpointUnknown(ApiError, f"{cls}.get_all_records did not return a map of records")
+        raise ApiError(f"{where}: {cls}.get_all_records did not return a map of records")
     return records
 
 
@@ -409,20 +417,13 @@ def _master_url(url: str, master: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-# set on an error raised on the pool's master, reached by a member's HOST_IS_SLAVE: the master's URL
-_MASTER = "xenapi_master_url"
+# set on an error raised on the pool's master, reached by a member's HOST_IS_SLAVE: how to name where it happened
+_SAID_AT = "xenapi_said_at"
 
 
-def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget,
-                           master: bool = False) -> CollectorError | None:
-    """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words.
-    ``master``: it happened on the master a configured member named."""
+def translate_xenapi_error(exc: BaseException, where: str, target: XenTarget) -> CollectorError | None:
+    """XenAPI's failures and XML-RPC's errors in one line; sockets and TLS are left to the shared words."""
     xenapi = _xenapi()
-    if isinstance(exc, EndpointUnknown):
-        hint = exc.hint
-        if master and exc.kind is TlsRejected:
-            hint = "each host of a pool has a certificate of its own: pin the master's, or configure its address"
-        return exc.kind(f"{where}: {exc.message}", hint=hint)
     if isinstance(exc, xenapi.Failure):
         code = exc.details[0] if exc.details else "?"
         if code == "SESSION_AUTHENTICATION_FAILED":

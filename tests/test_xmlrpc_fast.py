@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from collectors import xmlrpc_fast
 from collectors.base import Calls
-from collectors.xenserver import XenServerCollector, XenTarget, _Transport
+from collectors.xenserver import XenServerCollector, XenTarget, _Endpoint, _Transport
 from fixtures.xapi.server import serve_dump, xapi_response
 from fixtures.xapi.synth import generate
 from inventory.model import Secret
@@ -58,7 +58,7 @@ class _Answer(io.BytesIO):
 def xen_transport(fast: bool) -> _Transport:
     """The XenServer collector's transport, its reader on or off."""
     return _Transport(XenTarget(name="t", url="http://xapi.example", password=Secret("env", "X"), fast_parser=fast),
-                      https=False, calls=Calls())
+                      _Endpoint.of("http://xapi.example", "http://xapi.example"), Calls())
 
 
 def transported(body: bytes, fast: bool = True) -> Any:
