@@ -3,9 +3,9 @@
 client that calls get_record per object, on a sample of each class, extrapolated.
 
 Per size: the console script's wall time (process start to exit, into a new database, checks included), its
-own peak RSS and CPU (wait4), the fixture server's CPU while it answered (it is Python, and it answers each call
-before the scan reads the answer: on this machine the wall time is about the two CPU times added), and the API
-calls stored; then the curves against VMs. ``--compare OTHER/bin/cs-inventory`` runs another build's console
+own peak RSS and CPU (wait4), the fixture server's CPU while it answered (it is Python; it writes the next class's
+answer while the scan reads the last, so the wall time is less than the two CPU times added), and the API calls
+stored; then the curves against VMs. ``--compare OTHER/bin/cs-inventory`` runs another build's console
 script alongside, in the same run, against the same server. Medians of ``--repeat`` runs (reinstall first: the
 console script is what is timed).
 Run: .venv/bin/python -m bench.xen_pool [--hosts 64 --vms 2500,5000,10000 --latency-ms 1 --repeat 3]
